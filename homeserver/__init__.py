@@ -1,0 +1,3 @@
+"""A fast, light Matrix homeserver."""
+
+__version__ = "0.1.0"

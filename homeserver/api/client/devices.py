@@ -1,0 +1,69 @@
+"""Device management (device_management.yaml)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeserver.core.errors import not_found
+from homeserver.http.params import get_str, get_str_list
+from homeserver.http.routing import ApiRequest, Router
+from homeserver.storage.stores.devices import Device
+
+from .uia_stages import require_password_uia
+
+routes = Router()
+
+
+def _device_json(device: Device) -> dict[str, Any]:
+    body: dict[str, Any] = {"device_id": device.device_id, "display_name": device.display_name}
+    if device.last_seen_ts is not None:
+        body["last_seen_ts"] = device.last_seen_ts
+    if device.last_seen_ip is not None:
+        body["last_seen_ip"] = device.last_seen_ip
+    return body
+
+
+@routes.get("/devices")
+async def getDevices(req: ApiRequest) -> Any:
+    devices = await req.services.device_store.list_devices(req.user.user_id)
+    return {"devices": [_device_json(d) for d in devices]}
+
+
+@routes.get("/devices/{deviceId}")
+async def getDevice(req: ApiRequest) -> Any:
+    device = await req.services.device_store.get_device(req.user.user_id, req.path["deviceId"])
+    if device is None:
+        raise not_found("Device not found")
+    return _device_json(device)
+
+
+@routes.put("/devices/{deviceId}")
+async def updateDevice(req: ApiRequest) -> Any:
+    body = await req.json()
+    display_name = get_str(body, "display_name")
+    found = await req.services.device_store.set_display_name(
+        req.user.user_id, req.path["deviceId"], display_name
+    )
+    if not found:
+        raise not_found("Device not found")
+    return {}
+
+
+@routes.delete("/devices/{deviceId}")
+async def deleteDevice(req: ApiRequest) -> Any:
+    body = await req.json()
+    device_id = req.path["deviceId"]
+    if await req.services.device_store.get_device(req.user.user_id, device_id) is None:
+        raise not_found("Device not found")
+    await require_password_uia(req, body)
+    await req.services.accounts.delete_devices(req.user.user_id, [device_id])
+    return {}
+
+
+@routes.post("/delete_devices")
+async def deleteDevices(req: ApiRequest) -> Any:
+    body = await req.json()
+    device_ids = get_str_list(body, "devices", required=True)
+    await require_password_uia(req, body)
+    await req.services.accounts.delete_devices(req.user.user_id, device_ids)
+    return {}

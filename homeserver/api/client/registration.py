@@ -1,0 +1,142 @@
+"""Account registration (registration.yaml)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeserver.core.errors import MatrixError
+from homeserver.http.params import get_bool, get_str
+from homeserver.http.routing import ApiRequest, Auth, JsonResponse, Router
+from homeserver.services.accounts import LoginResult
+from homeserver.services.uia import StageChecker
+
+routes = Router()
+
+
+def _registration_flows(req: ApiRequest) -> list[list[str]]:
+    config = req.services.config
+    if config.registration_requires_token:
+        return [["m.login.registration_token"]]
+    return [["m.login.dummy"]]
+
+
+def _checkers(req: ApiRequest) -> dict[str, StageChecker]:
+    tokens = req.services.registration_tokens
+
+    async def dummy(auth: dict[str, Any], _user: str | None) -> bool:
+        return True
+
+    async def registration_token(auth: dict[str, Any], _user: str | None) -> str:
+        token = auth.get("token")
+        if not isinstance(token, str):
+            raise MatrixError(400, "M_MISSING_PARAM", "Missing registration token")
+        found = await tokens.get_token(token)
+        now = req.services.clock.time_ms()
+        if (
+            found is None
+            or (found.expiry_time is not None and found.expiry_time < now)
+            or (found.uses_allowed is not None and found.completed >= found.uses_allowed)
+        ):
+            raise MatrixError(401, "M_FORBIDDEN", "Invalid registration token")
+        return token
+
+    return {"m.login.dummy": dummy, "m.login.registration_token": registration_token}
+
+
+def _login_body(result: LoginResult, server_name: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "user_id": result.user_id,
+        "access_token": result.access_token,
+        "device_id": result.device_id,
+        "home_server": server_name,
+    }
+    if result.refresh_token is not None:
+        body["refresh_token"] = result.refresh_token
+        body["expires_in_ms"] = result.expires_in_ms
+    return body
+
+
+@routes.post("/register", auth=Auth.NONE, ratelimit="registration")
+async def register(req: ApiRequest) -> Any:
+    config = req.services.config
+    accounts = req.services.accounts
+    body = await req.json()
+    kind = req.query.get("kind", "user")
+    if kind == "guest":
+        raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled")
+    if kind != "user":
+        raise MatrixError(400, "M_INVALID_PARAM", "Invalid kind")
+    if not config.enable_registration:
+        raise MatrixError(403, "M_FORBIDDEN", "Registration has been disabled")
+
+    username = get_str(body, "username")
+    password = get_str(body, "password")
+    get_str(body, "device_id")
+    get_str(body, "initial_device_display_name")
+    get_bool(body, "inhibit_login")
+    get_bool(body, "refresh_token")
+    if username is not None:
+        username = username.lower()
+        if not await accounts.is_available(username):
+            raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
+
+    result = await req.services.uia.authenticate(
+        body, uri=req.raw.path, method="POST", flows=_registration_flows(req), checkers=_checkers(req)
+    )
+    # Later stages may omit the original parameters; the session remembers them.
+    params = {**result.clientdict, **{k: v for k, v in body.items() if k != "auth"}}
+    username = get_str(params, "username")
+    password = get_str(params, "password")
+    if password is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "Missing password")
+    localpart = username.lower() if username else await accounts.generate_localpart()
+    token = result.completed.get("m.login.registration_token")
+
+    async def consume_token(conn: Any) -> None:
+        if isinstance(token, str):
+            used = await req.services.registration_tokens.use_token_txn(
+                conn, token, req.services.clock.time_ms()
+            )
+            if not used:
+                raise MatrixError(401, "M_FORBIDDEN", "Invalid registration token")
+
+    user_id, login = await accounts.register(
+        localpart,
+        password,
+        device_id=get_str(params, "device_id"),
+        initial_device_display_name=get_str(params, "initial_device_display_name"),
+        inhibit_login=bool(get_bool(params, "inhibit_login", default=False)),
+        want_refresh_token=bool(get_bool(params, "refresh_token", default=False)),
+        in_transaction=consume_token,
+    )
+    await req.services.uia.finish(result.session_id)
+    if login is None:
+        return {"user_id": user_id, "home_server": config.server_name}
+    return _login_body(login, config.server_name)
+
+
+@routes.get("/register/available", auth=Auth.NONE, ratelimit="registration")
+async def checkUsernameAvailability(req: ApiRequest) -> Any:
+    username = req.query.get("username")
+    if not username:
+        raise MatrixError(400, "M_MISSING_PARAM", "Missing username")
+    if not await req.services.accounts.is_available(username):
+        raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
+    return {"available": True}
+
+
+@routes.get("/register/m.login.registration_token/validity", auth=Auth.NONE, prefixes=(
+    "/_matrix/client/v1",
+), ratelimit="registration")
+async def registrationTokenValidity(req: ApiRequest) -> Any:
+    token = req.query.get("token")
+    if not token:
+        raise MatrixError(400, "M_MISSING_PARAM", "Missing token")
+    found = await req.services.registration_tokens.get_token(token)
+    now = req.services.clock.time_ms()
+    valid = (
+        found is not None
+        and (found.expiry_time is None or found.expiry_time >= now)
+        and (found.uses_allowed is None or found.completed < found.uses_allowed)
+    )
+    return JsonResponse({"valid": valid})

@@ -1,0 +1,119 @@
+"""aiohttp application factory: routes by resource, middlewares, one cleanup context per resource."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from homeserver.api.admin import register as admin_register
+from homeserver.api.client import account, devices, login, profile, registration, versions
+from homeserver.core.clock import Clock
+from homeserver.core.errors import MatrixError, missing_token
+from homeserver.http.auth import extract_access_token
+from homeserver.http.middleware import json_response, matrix_middleware
+from homeserver.http.routing import ApiRequest, Auth, JsonResponse, Route, Router
+
+from .container import Services
+
+SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
+
+CLIENT_ROUTERS: tuple[Router, ...] = (
+    versions.routes,
+    registration.routes,
+    login.routes,
+    account.routes,
+    devices.routes,
+    profile.routes,
+    admin_register.routes,
+)
+
+ALL_RESOURCES = ("client", "federation", "media", "metrics")
+
+# Cap on JSON request bodies; media uploads stream past it.
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+
+
+def _wrap(route: Route) -> Any:
+    handler = route.handler
+    auth_kind = route.auth
+    limit = route.ratelimit
+
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        services = request.app[SERVICES]
+        requester = None
+        if auth_kind is not Auth.NONE:
+            token = extract_access_token(request)
+            if token is not None:
+                requester = await services.auth.get_requester(token)
+            elif auth_kind is not Auth.OPTIONAL:
+                raise missing_token()
+            if auth_kind is Auth.ADMIN and (requester is None or not requester.is_admin):
+                raise MatrixError(403, "M_FORBIDDEN", "You are not a server admin")
+        if limit is not None:
+            services.check_route_ratelimit(limit, request.remote or "", requester)
+        result = await handler(ApiRequest(request, services, requester))
+        if isinstance(result, web.StreamResponse):
+            return result
+        if isinstance(result, JsonResponse):
+            return json_response(result.body, result.status, dict(result.headers or {}) or None)
+        return json_response(result)
+
+    endpoint.__name__ = route.name
+    return endpoint
+
+
+def add_routers(app: web.Application, routers: Iterable[Router]) -> None:
+    for router in routers:
+        for route in router.routes:
+            wrapped = _wrap(route)
+            for path in route.paths:
+                app.router.add_route(route.method, path, wrapped)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _build_app(config: Any, resources: Iterable[str]) -> web.Application:
+    max_body = int(getattr(config, "max_request_body_size", None) or DEFAULT_MAX_BODY)
+    app = web.Application(middlewares=[matrix_middleware], client_max_size=max_body)
+    names = set(resources)
+    if "client" in names:
+        add_routers(app, CLIENT_ROUTERS)
+    if "metrics" in names and getattr(config, "enable_metrics", False):
+        app.router.add_get("/metrics", metrics_handler)
+        app.router.add_get("/_synapse/metrics", metrics_handler)
+    return app
+
+
+def create_app(services: Services, resources: Iterable[str] = ALL_RESOURCES) -> web.Application:
+    """An application serving `resources` with already-built services (the CLI shares them
+    between listeners)."""
+    app = _build_app(services.config, resources)
+    app[SERVICES] = services
+    return app
+
+
+def create_app_from_config(
+    config: Any,
+    *,
+    clock: Clock | None = None,
+    role: str = "main",
+    resources: Iterable[str] = ALL_RESOURCES,
+) -> web.Application:
+    """An application that builds its own services on startup and closes them on cleanup."""
+
+    async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+        services = await Services.create(config, clock=clock, role=role)
+        app[SERVICES] = services
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    app = _build_app(config, resources)
+    app.cleanup_ctx.append(services_ctx)
+    return app

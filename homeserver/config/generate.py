@@ -1,0 +1,373 @@
+"""`generate_config_yaml`: a commented homeserver.yaml listing every supported key with its default.
+
+Loading the output gives the same configuration as loading no file at all (a unit test checks
+this), so operators can start from it and change only what they need.
+"""
+
+from __future__ import annotations
+
+import json
+from string import Template
+
+_TEMPLATE = Template(
+    """\
+# homeserver.yaml: configuration of the homeserver.
+#
+# Key names and shapes follow Synapse's homeserver.yaml, so an existing Synapse config
+# mostly works as is; keys we do not implement are listed in ONE warning at startup.
+# Every supported key is shown below with its default. Sizes take K/M/G/T suffixes
+# ("50M"); durations take ms/s/m/h/d/w/y suffixes ("5m"), a bare number is milliseconds.
+# Any key can also be set from the environment: HOMESERVER__<KEY>__<SUBKEY>=<yaml value>.
+# Full reference: docs/configuration.md
+
+## Server ##
+
+# The domain in user ids (@alice:<server_name>) and room aliases. Cannot change later.
+server_name: $server_name
+
+# Where the server keeps its database, signing key and media by default.
+data_dir: $data_dir
+
+# The URL clients use to reach this server (through your reverse proxy), e.g.
+# "https://matrix.example.com/". Unset: derived from the first listener serving `client`
+# (http://127.0.0.1:8008/ here); setting it also serves /.well-known/matrix/client.
+#public_baseurl: "https://matrix.example.com/"
+
+# Serve /.well-known/matrix/server pointing federation at public_baseurl's host and port 443.
+serve_server_wellknown: false
+
+# Write the process id here at startup.
+#pid_file: $data_dir_pid
+
+# Name of this process among workers (scale-out); the single process is "main".
+instance_name: main
+
+# Contact shown in "server is over its limits" errors, e.g. "mailto:admin@example.com".
+#admin_contact: "mailto:admin@example.com"
+
+# Room version for new rooms.
+default_room_version: "11"
+
+# Log level when no log_config is given: DEBUG, INFO, WARNING, ERROR or CRITICAL.
+log_level: INFO
+
+# A Python logging dictConfig YAML file (Synapse's log.config works as is). Overrides log_level.
+#log_config: "/etc/homeserver/log.config"
+
+# Sockets to listen on. TLS is not supported here: put a reverse proxy in front and set
+# x_forwarded: true. Resource names: client, federation, keys, media, openid, health,
+# metrics, replication. Without bind_addresses a listener binds "::" and "0.0.0.0".
+listeners:
+  - port: 8008
+    type: http
+    tls: false
+    bind_addresses: ["127.0.0.1"]
+    x_forwarded: false
+    resources:
+      - names: [client, federation, keys, media, openid, health, metrics]
+        compress: false
+
+# Serve Prometheus metrics at /metrics on listeners that list the `metrics` resource
+# (or on `type: metrics` listeners).
+enable_metrics: false
+
+# Largest accepted request body for non-media endpoints (media uses max_upload_size).
+max_request_body_size: 12800K
+
+# Outbound requests (federation, push gateways, URL previews) never go to these ranges.
+# 0.0.0.0 and :: are always blocked.
+ip_range_blacklist:
+  - "127.0.0.0/8"
+  - "10.0.0.0/8"
+  - "172.16.0.0/12"
+  - "192.168.0.0/16"
+  - "100.64.0.0/10"
+  - "192.0.0.0/24"
+  - "169.254.0.0/16"
+  - "192.88.99.0/24"
+  - "198.18.0.0/15"
+  - "192.0.2.0/24"
+  - "198.51.100.0/24"
+  - "203.0.113.0/24"
+  - "224.0.0.0/4"
+  - "::1/128"
+  - "fe80::/10"
+  - "fc00::/7"
+  - "2001:db8::/32"
+  - "ff00::/8"
+  - "fec0::/10"
+# Exceptions to ip_range_blacklist.
+ip_range_whitelist: []
+
+# Federate only with these servers (unset: with everyone).
+#federation_domain_whitelist:
+#  - example.com
+
+## Signing keys ##
+
+# This server's ed25519 signing key; generated on first start if missing.
+signing_key_path: $signing_key_path
+
+# How long other servers may cache our keys.
+key_refresh_interval: 1d
+
+# Notary servers asked for other servers' keys. Empty: fetch keys from each server directly.
+# Synapse's generated config uses matrix.org:
+#   trusted_key_servers:
+#     - server_name: "matrix.org"
+trusted_key_servers: []
+
+## Database ##
+
+# SQLite (embedded) or PostgreSQL (scale-out), in Synapse's shape. PostgreSQL example:
+#   database:
+#     name: psycopg2
+#     args:
+#       user: synapse_user
+#       password: secretpassword
+#       database: synapse
+#       host: localhost
+#       port: 5432
+#       cp_min: 5
+#       cp_max: 10
+database:
+  name: sqlite3
+  args:
+    database: $sqlite_path
+    cp_min: 5
+    cp_max: 10
+
+## Redis (scale-out only: stream positions and cache invalidation between processes) ##
+
+redis:
+  enabled: false
+  host: localhost
+  port: 6379
+  #password: secret
+  #password_path: /run/secrets/redis_password
+  #dbid: 0
+  use_tls: false
+
+## Registration and sessions ##
+
+enable_registration: false
+# Required with enable_registration unless registration_requires_token is set.
+enable_registration_without_verification: false
+registration_requires_token: false
+allow_guest_access: false
+
+# Shared secret for /_synapse/admin/v1/register (register_new_matrix_user, homeserver register-user).
+$shared_secret_line
+# ...or read it from a file:
+#registration_shared_secret_path: /run/secrets/registration_shared_secret
+
+bcrypt_rounds: 12
+# Rooms new local users join automatically, e.g. ["#welcome:example.com"].
+auto_join_rooms: []
+enable_set_displayname: true
+enable_set_avatar_url: true
+
+# How long a login stays valid (unset: forever).
+#session_lifetime: 24h
+# Lifetime of access tokens for clients that asked for a refresh token (null: no refresh tokens).
+refreshable_access_token_lifetime: 5m
+# Lifetime of access tokens for clients that did not (unset: session_lifetime).
+#nonrefreshable_access_token_lifetime: 24h
+# Lifetime of refresh tokens (unset: session_lifetime).
+#refresh_token_lifetime: 24h
+
+## Rate limiting ##
+# Token buckets: burst_count actions at once, refilled at per_second; per_second: 0 disables.
+
+rc_message:
+  per_second: 0.2
+  burst_count: 10
+rc_registration:
+  per_second: 0.17
+  burst_count: 3
+rc_registration_token_validity:
+  per_second: 0.1
+  burst_count: 5
+rc_login:
+  address:
+    per_second: 0.003
+    burst_count: 5
+  account:
+    per_second: 0.003
+    burst_count: 5
+  failed_attempts:
+    per_second: 0.17
+    burst_count: 3
+rc_joins:
+  local:
+    per_second: 0.1
+    burst_count: 10
+  remote:
+    per_second: 0.01
+    burst_count: 10
+rc_joins_per_room:
+  per_second: 1
+  burst_count: 10
+rc_invites:
+  per_room:
+    per_second: 0.3
+    burst_count: 10
+  per_user:
+    per_second: 0.003
+    burst_count: 5
+  per_issuer:
+    per_second: 0.3
+    burst_count: 10
+rc_room_creation:
+  per_second: 0.016
+  burst_count: 10
+rc_media_create:
+  per_second: 10
+  burst_count: 50
+rc_key_requests:
+  per_second: 20
+  burst_count: 100
+rc_presence:
+  per_user:
+    per_second: 0.1
+    burst_count: 1
+rc_reports:
+  per_second: 1
+  burst_count: 5
+rc_user_directory:
+  per_second: 0.016
+  burst_count: 200
+rc_delayed_event_mgmt:
+  per_second: 1
+  burst_count: 5
+# Redactions by server admins (unset: admins are not rate limited for redactions).
+#rc_admin_redaction:
+#  per_second: 1
+#  burst_count: 50
+rc_federation:
+  window_size: 1000
+  sleep_limit: 10
+  sleep_delay: 500
+  reject_limit: 50
+  concurrent: 3
+
+## Media ##
+
+enable_media_repo: true
+enable_authenticated_media: true
+media_store_path: $media_store_path
+max_upload_size: 50M
+max_image_pixels: 32M
+dynamic_thumbnails: false
+thumbnail_sizes:
+  - width: 32
+    height: 32
+    method: crop
+  - width: 96
+    height: 96
+    method: crop
+  - width: 320
+    height: 240
+    method: scale
+  - width: 640
+    height: 480
+    method: scale
+  - width: 800
+    height: 600
+    method: scale
+url_preview_enabled: false
+# URL previews never fetch from these ranges (0.0.0.0 and :: always blocked).
+url_preview_ip_range_blacklist:
+  - "127.0.0.0/8"
+  - "10.0.0.0/8"
+  - "172.16.0.0/12"
+  - "192.168.0.0/16"
+  - "100.64.0.0/10"
+  - "192.0.0.0/24"
+  - "169.254.0.0/16"
+  - "192.88.99.0/24"
+  - "198.18.0.0/15"
+  - "192.0.2.0/24"
+  - "198.51.100.0/24"
+  - "203.0.113.0/24"
+  - "224.0.0.0/4"
+  - "::1/128"
+  - "fe80::/10"
+  - "fc00::/7"
+  - "2001:db8::/32"
+  - "ff00::/8"
+  - "fec0::/10"
+url_preview_ip_range_whitelist: []
+
+## Rooms ##
+
+# Turn on encryption in new rooms: all, invite (private chats only) or off.
+encryption_enabled_by_default_for_room_type: "off"
+
+# Who may publish rooms to the public room list; first matching rule wins, no match denies.
+# Empty (the default since Synapse 1.126): nobody, except through the admin API. Allow all:
+#   room_list_publication_rules:
+#     - action: allow
+room_list_publication_rules: []
+# Who may create room aliases (same rule format).
+alias_creation_rules:
+  - user_id: "*"
+    alias: "*"
+    room_id: "*"
+    action: allow
+enable_room_list_search: true
+allow_public_rooms_without_auth: false
+allow_public_rooms_over_federation: false
+block_non_admin_invites: false
+enable_search: true
+filter_timeline_limit: 100
+forget_rooms_on_leave: false
+# How long redacted events keep their original content (null: forever).
+redaction_retention_period: 7d
+# How long client IPs and user agents are kept (null: forever).
+user_ips_max_age: 28d
+
+user_directory:
+  enabled: true
+  search_all_users: false
+  prefer_local_users: false
+  exclude_remote_users: false
+
+presence:
+  enabled: true
+
+require_auth_for_profile_requests: false
+limit_profile_requests_to_users_who_share_rooms: false
+
+## Application services ##
+
+# Registration files of application services (bridges, bots).
+app_service_config_files: []
+"""
+)
+
+
+def generate_config_yaml(
+    server_name: str = "localhost",
+    data_dir: str = "./data",
+    registration_shared_secret: str | None = None,
+) -> str:
+    """A commented homeserver.yaml with every supported key at its default."""
+
+    def q(value: str) -> str:  # a JSON string is a valid double-quoted YAML scalar
+        return json.dumps(value)
+
+    secret_line = (
+        f"registration_shared_secret: {q(registration_shared_secret)}"
+        if registration_shared_secret
+        else '#registration_shared_secret: "<a long random string>"'
+    )
+    return _TEMPLATE.substitute(
+        server_name=q(server_name),
+        data_dir=q(data_dir),
+        data_dir_pid=q(f"{data_dir}/homeserver.pid"),
+        signing_key_path=q(f"{data_dir}/{server_name}.signing.key"),
+        sqlite_path=q(f"{data_dir}/homeserver.db"),
+        media_store_path=q(f"{data_dir}/media_store"),
+        shared_secret_line=secret_line,
+    )

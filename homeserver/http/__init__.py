@@ -1,0 +1,1 @@
+"""HTTP plumbing: routing with declared auth, request parsing, middlewares, rate limits."""

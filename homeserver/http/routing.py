@@ -1,0 +1,139 @@
+"""Routes declare their method, path, auth kind and rate-limit class; handlers stay thin.
+
+A handler is `async def op(req: ApiRequest) -> Any` returning a JSON-able dict (200), a
+`JsonResponse`, or any aiohttp `StreamResponse` (media).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from homeserver.core import json as hjson
+from homeserver.core.errors import MatrixError, not_json
+from homeserver.http.requester import Requester
+
+if TYPE_CHECKING:
+    from homeserver.container import Services
+
+
+class Auth(enum.Enum):
+    NONE = "none"  # public endpoint
+    OPTIONAL = "optional"  # token used when present
+    USER = "user"  # a valid access token
+    ADMIN = "admin"  # a valid access token of a server admin
+
+
+# Path prefixes a client route is served under. r0 aliases v3 for endpoints that existed in r0.
+CLIENT_V3 = ("/_matrix/client/v3",)
+CLIENT_V3_R0 = ("/_matrix/client/v3", "/_matrix/client/r0")
+CLIENT_V1 = ("/_matrix/client/v1",)
+CLIENT_UNSTABLE = ("/_matrix/client/unstable",)
+
+
+@dataclass(frozen=True)
+class JsonResponse:
+    body: Any
+    status: int = 200
+    headers: Mapping[str, str] | None = None
+
+
+Handler = Callable[["ApiRequest"], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    paths: tuple[str, ...]
+    handler: Handler
+    auth: Auth
+    ratelimit: str | None
+    name: str
+
+
+@dataclass
+class Router:
+    routes: list[Route] = field(default_factory=list)
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        auth: Auth = Auth.USER,
+        prefixes: tuple[str, ...] = CLIENT_V3_R0,
+        ratelimit: str | None = None,
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            paths = tuple(prefix + path for prefix in prefixes) if prefixes else (path,)
+            self.routes.append(Route(method, paths, handler, auth, ratelimit, handler.__name__))
+            return handler
+
+        return register
+
+    def get(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("POST", path, **kw)
+
+    def put(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("PUT", path, **kw)
+
+    def delete(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("DELETE", path, **kw)
+
+
+class ApiRequest:
+    """What a handler sees: the parsed request, the requester and the services."""
+
+    __slots__ = ("_body", "raw", "requester", "services")
+
+    def __init__(self, raw: web.Request, services: Services, requester: Requester | None) -> None:
+        self.raw = raw
+        self.services = services
+        self.requester = requester
+        self._body: Any = None
+
+    @property
+    def user(self) -> Requester:
+        assert self.requester is not None, "route declared without auth"
+        return self.requester
+
+    @property
+    def path(self) -> Mapping[str, str]:
+        return self.raw.match_info
+
+    @property
+    def query(self) -> MultiDictProxy[str]:
+        return self.raw.query
+
+    @property
+    def client_ip(self) -> str:
+        return self.raw.remote or ""
+
+    async def body_bytes(self) -> bytes:
+        return await self.raw.read()
+
+    async def json(self, *, allow_empty: bool = True) -> dict[str, Any]:
+        """The body as a JSON object: M_NOT_JSON when unparsable, M_BAD_JSON when not an object."""
+        if self._body is None:
+            data = await self.raw.read()
+            if not data.strip():
+                if not allow_empty:
+                    raise not_json()
+                self._body = {}
+            else:
+                try:
+                    self._body = hjson.loads(data)
+                except ValueError as exc:
+                    raise not_json() from exc
+                if not isinstance(self._body, dict):
+                    raise MatrixError(400, "M_BAD_JSON", "Content must be a JSON object")
+        body: dict[str, Any] = self._body
+        return body

@@ -1,0 +1,1 @@
+"""Domain services: one per area. They never import aiohttp.web."""

@@ -1,0 +1,342 @@
+"""Accounts: registration, login, tokens, passwords, deactivation.
+
+Creating an account writes user, profile, device and access token in ONE transaction, so a crash
+in between leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from homeserver.core import ids
+from homeserver.core.clock import Clock
+from homeserver.core.errors import MatrixError
+from homeserver.http.ratelimit import Bucket, RateLimiter
+from homeserver.services.auth import AuthService
+from homeserver.services.passwords import PasswordHasher
+from homeserver.services.tokens import new_access_token, new_refresh_token, token_hash
+from homeserver.storage.database import Database
+from homeserver.storage.stores.devices import DeviceStore
+from homeserver.storage.stores.users import User, UserStore
+
+logger = logging.getLogger(__name__)
+
+MAX_PASSWORD_LENGTH = 512
+_NUMERIC = re.compile(r"^\d+$")
+
+DeviceHook = Callable[[str, list[str]], Awaitable[None]]
+UserHook = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    user_id: str
+    device_id: str
+    access_token: str
+    refresh_token: str | None
+    expires_in_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSettings:
+    """Lifetimes in ms; `access_lifetime` None means access tokens never expire."""
+
+    access_lifetime: int | None
+    refresh_lifetime: int | None
+    session_lifetime: int | None
+
+
+class AccountService:
+    def __init__(
+        self,
+        db: Database,
+        users: UserStore,
+        devices: DeviceStore,
+        auth: AuthService,
+        hasher: PasswordHasher,
+        clock: Clock,
+        ratelimiter: RateLimiter,
+        *,
+        server_name: str,
+        tokens: TokenSettings,
+        rc_login_account: Bucket,
+        rc_login_failed: Bucket,
+    ) -> None:
+        self.db = db
+        self.users = users
+        self.devices = devices
+        self.auth = auth
+        self.hasher = hasher
+        self.clock = clock
+        self.ratelimiter = ratelimiter
+        self.server_name = server_name
+        self.tokens = tokens
+        self.rc_login_account = rc_login_account
+        self.rc_login_failed = rc_login_failed
+        # Other services hook in here (device keys, rooms) without this module importing them.
+        self.devices_deleted_hooks: list[DeviceHook] = []
+        self.device_created_hooks: list[DeviceHook] = []
+        self.deactivated_hooks: list[UserHook] = []
+        self.profile_changed_hooks: list[UserHook] = []
+
+    # -- user ids ------------------------------------------------------------------------------
+
+    def user_id_for(self, localpart: str) -> str:
+        return f"@{localpart}:{self.server_name}"
+
+    def check_new_localpart(self, localpart: str) -> str:
+        if not isinstance(localpart, str) or not localpart:
+            raise MatrixError(400, "M_INVALID_USERNAME", "User ID cannot be empty")
+        if localpart != localpart.lower() or not ids.is_valid_localpart(localpart):
+            raise MatrixError(
+                400, "M_INVALID_USERNAME", "User ID can only contain characters a-z, 0-9, or '=_-./+'"
+            )
+        if localpart.startswith("_"):
+            raise MatrixError(400, "M_INVALID_USERNAME", "User ID may not begin with '_'")
+        if len(self.user_id_for(localpart).encode()) > ids.MAX_ID_LENGTH:
+            raise MatrixError(400, "M_INVALID_USERNAME", "User ID is too long")
+        return localpart
+
+    async def is_available(self, localpart: str) -> bool:
+        self.check_new_localpart(localpart)
+        return not await self.users.get_user_case_insensitive(self.user_id_for(localpart))
+
+    async def generate_localpart(self) -> str:
+        # Synapse hands out numeric localparts when the client asks for none.
+        for _ in range(10):
+            candidate = str(self.clock.time_ms() % 10**9 + int(ids.random_string(4, "0123456789")))
+            if await self.is_available(candidate):
+                return candidate
+        raise MatrixError(500, "M_UNKNOWN", "Could not generate a user id")
+
+    # -- registration --------------------------------------------------------------------------
+
+    async def register(
+        self,
+        localpart: str,
+        password: str | None,
+        *,
+        admin: bool = False,
+        displayname: str | None = None,
+        device_id: str | None = None,
+        initial_device_display_name: str | None = None,
+        inhibit_login: bool = False,
+        user_type: str | None = None,
+        appservice_id: str | None = None,
+        want_refresh_token: bool = False,
+        in_transaction: Callable[[Any], Awaitable[None]] | None = None,
+    ) -> tuple[str, LoginResult | None]:
+        self.check_new_localpart(localpart)
+        if password is not None and len(password) > MAX_PASSWORD_LENGTH:
+            raise MatrixError(400, "M_INVALID_PARAM", "Password too long")
+        user_id = self.user_id_for(localpart)
+        password_hash = await self.hasher.hash(password) if password else None
+        now = self.clock.time_ms()
+        result: LoginResult | None = None
+        async with self.db.transaction() as conn:
+            if await conn.fetchval("SELECT 1 FROM users WHERE lower(user_id) = lower($1)", user_id):
+                raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
+            await self.users.insert_user_txn(
+                conn, user_id, password_hash, now, is_admin=admin, user_type=user_type,
+                appservice_id=appservice_id,
+            )
+            await self.users.insert_profile_txn(conn, user_id, displayname or localpart)
+            if in_transaction is not None:
+                await in_transaction(conn)
+            if not inhibit_login:
+                result = await self._create_session_txn(
+                    conn, user_id, device_id, initial_device_display_name, want_refresh_token, now
+                )
+        if result is not None:
+            await self._run_device_hooks(self.device_created_hooks, user_id, [result.device_id])
+        return user_id, result
+
+    # -- login and sessions --------------------------------------------------------------------
+
+    async def _create_session_txn(
+        self, conn: Any, user_id: str, device_id: str | None, display_name: str | None,
+        want_refresh_token: bool, now: int,
+    ) -> LoginResult:
+        device_id = device_id or ids.new_device_id()
+        await self.devices.upsert_device_txn(conn, user_id, device_id, display_name, now)
+        access_token = new_access_token()
+        refresh_token = None
+        expires_in = None
+        refresh_hash = None
+        if want_refresh_token and self.tokens.access_lifetime is not None:
+            refresh_token = new_refresh_token()
+            refresh_hash = token_hash(refresh_token)
+            expires_in = self.tokens.access_lifetime
+            refresh_expiry = now + self.tokens.refresh_lifetime if self.tokens.refresh_lifetime else None
+            ultimate = now + self.tokens.session_lifetime if self.tokens.session_lifetime else None
+            await self.devices.insert_refresh_token_txn(
+                conn, refresh_hash, user_id, device_id, now, refresh_expiry, ultimate
+            )
+        valid_until = now + expires_in if expires_in is not None else None
+        await self.devices.insert_access_token_txn(
+            conn, token_hash(access_token), user_id, device_id, now, valid_until, refresh_hash
+        )
+        return LoginResult(user_id, device_id, access_token, refresh_token, expires_in)
+
+    async def create_session(
+        self, user_id: str, device_id: str | None, display_name: str | None, want_refresh_token: bool
+    ) -> LoginResult:
+        now = self.clock.time_ms()
+        async with self.db.transaction() as conn:
+            result = await self._create_session_txn(
+                conn, user_id, device_id, display_name, want_refresh_token, now
+            )
+        await self._run_device_hooks(self.device_created_hooks, user_id, [result.device_id])
+        return result
+
+    def resolve_user_identifier(self, body: dict[str, Any]) -> str:
+        """The user id a login body names (identifier m.id.user, or the deprecated `user`)."""
+        identifier = body.get("identifier")
+        user: Any = None
+        if identifier is not None:
+            if not isinstance(identifier, dict):
+                raise MatrixError(400, "M_BAD_JSON", "'identifier' must be an object")
+            if identifier.get("type") != "m.id.user":
+                raise MatrixError(400, "M_UNKNOWN", "Unknown login identifier type")
+            user = identifier.get("user")
+        else:
+            user = body.get("user")
+        if not isinstance(user, str) or not user:
+            raise MatrixError(400, "M_MISSING_PARAM", "Missing user identifier")
+        if user.startswith("@"):
+            return user.lower() if ids.server_of(user) == self.server_name else user
+        return self.user_id_for(user.lower())
+
+    async def check_password(self, user_id: str, password: Any) -> User:
+        """Raise 403 unless the password is right; rate-limits failures per account."""
+        if not isinstance(password, str):
+            raise MatrixError(400, "M_BAD_JSON", "'password' must be a string")
+        self.ratelimiter.check("login_failed", user_id, self.rc_login_failed, update=False)
+        user = await self.users.get_user(user_id)
+        if user is None or not await self.hasher.check(password, user.password_hash):
+            self.ratelimiter.check("login_failed", user_id, self.rc_login_failed)
+            raise MatrixError(403, "M_FORBIDDEN", "Invalid username or password")
+        if user.deactivated:
+            raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
+        return user
+
+    async def login_with_password(self, body: dict[str, Any]) -> LoginResult:
+        user_id = self.resolve_user_identifier(body)
+        self.ratelimiter.check("login_account", user_id, self.rc_login_account)
+        user = await self.check_password(user_id, body.get("password"))
+        device_id = body.get("device_id")
+        display_name = body.get("initial_device_display_name")
+        if device_id is not None and not isinstance(device_id, str):
+            raise MatrixError(400, "M_BAD_JSON", "'device_id' must be a string")
+        if display_name is not None and not isinstance(display_name, str):
+            raise MatrixError(400, "M_BAD_JSON", "'initial_device_display_name' must be a string")
+        want_refresh = body.get("refresh_token") is True
+        return await self.create_session(user.user_id, device_id, display_name, want_refresh)
+
+    async def refresh(self, refresh_token: str) -> LoginResult:
+        now = self.clock.time_ms()
+        digest = token_hash(refresh_token)
+        async with self.db.transaction() as conn:
+            row = await self.devices.get_refresh_token_txn(conn, digest)
+            if row is None:
+                raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown refresh token", soft_logout=False)
+            if row.expiry_ts is not None and row.expiry_ts <= now:
+                raise MatrixError(401, "M_UNKNOWN_TOKEN", "Refresh token expired", soft_logout=False)
+            if row.next_token_hash is not None:
+                # Reuse of a rotated token: allowed only while its successor is unused (the
+                # client may have lost the response). Drop the successor and issue afresh.
+                await self.devices.delete_refresh_token_txn(conn, row.next_token_hash)
+            new_refresh = new_refresh_token()
+            new_refresh_hash = token_hash(new_refresh)
+            expires_in = self.tokens.access_lifetime
+            ultimate = row.ultimate_session_expiry_ts
+            if ultimate is not None and expires_in is not None:
+                expires_in = min(expires_in, max(0, ultimate - now))
+            refresh_expiry = now + self.tokens.refresh_lifetime if self.tokens.refresh_lifetime else None
+            await self.devices.insert_refresh_token_txn(
+                conn, new_refresh_hash, row.user_id, row.device_id, now, refresh_expiry, ultimate
+            )
+            await self.devices.set_next_refresh_token_txn(conn, digest, new_refresh_hash)
+            access = new_access_token()
+            await self.devices.insert_access_token_txn(
+                conn, token_hash(access), row.user_id, row.device_id, now,
+                now + expires_in if expires_in is not None else None, new_refresh_hash,
+            )
+        return LoginResult(row.user_id, row.device_id, access, new_refresh, expires_in)
+
+    async def logout(self, user_id: str, device_id: str | None, token_digest: str | None) -> None:
+        if device_id is None:
+            if token_digest is not None:
+                await self.devices.delete_access_token(token_digest)
+                self.auth.invalidate([token_digest])
+            return
+        await self.delete_devices(user_id, [device_id])
+
+    async def logout_all(self, user_id: str) -> None:
+        async with self.db.transaction() as conn:
+            device_ids = await self.devices.list_device_ids_txn(conn, user_id)
+            hashes = await self.devices.list_token_hashes_txn(conn, user_id)
+            await self.devices.delete_devices_txn(conn, user_id, device_ids)
+            await conn.execute("DELETE FROM access_tokens WHERE user_id = $1", user_id)
+        self.auth.invalidate(hashes)
+        await self._run_device_hooks(self.devices_deleted_hooks, user_id, device_ids)
+
+    async def delete_devices(self, user_id: str, device_ids: list[str]) -> None:
+        hashes: list[str] = []
+        async with self.db.transaction() as conn:
+            for device_id in device_ids:
+                hashes += await self.devices.list_token_hashes_for_device_txn(conn, user_id, device_id)
+            await self.devices.delete_devices_txn(conn, user_id, device_ids)
+        self.auth.invalidate(hashes)
+        await self._run_device_hooks(self.devices_deleted_hooks, user_id, device_ids)
+
+    # -- passwords and deactivation ------------------------------------------------------------
+
+    async def change_password(
+        self, user_id: str, new_password: str, *, keep_device_id: str | None, logout_devices: bool
+    ) -> None:
+        if len(new_password) > MAX_PASSWORD_LENGTH:
+            raise MatrixError(400, "M_INVALID_PARAM", "Password too long")
+        new_hash = await self.hasher.hash(new_password)
+        removed: list[str] = []
+        hashes: list[str] = []
+        async with self.db.transaction() as conn:
+            await self.users.set_password_hash_txn(conn, user_id, new_hash)
+            if logout_devices:
+                removed = [
+                    d for d in await self.devices.list_device_ids_txn(conn, user_id) if d != keep_device_id
+                ]
+                hashes = await self.devices.list_token_hashes_txn(conn, user_id, keep_device_id)
+                await self.devices.delete_devices_txn(conn, user_id, removed)
+                await conn.execute(
+                    "DELETE FROM access_tokens WHERE user_id = $1 AND (device_id IS NULL OR device_id <> $2)",
+                    user_id, keep_device_id or "",
+                )
+        self.auth.invalidate(hashes)
+        if removed:
+            await self._run_device_hooks(self.devices_deleted_hooks, user_id, removed)
+
+    async def deactivate(self, user_id: str, *, erase: bool = False) -> None:
+        async with self.db.transaction() as conn:
+            device_ids = await self.devices.list_device_ids_txn(conn, user_id)
+            await self.devices.delete_devices_txn(conn, user_id, device_ids)
+            await conn.execute("DELETE FROM access_tokens WHERE user_id = $1", user_id)
+            await self.users.set_password_hash_txn(conn, user_id, None)
+            await self.users.set_deactivated_txn(conn, user_id, True)
+            if erase:
+                await self.users.clear_profile_txn(conn, user_id)
+        self.auth.invalidate_user(user_id)
+        await self._run_device_hooks(self.devices_deleted_hooks, user_id, device_ids)
+        for hook in self.deactivated_hooks:
+            await hook(user_id)
+
+    async def _run_device_hooks(self, hooks: list[DeviceHook], user_id: str, device_ids: list[str]) -> None:
+        for hook in hooks:
+            try:
+                await hook(user_id, device_ids)
+            except Exception:
+                logger.exception("device hook failed for %s", user_id)

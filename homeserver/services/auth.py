@@ -1,0 +1,64 @@
+"""Turns an access token into a Requester, with a small in-memory cache.
+
+Every authenticated request hits this, so a valid token costs one dict lookup after the first use.
+Logout, device deletion and deactivation invalidate the cached entries (and, in scale-out, the
+replication layer forwards those invalidations to other processes).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from homeserver.core.clock import Clock
+from homeserver.core.errors import MatrixError, unknown_token
+from homeserver.http.requester import Requester
+from homeserver.services.tokens import token_hash
+from homeserver.storage.stores.devices import DeviceStore
+
+
+class AuthService:
+    CACHE_SIZE = 50_000
+
+    def __init__(self, devices: DeviceStore, clock: Clock) -> None:
+        self.devices = devices
+        self.clock = clock
+        self._cache: OrderedDict[str, tuple[Requester, int | None]] = OrderedDict()
+
+    async def get_requester(self, access_token: str) -> Requester:
+        digest = token_hash(access_token)
+        cached = self._cache.get(digest)
+        if cached is None:
+            row = await self.devices.get_access_token(digest)
+            if row is None:
+                raise unknown_token()
+            if row.deactivated:
+                raise unknown_token("This account has been deactivated")
+            requester = Requester(
+                user_id=row.user_id,
+                device_id=row.device_id,
+                token_hash=digest,
+                is_admin=row.is_admin,
+                is_guest=row.is_guest,
+                app_service_id=row.appservice_id,
+            )
+            cached = (requester, row.valid_until_ts)
+            self._cache[digest] = cached
+            if len(self._cache) > self.CACHE_SIZE:
+                self._cache.popitem(last=False)
+        requester, valid_until = cached
+        if valid_until is not None and valid_until <= self.clock.time_ms():
+            # Refreshable token expired: the client should refresh, not log the user out.
+            raise unknown_token("Access token has expired", soft_logout=True)
+        return requester
+
+    def require_admin(self, requester: Requester) -> None:
+        if not requester.is_admin:
+            raise MatrixError(403, "M_FORBIDDEN", "You are not a server admin")
+
+    def invalidate(self, token_hashes: list[str]) -> None:
+        for digest in token_hashes:
+            self._cache.pop(digest, None)
+
+    def invalidate_user(self, user_id: str) -> None:
+        for digest in [d for d, (r, _) in self._cache.items() if r.user_id == user_id]:
+            del self._cache[digest]

@@ -1,0 +1,38 @@
+"""Profile changes; rooms hook in to send updated member events."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from homeserver.core.errors import not_found
+from homeserver.storage.stores.users import UserStore
+
+logger = logging.getLogger(__name__)
+
+ProfileHook = Callable[[str], Awaitable[None]]
+
+
+class ProfileService:
+    def __init__(self, users: UserStore) -> None:
+        self.users = users
+        self.changed_hooks: list[ProfileHook] = []
+
+    async def set_displayname(self, user_id: str, displayname: str | None) -> None:
+        if await self.users.get_profile(user_id) is None:
+            raise not_found("Profile was not found")
+        await self.users.set_displayname(user_id, displayname)
+        await self._changed(user_id)
+
+    async def set_avatar_url(self, user_id: str, avatar_url: str | None) -> None:
+        if await self.users.get_profile(user_id) is None:
+            raise not_found("Profile was not found")
+        await self.users.set_avatar_url(user_id, avatar_url)
+        await self._changed(user_id)
+
+    async def _changed(self, user_id: str) -> None:
+        for hook in self.changed_hooks:
+            try:
+                await hook(user_id)
+            except Exception:
+                logger.exception("profile hook failed for %s", user_id)

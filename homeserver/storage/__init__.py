@@ -1,0 +1,1 @@
+"""Storage: the Database protocol, its SQLite and PostgreSQL engines, migrations and stores."""

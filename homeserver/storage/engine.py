@@ -1,0 +1,41 @@
+"""Open the configured database engine."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from homeserver.storage.database import Database
+from homeserver.storage.postgres import PostgresDatabase
+from homeserver.storage.sqlite import SqliteDatabase
+
+
+class DatabaseSettings(Protocol):
+    engine: str
+    sqlite_path: str
+    pg_user: str | None
+    pg_password: str | None
+    pg_database: str | None
+    pg_host: str | None
+    pg_port: int | None
+    cp_min: int
+    cp_max: int
+
+
+async def open_database(settings: DatabaseSettings) -> Database:
+    if settings.engine == "sqlite":
+        sqlite = SqliteDatabase(settings.sqlite_path)
+        await sqlite.open()
+        return sqlite
+    if settings.engine == "postgres":
+        pg = PostgresDatabase(
+            user=settings.pg_user,
+            password=settings.pg_password,
+            database=settings.pg_database,
+            host=settings.pg_host,
+            port=settings.pg_port,
+            min_size=settings.cp_min,
+            max_size=settings.cp_max,
+        )
+        await pg.open()
+        return pg
+    raise ValueError(f"unknown database engine {settings.engine!r}")
