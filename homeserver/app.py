@@ -9,7 +9,17 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from homeserver.api.admin import register as admin_register
-from homeserver.api.client import account, devices, login, profile, registration, versions
+from homeserver.api.client import (
+    account,
+    account_data,
+    devices,
+    login,
+    profile,
+    registration,
+    rooms,
+    sync,
+    versions,
+)
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError, missing_token
 from homeserver.http.auth import extract_access_token
@@ -28,6 +38,9 @@ CLIENT_ROUTERS: tuple[Router, ...] = (
     devices.routes,
     profile.routes,
     admin_register.routes,
+    rooms.routes,
+    sync.routes,
+    account_data.routes,
 )
 
 ALL_RESOURCES = ("client", "federation", "media", "metrics")

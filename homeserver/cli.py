@@ -64,7 +64,9 @@ async def _serve(config: Any, embedded: bool) -> None:
                 await site.start()
                 logger.info(
                     "listening on http://%s:%d (%s)",
-                    f"[{address}]" if ":" in address else address, listener.port, ", ".join(resources),
+                    f"[{address}]" if ":" in address else address,
+                    listener.port,
+                    ", ".join(resources),
                 )
         if embedded:
             first = config.listeners[0]

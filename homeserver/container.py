@@ -10,21 +10,48 @@ import logging
 from typing import Any
 
 from homeserver.core.clock import Clock
+from homeserver.crypto.keys import load_or_create_signing_key
 from homeserver.http.ratelimit import Bucket, RateLimiter
 from homeserver.http.requester import Requester
+from homeserver.notifier.notifier import Notifier
+from homeserver.persist.persister import EventPersister, PersistedEvent
+from homeserver.services.account_data import AccountDataService
 from homeserver.services.accounts import AccountService, TokenSettings
 from homeserver.services.auth import AuthService
+from homeserver.services.membership import MembershipService
+from homeserver.services.messages import MessageService
 from homeserver.services.passwords import PasswordHasher
 from homeserver.services.profiles import ProfileService
+from homeserver.services.room_access import RoomAccess
+from homeserver.services.rooms import RoomService
+from homeserver.services.serialize import EventSerializer
 from homeserver.services.uia import UiaService
+from homeserver.services.visibility import VisibilityService
+from homeserver.state.current import CurrentStateCache
+from homeserver.state.indexes import MembershipIndex, RoomStreamIndex
 from homeserver.storage.database import Database
 from homeserver.storage.engine import open_database
 from homeserver.storage.migrations import migrate, pending
+from homeserver.storage.stores.account_data import AccountDataStore
 from homeserver.storage.stores.devices import DeviceStore
+from homeserver.storage.stores.events import EventStore, RoomVersionLookup
 from homeserver.storage.stores.misc import FilterStore, NonceStore, RegistrationTokenStore, UiaStore
+from homeserver.storage.stores.rooms import RoomStore
 from homeserver.storage.stores.users import UserStore
+from homeserver.storage.streams import StreamIdGenerator
+from homeserver.sync.service import SyncService
 
 logger = logging.getLogger(__name__)
+
+
+async def load_stream_positions(db: Database) -> dict[str, int]:
+    async def max_of(table: str, column: str) -> int:
+        return int(await db.fetchval(f"SELECT COALESCE(MAX({column}), 0) FROM {table}") or 0)
+
+    return {
+        "events": await max_of("events", "stream_ordering"),
+        "account_data": await max_of("account_data", "stream_id"),
+    }
 
 
 def bucket(limit: Any) -> Bucket:
@@ -34,7 +61,9 @@ def bucket(limit: Any) -> Bucket:
 class Services:
     """Everything a process needs, wired together. Build with `await Services.create(...)`."""
 
-    def __init__(self, config: Any, db: Database, clock: Clock, role: str = "main") -> None:
+    def __init__(
+        self, config: Any, db: Database, clock: Clock, role: str = "main", *, stream_positions: dict[str, int]
+    ) -> None:
         self.config = config
         self.db = db
         self.clock = clock
@@ -72,6 +101,90 @@ class Services:
             rc_login_failed=bucket(config.rc_login.failed_attempts),
         )
 
+        # rooms and events
+        server_name = config.server_name
+        self.signing_key = load_or_create_signing_key(config.signing_key_path)
+        self.room_versions = RoomVersionLookup(db)
+        self.events = EventStore(db, self.room_versions)
+        self.rooms = RoomStore(db)
+        self.state = CurrentStateCache(self.rooms, self.events, self.room_versions)
+        self.notifier = Notifier()
+        self.persister = EventPersister(
+            db,
+            self.events,
+            self.rooms,
+            self.state,
+            clock,
+            server_name,
+            self.signing_key,
+            stream_positions["events"],
+        )
+        self.room_streams = RoomStreamIndex()
+        self.memberships = MembershipIndex(self.rooms, server_name)
+        self.visibility = VisibilityService(self.rooms, self.events)
+        self.serializer = EventSerializer(db, self.events, clock)
+        self.account_data_stream = StreamIdGenerator("account_data", stream_positions["account_data"])
+        self.account_data = AccountDataService(AccountDataStore(db), self.account_data_stream, self.notifier)
+        self.membership = MembershipService(
+            self.persister, self.state, self.rooms, self.users, server_name=server_name
+        )
+        self.messages = MessageService(
+            self.persister, self.state, self.events, self.rooms, server_name=server_name
+        )
+        self.room_service = RoomService(
+            self.persister,
+            self.rooms,
+            self.users,
+            self.membership,
+            clock,
+            server_name=server_name,
+            default_room_version=getattr(config, "default_room_version", None) or "11",
+            may_publish=self._may_publish,
+        )
+        self.room_access = RoomAccess(self.state, self.rooms)
+        self.sync = SyncService(
+            self.notifier,
+            self.state,
+            self.events,
+            self.rooms,
+            self.memberships,
+            self.room_streams,
+            self.visibility,
+            self.serializer,
+            self.account_data,
+        )
+        self._wire_hooks()
+
+    def _may_publish(self, user_id: str, room_id: str, alias: str | None) -> bool:
+        return bool(self.config.may_publish_room(user_id, room_id, [alias] if alias else []))
+
+    def _wire_hooks(self) -> None:
+        self.persister.commit_hooks.append(self._on_events_persisted)
+        self.notifier.room_users = self._local_users_to_wake
+        self.profiles.changed_hooks.append(self.membership.refresh_profile_in_rooms)
+        self.accounts.deactivated_hooks.append(self.membership.leave_all_rooms)
+
+    def _on_events_persisted(self, persisted: list[PersistedEvent]) -> None:
+        """Runs synchronously after each commit: indexes first, then wake-ups (see state/indexes)."""
+        self.room_streams.on_persisted(persisted)
+        self.memberships.on_persisted(persisted)
+        self.serializer.on_persisted(persisted)
+        for p in persisted:
+            event = p.event
+            if event.state_key is not None:
+                self.visibility.invalidate(event.room_id, event.type, event.state_key)
+        for p in persisted:
+            event = p.event
+            extra = [event.state_key] if event.type == "m.room.member" and event.state_key else []
+            self.notifier.on_room_event("events", p.stream_ordering, event.room_id, extra)
+
+    def _local_users_to_wake(self, room_id: str) -> list[str]:
+        snapshot = self.state.cached(room_id)
+        if snapshot is None:
+            return []
+        suffix = ":" + self.config.server_name
+        return [u for u, m in snapshot.memberships.items() if m == "join" and u.endswith(suffix)]
+
     @classmethod
     async def create(cls, config: Any, *, clock: Clock | None = None, role: str = "main") -> Services:
         db = await open_database(config.database)
@@ -82,7 +195,8 @@ class Services:
                     logger.info("applied %d migration(s)", len(applied))
             elif await pending(db):
                 raise RuntimeError("database schema is outdated: run `homeserver migrate` first")
-            services = cls(config, db, clock or Clock(), role)
+            positions = await load_stream_positions(db)
+            services = cls(config, db, clock or Clock(), role, stream_positions=positions)
             await services.start()
             return services
         except BaseException:
@@ -90,9 +204,14 @@ class Services:
             raise
 
     async def start(self) -> None:
-        """Load in-memory state (stream positions, caches) once the schema is current."""
+        """Load in-memory state once the schema is current, start background tasks."""
+        await self.room_streams.load(self.db)
+        self.notifier.advance("events", self.persister.current_stream)
+        self.notifier.advance("account_data", self.account_data_stream.current)
+        self.persister.start()
 
     async def stop(self) -> None:
+        await self.persister.stop()
         await self.db.close()
 
     # -- route-declared rate limits ------------------------------------------------------------

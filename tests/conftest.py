@@ -21,15 +21,22 @@ ENGINES = ["sqlite", "postgres"]
 OPEN_LIMITS = {"per_second": 10000, "burst_count": 100000}
 
 
-def make_config(tmp_path: Path, engine: str = "sqlite", pg_database: str | None = None, **extra: Any) -> HomeserverConfig:
+def make_config(
+    tmp_path: Path, engine: str = "sqlite", pg_database: str | None = None, **extra: Any
+) -> HomeserverConfig:
     if engine == "sqlite":
         database: dict[str, Any] = {"name": "sqlite3", "args": {"database": str(tmp_path / "hs.db")}}
     else:
         database = {
             "name": "psycopg2",
             "args": {
-                "user": PG_USER, "password": PG_PASSWORD, "database": pg_database, "host": PG_HOST,
-                "port": PG_PORT, "cp_min": 1, "cp_max": 5,
+                "user": PG_USER,
+                "password": PG_PASSWORD,
+                "database": pg_database,
+                "host": PG_HOST,
+                "port": PG_PORT,
+                "cp_min": 1,
+                "cp_max": 5,
             },
         }
     raw: dict[str, Any] = {
@@ -59,7 +66,9 @@ async def pg_database() -> AsyncIterator[str]:
 
 
 @pytest.fixture(params=ENGINES)
-async def engine_config(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Callable[..., HomeserverConfig]]:
+async def engine_config(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Callable[..., HomeserverConfig]]:
     """A config factory for each engine (PostgreSQL gets a fresh database)."""
     engine = request.param
     if engine == "sqlite":

@@ -6,7 +6,6 @@ clear message.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 
@@ -33,7 +32,7 @@ async def require_postgres() -> None:
     if _available is None:
         try:
             conn = await _admin_conn()
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+        except (TimeoutError, OSError, asyncpg.PostgresError):
             _available = False
         else:
             await conn.close()
@@ -51,8 +50,7 @@ async def create_database() -> str:
     try:
         # C collation keeps ordering byte-wise like SQLite; C.UTF-8 ctype keeps pg_trgm on Hangul.
         await conn.execute(
-            f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' "
-            "LC_COLLATE 'C' LC_CTYPE 'C.UTF-8'"
+            f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C.UTF-8'"
         )
     finally:
         await conn.close()

@@ -29,7 +29,14 @@ from homeserver.core.ids import is_valid_room_alias, is_valid_room_id, is_valid_
 
 # Old Synapse spellings still read, but not written by generate_config_yaml.
 LEGACY_KEYS = frozenset(
-    {"database_path", "disable_registration", "use_presence", "metrics_port", "metrics_bind_host", "worker_name"}
+    {
+        "database_path",
+        "disable_registration",
+        "use_presence",
+        "metrics_port",
+        "metrics_bind_host",
+        "worker_name",
+    }
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ENCRYPTION_ROOM_TYPES = ("all", "invite", "off")
@@ -40,14 +47,14 @@ OPEN_REGISTRATION_ERROR = (
 )
 
 
-def build_config(raw: Mapping[str, Any], config_path: tuple[str, ...] = ()) -> HomeserverConfig:
+def build_config(raw: Mapping[str, Any], config_files: tuple[str, ...] = ()) -> HomeserverConfig:
     """Validate `raw` (Synapse-shaped) into a config; raises ConfigError naming the key path."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"the configuration must be a mapping of keys to values, got {type(raw).__name__}")
-    return _build(Section(raw), raw, config_path)
+    return _build(Section(raw), raw, config_files)
 
 
-def _build(root: Section, raw: Mapping[str, Any], config_path: tuple[str, ...]) -> HomeserverConfig:
+def _build(root: Section, raw: Mapping[str, Any], config_files: tuple[str, ...]) -> HomeserverConfig:
     unsupported: list[str] = []
 
     server_name = root.get_str("server_name", d.DEFAULT_SERVER_NAME)
@@ -95,10 +102,14 @@ def _build(root: Section, raw: Mapping[str, Any], config_path: tuple[str, ...]) 
         listeners=listeners,
         enable_metrics=root.get_bool("enable_metrics", False),
         max_request_body_size=_positive_size(root, "max_request_body_size", d.DEFAULT_MAX_REQUEST_BODY_SIZE),
-        ip_range_blacklist=read_ip_ranges(root, "ip_range_blacklist", d.DEFAULT_IP_RANGE_BLACKLIST, d.ALWAYS_BLOCKED),
+        ip_range_blacklist=read_ip_ranges(
+            root, "ip_range_blacklist", d.DEFAULT_IP_RANGE_BLACKLIST, d.ALWAYS_BLOCKED
+        ),
         ip_range_whitelist=read_ip_ranges(root, "ip_range_whitelist", ()),
         federation_domain_whitelist=(
-            root.get_str_list("federation_domain_whitelist") if root.has("federation_domain_whitelist") else None
+            root.get_str_list("federation_domain_whitelist")
+            if root.has("federation_domain_whitelist")
+            else None
         ),
         database=read_database(root, data_dir),
         redis=read_redis(root),
@@ -156,7 +167,9 @@ def _build(root: Section, raw: Mapping[str, Any], config_path: tuple[str, ...]) 
         enable_search=root.get_bool("enable_search", True),
         filter_timeline_limit=root.get_int("filter_timeline_limit", 100, minimum=1),
         forget_rooms_on_leave=root.get_bool("forget_rooms_on_leave", False),
-        redaction_retention_period=_nullable_duration(root, "redaction_retention_period", 7 * 24 * 3600 * 1000),
+        redaction_retention_period=_nullable_duration(
+            root, "redaction_retention_period", 7 * 24 * 3600 * 1000
+        ),
         user_ips_max_age=_nullable_duration(root, "user_ips_max_age", 28 * 24 * 3600 * 1000),
         user_directory=_user_directory(root),
         presence_enabled=presence,
@@ -165,12 +178,12 @@ def _build(root: Section, raw: Mapping[str, Any], config_path: tuple[str, ...]) 
             "limit_profile_requests_to_users_who_share_rooms", False
         ),
         app_service_config_files=root.get_str_list("app_service_config_files"),
-        config_path=config_path,
+        config_files=config_files,
         unknown_keys=(),
         extras=MappingProxyType(copy.deepcopy(dict(raw))),
     )
     unknown = root.unread_paths(d.IGNORED_KEYS) + unsupported
-    return dataclasses.replace(config, unknown_keys=tuple(unknown))
+    return dataclasses.replace(config, unknown_keys=tuple(sorted(unknown)))
 
 
 def supported_keys() -> frozenset[str]:
@@ -287,6 +300,8 @@ def _auto_join_rooms(root: Section) -> tuple[str, ...]:
     rooms = root.get_str_list("auto_join_rooms")
     for index, room in enumerate(rooms):
         if not (is_valid_room_alias(room) or is_valid_room_id(room)):
-            raise ConfigError(f"expected a room alias such as #welcome:example.com, got {room!r}",
-                              join_path("auto_join_rooms", index))
+            raise ConfigError(
+                f"expected a room alias such as #welcome:example.com, got {room!r}",
+                join_path("auto_join_rooms", index),
+            )
     return rooms

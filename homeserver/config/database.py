@@ -69,7 +69,9 @@ def read_redis(root: Section) -> RedisConfig:
     password_path = sec.get_opt_str("password_path")
     if password_path:
         if password:
-            raise ConfigError("set either `password` or `password_path`, not both", sec.key_path("password_path"))
+            raise ConfigError(
+                "set either `password` or `password_path`, not both", sec.key_path("password_path")
+            )
         password = read_secret_file(password_path, sec.key_path("password_path"))
     return RedisConfig(
         enabled=sec.get_bool("enabled", False),

@@ -64,13 +64,20 @@ def apply_env_overrides(
 
 
 def parse_env_value(text: str) -> Any:
-    """YAML scalar/flow parsing; an empty string stays an empty string."""
+    """YAML scalar/flow parsing, with two guards for values meant as strings.
+
+    An empty string stays empty, and a number is kept only if it reads back the same, so
+    secrets or names such as ``0x1F``, ``0123`` or ``1_000`` are not turned into integers.
+    """
     if text.strip() == "":
         return ""
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, int | float) and not isinstance(value, bool) and str(value) != text.strip():
+        return text
+    return value
 
 
 def _set_path(raw: MutableMapping[str, Any], segments: list[str], value: Any, var: str) -> None:
@@ -79,7 +86,9 @@ def _set_path(raw: MutableMapping[str, Any], segments: list[str], value: Any, va
         last = depth == len(segments) - 1
         if isinstance(node, list):
             if not segment.isdigit():
-                raise ConfigError(f"{'.'.join(segments[:depth])} is a list; expected an index, got {segment!r}", var)
+                raise ConfigError(
+                    f"{'.'.join(segments[:depth])} is a list; expected an index, got {segment!r}", var
+                )
             index = int(segment)
             if index > len(node):
                 raise ConfigError(f"index {index} is past the end of a list of {len(node)}", var)

@@ -59,9 +59,7 @@ def read_listeners(root: Section, unsupported: list[str]) -> tuple[ListenerConfi
     metrics_port = root.get_opt_int("metrics_port", minimum=1, maximum=65535)
     metrics_host = root.get_str("metrics_bind_host", "127.0.0.1")
     if metrics_port is not None:
-        listeners.append(
-            ListenerConfig(metrics_port, (metrics_host,), "metrics", False, False, ("metrics",))
-        )
+        listeners.append(ListenerConfig(metrics_port, (metrics_host,), "metrics", False, False, ("metrics",)))
     return tuple(listeners)
 
 

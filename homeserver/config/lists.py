@@ -77,7 +77,9 @@ def read_ip_ranges(
         try:
             network = str(ipaddress.ip_network(entry.strip(), strict=False))
         except ValueError as e:
-            raise ConfigError(f"expected an IP range such as 10.0.0.0/8, got {entry!r}", join_path(key, index)) from e
+            raise ConfigError(
+                f"expected an IP range such as 10.0.0.0/8, got {entry!r}", join_path(key, index)
+            ) from e
         if network not in out:
             out.append(network)
     for network in always:

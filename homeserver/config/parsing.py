@@ -177,7 +177,9 @@ class Section:
     def get_bool(self, key: str, default: bool) -> bool:
         return self.convert(key, default, "true or false", parse_bool)
 
-    def get_int(self, key: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    def get_int(
+        self, key: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int:
         value = self.get_opt_int(key, minimum=minimum, maximum=maximum)
         return default if value is None else value
 
@@ -191,8 +193,10 @@ class Section:
             number = value
         elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
             number = int(value.strip())
-        if number is None or (minimum is not None and number < minimum) or (
-            maximum is not None and number > maximum
+        if (
+            number is None
+            or (minimum is not None and number < minimum)
+            or (maximum is not None and number > maximum)
         ):
             raise self.error(key, expected, value)
         return number
@@ -216,7 +220,9 @@ class Section:
         return self.convert(key, default, 'a size in bytes such as 1024, "512K", "50M" or "1G"', parse_size)
 
     def get_duration(self, key: str, default: int) -> int:
-        return self.convert(key, default, 'a duration such as 500 (ms), "30s", "5m", "1h", "7d"', parse_duration)
+        return self.convert(
+            key, default, 'a duration such as 500 (ms), "30s", "5m", "1h", "7d"', parse_duration
+        )
 
     def get_opt_duration(self, key: str) -> int | None:
         value: int | None = self.convert(

@@ -162,8 +162,9 @@ class RoomDirectoryRule:
         return any(pattern.match(alias) for alias in aliases)
 
 
-def first_matching_action(rules: tuple[RoomDirectoryRule, ...], user_id: str, room_id: str,
-                          aliases: Collection[str]) -> bool:
+def first_matching_action(
+    rules: tuple[RoomDirectoryRule, ...], user_id: str, room_id: str, aliases: Collection[str]
+) -> bool:
     """True when the first matching rule allows; no matching rule denies."""
     for rule in rules:
         if rule.matches(user_id, room_id, aliases):
@@ -274,7 +275,7 @@ class HomeserverConfig:
     # -- integrations
     app_service_config_files: tuple[str, ...]
     # -- bookkeeping
-    config_path: tuple[str, ...]  # files read, in order (empty with embedded defaults)
+    config_files: tuple[str, ...]  # files read, in order (empty with embedded defaults)
     unknown_keys: tuple[str, ...]  # keys present but not implemented (logged once at startup)
     extras: Mapping[str, Any] = field(repr=False)  # the raw merged mapping, for later sections
 

@@ -69,7 +69,11 @@ def get_str_list(body: Mapping[str, Any], key: str, *, required: bool = False, d
 
 
 def query_int(
-    query: Mapping[str, str], key: str, default: int | None = None, *, minimum: int | None = None,
+    query: Mapping[str, str],
+    key: str,
+    default: int | None = None,
+    *,
+    minimum: int | None = None,
     maximum: int | None = None,
 ) -> int | None:
     raw = query.get(key)

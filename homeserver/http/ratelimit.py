@@ -25,7 +25,9 @@ class RateLimiter:
         # key -> (tokens used, last update in seconds)
         self._state: OrderedDict[tuple[str, str], tuple[float, float]] = OrderedDict()
 
-    def check(self, limit_class: str, key: str, bucket: Bucket, *, cost: float = 1.0, update: bool = True) -> None:
+    def check(
+        self, limit_class: str, key: str, bucket: Bucket, *, cost: float = 1.0, update: bool = True
+    ) -> None:
         """Raise 429 M_LIMIT_EXCEEDED when the action would overflow the bucket."""
         if bucket.per_second <= 0:
             return

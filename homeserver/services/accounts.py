@@ -141,7 +141,12 @@ class AccountService:
             if await conn.fetchval("SELECT 1 FROM users WHERE lower(user_id) = lower($1)", user_id):
                 raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
             await self.users.insert_user_txn(
-                conn, user_id, password_hash, now, is_admin=admin, user_type=user_type,
+                conn,
+                user_id,
+                password_hash,
+                now,
+                is_admin=admin,
+                user_type=user_type,
                 appservice_id=appservice_id,
             )
             await self.users.insert_profile_txn(conn, user_id, displayname or localpart)
@@ -158,8 +163,13 @@ class AccountService:
     # -- login and sessions --------------------------------------------------------------------
 
     async def _create_session_txn(
-        self, conn: Any, user_id: str, device_id: str | None, display_name: str | None,
-        want_refresh_token: bool, now: int,
+        self,
+        conn: Any,
+        user_id: str,
+        device_id: str | None,
+        display_name: str | None,
+        want_refresh_token: bool,
+        now: int,
     ) -> LoginResult:
         device_id = device_id or ids.new_device_id()
         await self.devices.upsert_device_txn(conn, user_id, device_id, display_name, now)
@@ -263,8 +273,13 @@ class AccountService:
             await self.devices.set_next_refresh_token_txn(conn, digest, new_refresh_hash)
             access = new_access_token()
             await self.devices.insert_access_token_txn(
-                conn, token_hash(access), row.user_id, row.device_id, now,
-                now + expires_in if expires_in is not None else None, new_refresh_hash,
+                conn,
+                token_hash(access),
+                row.user_id,
+                row.device_id,
+                now,
+                now + expires_in if expires_in is not None else None,
+                new_refresh_hash,
             )
         return LoginResult(row.user_id, row.device_id, access, new_refresh, expires_in)
 
@@ -314,7 +329,8 @@ class AccountService:
                 await self.devices.delete_devices_txn(conn, user_id, removed)
                 await conn.execute(
                     "DELETE FROM access_tokens WHERE user_id = $1 AND (device_id IS NULL OR device_id <> $2)",
-                    user_id, keep_device_id or "",
+                    user_id,
+                    keep_device_id or "",
                 )
         self.auth.invalidate(hashes)
         if removed:

@@ -41,6 +41,9 @@ class AuthService:
                 is_guest=row.is_guest,
                 app_service_id=row.appservice_id,
             )
+            if row.refresh_token_hash is not None:
+                # First use of a refreshed access token retires the refresh token it replaced.
+                await self.devices.retire_previous_refresh_token(row.refresh_token_hash)
             cached = (requester, row.valid_until_ts)
             self._cache[digest] = cached
             if len(self._cache) > self.CACHE_SIZE:

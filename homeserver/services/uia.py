@@ -26,7 +26,11 @@ class UiaRequired(MatrixError):
     """The 401 answer of the UIA API: flows, params, session, completed stages, maybe an error."""
 
     def __init__(
-        self, flows: list[list[str]], session: str, completed: list[str], params: dict[str, Any],
+        self,
+        flows: list[list[str]],
+        session: str,
+        completed: list[str],
+        params: dict[str, Any],
         error: MatrixError | None = None,
     ) -> None:
         super().__init__(401, error.errcode if error else "M_FORBIDDEN", error.error if error else "")
@@ -99,7 +103,10 @@ class UiaService:
             checker = checkers.get(stage)
             if stage not in allowed or checker is None:
                 raise UiaRequired(
-                    flows, session_id, list(completed), params,
+                    flows,
+                    session_id,
+                    list(completed),
+                    params,
                     MatrixError(400, "M_UNRECOGNIZED", f"Unrecognised login type {stage!r}"),
                 )
             try:

@@ -140,9 +140,7 @@ class SqliteDatabase:
         if self._closed:
             raise RuntimeError("database closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._reader_pool, lambda: fn(self._reader_conn(), sql, args)
-        )
+        return await loop.run_in_executor(self._reader_pool, lambda: fn(self._reader_conn(), sql, args))
 
     # -- autocommit statements ------------------------------------------------------------------
 

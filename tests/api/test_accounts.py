@@ -34,8 +34,11 @@ async def test_register_login_whoami_logout(any_engine_client: Any) -> None:
 
     resp = await client.post(
         "/_matrix/client/v3/login",
-        json={"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"},
-              "password": "pw"},
+        json={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": "alice"},
+            "password": "pw",
+        },
     )
     login = await resp.json()
     assert resp.status == 200, login
@@ -68,18 +71,24 @@ async def test_password_change_and_deactivate(client: Any) -> None:
     )
     other_token = (await other.json())["access_token"]
     body = {"new_password": "new"}
-    resp = await client.post("/_matrix/client/v3/account/password", json=body, headers=auth(user["access_token"]))
+    resp = await client.post(
+        "/_matrix/client/v3/account/password", json=body, headers=auth(user["access_token"])
+    )
     assert resp.status == 401
     session = (await resp.json())["session"]
     body["auth"] = {"type": "m.login.password", "session": session, "user": "bob", "password": "old"}
-    resp = await client.post("/_matrix/client/v3/account/password", json=body, headers=auth(user["access_token"]))
+    resp = await client.post(
+        "/_matrix/client/v3/account/password", json=body, headers=auth(user["access_token"])
+    )
     assert resp.status == 200, await resp.json()
     resp = await client.get("/_matrix/client/v3/account/whoami", headers=auth(other_token))
     assert resp.status == 401
     resp = await client.get("/_matrix/client/v3/account/whoami", headers=auth(user["access_token"]))
     assert resp.status == 200
 
-    resp = await client.post("/_matrix/client/v3/account/deactivate", json={}, headers=auth(user["access_token"]))
+    resp = await client.post(
+        "/_matrix/client/v3/account/deactivate", json={}, headers=auth(user["access_token"])
+    )
     session = (await resp.json())["session"]
     resp = await client.post(
         "/_matrix/client/v3/account/deactivate",

@@ -15,7 +15,9 @@ routes = Router()
 
 
 def _device_json(device: Device) -> dict[str, Any]:
-    body: dict[str, Any] = {"device_id": device.device_id, "display_name": device.display_name}
+    body: dict[str, Any] = {"device_id": device.device_id}
+    if device.display_name is not None:
+        body["display_name"] = device.display_name
     if device.last_seen_ts is not None:
         body["last_seen_ts"] = device.last_seen_ts
     if device.last_seen_ip is not None:

@@ -60,6 +60,8 @@ async def setDisplayName(req: ApiRequest) -> Any:
     user_id = _target_user(req)
     _check_own(req, user_id)
     body = await req.json()
+    if "displayname" not in body:
+        raise MatrixError(400, "M_MISSING_PARAM", "Missing key 'displayname'")
     value = body.get("displayname")
     if value is not None and not isinstance(value, str):
         raise MatrixError(400, "M_BAD_JSON", "'displayname' must be a string")
@@ -74,6 +76,8 @@ async def setAvatarUrl(req: ApiRequest) -> Any:
     user_id = _target_user(req)
     _check_own(req, user_id)
     body = await req.json()
+    if "avatar_url" not in body:
+        raise MatrixError(400, "M_MISSING_PARAM", "Missing key 'avatar_url'")
     value = body.get("avatar_url")
     if value is not None and not isinstance(value, str):
         raise MatrixError(400, "M_BAD_JSON", "'avatar_url' must be a string")

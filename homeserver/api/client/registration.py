@@ -125,9 +125,12 @@ async def checkUsernameAvailability(req: ApiRequest) -> Any:
     return {"available": True}
 
 
-@routes.get("/register/m.login.registration_token/validity", auth=Auth.NONE, prefixes=(
-    "/_matrix/client/v1",
-), ratelimit="registration")
+@routes.get(
+    "/register/m.login.registration_token/validity",
+    auth=Auth.NONE,
+    prefixes=("/_matrix/client/v1",),
+    ratelimit="registration",
+)
 async def registrationTokenValidity(req: ApiRequest) -> Any:
     token = req.query.get("token")
     if not token:

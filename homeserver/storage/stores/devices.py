@@ -43,8 +43,11 @@ class RefreshToken:
 
 def _device(r: object) -> Device:
     return Device(
-        r["user_id"], r["device_id"], r["display_name"],  # type: ignore[index]
-        r["last_seen_ts"], r["last_seen_ip"],  # type: ignore[index]
+        r["user_id"],
+        r["device_id"],
+        r["display_name"],  # type: ignore[index]
+        r["last_seen_ts"],
+        r["last_seen_ip"],  # type: ignore[index]
     )
 
 
@@ -58,7 +61,8 @@ class DeviceStore:
         row = await self.db.fetchrow(
             "SELECT user_id, device_id, display_name, last_seen_ts, last_seen_ip FROM devices"
             " WHERE user_id = $1 AND device_id = $2 AND NOT hidden",
-            user_id, device_id,
+            user_id,
+            device_id,
         )
         return _device(row) if row else None
 
@@ -92,12 +96,17 @@ class DeviceStore:
             if display_name is not None:
                 await conn.execute(
                     "UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2",
-                    user_id, device_id, display_name,
+                    user_id,
+                    device_id,
+                    display_name,
                 )
             return False
         await conn.execute(
             "INSERT INTO devices (user_id, device_id, display_name, created_ts) VALUES ($1, $2, $3, $4)",
-            user_id, device_id, display_name, now_ts,
+            user_id,
+            device_id,
+            display_name,
+            now_ts,
         )
         return True
 
@@ -105,21 +114,30 @@ class DeviceStore:
         async with self.db.transaction() as conn:
             found = await conn.fetchval(
                 "SELECT 1 FROM devices WHERE user_id = $1 AND device_id = $2 AND NOT hidden",
-                user_id, device_id,
+                user_id,
+                device_id,
             )
             if not found:
                 return False
             await conn.execute(
                 "UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2",
-                user_id, device_id, display_name,
+                user_id,
+                device_id,
+                display_name,
             )
             return True
 
-    async def update_last_seen(self, user_id: str, device_id: str, ts: int, ip: str | None, ua: str | None) -> None:
+    async def update_last_seen(
+        self, user_id: str, device_id: str, ts: int, ip: str | None, ua: str | None
+    ) -> None:
         await self.db.execute(
             "UPDATE devices SET last_seen_ts = $3, last_seen_ip = $4, last_seen_user_agent = $5"
             " WHERE user_id = $1 AND device_id = $2",
-            user_id, device_id, ts, ip, ua,
+            user_id,
+            device_id,
+            ts,
+            ip,
+            ua,
         )
 
     async def delete_devices_txn(self, conn: Connection, user_id: str, device_ids: list[str]) -> None:
@@ -146,9 +164,16 @@ class DeviceStore:
         if not row:
             return None
         return AccessToken(
-            row["token_hash"], row["user_id"], row["device_id"], int(row["created_ts"]),
-            row["valid_until_ts"], row["refresh_token_hash"], bool(row["is_admin"]),
-            bool(row["deactivated"]), bool(row["is_guest"]), row["appservice_id"],
+            row["token_hash"],
+            row["user_id"],
+            row["device_id"],
+            int(row["created_ts"]),
+            row["valid_until_ts"],
+            row["refresh_token_hash"],
+            bool(row["is_admin"]),
+            bool(row["deactivated"]),
+            bool(row["is_guest"]),
+            row["appservice_id"],
         )
 
     async def insert_access_token_txn(
@@ -164,7 +189,12 @@ class DeviceStore:
         await conn.execute(
             "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts, valid_until_ts,"
             " refresh_token_hash) VALUES ($1, $2, $3, $4, $5, $6)",
-            token_hash, user_id, device_id, now_ts, valid_until_ts, refresh_token_hash,
+            token_hash,
+            user_id,
+            device_id,
+            now_ts,
+            valid_until_ts,
+            refresh_token_hash,
         )
 
     async def delete_access_token(self, token_hash: str) -> None:
@@ -176,14 +206,18 @@ class DeviceStore:
         rows = await conn.fetch(
             "SELECT token_hash FROM access_tokens WHERE user_id = $1"
             " AND (CAST($2 AS TEXT) IS NULL OR device_id IS NULL OR device_id <> $2)",
-            user_id, except_device_id,
+            user_id,
+            except_device_id,
         )
         return [r[0] for r in rows]
 
-    async def list_token_hashes_for_device_txn(self, conn: Connection, user_id: str, device_id: str) -> list[str]:
+    async def list_token_hashes_for_device_txn(
+        self, conn: Connection, user_id: str, device_id: str
+    ) -> list[str]:
         rows = await conn.fetch(
             "SELECT token_hash FROM access_tokens WHERE user_id = $1 AND device_id = $2",
-            user_id, device_id,
+            user_id,
+            device_id,
         )
         return [r[0] for r in rows]
 
@@ -194,13 +228,24 @@ class DeviceStore:
     # -- refresh tokens ------------------------------------------------------------------------
 
     async def insert_refresh_token_txn(
-        self, conn: Connection, token_hash: str, user_id: str, device_id: str, now_ts: int,
-        expiry_ts: int | None, ultimate_expiry_ts: int | None,
+        self,
+        conn: Connection,
+        token_hash: str,
+        user_id: str,
+        device_id: str,
+        now_ts: int,
+        expiry_ts: int | None,
+        ultimate_expiry_ts: int | None,
     ) -> None:
         await conn.execute(
             "INSERT INTO refresh_tokens (token_hash, user_id, device_id, created_ts, expiry_ts,"
             " ultimate_session_expiry_ts) VALUES ($1, $2, $3, $4, $5, $6)",
-            token_hash, user_id, device_id, now_ts, expiry_ts, ultimate_expiry_ts,
+            token_hash,
+            user_id,
+            device_id,
+            now_ts,
+            expiry_ts,
+            ultimate_expiry_ts,
         )
 
     async def get_refresh_token_txn(self, conn: Connection, token_hash: str) -> RefreshToken | None:
@@ -211,14 +256,20 @@ class DeviceStore:
         )
         if not row:
             return None
-        return RefreshToken(
-            row[0], row[1], row[2], int(row[3]), row[4], row[5], row[6]
-        )
+        return RefreshToken(row[0], row[1], row[2], int(row[3]), row[4], row[5], row[6])
 
     async def set_next_refresh_token_txn(self, conn: Connection, token_hash: str, next_hash: str) -> None:
         await conn.execute(
             "UPDATE refresh_tokens SET next_token_hash = $2 WHERE token_hash = $1", token_hash, next_hash
         )
+
+    async def retire_previous_refresh_token(self, new_refresh_hash: str) -> None:
+        async with self.db.transaction() as conn:
+            rows = await conn.fetch(
+                "SELECT token_hash FROM refresh_tokens WHERE next_token_hash = $1", new_refresh_hash
+            )
+            for row in rows:
+                await self.delete_refresh_token_txn(conn, row[0])
 
     async def delete_refresh_token_txn(self, conn: Connection, token_hash: str) -> None:
         await conn.execute("DELETE FROM refresh_tokens WHERE token_hash = $1", token_hash)

@@ -34,13 +34,23 @@ class UiaStore:
         self.db = db
 
     async def insert_session(
-        self, session_id: str, now_ts: int, uri: str, method: str, clientdict: dict[str, Any],
+        self,
+        session_id: str,
+        now_ts: int,
+        uri: str,
+        method: str,
+        clientdict: dict[str, Any],
         user_id: str | None,
     ) -> None:
         await self.db.execute(
             "INSERT INTO ui_auth_sessions (session_id, created_ts, uri, method, clientdict, user_id)"
             " VALUES ($1, $2, $3, $4, $5, $6)",
-            session_id, now_ts, uri, method, dumps_str(clientdict), user_id,
+            session_id,
+            now_ts,
+            uri,
+            method,
+            dumps_str(clientdict),
+            user_id,
         )
 
     async def get_session(self, session_id: str) -> UiaSession | None:
@@ -51,14 +61,13 @@ class UiaStore:
         )
         if not row:
             return None
-        return UiaSession(
-            row[0], int(row[1]), row[2], row[3], loads(row[4]), loads(row[5]), row[6]
-        )
+        return UiaSession(row[0], int(row[1]), row[2], row[3], loads(row[4]), loads(row[5]), row[6])
 
     async def set_completed(self, session_id: str, completed: dict[str, Any]) -> None:
         await self.db.execute(
             "UPDATE ui_auth_sessions SET completed = $2 WHERE session_id = $1",
-            session_id, dumps_str(completed),
+            session_id,
+            dumps_str(completed),
         )
 
     async def delete_session(self, session_id: str) -> None:
@@ -93,7 +102,9 @@ class RegistrationTokenStore:
                 return False
             await conn.execute(
                 "INSERT INTO registration_tokens (token, uses_allowed, expiry_time) VALUES ($1, $2, $3)",
-                token, uses_allowed, expiry_time,
+                token,
+                uses_allowed,
+                expiry_time,
             )
             return True
 
@@ -113,9 +124,7 @@ class RegistrationTokenStore:
             return False
         if uses_allowed is not None and completed >= uses_allowed:
             return False
-        await conn.execute(
-            "UPDATE registration_tokens SET completed = completed + 1 WHERE token = $1", token
-        )
+        await conn.execute("UPDATE registration_tokens SET completed = completed + 1 WHERE token = $1", token)
         return True
 
 
@@ -129,7 +138,8 @@ class FilterStore:
             # Identical filters get the same id: clients upload the same filter at every start.
             existing = await conn.fetchval(
                 "SELECT filter_id FROM user_filters WHERE user_id = $1 AND filter_json = $2",
-                user_id, text,
+                user_id,
+                text,
             )
             if existing is not None:
                 return int(existing)
@@ -138,14 +148,17 @@ class FilterStore:
             )
             await conn.execute(
                 "INSERT INTO user_filters (user_id, filter_id, filter_json) VALUES ($1, $2, $3)",
-                user_id, int(next_id), text,
+                user_id,
+                int(next_id),
+                text,
             )
             return int(next_id)
 
     async def get_filter(self, user_id: str, filter_id: int) -> dict[str, Any] | None:
         text = await self.db.fetchval(
             "SELECT filter_json FROM user_filters WHERE user_id = $1 AND filter_id = $2",
-            user_id, filter_id,
+            user_id,
+            filter_id,
         )
         return loads(text) if text is not None else None
 

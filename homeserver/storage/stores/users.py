@@ -37,9 +37,16 @@ _USER_COLS = (
 def _user(row: object) -> User:
     r = row  # sqlite3.Row / asyncpg.Record
     return User(
-        r["user_id"], r["password_hash"], int(r["created_ts"]), bool(r["is_admin"]),  # type: ignore[index]
-        bool(r["is_guest"]), bool(r["deactivated"]), bool(r["shadow_banned"]),  # type: ignore[index]
-        bool(r["locked"]), r["user_type"], r["appservice_id"],  # type: ignore[index]
+        r["user_id"],
+        r["password_hash"],
+        int(r["created_ts"]),
+        bool(r["is_admin"]),  # type: ignore[index]
+        bool(r["is_guest"]),
+        bool(r["deactivated"]),
+        bool(r["shadow_banned"]),  # type: ignore[index]
+        bool(r["locked"]),
+        r["user_type"],
+        r["appservice_id"],  # type: ignore[index]
     )
 
 
@@ -72,7 +79,13 @@ class UserStore:
         await conn.execute(
             "INSERT INTO users (user_id, password_hash, created_ts, is_admin, is_guest, user_type,"
             " appservice_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            user_id, password_hash, created_ts, is_admin, is_guest, user_type, appservice_id,
+            user_id,
+            password_hash,
+            created_ts,
+            is_admin,
+            is_guest,
+            user_type,
+            appservice_id,
         )
 
     async def set_password_hash_txn(self, conn: Connection, user_id: str, password_hash: str | None) -> None:
@@ -101,14 +114,10 @@ class UserStore:
         )
 
     async def set_displayname(self, user_id: str, displayname: str | None) -> None:
-        await self.db.execute(
-            "UPDATE profiles SET displayname = $2 WHERE user_id = $1", user_id, displayname
-        )
+        await self.db.execute("UPDATE profiles SET displayname = $2 WHERE user_id = $1", user_id, displayname)
 
     async def set_avatar_url(self, user_id: str, avatar_url: str | None) -> None:
-        await self.db.execute(
-            "UPDATE profiles SET avatar_url = $2 WHERE user_id = $1", user_id, avatar_url
-        )
+        await self.db.execute("UPDATE profiles SET avatar_url = $2 WHERE user_id = $1", user_id, avatar_url)
 
     async def clear_profile_txn(self, conn: Connection, user_id: str) -> None:
         await conn.execute(

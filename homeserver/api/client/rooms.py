@@ -1,0 +1,316 @@
+"""Rooms: creation, membership, sending and state (create_room.yaml, joining.yaml, inviting.yaml,
+leaving.yaml, kicking.yaml, banning.yaml, knocking.yaml, list_joined_rooms.yaml, rooms.yaml,
+room_send.yaml, room_state.yaml, redaction.yaml)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeserver.core import ids
+from homeserver.core.errors import MatrixError, forbidden, not_found
+from homeserver.core.tokens import PaginationToken
+from homeserver.events import constants as c
+from homeserver.http.params import get_str
+from homeserver.http.routing import ApiRequest, Router
+
+routes = Router()
+
+
+def _room_id(req: ApiRequest) -> str:
+    room_id = req.path["roomId"]
+    if not ids.is_valid_room_id(room_id):
+        raise MatrixError(400, "M_INVALID_PARAM", f"Invalid room id {room_id!r}")
+    return room_id
+
+
+async def _reason(req: ApiRequest) -> tuple[dict[str, Any], str | None]:
+    body = await req.json()
+    return body, get_str(body, "reason")
+
+
+# -- creation ---------------------------------------------------------------------------------------
+
+
+@routes.post("/createRoom")
+async def createRoom(req: ApiRequest) -> Any:
+    body = await req.json()
+    room_id, alias = await req.services.room_service.create_room(req.user.user_id, body)
+    response: dict[str, Any] = {"room_id": room_id}
+    if alias is not None:
+        response["room_alias"] = alias
+    return response
+
+
+# -- membership -------------------------------------------------------------------------------------
+
+
+@routes.post("/rooms/{roomId}/join")
+async def joinRoomById(req: ApiRequest) -> Any:
+    room_id = _room_id(req)
+    _, reason = await _reason(req)
+    await req.services.membership.join(req.user.user_id, room_id, reason)
+    return {"room_id": room_id}
+
+
+@routes.post("/join/{roomIdOrAlias}")
+async def joinRoom(req: ApiRequest) -> Any:
+    target = req.path["roomIdOrAlias"]
+    _, reason = await _reason(req)
+    if target.startswith("#"):
+        if not ids.is_valid_room_alias(target):
+            raise MatrixError(400, "M_INVALID_PARAM", "Invalid room alias")
+        found = await req.services.rooms.get_alias(target)
+        if found is None:
+            raise not_found(f"Room alias {target} not found")
+        room_id = found[0]
+    elif ids.is_valid_room_id(target):
+        room_id = target
+    else:
+        raise MatrixError(400, "M_INVALID_PARAM", f"{target!r} is not a room id or alias")
+    await req.services.membership.join(req.user.user_id, room_id, reason)
+    return {"room_id": room_id}
+
+
+@routes.post("/rooms/{roomId}/invite")
+async def inviteUser(req: ApiRequest) -> Any:
+    room_id = _room_id(req)
+    body, reason = await _reason(req)
+    target = get_str(body, "user_id", required=True)
+    await req.services.membership.invite(req.user.user_id, room_id, target, reason=reason)
+    return {}
+
+
+@routes.post("/rooms/{roomId}/leave")
+async def leaveRoom(req: ApiRequest) -> Any:
+    room_id = _room_id(req)
+    _, reason = await _reason(req)
+    await req.services.membership.leave(req.user.user_id, room_id, reason)
+    return {}
+
+
+@routes.post("/rooms/{roomId}/forget")
+async def forgetRoom(req: ApiRequest) -> Any:
+    room_id = _room_id(req)
+    await req.services.membership.forget(req.user.user_id, room_id)
+    req.services.memberships.mark_forgotten(req.user.user_id, room_id)
+    return {}
+
+
+@routes.post("/rooms/{roomId}/kick")
+async def kick(req: ApiRequest) -> Any:
+    room_id = _room_id(req)
+    body, reason = await _reason(req)
+    target = get_str(body, "user_id", required=True)
+    await req.services.membership.kick(req.user.user_id, room_id, target, reason)
+    return {}
+
+
+@routes.post("/rooms/{roomId}/ban")
+async def ban(req: ApiRequest) -> Any:
+    room_id = _room_id(req)
+    body, reason = await _reason(req)
+    target = get_str(body, "user_id", required=True)
+    await req.services.membership.ban(req.user.user_id, room_id, target, reason)
+    return {}
+
+
+@routes.post("/rooms/{roomId}/unban")
+async def unban(req: ApiRequest) -> Any:
+    room_id = _room_id(req)
+    body, reason = await _reason(req)
+    target = get_str(body, "user_id", required=True)
+    await req.services.membership.unban(req.user.user_id, room_id, target, reason)
+    return {}
+
+
+@routes.post("/knock/{roomIdOrAlias}")
+async def knockRoom(req: ApiRequest) -> Any:
+    target = req.path["roomIdOrAlias"]
+    _, reason = await _reason(req)
+    if target.startswith("#"):
+        found = await req.services.rooms.get_alias(target)
+        if found is None:
+            raise not_found(f"Room alias {target} not found")
+        room_id = found[0]
+    elif ids.is_valid_room_id(target):
+        room_id = target
+    else:
+        raise MatrixError(400, "M_INVALID_PARAM", f"{target!r} is not a room id or alias")
+    await req.services.membership.knock(req.user.user_id, room_id, reason)
+    return {"room_id": room_id}
+
+
+@routes.get("/joined_rooms")
+async def getJoinedRooms(req: ApiRequest) -> Any:
+    rooms = await req.services.memberships.load_user(req.user.user_id)
+    return {"joined_rooms": sorted(r for r, (m, _) in rooms.items() if m == c.JOIN)}
+
+
+@routes.get("/rooms/{roomId}/members")
+async def getMembersByRoom(req: ApiRequest) -> Any:
+    room_id = _room_id(req)
+    access = await req.services.room_access.check_can_read(req.user.user_id, room_id)
+    upto = access.upto
+    at = req.query.get("at")
+    if at:
+        position = PaginationToken.parse(at).stream
+        upto = position if upto is None else min(upto, position)
+    if upto is None:
+        state_ids = {k: e.event_id for k, e in access.snapshot.state.items() if k[0] == c.MEMBER}
+    else:
+        state_ids = {
+            k: v
+            for k, v in (await req.services.sync.state_ids_at(access.snapshot, upto)).items()
+            if k[0] == c.MEMBER
+        }
+    membership = req.query.get("membership")
+    not_membership = req.query.get("not_membership")
+    stored = await req.services.events.get_events_ordered(sorted(state_ids.values()))
+    chosen = []
+    for s in stored:
+        value = s.event.content.get("membership")
+        if membership and value != membership:
+            continue
+        if not_membership and value == not_membership:
+            continue
+        chosen.append(s)
+    return {"chunk": await req.services.serializer.serialize(chosen)}
+
+
+@routes.get("/rooms/{roomId}/joined_members")
+async def getJoinedMembersByRoom(req: ApiRequest) -> Any:
+    room_id = _room_id(req)
+    access = await req.services.room_access.check_can_read(req.user.user_id, room_id)
+    joined: dict[str, Any] = {}
+    for (etype, user_id), event in access.snapshot.state.items():
+        if etype == c.MEMBER and event.content.get("membership") == c.JOIN:
+            entry: dict[str, Any] = {}
+            if isinstance(event.content.get("displayname"), str):
+                entry["display_name"] = event.content["displayname"]
+            if isinstance(event.content.get("avatar_url"), str):
+                entry["avatar_url"] = event.content["avatar_url"]
+            joined[user_id] = entry
+    return {"joined": joined}
+
+
+# -- sending ----------------------------------------------------------------------------------------
+
+
+@routes.put("/rooms/{roomId}/send/{eventType}/{txnId}", ratelimit="message")
+async def sendMessage(req: ApiRequest) -> Any:
+    room_id = _room_id(req)
+    content = await req.json(allow_empty=False)
+    event_id = await req.services.messages.send_message(
+        req.user.user_id, req.user.device_id, room_id, req.path["eventType"], content, req.path["txnId"]
+    )
+    return {"event_id": event_id}
+
+
+async def _put_state(req: ApiRequest, state_key: str) -> Any:
+    room_id = _room_id(req)
+    content = await req.json(allow_empty=False)
+    event_type = req.path["eventType"]
+    if event_type == c.MEMBER:
+        return await _member_via_state(req, room_id, state_key, content)
+    event_id = await req.services.messages.send_state(
+        req.user.user_id, room_id, event_type, state_key, content
+    )
+    return {"event_id": event_id}
+
+
+async def _member_via_state(req: ApiRequest, room_id: str, target: str, content: dict[str, Any]) -> Any:
+    """PUT /state/m.room.member/{userId}: route to the membership operation it expresses."""
+    membership = content.get("membership")
+    user = req.user.user_id
+    reason = content.get("reason") if isinstance(content.get("reason"), str) else None
+    service = req.services.membership
+    if membership == c.JOIN and target == user:
+        persisted = await service.join(user, room_id, reason)
+    elif membership == c.LEAVE and target == user:
+        persisted = await service.leave(user, room_id, reason)
+    elif membership == c.LEAVE:
+        persisted = await service.kick(user, room_id, target, reason)
+    elif membership == c.INVITE:
+        persisted = await service.invite(user, room_id, target, reason=reason)
+    elif membership == c.BAN:
+        persisted = await service.ban(user, room_id, target, reason)
+    elif membership == c.KNOCK and target == user:
+        persisted = await service.knock(user, room_id, reason)
+    else:
+        raise forbidden("Invalid membership change")
+    return {"event_id": persisted.event.event_id}
+
+
+@routes.put("/rooms/{roomId}/state/{eventType}/{stateKey}")
+async def setRoomStateWithKey(req: ApiRequest) -> Any:
+    return await _put_state(req, req.path["stateKey"])
+
+
+@routes.put("/rooms/{roomId}/state/{eventType}")
+async def setRoomStateNoKey(req: ApiRequest) -> Any:
+    return await _put_state(req, "")
+
+
+@routes.put("/rooms/{roomId}/state/{eventType}/")
+async def setRoomStateEmptyKey(req: ApiRequest) -> Any:
+    return await _put_state(req, "")
+
+
+async def _get_state(req: ApiRequest, state_key: str) -> Any:
+    room_id = _room_id(req)
+    access = await req.services.room_access.check_can_read(req.user.user_id, room_id)
+    event_type = req.path["eventType"]
+    if access.upto is None:
+        event = access.snapshot.get(event_type, state_key)
+        event_id = event.event_id if event is not None else None
+    else:
+        state = await req.services.sync.state_ids_at(access.snapshot, access.upto)
+        event_id = state.get((event_type, state_key))
+    if event_id is None:
+        raise not_found("Event not found")
+    stored = await req.services.events.get_event(event_id)
+    if stored is None:
+        raise not_found("Event not found")
+    if req.query.get("format") == "event":
+        return await req.services.serializer.serialize_one(stored)
+    serialized = await req.services.serializer.serialize_one(stored)
+    return serialized["content"]
+
+
+@routes.get("/rooms/{roomId}/state/{eventType}/{stateKey}")
+async def getRoomStateWithKey(req: ApiRequest) -> Any:
+    return await _get_state(req, req.path["stateKey"])
+
+
+@routes.get("/rooms/{roomId}/state/{eventType}")
+async def getRoomStateNoKey(req: ApiRequest) -> Any:
+    return await _get_state(req, "")
+
+
+@routes.get("/rooms/{roomId}/state/{eventType}/")
+async def getRoomStateEmptyKey(req: ApiRequest) -> Any:
+    return await _get_state(req, "")
+
+
+@routes.get("/rooms/{roomId}/state")
+async def getRoomState(req: ApiRequest) -> Any:
+    room_id = _room_id(req)
+    access = await req.services.room_access.check_can_read(req.user.user_id, room_id)
+    if access.upto is None:
+        event_ids = [e.event_id for e in access.snapshot.state.values()]
+    else:
+        event_ids = list((await req.services.sync.state_ids_at(access.snapshot, access.upto)).values())
+    stored = await req.services.events.get_events_ordered(event_ids)
+    return await req.services.serializer.serialize(stored)
+
+
+@routes.put("/rooms/{roomId}/redact/{eventId}/{txnId}", ratelimit="message")
+async def redactEvent(req: ApiRequest) -> Any:
+    room_id = _room_id(req)
+    body = await req.json()
+    reason = get_str(body, "reason")
+    content: dict[str, Any] = {"reason": reason} if reason is not None else {}
+    event_id = await req.services.messages.redact(
+        req.user.user_id, req.user.device_id, room_id, req.path["eventId"], content, req.path["txnId"]
+    )
+    return {"event_id": event_id}

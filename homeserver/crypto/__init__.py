@@ -1,0 +1,1 @@
+"""Server signing keys, JSON signing and verification, event content and reference hashes."""

@@ -1,0 +1,73 @@
+"""Building, hashing and signing new local events.
+
+The PDU has exactly the fields of the version's format, like current Synapse emits: no `origin`
+(not part of any PDU schema and unprotected by redaction from v11), `redacts` at the top level before
+v11 and in content from v11, no `room_id` on a v12 create event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from homeserver.crypto.event_signing import hash_and_sign_event
+from homeserver.crypto.keys import ServerSigningKey
+from homeserver.events import constants as c
+from homeserver.events.event import Event
+from homeserver.events.room_versions import RoomVersion
+
+
+def build_event(
+    room_version: RoomVersion,
+    *,
+    room_id: str | None,
+    sender: str,
+    type: str,
+    content: Mapping[str, Any],
+    state_key: str | None = None,
+    prev_event_ids: Sequence[str],
+    auth_event_ids: Sequence[str],
+    depth: int,
+    origin_server_ts: int,
+    server_name: str,
+    signing_key: ServerSigningKey,
+    redacts: str | None = None,
+    unsigned_extra: Mapping[str, Any] | None = None,
+) -> Event:
+    """Build a signed PDU and wrap it as an Event.
+
+    `content` is used as given (not copied) unless `redacts` has to be added to it. `depth` is capped
+    at the version's maximum. For a v12 m.room.create pass room_id=None: its room id derives from its
+    event id (`event.room_id`). `unsigned_extra` (e.g. invite_room_state) goes into `unsigned`, which
+    is covered by neither hash nor signature.
+    """
+    is_create = type == c.CREATE and state_key == ""
+    pdu: dict[str, Any] = {
+        "auth_events": list(auth_event_ids),
+        "prev_events": list(prev_event_ids),
+        "type": type,
+        "sender": sender,
+        "content": content,
+        "depth": min(depth, room_version.max_depth),
+        "origin_server_ts": origin_server_ts,
+    }
+    if room_version.room_ids_as_hashes and is_create:
+        if room_id is not None:
+            raise ValueError("A v12+ create event has no room_id")
+    elif room_id is None:
+        raise ValueError("room_id is required")
+    else:
+        pdu["room_id"] = room_id
+    if state_key is not None:
+        pdu["state_key"] = state_key
+    if redacts is not None:
+        if room_version.redacts_in_content:
+            if content.get("redacts") != redacts:
+                pdu["content"] = {**content, "redacts": redacts}
+        else:
+            pdu["redacts"] = redacts
+
+    signed, event_id = hash_and_sign_event(room_version, pdu, server_name, signing_key)
+    if unsigned_extra:
+        signed["unsigned"] = dict(unsigned_extra)
+    return Event(signed, room_version, event_id)

@@ -1,0 +1,1 @@
+"""Wakes long-polling /sync requests when something relevant to their user happens."""

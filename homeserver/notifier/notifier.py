@@ -1,0 +1,90 @@
+"""The notifier: parks /sync long-polls per user and wakes only the affected users.
+
+A parked request costs one future and a set entry; nothing polls. Each user has a "last notified
+token": a sync that found nothing at token T waits until that user's token moves past T, so a
+notification between computing the empty result and parking is never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+
+from homeserver.core.tokens import StreamToken
+
+
+class _UserStream:
+    __slots__ = ("token", "waiters")
+
+    def __init__(self, token: StreamToken) -> None:
+        self.token = token
+        self.waiters: set[asyncio.Future[None]] = set()
+
+
+class Notifier:
+    def __init__(self) -> None:
+        self.current = StreamToken()
+        self._users: dict[str, _UserStream] = {}
+        # room_id -> local users to wake for it (joined, plus invited/knocking for their own event)
+        self.room_users: Callable[[str], Iterable[str]] = lambda room_id: ()
+        self.global_listeners: list[Callable[[StreamToken], None]] = []
+
+    def advance(self, stream: str, position: int) -> StreamToken:
+        if position > getattr(self.current, stream):
+            self.current = self.current.with_stream(stream, position)
+        return self.current
+
+    def notify_users(self, user_ids: Iterable[str]) -> None:
+        token = self.current
+        for user_id in user_ids:
+            entry = self._users.get(user_id)
+            if entry is None:
+                continue
+            entry.token = token
+            waiters, entry.waiters = entry.waiters, set()
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+        for listener in self.global_listeners:
+            listener(token)
+
+    def on_room_event(
+        self, stream: str, position: int, room_id: str, extra_users: Iterable[str] = ()
+    ) -> None:
+        self.advance(stream, position)
+        users = set(self.room_users(room_id))
+        users.update(extra_users)
+        self.notify_users(users)
+
+    def on_user_event(self, stream: str, position: int, user_ids: Iterable[str]) -> None:
+        self.advance(stream, position)
+        self.notify_users(user_ids)
+
+    def track(self, user_id: str) -> None:
+        """Start recording notifications for a user. A sync calls this BEFORE it snapshots the
+        current token, so nothing that happens while it computes can be missed."""
+        if user_id not in self._users:
+            self._users[user_id] = _UserStream(StreamToken())
+
+    async def wait_for_change(self, user_id: str, since: StreamToken, timeout_s: float) -> bool:
+        """Wait until something was notified to `user_id` after `since`; False on timeout."""
+        entry = self._users.get(user_id)
+        if entry is None:
+            entry = self._users[user_id] = _UserStream(StreamToken())
+        if entry.token.advanced_past(since):
+            return True
+        if timeout_s <= 0:
+            return False
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry.waiters.add(fut)
+        try:
+            await asyncio.wait_for(fut, timeout_s)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            entry.waiters.discard(fut)
+
+    @property
+    def waiting_users(self) -> int:
+        return sum(1 for e in self._users.values() if e.waiters)

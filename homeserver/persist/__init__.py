@@ -1,0 +1,1 @@
+"""Event persistence: the single writer of room events."""

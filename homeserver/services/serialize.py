@@ -1,0 +1,106 @@
+"""Stored events -> client format, with the per-client `unsigned` data.
+
+unsigned carries `age`, `transaction_id` (only for the sending device), `redacted_because` for
+redacted events (whose content is served pruned), and `prev_content`/`replaces_state` for state.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from homeserver.core.clock import Clock
+from homeserver.events.client_format import client_event
+from homeserver.events.redaction import prune_event_dict
+from homeserver.persist.persister import PersistedEvent
+from homeserver.storage.database import Database
+from homeserver.storage.stores.events import EventStore, StoredEvent
+
+
+class EventSerializer:
+    TXN_CACHE = 100_000
+
+    def __init__(self, db: Database, events: EventStore, clock: Clock) -> None:
+        self.db = db
+        self.events = events
+        self.clock = clock
+        # event_id -> (device_id, txn_id) of recent client sends
+        self._txns: OrderedDict[str, tuple[str, str]] = OrderedDict()
+
+    def on_persisted(self, persisted: Sequence[PersistedEvent]) -> None:
+        for p in persisted:
+            if p.txn is not None:
+                self._txns[p.event.event_id] = (p.txn[1], p.txn[2])
+                if len(self._txns) > self.TXN_CACHE:
+                    self._txns.popitem(last=False)
+
+    async def _txn_ids(
+        self, user_id: str, device_id: str | None, events: Sequence[StoredEvent]
+    ) -> dict[str, str]:
+        if device_id is None:
+            return {}
+        own = [s.event_id for s in events if s.event.sender == user_id]
+        if not own:
+            return {}
+        found: dict[str, str] = {}
+        missing = []
+        for event_id in own:
+            cached = self._txns.get(event_id)
+            if cached is not None:
+                if cached[0] == device_id:
+                    found[event_id] = cached[1]
+            else:
+                missing.append(event_id)
+        if missing:
+            placeholders = ", ".join(f"${i + 3}" for i in range(len(missing)))
+            rows = await self.db.fetch(
+                "SELECT event_id, txn_id FROM event_txn_ids WHERE user_id = $1 AND device_id = $2"
+                f" AND event_id IN ({placeholders})",
+                user_id,
+                device_id,
+                *missing,
+            )
+            found.update({r[0]: r[1] for r in rows})
+        return found
+
+    async def serialize(
+        self,
+        events: Sequence[StoredEvent],
+        *,
+        user_id: str | None = None,
+        device_id: str | None = None,
+        include_room_id: bool = True,
+    ) -> list[dict[str, Any]]:
+        if not events:
+            return []
+        now = self.clock.time_ms()
+        txn_ids = await self._txn_ids(user_id, device_id, events) if user_id else {}
+        redaction_ids = [s.redacted_by for s in events if s.redacted_by]
+        redactions = await self.events.get_events(redaction_ids) if redaction_ids else {}
+        out = []
+        for stored in events:
+            event = stored.event
+            pdu = event.pdu
+            unsigned: dict[str, Any] = {"age": max(0, now - event.origin_server_ts)}
+            txn_id = txn_ids.get(stored.event_id)
+            if txn_id is not None:
+                unsigned["transaction_id"] = txn_id
+            if stored.redacted_by:
+                pdu = prune_event_dict(event.room_version, pdu)
+                redaction = redactions.get(stored.redacted_by)
+                if redaction is not None:
+                    unsigned["redacted_because"] = client_event(
+                        redaction.event.pdu,
+                        redaction.event_id,
+                        include_room_id=include_room_id,
+                        unsigned={"age": max(0, now - redaction.event.origin_server_ts)},
+                    )
+            invite_state = event.unsigned.get("invite_room_state")
+            if invite_state is not None and user_id == event.state_key:
+                unsigned["invite_room_state"] = invite_state
+            out.append(client_event(pdu, stored.event_id, include_room_id=include_room_id, unsigned=unsigned))
+        return out
+
+    async def serialize_one(self, stored: StoredEvent, **kwargs: Any) -> dict[str, Any]:
+        return (await self.serialize([stored], **kwargs))[0]

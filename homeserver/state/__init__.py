@@ -1,0 +1,1 @@
+"""Room state: the in-memory current state of rooms (and, later, state resolution)."""

@@ -1,0 +1,103 @@
+"""In-memory current state of rooms, loaded lazily and replaced (never mutated) after each commit.
+
+A `RoomSnapshot` is immutable once published: the persister builds the next one copy-on-write and
+publishes it only after its transaction commits, so readers never see uncommitted state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from homeserver.events import constants as c
+from homeserver.events.event import Event
+from homeserver.events.room_versions import RoomVersion
+from homeserver.storage.stores.events import EventStore, RoomVersionLookup
+from homeserver.storage.stores.rooms import RoomStore
+
+StateKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class RoomSnapshot:
+    room_id: str
+    version: RoomVersion
+    state: Mapping[StateKey, Event]
+    extremities: tuple[str, ...]
+    depth: int
+    # Stream ordering of the room's latest event.
+    last_stream: int
+    # user_id -> membership, derived from state once per snapshot.
+    memberships: Mapping[str, str] = field(default_factory=dict)
+
+    def get(self, type: str, state_key: str = "") -> Event | None:
+        return self.state.get((type, state_key))
+
+    def content_of(self, type: str, state_key: str = "") -> Mapping[str, Any]:
+        event = self.state.get((type, state_key))
+        return event.content if event is not None else {}
+
+    def membership(self, user_id: str) -> str | None:
+        return self.memberships.get(user_id)
+
+    def members_with(self, membership: str) -> list[str]:
+        return [u for u, m in self.memberships.items() if m == membership]
+
+    @property
+    def creator(self) -> str | None:
+        create = self.state.get((c.CREATE, ""))
+        if create is None:
+            return None
+        if self.version.implicit_room_creator:
+            return create.sender
+        creator = create.content.get("creator")
+        return creator if isinstance(creator, str) else create.sender
+
+
+def memberships_from_state(state: Mapping[StateKey, Event]) -> dict[str, str]:
+    return {
+        key[1]: str(event.content.get("membership")) for key, event in state.items() if key[0] == c.MEMBER
+    }
+
+
+class CurrentStateCache:
+    def __init__(self, rooms: RoomStore, events: EventStore, versions: RoomVersionLookup) -> None:
+        self.rooms = rooms
+        self.events = events
+        self.versions = versions
+        self._snapshots: dict[str, RoomSnapshot] = {}
+
+    def cached(self, room_id: str) -> RoomSnapshot | None:
+        return self._snapshots.get(room_id)
+
+    async def get(self, room_id: str) -> RoomSnapshot | None:
+        snapshot = self._snapshots.get(room_id)
+        if snapshot is None:
+            snapshot = await self._load(room_id)
+            if snapshot is not None:
+                self._snapshots.setdefault(room_id, snapshot)
+                snapshot = self._snapshots[room_id]
+        return snapshot
+
+    def publish(self, snapshot: RoomSnapshot) -> None:
+        self._snapshots[snapshot.room_id] = snapshot
+
+    def evict(self, room_id: str) -> None:
+        self._snapshots.pop(room_id, None)
+
+    async def _load(self, room_id: str) -> RoomSnapshot | None:
+        version = await self.versions.get(room_id)
+        if version is None:
+            return None
+        state_ids = await self.rooms.get_current_state_ids(room_id)
+        found = await self.events.get_events(list(state_ids.values()))
+        state = {key: found[eid].event for key, eid in state_ids.items() if eid in found}
+        extremities = await self.rooms.get_forward_extremities(room_id)
+        depth = await self.rooms.get_max_depth(room_id)
+        last = await self.rooms.db.fetchval(
+            "SELECT COALESCE(MAX(stream_ordering), 0) FROM events WHERE room_id = $1", room_id
+        )
+        return RoomSnapshot(
+            room_id, version, state, tuple(extremities), depth, int(last or 0), memberships_from_state(state)
+        )

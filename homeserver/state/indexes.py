@@ -1,0 +1,75 @@
+"""In-memory indexes the sync hot path reads without touching the database.
+
+- `RoomStreamIndex`: the stream ordering of each room's latest event (which rooms changed since a
+  token is then a dict lookup per room).
+- `MembershipIndex`: each user's rooms and membership, loaded per user on first use and kept
+  current by the persister's commit hook.
+
+Both are updated synchronously in the commit hook together with the stream position, so a reader
+that takes the position and reads an index without awaiting in between sees a consistent pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from homeserver.events import constants as c
+from homeserver.persist.persister import PersistedEvent
+from homeserver.storage.database import Database
+from homeserver.storage.stores.rooms import RoomStore
+
+
+class RoomStreamIndex:
+    def __init__(self) -> None:
+        self.last: dict[str, int] = {}
+
+    async def load(self, db: Database) -> None:
+        rows = await db.fetch("SELECT room_id, MAX(stream_ordering) FROM events GROUP BY room_id")
+        self.last = {r[0]: int(r[1]) for r in rows}
+
+    def on_persisted(self, persisted: Sequence[PersistedEvent]) -> None:
+        for p in persisted:
+            self.last[p.event.room_id] = p.stream_ordering
+
+
+class MembershipIndex:
+    MAX_USERS = 200_000
+
+    def __init__(self, rooms: RoomStore, server_name: str) -> None:
+        self.rooms = rooms
+        self.server_suffix = ":" + server_name
+        # user_id -> room_id -> (membership, stream ordering of the member event)
+        self._users: dict[str, dict[str, tuple[str, int]]] = {}
+        self.forgotten: dict[str, set[str]] = {}
+
+    async def load_user(self, user_id: str) -> dict[str, tuple[str, int]]:
+        rooms = self._users.get(user_id)
+        if rooms is None:
+            rows = await self.rooms.list_user_memberships(user_id)
+            rooms = {m.room_id: (m.membership, m.stream_ordering) for m in rows}
+            self.forgotten[user_id] = {m.room_id for m in rows if m.forgotten}
+            if user_id not in self._users:
+                if len(self._users) >= self.MAX_USERS:
+                    self._users.pop(next(iter(self._users)))
+                self._users[user_id] = rooms
+            rooms = self._users[user_id]
+        return rooms
+
+    def rooms_of(self, user_id: str) -> dict[str, tuple[str, int]] | None:
+        """Loaded users only (call load_user first)."""
+        return self._users.get(user_id)
+
+    def mark_forgotten(self, user_id: str, room_id: str) -> None:
+        self.forgotten.setdefault(user_id, set()).add(room_id)
+
+    def on_persisted(self, persisted: Sequence[PersistedEvent]) -> None:
+        for p in persisted:
+            event = p.event
+            if event.type != c.MEMBER or event.state_key is None:
+                continue
+            rooms = self._users.get(event.state_key)
+            if rooms is not None:
+                rooms[event.room_id] = (str(event.content.get("membership")), p.stream_ordering)
+                forgotten = self.forgotten.get(event.state_key)
+                if forgotten:
+                    forgotten.discard(event.room_id)

@@ -1,0 +1,222 @@
+"""events, event_txn_ids: reading and writing persisted events, with an LRU event cache."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from homeserver.core import json as hjson
+from homeserver.events.event import Event
+from homeserver.events.room_versions import RoomVersion, get_room_version
+from homeserver.storage.database import Connection, Database
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    event: Event
+    stream_ordering: int
+    redacted_by: str | None
+    outlier: bool = False
+
+    @property
+    def event_id(self) -> str:
+        return self.event.event_id
+
+
+@dataclass(frozen=True, slots=True)
+class NewEventRow:
+    """What the persister writes for one event."""
+
+    event: Event
+    stream_ordering: int
+    json: str
+    contains_url: bool
+    relates_to_id: str | None
+    rel_type: str | None
+
+
+def relation_of(event: Event) -> tuple[str | None, str | None]:
+    rel = event.content.get("m.relates_to")
+    if not isinstance(rel, dict):
+        return None, None
+    target = rel.get("event_id")
+    rel_type = rel.get("rel_type")
+    if not isinstance(target, str):
+        return None, None
+    if not isinstance(rel_type, str):
+        # A plain reply (m.in_reply_to) is not a relation in the spec's sense.
+        return None, None
+    return target, rel_type
+
+
+_COLS = "event_id, room_id, stream_ordering, json, redacted_by, outlier"
+
+
+class EventStore:
+    CACHE_SIZE = 50_000
+
+    def __init__(self, db: Database, room_versions: RoomVersionLookup) -> None:
+        self.db = db
+        self.room_versions = room_versions
+        self._cache: OrderedDict[str, StoredEvent] = OrderedDict()
+
+    # -- cache -----------------------------------------------------------------------------------
+
+    def _remember(self, stored: StoredEvent) -> None:
+        self._cache[stored.event_id] = stored
+        if len(self._cache) > self.CACHE_SIZE:
+            self._cache.popitem(last=False)
+
+    def invalidate(self, event_id: str) -> None:
+        self._cache.pop(event_id, None)
+
+    def cache_new(self, stored: StoredEvent) -> None:
+        self._remember(stored)
+
+    async def _from_rows(self, rows: Iterable[Any]) -> list[StoredEvent]:
+        result = []
+        for row in rows:
+            version = await self.room_versions.version_of(row["room_id"])
+            event = Event(hjson.loads(row["json"]), version, row["event_id"])
+            stored = StoredEvent(event, int(row["stream_ordering"]), row["redacted_by"], bool(row["outlier"]))
+            self._remember(stored)
+            result.append(stored)
+        return result
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    async def get_event(self, event_id: str) -> StoredEvent | None:
+        found = await self.get_events([event_id])
+        return found.get(event_id)
+
+    async def get_events(self, event_ids: Sequence[str]) -> dict[str, StoredEvent]:
+        result: dict[str, StoredEvent] = {}
+        missing = []
+        for event_id in event_ids:
+            stored = self._cache.get(event_id)
+            if stored is None:
+                missing.append(event_id)
+            else:
+                result[event_id] = stored
+        for start in range(0, len(missing), 500):
+            chunk = missing[start : start + 500]
+            placeholders = ", ".join(f"${i + 1}" for i in range(len(chunk)))
+            rows = await self.db.fetch(
+                f"SELECT {_COLS} FROM events WHERE event_id IN ({placeholders})", *chunk
+            )
+            for stored in await self._from_rows(rows):
+                result[stored.event_id] = stored
+        return result
+
+    async def get_events_ordered(self, event_ids: Sequence[str]) -> list[StoredEvent]:
+        found = await self.get_events(event_ids)
+        return [found[e] for e in event_ids if e in found]
+
+    async def room_event_ids_between(
+        self, room_id: str, after: int, upto: int, *, limit: int, newest_first: bool
+    ) -> list[tuple[str, int]]:
+        """(event_id, stream_ordering) with after < ordering <= upto."""
+        order = "DESC" if newest_first else "ASC"
+        rows = await self.db.fetch(
+            "SELECT event_id, stream_ordering FROM events WHERE room_id = $1 AND stream_ordering > $2"
+            f" AND stream_ordering <= $3 AND NOT outlier ORDER BY stream_ordering {order} LIMIT $4",
+            room_id,
+            after,
+            upto,
+            limit,
+        )
+        return [(r[0], int(r[1])) for r in rows]
+
+    async def room_events_between(
+        self, room_id: str, after: int, upto: int, *, limit: int, newest_first: bool
+    ) -> list[StoredEvent]:
+        ids = await self.room_event_ids_between(room_id, after, upto, limit=limit, newest_first=newest_first)
+        return await self.get_events_ordered([i for i, _ in ids])
+
+    async def max_stream_ordering(self) -> int:
+        return int(await self.db.fetchval("SELECT COALESCE(MAX(stream_ordering), 0) FROM events"))
+
+    async def get_txn_event_id(self, user_id: str, device_id: str, txn_id: str) -> str | None:
+        value = await self.db.fetchval(
+            "SELECT event_id FROM event_txn_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3",
+            user_id,
+            device_id,
+            txn_id,
+        )
+        return str(value) if value is not None else None
+
+    # -- writes (inside the persister's transaction) -----------------------------------------------
+
+    async def insert_events_txn(self, conn: Connection, rows: Sequence[NewEventRow]) -> None:
+        await conn.executemany(
+            "INSERT INTO events (event_id, room_id, stream_ordering, depth, type, state_key, sender,"
+            " origin_server_ts, json, contains_url, relates_to_id, rel_type)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            [
+                (
+                    r.event.event_id,
+                    r.event.room_id,
+                    r.stream_ordering,
+                    r.event.depth,
+                    r.event.type,
+                    r.event.state_key,
+                    r.event.sender,
+                    r.event.origin_server_ts,
+                    r.json,
+                    r.contains_url,
+                    r.relates_to_id,
+                    r.rel_type,
+                )
+                for r in rows
+            ],
+        )
+
+    async def insert_txn_ids_txn(
+        self, conn: Connection, rows: Sequence[tuple[str, str, str, str, str, int]]
+    ) -> None:
+        await conn.executemany(
+            "INSERT INTO event_txn_ids (user_id, device_id, txn_id, room_id, event_id, created_ts)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            rows,
+        )
+
+    async def set_redacted_by_txn(self, conn: Connection, event_id: str, redaction_id: str) -> None:
+        await conn.execute(
+            "UPDATE events SET redacted_by = $2 WHERE event_id = $1 AND redacted_by IS NULL",
+            event_id,
+            redaction_id,
+        )
+
+
+class RoomVersionLookup:
+    """room_id -> RoomVersion, cached forever (a room's version never changes)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._versions: dict[str, RoomVersion] = {}
+
+    def remember(self, room_id: str, version: RoomVersion) -> None:
+        self._versions[room_id] = version
+
+    def known(self, room_id: str) -> RoomVersion | None:
+        return self._versions.get(room_id)
+
+    async def get(self, room_id: str) -> RoomVersion | None:
+        version = self._versions.get(room_id)
+        if version is None:
+            ident = await self.db.fetchval("SELECT room_version FROM rooms WHERE room_id = $1", room_id)
+            if ident is None:
+                return None
+            version = get_room_version(str(ident))
+            if version is None:
+                return None
+            self._versions[room_id] = version
+        return version
+
+    async def version_of(self, room_id: str) -> RoomVersion:
+        version = await self.get(room_id)
+        if version is None:
+            raise LookupError(f"unknown room {room_id}")
+        return version

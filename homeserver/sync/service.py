@@ -1,0 +1,334 @@
+"""/sync: initial and incremental, long-polling on the notifier.
+
+Cost of an incremental sync is proportional to what changed for the user: the rooms to look at
+come from the in-memory membership and room-stream indexes, and only rooms whose latest event is
+newer than the token are read from the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from homeserver.core.tokens import PaginationToken, StreamToken
+from homeserver.events import constants as c
+from homeserver.notifier.notifier import Notifier
+from homeserver.services.account_data import AccountDataService
+from homeserver.services.serialize import EventSerializer
+from homeserver.services.visibility import VisibilityService
+from homeserver.state.current import CurrentStateCache, RoomSnapshot
+from homeserver.state.indexes import MembershipIndex, RoomStreamIndex
+from homeserver.storage.stores.events import EventStore, StoredEvent
+from homeserver.storage.stores.rooms import RoomStore
+from homeserver.sync.filter import Filter, RoomEventFilter
+
+logger = logging.getLogger(__name__)
+
+MAX_TIMELINE_LIMIT = 100
+DEFAULT_TIMELINE_LIMIT = 10
+MAX_HEROES = 5
+
+
+@dataclass(slots=True)
+class SyncRequest:
+    user_id: str
+    device_id: str | None
+    since: StreamToken | None
+    timeout_ms: int
+    full_state: bool
+    filter: Filter
+    set_presence: str | None = None
+    # Extensions (receipts, typing, e2ee...) read these.
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class SyncService:
+    def __init__(
+        self,
+        notifier: Notifier,
+        state: CurrentStateCache,
+        events: EventStore,
+        rooms: RoomStore,
+        memberships: MembershipIndex,
+        room_streams: RoomStreamIndex,
+        visibility: VisibilityService,
+        serializer: EventSerializer,
+        account_data: AccountDataService,
+    ) -> None:
+        self.notifier = notifier
+        self.state = state
+        self.events = events
+        self.rooms = rooms
+        self.memberships = memberships
+        self.room_streams = room_streams
+        self.visibility = visibility
+        self.serializer = serializer
+        self.account_data = account_data
+
+    # -- entry point -----------------------------------------------------------------------------
+
+    async def sync(self, req: SyncRequest) -> dict[str, Any]:
+        self.notifier.track(req.user_id)
+        await self.memberships.load_user(req.user_id)
+        result, now = await self._compute(req)
+        if result is None and req.timeout_ms > 0:
+            if await self.notifier.wait_for_change(req.user_id, now, req.timeout_ms / 1000):
+                result, now = await self._compute(req)
+        if result is None:
+            result = self._empty(now)
+        return result
+
+    @staticmethod
+    def _empty(now: StreamToken) -> dict[str, Any]:
+        return {
+            "next_batch": now.serialize(),
+            "rooms": {"join": {}, "invite": {}, "leave": {}, "knock": {}},
+            "account_data": {"events": []},
+            "presence": {"events": []},
+        }
+
+    async def _compute(self, req: SyncRequest) -> tuple[dict[str, Any] | None, StreamToken]:
+        # Take the token and the user's room list together, with no await in between (see indexes).
+        now = self.notifier.current
+        rooms = dict(self.memberships.rooms_of(req.user_id) or {})
+        forgotten = set(self.memberships.forgotten.get(req.user_id, ()))
+        since = None if req.full_state else req.since
+        if since is not None and not now.advanced_past(since):
+            return None, now
+
+        response = self._empty(now)
+        sections = response["rooms"]
+        room_filter = req.filter.room
+        e0 = since.events if since is not None else 0
+        e1 = now.events
+        global_ad, room_ad = await self._account_data(req, since, now)
+
+        for room_id, (membership, mpos) in rooms.items():
+            if not room_filter.room_allowed(room_id) or mpos > e1:
+                continue
+            if since is None:
+                if membership == c.JOIN:
+                    sections["join"][room_id] = await self._joined_room(req, room_id, None, e1, room_ad)
+                elif membership == c.INVITE:
+                    sections["invite"][room_id] = await self._invited_room(room_id, req.user_id)
+                elif membership == c.KNOCK:
+                    sections["knock"][room_id] = await self._knocked_room(room_id, req.user_id)
+                elif req.filter.include_leave and room_id not in forgotten:
+                    sections["leave"][room_id] = await self._left_room(req, room_id, None, mpos)
+                continue
+            changed = e0 < mpos <= e1
+            if membership == c.JOIN:
+                if changed and await self._was_not_joined_before(room_id, req.user_id, mpos):
+                    sections["join"][room_id] = await self._joined_room(req, room_id, None, e1, room_ad)
+                elif self.room_streams.last.get(room_id, 0) > e0 or room_id in room_ad:
+                    sections["join"][room_id] = await self._joined_room(req, room_id, e0, e1, room_ad)
+            elif not changed:
+                continue
+            elif membership == c.INVITE:
+                sections["invite"][room_id] = await self._invited_room(room_id, req.user_id)
+            elif membership == c.KNOCK:
+                sections["knock"][room_id] = await self._knocked_room(room_id, req.user_id)
+            else:
+                sections["leave"][room_id] = await self._left_room(req, room_id, e0, mpos)
+
+        response["account_data"]["events"] = global_ad
+        empty = not global_ad and not any(sections.values())
+        if since is not None and empty:
+            return None, now
+        return response, now
+
+    # -- account data ----------------------------------------------------------------------------
+
+    async def _account_data(
+        self, req: SyncRequest, since: StreamToken | None, now: StreamToken
+    ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+        after = since.account_data if since is not None else 0
+        if after >= now.account_data:
+            return [], {}
+        items = await self.account_data.store.list_since(req.user_id, after, now.account_data)
+        ad_filter = req.filter.account_data
+        room_ad_filter = req.filter.room.account_data
+        global_events = []
+        per_room: dict[str, list[dict[str, Any]]] = {}
+        for item in items:
+            if item.room_id == "":
+                if ad_filter.matches(item.type, req.user_id):
+                    global_events.append({"type": item.type, "content": item.content})
+            elif room_ad_filter.matches(item.type, req.user_id):
+                per_room.setdefault(item.room_id, []).append({"type": item.type, "content": item.content})
+        return global_events, per_room
+
+    # -- rooms -----------------------------------------------------------------------------------
+
+    async def _was_not_joined_before(self, room_id: str, user_id: str, mpos: int) -> bool:
+        history = await self.visibility._history(room_id, c.MEMBER, user_id, "membership")
+        before = [m for pos, m in history if pos < mpos]
+        return not before or before[-1] != c.JOIN
+
+    def _timeline_limit(self, flt: RoomEventFilter) -> int:
+        return flt.effective_limit(DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT)
+
+    async def _timeline(
+        self, req: SyncRequest, room_id: str, after: int, upto: int
+    ) -> tuple[list[StoredEvent], bool, int]:
+        """Visible timeline events in (after, upto], newest `limit`; returns (events, limited, start)."""
+        flt = req.filter.room.timeline
+        limit = self._timeline_limit(flt)
+        raw = await self.events.room_events_between(room_id, after, upto, limit=limit + 1, newest_first=True)
+        limited = len(raw) > limit
+        raw = raw[:limit]
+        raw.reverse()
+        start = raw[0].stream_ordering - 1 if raw else upto
+        visible = await self.visibility.filter_events(req.user_id, room_id, raw)
+        if not flt.is_unconstrained:
+            visible = [s for s in visible if flt.matches_event(s.event, room_id)]
+        return visible, limited, start
+
+    async def state_ids_at(self, snapshot: RoomSnapshot, position: int) -> dict[tuple[str, str], str]:
+        """State ids after stream `position`: current state with later changes rolled back."""
+        state = {key: event.event_id for key, event in snapshot.state.items()}
+        if position >= snapshot.last_stream:
+            return state
+        seen = set()
+        for delta in await self.rooms.state_deltas_after(snapshot.room_id, position):
+            key = (delta.type, delta.state_key)
+            if key in seen:
+                continue
+            seen.add(key)
+            if delta.prev_event_id is None:
+                state.pop(key, None)
+            else:
+                state[key] = delta.prev_event_id
+        return state
+
+    async def _joined_room(
+        self,
+        req: SyncRequest,
+        room_id: str,
+        since: int | None,
+        upto: int,
+        room_ad: dict[str, list[dict[str, Any]]],
+    ) -> dict[str, Any]:
+        snapshot = await self.state.get(room_id)
+        assert snapshot is not None
+        timeline, limited, start = await self._timeline(req, room_id, since or 0, upto)
+        state_filter = req.filter.room.state
+        lazy = state_filter.lazy_load_members
+        # State: everything at the timeline start on a full sync; on an incremental one, only keys
+        # that changed between the token and the timeline start (a gap the timeline does not show).
+        state_ids: dict[tuple[str, str], str]
+        if since is None:
+            state_ids = await self.state_ids_at(snapshot, start)
+        elif limited:
+            at_start = await self.state_ids_at(snapshot, start)
+            changed = {
+                (d.type, d.state_key) for d in await self.rooms.state_deltas_between(room_id, since, start)
+            }
+            state_ids = {k: v for k, v in at_start.items() if k in changed}
+        else:
+            state_ids = {}
+        if lazy:
+            wanted = {s.event.sender for s in timeline} | {req.user_id}
+            if since is not None and not limited:
+                # senders' member events, unless the timeline itself carries them
+                in_timeline = {s.event.state_key for s in timeline if s.event.type == c.MEMBER}
+                wanted -= in_timeline
+                at = await self.state_ids_at(snapshot, start)
+                state_ids.update({k: v for k, v in at.items() if k[0] == c.MEMBER and k[1] in wanted})
+            state_ids = {k: v for k, v in state_ids.items() if k[0] != c.MEMBER or k[1] in wanted}
+        state_events = await self.events.get_events_ordered(list(state_ids.values()))
+        if not state_filter.is_unconstrained:
+            state_events = [s for s in state_events if state_filter.matches_event(s.event, room_id)]
+
+        room: dict[str, Any] = {
+            "timeline": {
+                "events": await self.serializer.serialize(
+                    timeline, user_id=req.user_id, device_id=req.device_id, include_room_id=False
+                ),
+                "limited": limited,
+                "prev_batch": PaginationToken(start).serialize(),
+            },
+            "state": {"events": await self.serializer.serialize(state_events, include_room_id=False)},
+            "account_data": {"events": room_ad.get(room_id, [])},
+            "ephemeral": {"events": []},
+        }
+        if since is None or any(s.event.type == c.MEMBER for s in timeline) or limited:
+            room["summary"] = self._summary(snapshot, req.user_id)
+        return room
+
+    @staticmethod
+    def _summary(snapshot: RoomSnapshot, user_id: str) -> dict[str, Any]:
+        joined = snapshot.members_with(c.JOIN)
+        invited = snapshot.members_with(c.INVITE)
+        summary: dict[str, Any] = {
+            "m.joined_member_count": len(joined),
+            "m.invited_member_count": len(invited),
+        }
+        if not snapshot.get("m.room.name") and not snapshot.get("m.room.canonical_alias"):
+            heroes = sorted(u for u in joined + invited if u != user_id)[:MAX_HEROES]
+            if not heroes:
+                heroes = sorted(
+                    u for u, m in snapshot.memberships.items() if u != user_id and m in (c.LEAVE, c.BAN)
+                )[:MAX_HEROES]
+            summary["m.heroes"] = heroes
+        return summary
+
+    async def _invited_room(self, room_id: str, user_id: str) -> dict[str, Any]:
+        snapshot = await self.state.get(room_id)
+        invite = snapshot.get(c.MEMBER, user_id) if snapshot else None
+        events: list[dict[str, Any]] = []
+        if invite is not None:
+            events = [dict(s) for s in invite.unsigned.get("invite_room_state", [])]
+            events.append(
+                {
+                    "type": invite.type,
+                    "state_key": invite.state_key,
+                    "content": invite.content,
+                    "sender": invite.sender,
+                    "event_id": invite.event_id,
+                    "origin_server_ts": invite.origin_server_ts,
+                }
+            )
+        return {"invite_state": {"events": events}}
+
+    async def _knocked_room(self, room_id: str, user_id: str) -> dict[str, Any]:
+        snapshot = await self.state.get(room_id)
+        knock = snapshot.get(c.MEMBER, user_id) if snapshot else None
+        events: list[dict[str, Any]] = []
+        if knock is not None:
+            events = [dict(s) for s in knock.unsigned.get("knock_room_state", [])]
+            events.append(
+                {
+                    "type": knock.type,
+                    "state_key": knock.state_key,
+                    "content": knock.content,
+                    "sender": knock.sender,
+                    "event_id": knock.event_id,
+                    "origin_server_ts": knock.origin_server_ts,
+                }
+            )
+        return {"knock_state": {"events": events}}
+
+    async def _left_room(
+        self, req: SyncRequest, room_id: str, since: int | None, leave_pos: int
+    ) -> dict[str, Any]:
+        snapshot = await self.state.get(room_id)
+        assert snapshot is not None
+        timeline, limited, start = await self._timeline(req, room_id, since or 0, leave_pos)
+        state_ids = await self.state_ids_at(snapshot, start) if since is None or limited else {}
+        if req.filter.room.state.lazy_load_members:
+            wanted = {s.event.sender for s in timeline} | {req.user_id}
+            state_ids = {k: v for k, v in state_ids.items() if k[0] != c.MEMBER or k[1] in wanted}
+        state_events = await self.events.get_events_ordered(list(state_ids.values()))
+        return {
+            "timeline": {
+                "events": await self.serializer.serialize(
+                    timeline, user_id=req.user_id, device_id=req.device_id, include_room_id=False
+                ),
+                "limited": limited,
+                "prev_batch": PaginationToken(start).serialize(),
+            },
+            "state": {"events": await self.serializer.serialize(state_events, include_room_id=False)},
+            "account_data": {"events": []},
+        }
