@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs and run it (the README's test command; CI calls this).
+# Works on a fresh machine of the project's kind: Python 3.11+, PostgreSQL on 127.0.0.1:5432.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/pip" install -q --upgrade pip >/dev/null
+"$VENV/bin/pip" install -q -e '.[dev]'
+
+# Optional system packages for media tests (virus scanning with a real clamd).
+if ! command -v clamd >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clamav-daemon >/dev/null) \
+    || echo "warning: could not install clamav-daemon; clamd tests will skip (or fail under CI=true)"
+fi
+
+# Node client tests (matrix-js-sdk needs Node >= 22: the npm package `node` provides it).
+if [ -f tests/clients/js/package.json ] && command -v npm >/dev/null 2>&1; then
+  (cd tests/clients/js && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+"$VENV/bin/ruff" check homeserver appservices bridges tests synapse_compat_tests bench
+exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
