@@ -30,6 +30,37 @@ DEFAULT_TIMELINE_LIMIT = 10
 MAX_HEROES = 5
 
 
+class SyncExtension:
+    """A feature that adds to /sync (receipts, typing, presence, to-device, device lists...).
+
+    Its stream positions live in the StreamToken; it advances them through the notifier, which
+    wakes the affected users. Override what applies; every method must be cheap when nothing
+    changed for the user (compare the token's position with `now` first).
+    """
+
+    async def global_part(
+        self, req: SyncRequest, since: StreamToken | None, now: StreamToken, response: dict[str, Any]
+    ) -> bool:
+        """Add top-level sections (to_device, device_lists, presence...). True if any is new."""
+        return False
+
+    async def rooms_changed(
+        self, req: SyncRequest, since: StreamToken, now: StreamToken, joined: set[str]
+    ) -> set[str]:
+        """Joined rooms with news for this extension between the tokens (incremental sync only)."""
+        return set()
+
+    async def room_part(
+        self,
+        req: SyncRequest,
+        room_id: str,
+        since: StreamToken | None,
+        now: StreamToken,
+        room: dict[str, Any],
+    ) -> None:
+        """Add to a joined room's section (ephemeral events, unread counts...)."""
+
+
 @dataclass(slots=True)
 class SyncRequest:
     user_id: str
@@ -65,6 +96,7 @@ class SyncService:
         self.visibility = visibility
         self.serializer = serializer
         self.account_data = account_data
+        self.extensions: list[SyncExtension] = []
 
     # -- entry point -----------------------------------------------------------------------------
 
@@ -103,6 +135,11 @@ class SyncService:
         e0 = since.events if since is not None else 0
         e1 = now.events
         global_ad, room_ad = await self._account_data(req, since, now)
+        ext_rooms: set[str] = set()
+        if since is not None and self.extensions:
+            joined = {r for r, (m, pos) in rooms.items() if m == c.JOIN and pos <= e1}
+            for ext in self.extensions:
+                ext_rooms |= await ext.rooms_changed(req, since, now, joined)
 
         for room_id, (membership, mpos) in rooms.items():
             if not room_filter.room_allowed(room_id) or mpos > e1:
@@ -121,7 +158,9 @@ class SyncService:
             if membership == c.JOIN:
                 if changed and await self._was_not_joined_before(room_id, req.user_id, mpos):
                     sections["join"][room_id] = await self._joined_room(req, room_id, None, e1, room_ad)
-                elif self.room_streams.last.get(room_id, 0) > e0 or room_id in room_ad:
+                elif (
+                    self.room_streams.last.get(room_id, 0) > e0 or room_id in room_ad or room_id in ext_rooms
+                ):
                     sections["join"][room_id] = await self._joined_room(req, room_id, e0, e1, room_ad)
             elif not changed:
                 continue
@@ -133,7 +172,12 @@ class SyncService:
                 sections["leave"][room_id] = await self._left_room(req, room_id, e0, mpos)
 
         response["account_data"]["events"] = global_ad
-        empty = not global_ad and not any(sections.values())
+        extension_news = False
+        for ext in self.extensions:
+            for room_id, room in sections["join"].items():
+                await ext.room_part(req, room_id, since, now, room)
+            extension_news |= await ext.global_part(req, since, now, response)
+        empty = not global_ad and not any(sections.values()) and not extension_news
         if since is not None and empty:
             return None, now
         return response, now
