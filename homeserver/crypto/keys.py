@@ -11,7 +11,7 @@ import os
 import secrets
 import string
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from nacl.signing import VerifyKey
 from signedjson.key import (
@@ -116,7 +116,7 @@ def decode_verify_key(key_id: str, key_base64: str) -> VerifyKey:
         raise ValueError(f"Invalid base64 for key {key_id}") from exc
     if len(key_bytes) != 32:
         raise ValueError(f"Invalid ed25519 key length for {key_id}")
-    return decode_verify_key_bytes(key_id, key_bytes)
+    return cast(VerifyKey, decode_verify_key_bytes(key_id, key_bytes))
 
 
 def server_keys_response(

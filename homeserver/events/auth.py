@@ -62,10 +62,6 @@ class AuthError(MatrixError):
         self.reason = reason
 
 
-def _deny(reason: str) -> AuthError:
-    return AuthError(reason)
-
-
 def _domain(identifier: str) -> str | None:
     _, sep, domain = identifier.partition(":")
     return domain if sep else None
@@ -92,7 +88,7 @@ def parse_power_level(value: Any) -> int | None:
 def _level(value: Any, what: str) -> int:
     level = parse_power_level(value)
     if level is None:
-        raise _deny(f"Invalid power level for {what}: {value!r}")
+        raise AuthError(f"Invalid power level for {what}: {value!r}")
     return level
 
 
@@ -119,7 +115,7 @@ def required_power_level(
         events = power_levels_content.get("events")
         if events is not None:
             if not isinstance(events, Mapping):
-                raise _deny("Invalid 'events' in power levels")
+                raise AuthError("Invalid 'events' in power levels")
             value = events.get(event_type)
             if value is not None:
                 return _level(value, event_type)
@@ -156,7 +152,7 @@ def user_power_level(user_id: str, auth_state: AuthState) -> int:
     if content is not None:
         users = content.get("users")
         if users is not None and not isinstance(users, Mapping):
-            raise _deny("Invalid 'users' in power levels")
+            raise AuthError("Invalid 'users' in power levels")
         value = users.get(user_id) if users else None
         if value is not None:
             return _level(value, user_id)
@@ -204,8 +200,8 @@ def can_send(user_id: str, event_type: str, state_key: str | None, auth_state: A
 
 
 def can_redact(redaction_sender: str, original_sender: str, auth_state: AuthState) -> bool:
-    """ "Handling redactions": apply a redaction if its sender has the redact level or is on the same
-    server as the redacted event's sender."""
+    """Whether a redaction is applied (spec "Handling redactions"): its sender has the redact level,
+    or is on the same server as the redacted event's sender."""
     if _domain(redaction_sender) == _domain(original_sender):
         return True
     try:
@@ -281,20 +277,22 @@ def check_auth_events(
     state: dict[StateKey, Event] = {}
     for auth_event in auth_events:
         if auth_event.room_id != event.room_id:
-            raise _deny(f"Auth event {auth_event.event_id} is in another room ({auth_event.room_id})")
+            raise AuthError(f"Auth event {auth_event.event_id} is in another room ({auth_event.room_id})")
         if auth_event.state_key is None:
-            raise _deny(f"Auth event {auth_event.event_id} is not a state event")
+            raise AuthError(f"Auth event {auth_event.event_id} is not a state event")
         key = (auth_event.type, auth_event.state_key)
         if key in state:
-            raise _deny(f"Duplicate auth events for {key}: {state[key].event_id} and {auth_event.event_id}")
+            raise AuthError(
+                f"Duplicate auth events for {key}: {state[key].event_id} and {auth_event.event_id}"
+            )
         if key not in expected:
-            raise _deny(f"Unexpected auth event {auth_event.event_id} for {key}")
+            raise AuthError(f"Unexpected auth event {auth_event.event_id} for {key}")
         if auth_event.event_id in rejected_event_ids:
-            raise _deny(f"Auth event {auth_event.event_id} was rejected")
+            raise AuthError(f"Auth event {auth_event.event_id} was rejected")
         state[key] = auth_event
     if room_version.auth_events_include_create:
         if CREATE_KEY not in state:
-            raise _deny("No m.room.create event in auth events")
+            raise AuthError("No m.room.create event in auth events")
     elif create_event is not None:
         state[CREATE_KEY] = create_event
     return state
@@ -311,22 +309,22 @@ def check_auth_rules(room_version: RoomVersion, event: Event, auth_state: AuthSt
 
     create = auth_state.get(CREATE_KEY)
     if create is None:
-        raise _deny("No m.room.create event in the auth state")
+        raise AuthError("No m.room.create event in the auth state")
     if room_version.room_ids_as_hashes:
         if event.room_id != "!" + create.event_id[1:]:
-            raise _deny("Room id is not the id of the room's create event")
+            raise AuthError("Room id is not the id of the room's create event")
     elif create.room_id != event.room_id:
-        raise _deny("The create event is for another room")
+        raise AuthError("The create event is for another room")
 
     # m.federate: false keeps other servers out. Synapse treats any value other than true as false.
     if create.content.get("m.federate", True) is not True and _domain(event.sender) != _domain(create.sender):
-        raise _deny("This room is not federated")
+        raise AuthError("This room is not federated")
 
     if room_version.special_case_aliases_auth and event.type == c.ALIASES:
         if event.state_key is None:
-            raise _deny("m.room.aliases must be a state event")
+            raise AuthError("m.room.aliases must be a state event")
         if event.state_key != _domain(event.sender):
-            raise _deny("m.room.aliases state_key must be the sender's server")
+            raise AuthError("m.room.aliases state_key must be the sender's server")
         return
 
     if event.type == c.MEMBER:
@@ -334,7 +332,7 @@ def check_auth_rules(room_version: RoomVersion, event: Event, auth_state: AuthSt
         return
 
     if get_membership(event.sender, auth_state) != c.JOIN:
-        raise _deny(f"{event.sender} is not in the room")
+        raise AuthError(f"{event.sender} is not in the room")
 
     power_levels = get_power_levels_content(auth_state)
     sender_level = user_power_level(event.sender, auth_state)
@@ -342,14 +340,14 @@ def check_auth_rules(room_version: RoomVersion, event: Event, auth_state: AuthSt
     if event.type == c.THIRD_PARTY_INVITE:
         if sender_level >= get_named_level("invite", power_levels):
             return
-        raise _deny("Insufficient power to send third-party invites")
+        raise AuthError("Insufficient power to send third-party invites")
 
     required = required_power_level(event.type, event.state_key is not None, power_levels)
     if required > sender_level:
-        raise _deny(f"Insufficient power to send {event.type}: need {required}, have {sender_level}")
+        raise AuthError(f"Insufficient power to send {event.type}: need {required}, have {sender_level}")
 
     if event.state_key is not None and event.state_key.startswith("@") and event.state_key != event.sender:
-        raise _deny("Cannot set state keyed by another user's id")
+        raise AuthError("Cannot set state keyed by another user's id")
 
     if event.type == c.POWER_LEVELS:
         _check_power_levels(room_version, event, auth_state, sender_level)
@@ -357,30 +355,30 @@ def check_auth_rules(room_version: RoomVersion, event: Event, auth_state: AuthSt
 
 def _check_create(room_version: RoomVersion, event: Event) -> None:
     if event.prev_event_ids:
-        raise _deny("m.room.create must not have prev_events")
+        raise AuthError("m.room.create must not have prev_events")
     if room_version.room_ids_as_hashes:
         if "room_id" in event.pdu:
-            raise _deny("m.room.create must not have a room_id in this room version")
+            raise AuthError("m.room.create must not have a room_id in this room version")
     else:
         room_domain = _domain(event.room_id)
         if room_domain is None or room_domain != _domain(event.sender):
-            raise _deny("m.room.create room_id and sender are on different servers")
+            raise AuthError("m.room.create room_id and sender are on different servers")
     content = event.content
     if "room_version" in content and content["room_version"] not in KNOWN_ROOM_VERSIONS:
-        raise _deny(f"Unknown room version {content['room_version']!r}")
+        raise AuthError(f"Unknown room version {content['room_version']!r}")
     if not room_version.implicit_room_creator and "creator" not in content:
-        raise _deny("m.room.create has no creator")
+        raise AuthError("m.room.create has no creator")
     if room_version.privileged_creators and "additional_creators" in content:
         extra = content["additional_creators"]
         if not isinstance(extra, list) or not all(isinstance(u, str) and is_valid_user_id(u) for u in extra):
-            raise _deny("additional_creators must be a list of user ids")
+            raise AuthError("additional_creators must be a list of user ids")
 
 
 def _check_membership(room_version: RoomVersion, event: Event, auth_state: AuthState, create: Event) -> None:
     target = event.state_key
     membership = event.content.get("membership")
     if target is None or not isinstance(membership, str):
-        raise _deny("Member event without state_key or membership")
+        raise AuthError("Member event without state_key or membership")
     sender = event.sender
 
     if membership == c.JOIN:
@@ -389,15 +387,15 @@ def _check_membership(room_version: RoomVersion, event: Event, auth_state: AuthS
         if len(prev) == 1 and prev[0] == create.event_id and target == room_creator(create):
             return
         if sender != target:
-            raise _deny("Cannot make another user join")
+            raise AuthError("Cannot make another user join")
         current = get_membership(sender, auth_state)
         if current == c.BAN:
-            raise _deny(f"{sender} is banned from the room")
+            raise AuthError(f"{sender} is banned from the room")
         join_rule = get_join_rule(auth_state)
         if join_rule == c.INVITE or (room_version.knock_join_rule and join_rule == c.KNOCK):
             if current in (c.INVITE, c.JOIN):
                 return
-            raise _deny(f"{sender} is not invited to the room")
+            raise AuthError(f"{sender} is not invited to the room")
         if (room_version.restricted_join_rule and join_rule == c.RESTRICTED) or (
             room_version.knock_restricted_join_rule and join_rule == c.KNOCK_RESTRICTED
         ):
@@ -405,90 +403,90 @@ def _check_membership(room_version: RoomVersion, event: Event, auth_state: AuthS
                 return
             authoriser = event.content.get(c.AUTHORISING_USER)
             if not isinstance(authoriser, str):
-                raise _deny("Restricted join without join_authorised_via_users_server")
+                raise AuthError("Restricted join without join_authorised_via_users_server")
             if get_membership(authoriser, auth_state) != c.JOIN:
-                raise _deny(f"Authorising user {authoriser} is not in the room")
+                raise AuthError(f"Authorising user {authoriser} is not in the room")
             invite_level = get_named_level("invite", get_power_levels_content(auth_state))
             if user_power_level(authoriser, auth_state) < invite_level:
-                raise _deny(f"Authorising user {authoriser} cannot invite")
+                raise AuthError(f"Authorising user {authoriser} cannot invite")
             return
         if join_rule == c.PUBLIC:
             return
-        raise _deny(f"Cannot join a room with join rule {join_rule!r}")
+        raise AuthError(f"Cannot join a room with join rule {join_rule!r}")
 
     if membership == c.INVITE:
         target_membership = get_membership(target, auth_state)
         if "third_party_invite" in event.content:
             if target_membership == c.BAN:
-                raise _deny(f"{target} is banned from the room")
+                raise AuthError(f"{target} is banned from the room")
             _check_third_party_invite(event, auth_state)
             return
         if get_membership(sender, auth_state) != c.JOIN:
-            raise _deny(f"{sender} is not in the room")
+            raise AuthError(f"{sender} is not in the room")
         if target_membership in (c.JOIN, c.BAN):
-            raise _deny(f"{target} is {target_membership} and cannot be invited")
+            raise AuthError(f"{target} is {target_membership} and cannot be invited")
         invite_level = get_named_level("invite", get_power_levels_content(auth_state))
         if user_power_level(sender, auth_state) >= invite_level:
             return
-        raise _deny("Insufficient power to invite")
+        raise AuthError("Insufficient power to invite")
 
     if membership == c.LEAVE:
         current = get_membership(sender, auth_state)
         if sender == target:
             if current in (c.INVITE, c.JOIN) or (room_version.knock_join_rule and current == c.KNOCK):
                 return
-            raise _deny(f"{sender} cannot leave from membership {current!r}")
+            raise AuthError(f"{sender} cannot leave from membership {current!r}")
         if current != c.JOIN:
-            raise _deny(f"{sender} is not in the room")
+            raise AuthError(f"{sender} is not in the room")
         power_levels = get_power_levels_content(auth_state)
         sender_level = user_power_level(sender, auth_state)
         target_level = user_power_level(target, auth_state)
         target_banned = get_membership(target, auth_state) == c.BAN
         if target_banned and sender_level < get_named_level("ban", power_levels):
-            raise _deny("Insufficient power to unban")
+            raise AuthError("Insufficient power to unban")
         if sender_level >= get_named_level("kick", power_levels) and target_level < sender_level:
             return
-        raise _deny(f"Insufficient power to kick {target}")
+        raise AuthError(f"Insufficient power to kick {target}")
 
     if membership == c.BAN:
         if get_membership(sender, auth_state) != c.JOIN:
-            raise _deny(f"{sender} is not in the room")
+            raise AuthError(f"{sender} is not in the room")
         sender_level = user_power_level(sender, auth_state)
         ban_level = get_named_level("ban", get_power_levels_content(auth_state))
         if sender_level >= ban_level and user_power_level(target, auth_state) < sender_level:
             return
-        raise _deny(f"Insufficient power to ban {target}")
+        raise AuthError(f"Insufficient power to ban {target}")
 
     if membership == c.KNOCK and room_version.knock_join_rule:
         join_rule = get_join_rule(auth_state)
         if join_rule != c.KNOCK and not (
             room_version.knock_restricted_join_rule and join_rule == c.KNOCK_RESTRICTED
         ):
-            raise _deny("The room does not accept knocks")
-        if False:
-            raise _deny("Cannot knock on behalf of another user")
+            raise AuthError("The room does not accept knocks")
+        if sender != target:
+            raise AuthError("Cannot knock on behalf of another user")
         if get_membership(sender, auth_state) not in (c.BAN, c.INVITE, c.JOIN):
             return
-        raise _deny(f"{sender} cannot knock from their current membership")
+        raise AuthError(f"{sender} cannot knock from their current membership")
 
-    raise _deny(f"Unknown membership {membership!r}")
+    raise AuthError(f"Unknown membership {membership!r}")
 
 
 def _check_third_party_invite(event: Event, auth_state: AuthState) -> None:
     tpi = event.content["third_party_invite"]
     signed = tpi.get("signed") if isinstance(tpi, Mapping) else None
     if not isinstance(signed, Mapping):
-        raise _deny("third_party_invite has no signed object")
+        raise AuthError("third_party_invite has no signed object")
     if "mxid" not in signed or "token" not in signed:
-        raise _deny("third_party_invite.signed lacks mxid or token")
+        raise AuthError("third_party_invite.signed lacks mxid or token")
     if signed["mxid"] != event.state_key:
-        raise _deny("third_party_invite mxid does not match the invited user")
+        raise AuthError("third_party_invite mxid does not match the invited user")
     token = signed["token"]
     invite = auth_state.get((c.THIRD_PARTY_INVITE, token)) if isinstance(token, str) else None
     if invite is None:
-        raise _deny("No m.room.third_party_invite for this token")
+        raise AuthError("No m.room.third_party_invite for this token")
     if invite.sender != event.sender:
-        raise _deny("Sender does not match the m.room.third_party_invite sender")
+        raise AuthError("Sender does not match the m.room.third_party_invite sender")
 
     public_keys: list[str] = []
     single = invite.content.get("public_key")
@@ -513,7 +511,7 @@ def _check_third_party_invite(event: Event, auth_state: AuthState) -> None:
                     except SignatureError:
                         continue
                     return
-    raise _deny("No valid signature on the third-party invite")
+    raise AuthError("No valid signature on the third-party invite")
 
 
 _NAMED_LEVELS: Final = tuple(NAMED_LEVEL_DEFAULTS)
@@ -527,26 +525,26 @@ def _check_power_levels(
     if strict:
         for name in _NAMED_LEVELS:
             if name in content and type(content[name]) is not int:
-                raise _deny(f"Power level {name!r} must be an integer")
+                raise AuthError(f"Power level {name!r} must be an integer")
         for name in ("events", "notifications"):
             if name in content:
                 value = content[name]
                 if not isinstance(value, Mapping) or any(type(v) is not int for v in value.values()):
-                    raise _deny(f"Power levels {name!r} must map to integers")
+                    raise AuthError(f"Power levels {name!r} must map to integers")
 
     users = content.get("users", {})
     if not isinstance(users, Mapping):
-        raise _deny("Power levels 'users' must be an object")
+        raise AuthError("Power levels 'users' must be an object")
     for user_id, level in users.items():
         if not _looks_like_user_id(user_id):
-            raise _deny(f"Invalid user id in power levels: {user_id!r}")
+            raise AuthError(f"Invalid user id in power levels: {user_id!r}")
         if (type(level) is not int) if strict else (parse_power_level(level) is None):
-            raise _deny(f"Invalid power level for {user_id}: {level!r}")
+            raise AuthError(f"Invalid power level for {user_id}: {level!r}")
 
     if room_version.privileged_creators:
         create = auth_state[CREATE_KEY]
         if any(u in users for u in room_creators(create)):
-            raise _deny("Room creators cannot be given a power level")
+            raise AuthError("Room creators cannot be given a power level")
 
     old_event = auth_state.get(POWER_LEVELS_KEY)
     if old_event is None:
@@ -559,9 +557,9 @@ def _check_power_levels(
         if old_value == new_value:
             continue
         if old_value is not None and old_value > sender_level:
-            raise _deny(f"Cannot change {name!r} from a level above your own")
+            raise AuthError(f"Cannot change {name!r} from a level above your own")
         if new_value is not None and new_value > sender_level:
-            raise _deny(f"Cannot set {name!r} above your own level")
+            raise AuthError(f"Cannot set {name!r} above your own level")
 
     mapped = ("events", "notifications") if room_version.limit_notifications_power_levels else ("events",)
     for name in mapped:
@@ -573,9 +571,9 @@ def _check_power_levels(
             if old_value == new_value:
                 continue
             if old_value is not None and old_value > sender_level:
-                raise _deny(f"Cannot change {name}[{key!r}] from a level above your own")
+                raise AuthError(f"Cannot change {name}[{key!r}] from a level above your own")
             if new_value is not None and new_value > sender_level:
-                raise _deny(f"Cannot set {name}[{key!r}] above your own level")
+                raise AuthError(f"Cannot set {name}[{key!r}] above your own level")
 
     old_users = _level_map(old, "users")
     new_users = _level_map(content, "users")
@@ -585,9 +583,9 @@ def _check_power_levels(
         if old_value == new_value:
             continue
         if old_value is not None and user_id != event.sender and old_value >= sender_level:
-            raise _deny(f"Cannot change the level of {user_id}, who is not below you")
+            raise AuthError(f"Cannot change the level of {user_id}, who is not below you")
         if new_value is not None and new_value > sender_level:
-            raise _deny(f"Cannot give {user_id} a level above your own")
+            raise AuthError(f"Cannot give {user_id} a level above your own")
 
 
 def _optional_level(content: Mapping[str, Any], name: str) -> int | None:
@@ -601,5 +599,5 @@ def _level_map(content: Mapping[str, Any], name: str) -> dict[str, int]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise _deny(f"Power levels {name!r} must be an object")
+        raise AuthError(f"Power levels {name!r} must be an object")
     return {k: _level(v, f"{name}[{k!r}]") for k, v in value.items() if v is not None}

@@ -7,6 +7,7 @@ rarer ones are properties over the PDU. The PDU dict is shared, never copied: tr
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from homeserver.core.errors import MatrixError
@@ -15,7 +16,7 @@ from homeserver.events import constants as c
 from homeserver.events.redaction import prune_event_dict
 from homeserver.events.room_versions import RoomVersion
 
-_EMPTY: Mapping[str, Any] = {}
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 class Event:
@@ -53,7 +54,9 @@ class Event:
         try:
             etype = pdu["type"]
             sender = pdu["sender"]
-            content = pdu.get("content", _EMPTY)
+            content = pdu.get("content")
+            if content is None:
+                content = {}
             state_key = pdu.get("state_key")
             if not (
                 isinstance(etype, str)

@@ -181,7 +181,7 @@ def _derive(base: RoomVersion, identifier: str, **changes: object) -> RoomVersio
     """A version that differs from `base` only by `changes` (mirrors how the spec defines them)."""
     values = {name: getattr(base, name) for name in RoomVersion.__dataclass_fields__}
     values.update(changes, identifier=identifier)
-    return RoomVersion(**values)  # type: ignore[arg-type]
+    return RoomVersion(**values)
 
 
 V4 = _derive(V3, "4", event_id_format=EventIdFormat.V4)

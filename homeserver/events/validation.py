@@ -8,7 +8,7 @@ superset, meant for events received over federation before they are hashed, veri
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from homeserver.core.errors import MatrixError
 from homeserver.core.ids import is_valid_room_id, is_valid_user_id
@@ -51,7 +51,7 @@ def validate_pdu_size_and_fields(pdu: Mapping[str, Any], *, encoded: bytes | Non
         raise MatrixError(413, "M_TOO_LARGE", f"Event is larger than {MAX_PDU_SIZE} bytes")
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

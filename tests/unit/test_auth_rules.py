@@ -108,6 +108,7 @@ def make_room(
     *,
     join_rule: str | None = "public",
     power_levels: dict[str, Any] | None = None,
+    with_power_levels: bool = True,
     members: dict[str, str] | None = None,
     create_content: dict[str, Any] | None = None,
     join_rule_content: dict[str, Any] | None = None,
@@ -138,9 +139,13 @@ def make_room(
     else:
         room.set("m.room.create", ALICE, content)
     room.member(ALICE, "join")
-    if power_levels is not False:  # type: ignore[comparison-overlap]
+    if with_power_levels:
         default_users = {} if rv.privileged_creators else {ALICE: 100}
-        room.set("m.room.power_levels", ALICE, power_levels if power_levels is not None else {"users": default_users})
+        room.set(
+            "m.room.power_levels",
+            ALICE,
+            power_levels if power_levels is not None else {"users": default_users},
+        )
     if join_rule is not None:
         room.set("m.room.join_rules", ALICE, join_rule_content or {"join_rule": join_rule})
     for user, membership in (members or {}).items():
@@ -239,9 +244,12 @@ def test_auth_types_for_message_and_create() -> None:
             CAROL,
             [("m.room.member", CAROL), ("m.room.join_rules", ""), ("m.room.third_party_invite", "tok")],
         ),
-        ("10", {"membership": "invite", "third_party_invite": "junk"}, CAROL, [
-            ("m.room.member", CAROL), ("m.room.join_rules", ""),
-        ]),  # fmt: skip
+        (
+            "10",
+            {"membership": "invite", "third_party_invite": "junk"},
+            CAROL,
+            [("m.room.member", CAROL), ("m.room.join_rules", "")],
+        ),
         (
             "9",
             {"membership": "join", "join_authorised_via_users_server": CAROL},
@@ -249,7 +257,12 @@ def test_auth_types_for_message_and_create() -> None:
             [("m.room.join_rules", ""), ("m.room.member", CAROL)],
         ),
         # Restricted joins don't exist before v8: the authoriser is not selected.
-        ("7", {"membership": "join", "join_authorised_via_users_server": CAROL}, BOB, [("m.room.join_rules", "")]),
+        (
+            "7",
+            {"membership": "join", "join_authorised_via_users_server": CAROL},
+            BOB,
+            [("m.room.join_rules", "")],
+        ),
     ],
 )
 def test_auth_types_for_membership(
@@ -263,12 +276,18 @@ def test_auth_types_for_membership(
 def test_check_auth_events() -> None:
     room = make_room("10", members={BOB: "join"})
     event = room.event("m.room.message", BOB, {"body": "x"})
-    create, pl, jr = (room.state[k] for k in [("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.join_rules", "")])
+    create, pl, jr = (
+        room.state[k] for k in [("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.join_rules", "")]
+    )
     bob = room.state[("m.room.member", BOB)]
     alice = room.state[("m.room.member", ALICE)]
 
     got = check_auth_events(room.rv, event, [create, pl, bob])
-    assert got == {("m.room.create", ""): create, ("m.room.power_levels", ""): pl, ("m.room.member", BOB): bob}
+    assert got == {
+        ("m.room.create", ""): create,
+        ("m.room.power_levels", ""): pl,
+        ("m.room.member", BOB): bob,
+    }
     check_auth_rules(room.rv, event, got)
 
     cases = {
@@ -345,13 +364,15 @@ def test_m_federate(version: str, federate: Any, remote_allowed: bool) -> None:
 
 @pytest.mark.parametrize("version", ALL)
 def test_creator_first_join(version: str) -> None:
-    room = make_room(version, join_rule=None, power_levels=False)  # type: ignore[arg-type]
+    room = make_room(version, join_rule=None, with_power_levels=False)
     create = room.state[("m.room.create", "")]
     del room.state[("m.room.member", ALICE)]
     first = room.event("m.room.member", ALICE, {"membership": "join"}, ALICE, prev=[create.event_id])
     assert room.allowed(first)
     # Anybody else is subject to the (default: invite) join rule.
-    assert not room.allowed(room.event("m.room.member", BOB, {"membership": "join"}, BOB, prev=[create.event_id]))
+    assert not room.allowed(
+        room.event("m.room.member", BOB, {"membership": "join"}, BOB, prev=[create.event_id])
+    )
     # Two prev events: not "the only previous event".
     two_prev = room.event("m.room.member", ALICE, {"membership": "join"}, ALICE, prev=[create.event_id, "$x"])
     assert not room.allowed(two_prev)
@@ -364,7 +385,9 @@ def test_creator_is_content_creator_before_v11_and_sender_after() -> None:
         create = room.set("m.room.create", ALICE, {"creator": BOB})
         first = room.event("m.room.member", BOB, {"membership": "join"}, BOB, prev=[create.event_id])
         assert room.allowed(first) is expect_bob, version
-        alice_first = room.event("m.room.member", ALICE, {"membership": "join"}, ALICE, prev=[create.event_id])
+        alice_first = room.event(
+            "m.room.member", ALICE, {"membership": "join"}, ALICE, prev=[create.event_id]
+        )
         assert room.allowed(alice_first) is not expect_bob, version
 
 
@@ -424,7 +447,9 @@ RESTRICTED_TABLE: list[tuple[str, str | None, str, int, list[str]]] = [
 ]
 
 
-@pytest.mark.parametrize(("join_rule", "authoriser", "auth_membership", "invite_level", "allowed_in"), RESTRICTED_TABLE)
+@pytest.mark.parametrize(
+    ("join_rule", "authoriser", "auth_membership", "invite_level", "allowed_in"), RESTRICTED_TABLE
+)
 @pytest.mark.parametrize("version", ALL)
 def test_restricted_join(
     version: str,
@@ -436,7 +461,9 @@ def test_restricted_join(
 ) -> None:
     users = {} if int(version) >= 12 else {ALICE: 100}
     members = {CAROL: auth_membership} if auth_membership != "none" and authoriser == CAROL else {}
-    room = make_room(version, join_rule=join_rule, power_levels={"users": users, "invite": invite_level}, members=members)
+    room = make_room(
+        version, join_rule=join_rule, power_levels={"users": users, "invite": invite_level}, members=members
+    )
     content = {"join_authorised_via_users_server": authoriser} if authoriser else {}
     assert room.membership_change(BOB, BOB, "join", **content) is (version in allowed_in)
 
@@ -479,8 +506,12 @@ class ThirdParty:
         )
         self.public_key = encode_base64(SigningKey(seed).verify_key.encode())
 
-    def signed(self, mxid: str = DAVE, token: str = "tok", key: ServerSigningKey | None = None) -> dict[str, Any]:
-        return sign_json({"mxid": mxid, "token": token, "sender": BOB}, "id.example.org", key or self.identity_key)
+    def signed(
+        self, mxid: str = DAVE, token: str = "tok", key: ServerSigningKey | None = None
+    ) -> dict[str, Any]:
+        return sign_json(
+            {"mxid": mxid, "token": token, "sender": BOB}, "id.example.org", key or self.identity_key
+        )
 
 
 @pytest.fixture
@@ -490,7 +521,11 @@ def tp() -> ThirdParty:
 
 def tp_room(version: str, tp: ThirdParty, **invite_content: Any) -> Room:
     room = make_room(version, join_rule="invite", members={BOB: "join"})
-    content = invite_content or {"public_key": tp.public_key, "display_name": "d***", "key_validity_url": "https://x"}
+    content = invite_content or {
+        "public_key": tp.public_key,
+        "display_name": "d***",
+        "key_validity_url": "https://x",
+    }
     room.set("m.room.third_party_invite", BOB, content, "tok")
     return room
 
@@ -507,7 +542,9 @@ def test_third_party_invite_allowed(version: str, tp: ThirdParty) -> None:
 
 def test_third_party_invite_rejections(tp: ThirdParty) -> None:
     room = tp_room("10", tp)
-    wrong_key = ServerSigningKey.from_signing_key(decode_signing_key_base64("ed25519", "0", encode_base64(b"\x09" * 32)))
+    wrong_key = ServerSigningKey.from_signing_key(
+        decode_signing_key_base64("ed25519", "0", encode_base64(b"\x09" * 32))
+    )
 
     def invite(sender: str = BOB, target: str = DAVE, **tpi: Any) -> bool:
         return room.membership_change(sender, target, "invite", third_party_invite=tpi)
@@ -554,7 +591,9 @@ def levels(version: str, **named: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("version", ALL)
 def test_kick(version: str) -> None:
     room = make_room(
-        version, power_levels=levels(version, users={BOB: 50, CAROL: 10}), members={BOB: "join", CAROL: "join"}
+        version,
+        power_levels=levels(version, users={BOB: 50, CAROL: 10}),
+        members={BOB: "join", CAROL: "join"},
     )
     room.member(DAVE, "join")
     assert room.membership_change(BOB, CAROL, "leave")  # 50 >= kick 50, 10 < 50
@@ -564,7 +603,11 @@ def test_kick(version: str) -> None:
     room.member("@eve:example.org", "join")
     assert room.membership_change(ALICE, BOB, "leave")
     # Equal levels cannot kick each other.
-    room = make_room(version, power_levels=levels(version, users={BOB: 50, CAROL: 50}), members={BOB: "join", CAROL: "join"})
+    room = make_room(
+        version,
+        power_levels=levels(version, users={BOB: 50, CAROL: 50}),
+        members={BOB: "join", CAROL: "join"},
+    )
     assert not room.membership_change(BOB, CAROL, "leave")
     # Not joined: cannot kick.
     room.member(BOB, "leave")
@@ -600,7 +643,9 @@ def test_ban_and_unban(version: str) -> None:
     assert not room.membership_change(DAVE, DAVE, "leave")  # can't unban oneself
     assert not room.membership_change(DAVE, DAVE, "join")
     # Unbanning needs kick level too.
-    room = make_room(version, power_levels=levels(version, users={BOB: 50}, ban=50, kick=60), members={BOB: "join"})
+    room = make_room(
+        version, power_levels=levels(version, users={BOB: 50}, ban=50, kick=60), members={BOB: "join"}
+    )
     room.member(DAVE, "ban", sender=ALICE)
     assert not room.membership_change(BOB, DAVE, "leave")
 
@@ -664,7 +709,13 @@ def test_events_and_state_defaults(version: str) -> None:
     assert room.send("m.room.message", BOB, {})  # events_default 0
     assert not room.send("m.room.name", BOB, {"name": "x"}, "")  # state_default 50
     assert room.send("m.room.name", ALICE, {"name": "x"}, "")
-    pl = levels(version, users={BOB: 10}, events_default=20, state_default=5, events={"m.room.topic": 11, "m.custom": 0})
+    pl = levels(
+        version,
+        users={BOB: 10},
+        events_default=20,
+        state_default=5,
+        events={"m.room.topic": 11, "m.custom": 0},
+    )
     room = make_room(version, power_levels=pl, members={BOB: "join"})
     assert not room.send("m.room.message", BOB, {})
     assert room.send("m.custom", BOB, {})
@@ -674,7 +725,7 @@ def test_events_and_state_defaults(version: str) -> None:
 
 @pytest.mark.parametrize("version", ALL)
 def test_no_power_levels_event(version: str) -> None:
-    room = make_room(version, power_levels=False, members={BOB: "join"})  # type: ignore[arg-type]
+    room = make_room(version, with_power_levels=False, members={BOB: "join"})
     assert room.send("m.room.message", BOB, {})
     assert not room.send("m.room.name", BOB, {}, "")  # state_default is 50 even without the event
     assert room.send("m.room.name", ALICE, {}, "")  # creator has 100 (infinite in v12)
@@ -698,8 +749,8 @@ def test_third_party_invite_event_needs_invite_level(version: str) -> None:
     assert not room.send("m.room.third_party_invite", BOB, {}, "tok")
     assert room.send("m.room.third_party_invite", ALICE, {}, "tok")
     # Only the invite level matters, not the state default or events.
-    room = make_room(version, power_levels=levels(version, state_default=100, events={"m.room.third_party_invite": 100}),
-                     members={BOB: "join"})  # fmt: skip
+    pl = levels(version, state_default=100, events={"m.room.third_party_invite": 100})
+    room = make_room(version, power_levels=pl, members={BOB: "join"})
     assert room.send("m.room.third_party_invite", BOB, {}, "tok")
 
 
@@ -708,7 +759,9 @@ def test_redaction_events_are_ordinary_events(version: str) -> None:
     room = make_room(version, members={BOB: "join"})
     # The redact level is not an auth rule: anyone joined may send a redaction.
     assert room.send("m.room.redaction", BOB, {"redacts": "$x"})
-    room = make_room(version, power_levels=levels(version, events={"m.room.redaction": 50}), members={BOB: "join"})
+    room = make_room(
+        version, power_levels=levels(version, events={"m.room.redaction": 50}), members={BOB: "join"}
+    )
     assert not room.send("m.room.redaction", BOB, {})
 
 
@@ -744,8 +797,8 @@ def test_aliases_are_ordinary_state_from_v6(version: str) -> None:
 
 def pl_room(version: str, **named: Any) -> Room:
     users = {BOB: 50, CAROL: 50, DAVE: 10, **named.pop("users", {})}
-    return make_room(version, power_levels=levels(version, users=users, **named),
-                     members={BOB: "join", CAROL: "join", DAVE: "join"})  # fmt: skip
+    members = {BOB: "join", CAROL: "join", DAVE: "join"}
+    return make_room(version, power_levels=levels(version, users=users, **named), members=members)
 
 
 def change_pl(room: Room, sender: str, **changes: Any) -> bool:
@@ -789,7 +842,9 @@ def test_power_levels_users(version: str) -> None:
 
 
 @pytest.mark.parametrize("version", ALL)
-@pytest.mark.parametrize("name", ["users_default", "events_default", "state_default", "ban", "redact", "kick", "invite"])
+@pytest.mark.parametrize(
+    "name", ["users_default", "events_default", "state_default", "ban", "redact", "kick", "invite"]
+)
 def test_power_levels_named(version: str, name: str) -> None:
     room = pl_room(version, events={"m.room.power_levels": 0}, **{name: 40})
     assert change_pl(room, BOB, **{name: 50})  # up to own level
@@ -824,7 +879,7 @@ def test_power_levels_maps(version: str, name: str) -> None:
 
 @pytest.mark.parametrize("version", ALL)
 def test_initial_power_levels_are_unrestricted(version: str) -> None:
-    room = make_room(version, power_levels=False, members={BOB: "join"})  # type: ignore[arg-type]
+    room = make_room(version, with_power_levels=False, members={BOB: "join"})
     users = {BOB: 1000} if int(version) >= 12 else {ALICE: 100, BOB: 1000}
     assert room.send("m.room.power_levels", ALICE, {"users": users, "ban": 9000}, "")
     assert not room.send("m.room.power_levels", BOB, {"users": users}, "")  # Bob has 0 < state_default
@@ -859,7 +914,7 @@ def test_power_levels_value_types(
     version: str, content: dict[str, Any], valid_before_v10: bool, valid_from_v10: bool
 ) -> None:
     # No previous power levels event, so only the validity rules apply.
-    room = make_room(version, power_levels=False)  # type: ignore[arg-type]
+    room = make_room(version, with_power_levels=False)
     expected = valid_from_v10 if int(version) >= 10 else valid_before_v10
     users = content.get("users", {})
     if int(version) < 12 and isinstance(users, dict):
@@ -871,7 +926,9 @@ def test_power_levels_value_types(
 
 @pytest.mark.parametrize("version", versions(3, 9))
 def test_stringy_levels_are_compared_numerically(version: str) -> None:
-    room = make_room(version, power_levels={"users": {ALICE: "100", BOB: " 50 "}, "ban": "050"}, members={BOB: "join"})
+    room = make_room(
+        version, power_levels={"users": {ALICE: "100", BOB: " 50 "}, "ban": "050"}, members={BOB: "join"}
+    )
     assert user_power_level(BOB, room.state) == 50
     assert change_pl(room, BOB, ban=50)  # "050" == 50: unchanged
     assert not change_pl(room, BOB, ban=51)
@@ -879,7 +936,9 @@ def test_stringy_levels_are_compared_numerically(version: str) -> None:
 
 
 def test_invalid_stored_level_rejects_dependent_events() -> None:
-    room = make_room("9", power_levels={"users": {ALICE: 100}, "state_default": "lots"}, members={BOB: "join"})
+    room = make_room(
+        "9", power_levels={"users": {ALICE: 100}, "state_default": "lots"}, members={BOB: "join"}
+    )
     assert not room.send("m.room.name", ALICE, {}, "")
     assert room.send("m.room.message", BOB, {})  # events_default is fine
     assert not can_send(ALICE, "m.room.name", "", room.state)
@@ -923,20 +982,24 @@ def test_level_helpers() -> None:
     assert required_power_level("m.room.name", True, {}) == 50
     assert required_power_level("m.room.name", True, {"state_default": 10}) == 10
     assert required_power_level("m.room.name", True, {"events": {"m.room.name": 70}}) == 70
-    assert required_power_level("m.room.message", False, {"events": {"m.room.name": 70}, "events_default": 5}) == 5
+    assert (
+        required_power_level("m.room.message", False, {"events": {"m.room.name": 70}, "events_default": 5})
+        == 5
+    )
     assert required_power_level("m.x", False, {"events": {"m.x": None}}) == 0
     assert get_named_level("ban", None) == 50 and get_named_level("invite", None) == 0
     assert get_named_level("kick", {"kick": 10}) == 10 and get_named_level("redact", {"redact": None}) == 50
     with pytest.raises(AuthError):
         required_power_level("m.x", False, {"events": "junk"})
-    assert [parse_power_level(v) for v in (5, "5", " -5 ", "+5", "5.0", "", 5.0, False, None)] == [
-        5, 5, -5, 5, None, None, None, None, None,
-    ]  # fmt: skip
+    values = (5, "5", " -5 ", "+5", "5.0", "", 5.0, False, None)
+    assert [parse_power_level(v) for v in values] == [5, 5, -5, 5, None, None, None, None, None]
 
 
 def test_can_send() -> None:
     room = make_room(
-        "11", power_levels={"users": {ALICE: 100, BOB: 10, CAROL: 50}, "events_default": 10}, members={BOB: "join"}
+        "11",
+        power_levels={"users": {ALICE: 100, BOB: 10, CAROL: 50}, "events_default": 10},
+        members={BOB: "join"},
     )
     assert can_send(BOB, "m.room.message", None, room.state)
     assert not can_send(BOB, "m.room.name", "", room.state)

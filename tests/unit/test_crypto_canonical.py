@@ -73,7 +73,7 @@ def _random_value(rng: random.Random, depth: int = 0) -> object:
     if kind == 1:
         return rng.choice([True, False, None])
     if kind in (2, 3):
-        alphabet = "ab\x00\x01\x1f\"\\/\n\t é日本\U0001f600\u2028\x7f\uffff"
+        alphabet = 'ab\x00\x01\x1f"\\/\n\t é日本\U0001f600\u2028\x7f\uffff'
         return "".join(rng.choice(alphabet) for _ in range(rng.randrange(8)))
     if kind in (4, 5):
         return {str(_random_value(rng, 99)): _random_value(rng, depth + 1) for _ in range(rng.randrange(5))}

@@ -36,14 +36,17 @@ def key() -> ServerSigningKey:
 
 
 def other_key(version: str = "2") -> ServerSigningKey:
-    return ServerSigningKey.from_signing_key(decode_signing_key_base64("ed25519", version, encode_base64(b"\x01" * 32)))
+    return ServerSigningKey.from_signing_key(
+        decode_signing_key_base64("ed25519", version, encode_base64(b"\x01" * 32))
+    )
 
 
 def test_sign_empty_object(key: ServerSigningKey) -> None:
     assert sign_json({}, "domain", key) == {
         "signatures": {
             "domain": {
-                "ed25519:1": "K8280/U9SSy9IVtjBuVeLr+HpOB4BQFWbg+UZaADMtTdGYI7Geitb76LTrr5QV/7Xg4ahLwYGYZzuHGZKM5ZAQ"
+                "ed25519:1": "K8280/U9SSy9IVtjBuVeLr+HpOB4BQFWbg+UZaADMtT"
+                "dGYI7Geitb76LTrr5QV/7Xg4ahLwYGYZzuHGZKM5ZAQ"
             }
         }
     }
@@ -56,7 +59,8 @@ def test_sign_object_with_data(key: ServerSigningKey) -> None:
         "one": 1,
         "signatures": {
             "domain": {
-                "ed25519:1": "KqmLSbO39/Bzb0QIYE82zqLwsA+PDzYIpIRA2sRQ4sL53+sN6/fpNSoqE7BP7vBZhG6kYdD13EIMJpvhJI+6Bw"
+                "ed25519:1": "KqmLSbO39/Bzb0QIYE82zqLwsA+PDzYIpIRA2sRQ4sL"
+                "53+sN6/fpNSoqE7BP7vBZhG6kYdD13EIMJpvhJI+6Bw"
             }
         },
         "two": "Two",
@@ -71,6 +75,10 @@ def test_unsigned_and_existing_signatures_are_not_signed(key: ServerSigningKey) 
     assert signed["signatures"]["other"] == {"ed25519:x": "abc"}
     assert signed["unsigned"] == {"age_ts": 5}
     assert obj["signatures"] == {"other": {"ed25519:x": "abc"}}  # nested dict copied, not mutated
+    # Co-signing with a second key of the same entity leaves the first signed copy untouched.
+    twice = sign_json(signed, "domain", other_key())
+    assert set(twice["signatures"]["domain"]) == {"ed25519:1", "ed25519:2"}
+    assert set(signed["signatures"]["domain"]) == {"ed25519:1"}
 
 
 def test_verify_round_trip_and_failures(key: ServerSigningKey) -> None:
@@ -107,14 +115,25 @@ def test_verify_ed25519_signature_device_keys() -> None:
         "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
         "keys": {"ed25519:JLAFKJWSCS": public_b64},
     }
-    signing = ServerSigningKey.from_signing_key(decode_signing_key_base64("ed25519", "JLAFKJWSCS", encode_base64(b"\x07" * 32)))
+    signing = ServerSigningKey.from_signing_key(
+        decode_signing_key_base64("ed25519", "JLAFKJWSCS", encode_base64(b"\x07" * 32))
+    )
     signed = sign_json(device_keys, "@alice:example.org", signing)
     verify_ed25519_signature(signed, "@alice:example.org", "ed25519:JLAFKJWSCS", public_b64)
 
     with pytest.raises(SignatureError):
-        verify_ed25519_signature({**signed, "device_id": "X"}, "@alice:example.org", "ed25519:JLAFKJWSCS", public_b64)
+        verify_ed25519_signature(
+            {**signed, "device_id": "X"}, "@alice:example.org", "ed25519:JLAFKJWSCS", public_b64
+        )
     with pytest.raises(SignatureError):
         verify_ed25519_signature(signed, "@alice:example.org", "curve25519:JLAFKJWSCS", public_b64)
+    # Only ed25519 key ids are accepted, even when a valid signature sits under another algorithm.
+    odd = copy.deepcopy(signed)
+    odd["signatures"]["@alice:example.org"]["curve25519:JLAFKJWSCS"] = signed["signatures"][
+        "@alice:example.org"
+    ]["ed25519:JLAFKJWSCS"]
+    with pytest.raises(SignatureError):
+        verify_ed25519_signature(odd, "@alice:example.org", "curve25519:JLAFKJWSCS", public_b64)
     with pytest.raises(SignatureError):
         verify_ed25519_signature(signed, "@alice:example.org", "ed25519:JLAFKJWSCS", "short")
     with pytest.raises(SignatureError):
@@ -165,7 +184,9 @@ REDACTABLE_EVENT: dict[str, Any] = {
         ),
     ],
 )
-def test_event_signing_vectors(key: ServerSigningKey, event: dict[str, Any], content_hash: str, signature: str) -> None:
+def test_event_signing_vectors(
+    key: ServerSigningKey, event: dict[str, Any], content_hash: str, signature: str
+) -> None:
     signed, event_id = hash_and_sign_event(V10, event, "domain", key)
     assert signed["hashes"] == {"sha256": content_hash}
     assert signed["signatures"] == {"domain": {"ed25519:1": signature}}
@@ -195,7 +216,9 @@ def test_event_signature_survives_redaction_but_not_tampering(key: ServerSigning
     with pytest.raises(SignatureError):
         verify_event_signature(V10, {**signed, "sender": "@v:domain"}, "domain", "ed25519:1", key.verify_key)
     with pytest.raises(SignatureError):
-        verify_event_signature(V10, {**signed, "hashes": {"sha256": "x"}}, "domain", "ed25519:1", key.verify_key)
+        verify_event_signature(
+            V10, {**signed, "hashes": {"sha256": "x"}}, "domain", "ed25519:1", key.verify_key
+        )
     data = redacted_signing_bytes(signed, V10)
     verify_event_signature(V10, signed, "domain", "ed25519:1", key.verify_key, signing_data=data)
 
@@ -215,7 +238,12 @@ def test_sign_event_adds_second_signature(key: ServerSigningKey) -> None:
     [
         ({"type": "m.room.message", "sender": "@a:one", "content": {}}, V10, {"one"}),
         (
-            {"type": "m.room.member", "sender": "@a:one", "state_key": "@b:two", "content": {"membership": "invite"}},
+            {
+                "type": "m.room.member",
+                "sender": "@a:one",
+                "state_key": "@b:two",
+                "content": {"membership": "invite"},
+            },
             V10,
             {"one"},
         ),

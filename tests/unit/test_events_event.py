@@ -59,7 +59,12 @@ def test_room_version_table() -> None:
     assert set(STABLE_ROOM_VERSIONS) == set(KNOWN_ROOM_VERSIONS)
     assert get_room_version("11") is V11 and get_room_version("1") is None
     flags = {
-        ident: (v.knock_join_rule, v.restricted_join_rule, v.knock_restricted_join_rule, v.enforce_int_power_levels)
+        ident: (
+            v.knock_join_rule,
+            v.restricted_join_rule,
+            v.knock_restricted_join_rule,
+            v.enforce_int_power_levels,
+        )
         for ident, v in KNOWN_ROOM_VERSIONS.items()
     }
     assert flags["6"] == (False, False, False, False)
@@ -122,11 +127,17 @@ def test_builder_redacts_placement(room_version: RoomVersion, in_content: bool) 
 
 def test_redacts_property_reads_the_right_place() -> None:
     # A v10 redaction's content.redacts is meaningless; a v11 top-level redacts is too.
-    v10 = Event({"type": "m.room.redaction", "sender": "@a:x", "room_id": "!r:x", "content": {"redacts": "$c"}}, V10)
+    v10 = Event(
+        {"type": "m.room.redaction", "sender": "@a:x", "room_id": "!r:x", "content": {"redacts": "$c"}}, V10
+    )
     assert v10.redacts is None
-    v11 = Event({"type": "m.room.redaction", "sender": "@a:x", "room_id": "!r:x", "content": {}, "redacts": "$t"}, V11)
+    v11 = Event(
+        {"type": "m.room.redaction", "sender": "@a:x", "room_id": "!r:x", "content": {}, "redacts": "$t"}, V11
+    )
     assert v11.redacts is None
-    message = Event({"type": "m.room.message", "sender": "@a:x", "room_id": "!r:x", "content": {"redacts": "$c"}}, V11)
+    message = Event(
+        {"type": "m.room.message", "sender": "@a:x", "room_id": "!r:x", "content": {"redacts": "$c"}}, V11
+    )
     assert message.redacts is None
 
 
@@ -194,7 +205,9 @@ def test_message_event_has_no_state_key() -> None:
 
 
 def test_empty_state_key_is_state() -> None:
-    event = Event({"type": "m.room.name", "sender": "@a:x", "room_id": "!r:x", "state_key": "", "content": {}}, V11)
+    event = Event(
+        {"type": "m.room.name", "sender": "@a:x", "room_id": "!r:x", "state_key": "", "content": {}}, V11
+    )
     assert event.is_state() and event.state_key_tuple == ("m.room.name", "")
 
 

@@ -115,7 +115,16 @@ def test_invalid_pdus(change: dict[str, Any], expected: tuple[int, str]) -> None
 
 
 def test_missing_fields() -> None:
-    for field in ("type", "sender", "content", "room_id", "origin_server_ts", "depth", "prev_events", "hashes"):
+    for field in (
+        "type",
+        "sender",
+        "content",
+        "room_id",
+        "origin_server_ts",
+        "depth",
+        "prev_events",
+        "hashes",
+    ):
         assert _status({k: v for k, v in PDU.items() if k != field}) == BAD_JSON, field
 
 

@@ -52,17 +52,31 @@ MEMBER_CONTENT = {
     "displayname": "Alice",
     "avatar_url": "mxc://x/y",
     "join_authorised_via_users_server": "@auth:x",
-    "third_party_invite": {"display_name": "alice", "signed": {"mxid": "@a:x", "token": "t", "signatures": {}}},
+    "third_party_invite": {
+        "display_name": "alice",
+        "signed": {"mxid": "@a:x", "token": "t", "signatures": {}},
+    },
     "reason": "because",
 }
-CREATE_CONTENT = {"creator": "@s:x", "room_version": "9", "m.federate": False, "predecessor": {"room_id": "!o:x"}}
-JOIN_RULES_CONTENT = {"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": "!o:x"}], "x": 1}
+CREATE_CONTENT = {
+    "creator": "@s:x",
+    "room_version": "9",
+    "m.federate": False,
+    "predecessor": {"room_id": "!o:x"},
+}
+JOIN_RULES_CONTENT = {
+    "join_rule": "restricted",
+    "allow": [{"type": "m.room_membership", "room_id": "!o:x"}],
+    "x": 1,
+}
 POWER_LEVELS_CONTENT = {
     "ban": 50, "events": {"m.room.name": 100}, "events_default": 0, "invite": 0, "kick": 50,
     "notifications": {"room": 20}, "redact": 50, "state_default": 50, "users": {"@s:x": 100},
     "users_default": 0, "historical": 100,
 }  # fmt: skip
-PL_KEPT_V1 = {k: v for k, v in POWER_LEVELS_CONTENT.items() if k not in ("invite", "notifications", "historical")}
+PL_KEPT_V1 = {
+    k: v for k, v in POWER_LEVELS_CONTENT.items() if k not in ("invite", "notifications", "historical")
+}
 
 # (event type, content, {versions: expected content}) — versions given as inclusive ranges.
 CASES: list[tuple[str, dict[str, Any], list[tuple[range, dict[str, Any]]]]] = [
@@ -137,7 +151,9 @@ def _table() -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
 
 
 @pytest.mark.parametrize(("version", "event_type", "content", "expected"), _table())
-def test_content_keys(version: str, event_type: str, content: dict[str, Any], expected: dict[str, Any]) -> None:
+def test_content_keys(
+    version: str, event_type: str, content: dict[str, Any], expected: dict[str, Any]
+) -> None:
     event = {**ALL_TOP_LEVEL, "type": event_type, "content": content}
     pruned = prune_event_dict(KNOWN_ROOM_VERSIONS[version], event)
     assert pruned["content"] == expected
@@ -153,14 +169,17 @@ def test_content_keys(version: str, event_type: str, content: dict[str, Any], ex
     ],
 )
 def test_v11_third_party_invite_edge_cases(third_party_invite: Any, expected: dict[str, Any]) -> None:
-    event = {"type": "m.room.member", "content": {"membership": "invite", "third_party_invite": third_party_invite}}
+    event = {
+        "type": "m.room.member",
+        "content": {"membership": "invite", "third_party_invite": third_party_invite},
+    }
     pruned = prune_event_dict(KNOWN_ROOM_VERSIONS["11"], event)
     assert pruned["content"] == {"membership": "invite", **expected}
 
 
 def test_input_is_not_modified_and_missing_content_becomes_empty() -> None:
-    event = {"type": "m.room.member", "content": dict(MEMBER_CONTENT), "sender": "@s:x"}
-    before = {**event, "content": dict(event["content"])}
+    event: dict[str, Any] = {"type": "m.room.member", "content": dict(MEMBER_CONTENT), "sender": "@s:x"}
+    before = {**event, "content": dict(MEMBER_CONTENT)}
     prune_event_dict(KNOWN_ROOM_VERSIONS["10"], event)
     assert event == before
     assert prune_event_dict(KNOWN_ROOM_VERSIONS["10"], {"type": "m.room.member"}) == {
