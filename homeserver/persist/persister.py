@@ -206,7 +206,17 @@ class EventPersister:
         for snapshot in working.values():
             self.state.publish(snapshot)
         for p in persisted:
-            self.events.cache_new(StoredEvent(p.event, p.stream_ordering, None))
+            event = p.event
+            replaced = (
+                p.state_before.state.get((event.type, event.state_key))
+                if event.state_key is not None
+                else None
+            )
+            self.events.cache_new(
+                StoredEvent(
+                    event, p.stream_ordering, None, replaces_state=replaced.event_id if replaced else None
+                )
+            )
             redacts = p.event.redacts
             if redacts is not None:
                 self.events.invalidate(redacts)
@@ -286,6 +296,11 @@ class EventPersister:
             event = p.event
             relates_to, rel_type = relation_of(event)
             url = event.content.get("url")
+            replaced = (
+                p.state_before.state.get((event.type, event.state_key))
+                if event.state_key is not None
+                else None
+            )
             rows.append(
                 NewEventRow(
                     event,
@@ -294,6 +309,7 @@ class EventPersister:
                     isinstance(url, str),
                     relates_to,
                     rel_type,
+                    replaced.event_id if replaced is not None else None,
                 )
             )
             txn = p.txn

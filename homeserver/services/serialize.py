@@ -78,6 +78,8 @@ class EventSerializer:
         txn_ids = await self._txn_ids(user_id, device_id, events) if user_id else {}
         redaction_ids = [s.redacted_by for s in events if s.redacted_by]
         redactions = await self.events.get_events(redaction_ids) if redaction_ids else {}
+        replaced_ids = [s.replaces_state for s in events if s.replaces_state]
+        replaced = await self.events.get_events(replaced_ids) if replaced_ids else {}
         out = []
         for stored in events:
             event = stored.event
@@ -96,6 +98,15 @@ class EventSerializer:
                         include_room_id=include_room_id,
                         unsigned={"age": max(0, now - redaction.event.origin_server_ts)},
                     )
+            if stored.replaces_state:
+                unsigned["replaces_state"] = stored.replaces_state
+                previous = replaced.get(stored.replaces_state)
+                if previous is not None:
+                    prev_pdu = previous.event.pdu
+                    if previous.redacted_by:
+                        prev_pdu = prune_event_dict(previous.event.room_version, prev_pdu)
+                    unsigned["prev_content"] = prev_pdu.get("content", {})
+                    unsigned["prev_sender"] = previous.event.sender
             invite_state = event.unsigned.get("invite_room_state")
             if invite_state is not None and user_id == event.state_key:
                 unsigned["invite_room_state"] = invite_state

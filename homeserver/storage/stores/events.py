@@ -19,6 +19,8 @@ class StoredEvent:
     stream_ordering: int
     redacted_by: str | None
     outlier: bool = False
+    # For state events: the event this one replaced in the room state.
+    replaces_state: str | None = None
 
     @property
     def event_id(self) -> str:
@@ -35,6 +37,7 @@ class NewEventRow:
     contains_url: bool
     relates_to_id: str | None
     rel_type: str | None
+    replaces_state: str | None = None
 
 
 def relation_of(event: Event) -> tuple[str | None, str | None]:
@@ -51,7 +54,7 @@ def relation_of(event: Event) -> tuple[str | None, str | None]:
     return target, rel_type
 
 
-_COLS = "event_id, room_id, stream_ordering, json, redacted_by, outlier"
+_COLS = "event_id, room_id, stream_ordering, json, redacted_by, outlier, replaces_state"
 
 
 class EventStore:
@@ -80,7 +83,13 @@ class EventStore:
         for row in rows:
             version = await self.room_versions.version_of(row["room_id"])
             event = Event(hjson.loads(row["json"]), version, row["event_id"])
-            stored = StoredEvent(event, int(row["stream_ordering"]), row["redacted_by"], bool(row["outlier"]))
+            stored = StoredEvent(
+                event,
+                int(row["stream_ordering"]),
+                row["redacted_by"],
+                bool(row["outlier"]),
+                row["replaces_state"],
+            )
             self._remember(stored)
             result.append(stored)
         return result
@@ -152,8 +161,8 @@ class EventStore:
     async def insert_events_txn(self, conn: Connection, rows: Sequence[NewEventRow]) -> None:
         await conn.executemany(
             "INSERT INTO events (event_id, room_id, stream_ordering, depth, type, state_key, sender,"
-            " origin_server_ts, json, contains_url, relates_to_id, rel_type)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            " origin_server_ts, json, contains_url, relates_to_id, rel_type, replaces_state)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             [
                 (
                     r.event.event_id,
@@ -168,6 +177,7 @@ class EventStore:
                     r.contains_url,
                     r.relates_to_id,
                     r.rel_type,
+                    r.replaces_state,
                 )
                 for r in rows
             ],
