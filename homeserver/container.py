@@ -28,7 +28,7 @@ from homeserver.services.serialize import EventSerializer
 from homeserver.services.uia import UiaService
 from homeserver.services.visibility import VisibilityService
 from homeserver.state.current import CurrentStateCache
-from homeserver.state.indexes import MembershipIndex, RoomStreamIndex
+from homeserver.state.indexes import MembershipIndex, RoomStreamIndex, RoomTailCache
 from homeserver.storage.database import Database
 from homeserver.storage.engine import open_database
 from homeserver.storage.migrations import migrate, pending
@@ -120,6 +120,7 @@ class Services:
             stream_positions["events"],
         )
         self.room_streams = RoomStreamIndex()
+        self.room_tails = RoomTailCache(self.room_streams)
         self.memberships = MembershipIndex(self.rooms, server_name)
         self.visibility = VisibilityService(self.rooms, self.events)
         self.serializer = EventSerializer(db, self.events, clock)
@@ -152,6 +153,7 @@ class Services:
             self.visibility,
             self.serializer,
             self.account_data,
+            self.room_tails,
         )
         self._wire_hooks()
 
@@ -166,6 +168,7 @@ class Services:
 
     def _on_events_persisted(self, persisted: list[PersistedEvent]) -> None:
         """Runs synchronously after each commit: indexes first, then wake-ups (see state/indexes)."""
+        self.room_tails.on_persisted(persisted)  # before room_streams: reads previous positions
         self.room_streams.on_persisted(persisted)
         self.memberships.on_persisted(persisted)
         self.serializer.on_persisted(persisted)

@@ -73,3 +73,51 @@ class MembershipIndex:
                 forgotten = self.forgotten.get(event.state_key)
                 if forgotten:
                     forgotten.discard(event.room_id)
+
+
+class RoomTailCache:
+    """The newest events of each active room, so incremental syncs read no database.
+
+    For each room it keeps (stream ordering, event id) of events committed since startup, at most
+    `KEEP` of them, and `complete_from`: every event of the room with a higher ordering is in the
+    list. A read for (after, upto] is served from memory when after >= complete_from.
+    """
+
+    KEEP = 200
+
+    def __init__(self, room_streams: RoomStreamIndex) -> None:
+        self.room_streams = room_streams
+        self._rooms: dict[str, tuple[list[tuple[int, str]], list[int]]] = {}
+
+    def on_persisted(self, persisted: Sequence[PersistedEvent]) -> None:
+        """Call BEFORE RoomStreamIndex.on_persisted (it reads the room's previous position)."""
+        for p in persisted:
+            room_id = p.event.room_id
+            entry = self._rooms.get(room_id)
+            if entry is None:
+                entry = ([], [self.room_streams.last.get(room_id, 0)])
+                self._rooms[room_id] = entry
+            events, complete_from = entry
+            events.append((p.stream_ordering, p.event.event_id))
+            if len(events) > self.KEEP:
+                dropped = events[: len(events) - self.KEEP]
+                del events[: len(events) - self.KEEP]
+                complete_from[0] = dropped[-1][0]
+            # keep the room's position current for the next event of this batch
+            self.room_streams.last[room_id] = p.stream_ordering
+
+    def between(
+        self, room_id: str, after: int, upto: int, limit: int, newest_first: bool
+    ) -> list[tuple[str, int]] | None:
+        """(event_id, ordering) with after < ordering <= upto, or None when not covered."""
+        entry = self._rooms.get(room_id)
+        if entry is None:
+            # No event since startup: only answerable if nothing is newer than `after`.
+            return [] if self.room_streams.last.get(room_id, 0) <= after else None
+        events, complete_from = entry
+        if after < complete_from[0]:
+            return None
+        selected = [(eid, pos) for pos, eid in events if after < pos <= upto]
+        if newest_first:
+            selected.reverse()
+        return selected[:limit]

@@ -18,7 +18,7 @@ from homeserver.services.account_data import AccountDataService
 from homeserver.services.serialize import EventSerializer
 from homeserver.services.visibility import VisibilityService
 from homeserver.state.current import CurrentStateCache, RoomSnapshot
-from homeserver.state.indexes import MembershipIndex, RoomStreamIndex
+from homeserver.state.indexes import MembershipIndex, RoomStreamIndex, RoomTailCache
 from homeserver.storage.stores.events import EventStore, StoredEvent
 from homeserver.storage.stores.rooms import RoomStore
 from homeserver.sync.filter import Filter, RoomEventFilter
@@ -86,6 +86,7 @@ class SyncService:
         visibility: VisibilityService,
         serializer: EventSerializer,
         account_data: AccountDataService,
+        room_tails: RoomTailCache,
     ) -> None:
         self.notifier = notifier
         self.state = state
@@ -96,6 +97,7 @@ class SyncService:
         self.visibility = visibility
         self.serializer = serializer
         self.account_data = account_data
+        self.room_tails = room_tails
         self.extensions: list[SyncExtension] = []
 
     # -- entry point -----------------------------------------------------------------------------
@@ -219,7 +221,12 @@ class SyncService:
         """Visible timeline events in (after, upto], newest `limit`; returns (events, limited, start)."""
         flt = req.filter.room.timeline
         limit = self._timeline_limit(flt)
-        raw = await self.events.room_events_between(room_id, after, upto, limit=limit + 1, newest_first=True)
+        ids = self.room_tails.between(room_id, after, upto, limit + 1, newest_first=True)
+        if ids is None:
+            ids = await self.events.room_event_ids_between(
+                room_id, after, upto, limit=limit + 1, newest_first=True
+            )
+        raw = await self.events.get_events_ordered([event_id for event_id, _ in ids])
         limited = len(raw) > limit
         raw = raw[:limit]
         raw.reverse()
