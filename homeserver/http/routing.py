@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from multidict import MultiDictProxy
+from multidict import MultiMapping
 
 from homeserver.core import json as hjson
 from homeserver.core.errors import MatrixError, not_json
@@ -110,7 +110,7 @@ class ApiRequest:
         return self.raw.match_info
 
     @property
-    def query(self) -> MultiDictProxy[str]:
+    def query(self) -> MultiMapping[str]:
         return self.raw.query
 
     @property

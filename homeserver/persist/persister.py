@@ -178,9 +178,9 @@ class EventPersister:
                 for draft in unit.drafts:
                     snapshot = trial.get(draft.room_id) or await self._snapshot_for(draft, unit)
                     trial_stream += 1
-                    persisted, new_snapshot = self._build_one(draft, snapshot, trial_stream)
+                    built, new_snapshot = self._build_one(draft, snapshot, trial_stream)
                     trial[draft.room_id] = new_snapshot
-                    results.append(persisted)
+                    results.append(built)
             except MatrixError as err:
                 unit.future.set_exception(err)
                 continue

@@ -120,9 +120,9 @@ class RoomService:
             ("m.room.guest_access", ""): {"guest_access": preset["guest_access"]},
         }
         initial = {(s["type"], s.get("state_key", "")): s.get("content", {}) for s in initial_state}
-        for key, content in preset_state.items():
-            if key not in initial:
-                drafts.append(draft(key[0], content, key[1]))
+        for preset_key, preset_content in preset_state.items():
+            if preset_key not in initial:
+                drafts.append(draft(preset_key[0], preset_content, preset_key[1]))
         for (etype, state_key), content in initial.items():
             if etype in (c.CREATE, c.MEMBER, c.POWER_LEVELS):
                 raise MatrixError(400, "M_BAD_JSON", f"{etype} cannot be set in initial_state")

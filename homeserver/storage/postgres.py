@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from homeserver.storage.database import Connection, Row
+from homeserver.storage.database import Connection, Dialect, Row
 
 
 class _PgConnection(Connection):
@@ -32,7 +32,7 @@ class _PgConnection(Connection):
 
 
 class PostgresDatabase:
-    dialect = "postgres"
+    dialect: Dialect = "postgres"
 
     def __init__(self, dsn: str | None = None, *, min_size: int = 2, max_size: int = 10, **kwargs: Any):
         self._dsn = dsn

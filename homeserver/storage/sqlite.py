@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from homeserver.storage.database import Connection, Row
+from homeserver.storage.database import Connection, Dialect, Row
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -98,7 +98,7 @@ class _WriterConnection(Connection):
 
 
 class SqliteDatabase:
-    dialect = "sqlite"
+    dialect: Dialect = "sqlite"
 
     def __init__(self, path: str, readers: int = 4) -> None:
         self.path = path

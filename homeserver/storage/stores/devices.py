@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from homeserver.storage.database import Connection, Database
+from homeserver.storage.database import Connection, Database, Row
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +41,13 @@ class RefreshToken:
     next_token_hash: str | None
 
 
-def _device(r: object) -> Device:
+def _device(r: Row) -> Device:
     return Device(
         r["user_id"],
         r["device_id"],
-        r["display_name"],  # type: ignore[index]
+        r["display_name"],
         r["last_seen_ts"],
-        r["last_seen_ip"],  # type: ignore[index]
+        r["last_seen_ip"],
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from homeserver.storage.database import Connection, Database
+from homeserver.storage.database import Connection, Database, Row
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,7 @@ _MEMBER_COLS = (
 )
 
 
-def _membership(r: object) -> Membership:
+def _membership(r: Row) -> Membership:
     return Membership(
         r[0],
         r[1],
@@ -55,7 +55,7 @@ def _membership(r: object) -> Membership:
         r[5],
         r[6],
         r[7],
-        bool(r[8]),  # type: ignore[index]
+        bool(r[8]),
     )
 
 

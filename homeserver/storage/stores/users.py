@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from homeserver.storage.database import Connection, Database
+from homeserver.storage.database import Connection, Database, Row
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,19 +34,19 @@ _USER_COLS = (
 )
 
 
-def _user(row: object) -> User:
+def _user(row: Row) -> User:
     r = row  # sqlite3.Row / asyncpg.Record
     return User(
         r["user_id"],
         r["password_hash"],
         int(r["created_ts"]),
-        bool(r["is_admin"]),  # type: ignore[index]
+        bool(r["is_admin"]),
         bool(r["is_guest"]),
         bool(r["deactivated"]),
-        bool(r["shadow_banned"]),  # type: ignore[index]
+        bool(r["shadow_banned"]),
         bool(r["locked"]),
         r["user_type"],
-        r["appservice_id"],  # type: ignore[index]
+        r["appservice_id"],
     )
 
 
