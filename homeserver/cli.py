@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import getpass
 import logging
 import os
@@ -61,7 +62,14 @@ async def _serve(config: Any, embedded: bool) -> None:
             runners.append(runner)
             for address in listener.bind_addresses:
                 site = web.TCPSite(runner, address, listener.port, reuse_address=True)
-                await site.start()
+                try:
+                    await site.start()
+                except OSError as exc:
+                    # Synapse's default ["::", "0.0.0.0"]: on Linux "::" already covers IPv4.
+                    covered = address == "0.0.0.0" and "::" in listener.bind_addresses
+                    if exc.errno == errno.EADDRINUSE and covered:
+                        continue
+                    raise
                 logger.info(
                     "listening on http://%s:%d (%s)",
                     f"[{address}]" if ":" in address else address,

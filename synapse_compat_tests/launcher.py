@@ -146,7 +146,7 @@ def build_config(
                 "type": "http",
                 "tls": False,
                 "x_forwarded": False,
-                "resources": [{"names": ["client", "federation", "media"], "compress": False}],
+                "resources": [{"names": ["client", "federation", "media", "metrics"], "compress": False}],
             }
         ],
         "database": database,

@@ -100,3 +100,32 @@ async def test_password_change_and_deactivate(client: Any) -> None:
         "/_matrix/client/v3/login", json={"type": "m.login.password", "user": "bob", "password": "new"}
     )
     assert resp.status == 403
+
+
+async def test_login_and_registration_rate_limits(aiohttp_client: Any, tmp_path: Any) -> None:
+    from homeserver.app import create_app_from_config
+
+    from ..conftest import make_config
+
+    tight = {"per_second": 0.01, "burst_count": 2}
+    config = make_config(
+        tmp_path,
+        rc_login={"address": tight, "account": tight, "failed_attempts": tight},
+        rc_registration=tight,
+    )
+    client = await aiohttp_client(create_app_from_config(config))
+    body = {"type": "m.login.password", "user": "nobody", "password": "x"}
+    statuses = []
+    for _ in range(3):
+        resp = await client.post("/_matrix/client/v3/login", json=body)
+        statuses.append(resp.status)
+    assert statuses == [403, 403, 429]
+    error = await resp.json()
+    assert error["errcode"] == "M_LIMIT_EXCEEDED" and error["retry_after_ms"] > 0
+    assert int(resp.headers["Retry-After"]) >= 1
+
+    for _ in range(2):
+        resp = await client.get("/_matrix/client/v3/register/available?username=free")
+        assert resp.status == 200
+    resp = await client.get("/_matrix/client/v3/register/available?username=free")
+    assert resp.status == 429

@@ -63,20 +63,34 @@ async def test_dm_and_messaging_features(pair: tuple[nio.AsyncClient, nio.AsyncC
     assert isinstance(sent, nio.RoomSendResponse), sent
     original = sent.event_id
 
-    edit = await alice.room_send(room_id, "m.room.message", {
-        "msgtype": "m.text", "body": "* hello Bob",
-        "m.new_content": {"msgtype": "m.text", "body": "hello Bob"},
-        "m.relates_to": {"rel_type": "m.replace", "event_id": original},
-    })
+    edit = await alice.room_send(
+        room_id,
+        "m.room.message",
+        {
+            "msgtype": "m.text",
+            "body": "* hello Bob",
+            "m.new_content": {"msgtype": "m.text", "body": "hello Bob"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": original},
+        },
+    )
     assert isinstance(edit, nio.RoomSendResponse), edit
-    reaction = await bob.room_send(room_id, "m.reaction", {
-        "m.relates_to": {"rel_type": "m.annotation", "event_id": original, "key": "👍"},
-    })
+    reaction = await bob.room_send(
+        room_id,
+        "m.reaction",
+        {
+            "m.relates_to": {"rel_type": "m.annotation", "event_id": original, "key": "👍"},
+        },
+    )
     assert isinstance(reaction, nio.RoomSendResponse), reaction
-    reply = await bob.room_send(room_id, "m.room.message", {
-        "msgtype": "m.text", "body": "> hello\n\nhi alice",
-        "m.relates_to": {"m.in_reply_to": {"event_id": original}},
-    })
+    reply = await bob.room_send(
+        room_id,
+        "m.room.message",
+        {
+            "msgtype": "m.text",
+            "body": "> hello\n\nhi alice",
+            "m.relates_to": {"m.in_reply_to": {"event_id": original}},
+        },
+    )
     assert isinstance(reply, nio.RoomSendResponse), reply
     redaction = await alice.room_redact(room_id, edit.event_id, reason="typo")
     assert isinstance(redaction, nio.RoomRedactResponse), redaction
@@ -108,7 +122,8 @@ async def test_group_and_announcement_room(server: LaunchedServer) -> None:
         group = await admin.room_create(name="Class 3B", preset=nio.RoomPreset.public_chat)
         assert isinstance(group, nio.RoomCreateResponse), group
         news = await admin.room_create(
-            name="Announcements", preset=nio.RoomPreset.public_chat,
+            name="Announcements",
+            preset=nio.RoomPreset.public_chat,
             power_level_override={"events_default": 50},
         )
         assert isinstance(news, nio.RoomCreateResponse), news
@@ -116,17 +131,26 @@ async def test_group_and_announcement_room(server: LaunchedServer) -> None:
             assert isinstance(await parent.join(group.room_id), nio.JoinResponse)
             assert isinstance(await parent.join(news.room_id), nio.JoinResponse)
 
-        refused = await parents[0].room_send(news.room_id, "m.room.message", {"msgtype": "m.text", "body": "hi"})
+        refused = await parents[0].room_send(
+            news.room_id, "m.room.message", {"msgtype": "m.text", "body": "hi"}
+        )
         assert isinstance(refused, nio.RoomSendError) and refused.status_code == "M_FORBIDDEN"
-        posted = await admin.room_send(news.room_id, "m.room.message", {"msgtype": "m.text", "body": "No school"})
+        posted = await admin.room_send(
+            news.room_id, "m.room.message", {"msgtype": "m.text", "body": "No school"}
+        )
         assert isinstance(posted, nio.RoomSendResponse)
-        chat = await parents[1].room_send(group.room_id, "m.room.message", {"msgtype": "m.text", "body": "hello"})
+        chat = await parents[1].room_send(
+            group.room_id, "m.room.message", {"msgtype": "m.text", "body": "hello"}
+        )
         assert isinstance(chat, nio.RoomSendResponse)
 
         await _sync_until(
             parents[2],
-            lambda r: any(e.event_id == posted.event_id for e in _timeline(r, news.room_id))
-            or posted.event_id in {e.event_id for room in r.rooms.join.values() for e in room.timeline.events},
+            lambda r: (
+                any(e.event_id == posted.event_id for e in _timeline(r, news.room_id))
+                or posted.event_id
+                in {e.event_id for room in r.rooms.join.values() for e in room.timeline.events}
+            ),
         )
     finally:
         for client in [admin, *parents]:
