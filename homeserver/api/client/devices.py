@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homeserver.core.errors import not_found
 from homeserver.http.params import get_str, get_str_list
 from homeserver.http.routing import ApiRequest, Router
-from homeserver.storage.stores.devices import Device
 
 from .uia_stages import require_password_uia
+
+if TYPE_CHECKING:
+    from homeserver.storage.stores.devices import Device
 
 routes = Router()
 
