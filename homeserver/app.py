@@ -13,11 +13,16 @@ from homeserver.api.client import (
     account,
     account_data,
     devices,
+    event_context,
     login,
+    message_pagination,
     profile,
     registration,
+    relations,
+    room_event_by_timestamp,
     rooms,
     sync,
+    threads_list,
     versions,
 )
 from homeserver.core.clock import Clock
@@ -41,6 +46,11 @@ CLIENT_ROUTERS: tuple[Router, ...] = (
     rooms.routes,
     sync.routes,
     account_data.routes,
+    message_pagination.routes,
+    event_context.routes,
+    relations.routes,
+    threads_list.routes,
+    room_event_by_timestamp.routes,
 )
 
 ALL_RESOURCES = ("client", "federation", "media", "metrics")

@@ -7,6 +7,7 @@ their collaborators through their constructors.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from homeserver.core.clock import Clock
@@ -25,6 +26,7 @@ from homeserver.services.profiles import ProfileService
 from homeserver.services.room_access import RoomAccess
 from homeserver.services.rooms import RoomService
 from homeserver.services.serialize import EventSerializer
+from homeserver.services.timeline import TimelineService
 from homeserver.services.uia import UiaService
 from homeserver.services.visibility import VisibilityService
 from homeserver.state.current import CurrentStateCache
@@ -37,6 +39,7 @@ from homeserver.storage.stores.devices import DeviceStore
 from homeserver.storage.stores.events import EventStore, RoomVersionLookup
 from homeserver.storage.stores.misc import FilterStore, NonceStore, RegistrationTokenStore, UiaStore
 from homeserver.storage.stores.rooms import RoomStore
+from homeserver.storage.stores.timeline import TimelineStore
 from homeserver.storage.stores.users import UserStore
 from homeserver.storage.streams import StreamIdGenerator
 from homeserver.sync.service import SyncService
@@ -155,6 +158,15 @@ class Services:
             self.account_data,
             self.room_tails,
         )
+        self.timeline = TimelineService(
+            TimelineStore(db),
+            self.events,
+            self.room_access,
+            self.visibility,
+            self.serializer,
+            state_ids_at=self.sync.state_ids_at,
+            current_position=lambda: self.notifier.current.events,
+        )
         self._wire_hooks()
 
     def _may_publish(self, user_id: str, room_id: str, alias: str | None) -> bool:
@@ -166,7 +178,7 @@ class Services:
         self.profiles.changed_hooks.append(self.membership.refresh_profile_in_rooms)
         self.accounts.deactivated_hooks.append(self.membership.leave_all_rooms)
 
-    def _on_events_persisted(self, persisted: list[PersistedEvent]) -> None:
+    def _on_events_persisted(self, persisted: Sequence[PersistedEvent]) -> None:
         """Runs synchronously after each commit: indexes first, then wake-ups (see state/indexes)."""
         self.room_tails.on_persisted(persisted)  # before room_streams: reads previous positions
         self.room_streams.on_persisted(persisted)
