@@ -13,7 +13,9 @@ from homeserver.api.client import (
     account,
     account_data,
     devices,
+    directory,
     event_context,
+    list_public_rooms,
     login,
     message_pagination,
     profile,
@@ -21,6 +23,7 @@ from homeserver.api.client import (
     relations,
     room_event_by_timestamp,
     rooms,
+    space_hierarchy,
     sync,
     threads_list,
     versions,
@@ -51,6 +54,9 @@ CLIENT_ROUTERS: tuple[Router, ...] = (
     relations.routes,
     threads_list.routes,
     room_event_by_timestamp.routes,
+    directory.routes,
+    list_public_rooms.routes,
+    space_hierarchy.routes,
 )
 
 ALL_RESOURCES = ("client", "federation", "media", "metrics")

@@ -19,6 +19,7 @@ from homeserver.persist.persister import EventPersister, PersistedEvent
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.accounts import AccountService, TokenSettings
 from homeserver.services.auth import AuthService
+from homeserver.services.directory import DirectoryService
 from homeserver.services.membership import MembershipService
 from homeserver.services.messages import MessageService
 from homeserver.services.passwords import PasswordHasher
@@ -26,6 +27,7 @@ from homeserver.services.profiles import ProfileService
 from homeserver.services.room_access import RoomAccess
 from homeserver.services.rooms import RoomService
 from homeserver.services.serialize import EventSerializer
+from homeserver.services.spaces import SpaceHierarchyService
 from homeserver.services.timeline import TimelineService
 from homeserver.services.uia import UiaService
 from homeserver.services.visibility import VisibilityService
@@ -36,6 +38,7 @@ from homeserver.storage.engine import open_database
 from homeserver.storage.migrations import migrate, pending
 from homeserver.storage.stores.account_data import AccountDataStore
 from homeserver.storage.stores.devices import DeviceStore
+from homeserver.storage.stores.directory import DirectoryStore
 from homeserver.storage.stores.events import EventStore, RoomVersionLookup
 from homeserver.storage.stores.misc import FilterStore, NonceStore, RegistrationTokenStore, UiaStore
 from homeserver.storage.stores.rooms import RoomStore
@@ -146,6 +149,20 @@ class Services:
             may_publish=self._may_publish,
         )
         self.room_access = RoomAccess(self.state, self.rooms)
+        self.directory = DirectoryService(
+            DirectoryStore(db),
+            self.rooms,
+            self.events,
+            self.state,
+            clock,
+            server_name=server_name,
+            may_create_alias=config.may_create_alias,
+            may_publish_room=config.may_publish_room,
+            send_state=self.messages.send_state,
+            require_membership_for_aliases=bool(config.extras.get("require_membership_for_aliases", True)),
+            enable_room_list_search=config.enable_room_list_search,
+        )
+        self.spaces = SpaceHierarchyService(self.directory, self.memberships)
         self.sync = SyncService(
             self.notifier,
             self.state,
