@@ -19,6 +19,7 @@ from homeserver.api.client import (
     login,
     message_pagination,
     profile,
+    pushrules,
     registration,
     relations,
     room_event_by_timestamp,
@@ -57,6 +58,7 @@ CLIENT_ROUTERS: tuple[Router, ...] = (
     directory.routes,
     list_public_rooms.routes,
     space_hierarchy.routes,
+    pushrules.routes,
 )
 
 ALL_RESOURCES = ("client", "federation", "media", "metrics")

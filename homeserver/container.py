@@ -24,6 +24,7 @@ from homeserver.services.membership import MembershipService
 from homeserver.services.messages import MessageService
 from homeserver.services.passwords import PasswordHasher
 from homeserver.services.profiles import ProfileService
+from homeserver.services.push_rules import PushRulesService
 from homeserver.services.room_access import RoomAccess
 from homeserver.services.rooms import RoomService
 from homeserver.services.serialize import EventSerializer
@@ -41,6 +42,7 @@ from homeserver.storage.stores.devices import DeviceStore
 from homeserver.storage.stores.directory import DirectoryStore
 from homeserver.storage.stores.events import EventStore, RoomVersionLookup
 from homeserver.storage.stores.misc import FilterStore, NonceStore, RegistrationTokenStore, UiaStore
+from homeserver.storage.stores.push_rules import PushRuleStore
 from homeserver.storage.stores.rooms import RoomStore
 from homeserver.storage.stores.timeline import TimelineStore
 from homeserver.storage.stores.users import UserStore
@@ -132,6 +134,7 @@ class Services:
         self.serializer = EventSerializer(db, self.events, clock)
         self.account_data_stream = StreamIdGenerator("account_data", stream_positions["account_data"])
         self.account_data = AccountDataService(AccountDataStore(db), self.account_data_stream, self.notifier)
+        self.push_rules = PushRulesService(db, PushRuleStore(db), self.account_data)
         self.membership = MembershipService(
             self.persister, self.state, self.rooms, self.users, server_name=server_name
         )
@@ -191,6 +194,7 @@ class Services:
 
     def _wire_hooks(self) -> None:
         self.persister.commit_hooks.append(self._on_events_persisted)
+        self.sync.default_global_account_data["m.push_rules"] = self.push_rules.account_data_content
         self.notifier.room_users = self._local_users_to_wake
         self.profiles.changed_hooks.append(self.membership.refresh_profile_in_rooms)
         self.accounts.deactivated_hooks.append(self.membership.leave_all_rooms)

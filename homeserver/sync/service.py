@@ -8,6 +8,7 @@ newer than the token are read from the database.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,10 @@ class SyncExtension:
     ) -> None:
         """Add to a joined room's section (ephemeral events, unread counts...)."""
 
+    async def finish(self, req: SyncRequest, response: dict[str, Any]) -> None:
+        """Add fields that every response carries, also the empty one after a long-poll timeout
+        (e.g. `device_one_time_keys_count`: clients read its absence as "no keys left")."""
+
 
 @dataclass(slots=True)
 class SyncRequest:
@@ -99,10 +104,24 @@ class SyncService:
         self.account_data = account_data
         self.room_tails = room_tails
         self.extensions: list[SyncExtension] = []
+        # Global account data every initial sync carries even when never stored (m.push_rules).
+        self.default_global_account_data: dict[str, Callable[[str], Awaitable[dict[str, Any]]]] = {}
+        # Run when a /sync request starts and when it ends (presence: set_presence, "is syncing").
+        self.started_hooks: list[Callable[[SyncRequest], Awaitable[None]]] = []
+        self.finished_hooks: list[Callable[[SyncRequest], None]] = []
 
     # -- entry point -----------------------------------------------------------------------------
 
     async def sync(self, req: SyncRequest) -> dict[str, Any]:
+        for hook in self.started_hooks:
+            await hook(req)
+        try:
+            return await self._sync(req)
+        finally:
+            for done in self.finished_hooks:
+                done(req)
+
+    async def _sync(self, req: SyncRequest) -> dict[str, Any]:
         self.notifier.track(req.user_id)
         await self.memberships.load_user(req.user_id)
         result, now = await self._compute(req)
@@ -111,6 +130,8 @@ class SyncService:
                 result, now = await self._compute(req)
         if result is None:
             result = self._empty(now)
+        for ext in self.extensions:
+            await ext.finish(req, result)
         return result
 
     @staticmethod
@@ -190,7 +211,7 @@ class SyncService:
         self, req: SyncRequest, since: StreamToken | None, now: StreamToken
     ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
         after = since.account_data if since is not None else 0
-        if after >= now.account_data:
+        if after >= now.account_data and since is not None:
             return [], {}
         items = await self.account_data.store.list_since(req.user_id, after, now.account_data)
         ad_filter = req.filter.account_data
@@ -203,6 +224,11 @@ class SyncService:
                     global_events.append({"type": item.type, "content": item.content})
             elif room_ad_filter.matches(item.type, req.user_id):
                 per_room.setdefault(item.room_id, []).append({"type": item.type, "content": item.content})
+        if since is None:
+            present = {e["type"] for e in global_events}
+            for ad_type, provider in self.default_global_account_data.items():
+                if ad_type not in present and ad_filter.matches(ad_type, req.user_id):
+                    global_events.append({"type": ad_type, "content": await provider(req.user_id)})
         return global_events, per_room
 
     # -- rooms -----------------------------------------------------------------------------------
