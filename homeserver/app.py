@@ -29,6 +29,7 @@ from homeserver.api.client import (
     threads_list,
     versions,
 )
+from homeserver.api.media import authed_content_repo, content_repo
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError, missing_token
 from homeserver.http.auth import extract_access_token
@@ -60,6 +61,9 @@ CLIENT_ROUTERS: tuple[Router, ...] = (
     space_hierarchy.routes,
     pushrules.routes,
 )
+
+# The media repository: authenticated /_matrix/client/v1/media and /_matrix/media (uploads, legacy).
+MEDIA_ROUTERS: tuple[Router, ...] = (authed_content_repo.routes, content_repo.routes)
 
 ALL_RESOURCES = ("client", "federation", "media", "metrics")
 
@@ -114,6 +118,8 @@ def _build_app(config: Any, resources: Iterable[str]) -> web.Application:
     names = set(resources)
     if "client" in names:
         add_routers(app, CLIENT_ROUTERS)
+    if "media" in names and getattr(config, "enable_media_repo", True):
+        add_routers(app, MEDIA_ROUTERS)
     if "metrics" in names and getattr(config, "enable_metrics", False):
         app.router.add_get("/metrics", metrics_handler)
         app.router.add_get("/_synapse/metrics", metrics_handler)

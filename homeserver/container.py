@@ -14,6 +14,7 @@ from homeserver.core.clock import Clock
 from homeserver.crypto.keys import load_or_create_signing_key
 from homeserver.http.ratelimit import Bucket, RateLimiter
 from homeserver.http.requester import Requester
+from homeserver.media.setup import build_media_repository
 from homeserver.notifier.notifier import Notifier
 from homeserver.persist.persister import EventPersister, PersistedEvent
 from homeserver.services.account_data import AccountDataService
@@ -187,6 +188,7 @@ class Services:
             state_ids_at=self.sync.state_ids_at,
             current_position=lambda: self.notifier.current.events,
         )
+        self.media = build_media_repository(config, db, clock)
         self._wire_hooks()
 
     def _may_publish(self, user_id: str, room_id: str, alias: str | None) -> bool:
@@ -248,6 +250,7 @@ class Services:
 
     async def stop(self) -> None:
         await self.persister.stop()
+        await self.media.close()
         await self.db.close()
 
     # -- route-declared rate limits ------------------------------------------------------------
@@ -260,3 +263,7 @@ class Services:
             self.ratelimiter.check("registration", client_ip, bucket(config.rc_registration))
         elif name == "message" and requester is not None and requester.app_service_id is None:
             self.ratelimiter.check("message", requester.user_id, bucket(config.rc_message))
+        elif name == "media_create" and requester is not None:
+            self.ratelimiter.check("media_create", requester.user_id, bucket(config.rc_media_create))
+        elif name == "url_preview" and requester is not None:
+            self.ratelimiter.check("url_preview", requester.user_id, bucket(config.media.rc_url_preview))

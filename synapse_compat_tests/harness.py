@@ -163,7 +163,7 @@ def assert_api_error(
 
 
 @functools.cache
-def _event_schema_ref(name: str) -> str | None:
+def event_schema_ref(name: str) -> str | None:
     path = spec_dir() / "data" / "event-schemas" / "schema" / f"{name}.yaml"
     return path.resolve().as_uri() + "#" if path.is_file() else None
 
@@ -182,7 +182,7 @@ def assert_event_schema(event: dict[str, Any], room_id: str | None = None) -> No
     if etype == "m.room.message" and isinstance(content.get("msgtype"), str):
         names.insert(0, f"{etype}${content['msgtype']}")
     for name in names:
-        ref = _event_schema_ref(name)
+        ref = event_schema_ref(name)
         if ref is not None:
             instance = event if room_id is None or "room_id" in event else {**event, "room_id": room_id}
             validate(ref, instance, f"{etype} event {event.get('event_id')}")
@@ -210,6 +210,16 @@ def room_path(room_id: str, *tail: str) -> str:
     return "/".join([f"{V3}/rooms", q(room_id), *(q(t) for t in tail)])
 
 
+def require_room_version(user: User, version: str) -> None:
+    """Skip the test unless the server advertises ``version`` in /capabilities (servers choose
+    which room versions they support)."""
+    resp = user.client.get(f"{V3}/capabilities")
+    caps = assert_response_matches_spec(resp, "capabilities.yaml", "/capabilities")["capabilities"]
+    available = caps.get("m.room_versions", {}).get("available", {})
+    if version not in available:
+        pytest.skip(f"room version {version} not supported by the server (available: {sorted(available)})")
+
+
 def create_room(user: User, **body: Any) -> str:
     """POST /createRoom with ``body`` (checked against the request schema); returns the room id."""
     assert_request_matches_spec("create_room.yaml", "/createRoom", "POST", body)
@@ -232,9 +242,7 @@ def send_text(user: User, room_id: str, text: str, txn_id: str | None = None) ->
     return send_event(user, room_id, {"msgtype": "m.text", "body": text}, txn_id=txn_id)
 
 
-def put_state(
-    user: User, room_id: str, event_type: str, content: dict[str, Any], state_key: str = ""
-) -> str:
+def put_state(user: User, room_id: str, event_type: str, content: dict[str, Any], state_key: str = "") -> str:
     resp = user.client.put(room_path(room_id, "state", event_type, state_key), content)
     return str(assert_response_matches_spec(resp, "room_state.yaml", STATE_KEY)["event_id"])
 

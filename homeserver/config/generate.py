@@ -224,6 +224,10 @@ rc_room_creation:
 rc_media_create:
   per_second: 10
   burst_count: 50
+# URL previews, per user.
+rc_url_preview:
+  per_second: 1
+  burst_count: 10
 rc_key_requests:
   per_second: 20
   burst_count: 100
@@ -298,6 +302,26 @@ url_preview_ip_range_blacklist:
   - "ff00::/8"
   - "fec0::/10"
 url_preview_ip_range_whitelist: []
+# URLs never previewed: each entry maps URL components to a glob (or a regex starting with ^).
+url_preview_url_blacklist: []
+url_preview_accept_language: [en]
+# Largest body a URL preview downloads.
+max_spider_size: 10M
+# false: the legacy /_matrix/media/*/download and /thumbnail endpoints require an access token.
+allow_legacy_unauthenticated_media: true
+# Per-user upload quotas, e.g. [{time_period: 1d, max_size: 1G}].
+media_upload_limits: []
+# /media/v1/create ids a user may hold before uploading, and how long they wait.
+max_pending_media_uploads: 5
+unused_expiration_time: 24h
+# Virus-scan every upload with clamd (INSTREAM) before it can be downloaded. Set clamd's
+# StreamMaxLength to at least max_upload_size. fail_closed refuses uploads while clamd is down.
+#clamd:
+#  socket: /run/clamav/clamd.ctl
+#  #host: 127.0.0.1
+#  #port: 3310
+#  timeout: 60s
+#  fail_closed: true
 
 ## Rooms ##
 
@@ -316,7 +340,7 @@ alias_creation_rules:
     room_id: "*"
     action: allow
 enable_room_list_search: true
-allow_public_rooms_without_auth: false
+allow_public_rooms_without_auth: true
 allow_public_rooms_over_federation: false
 block_non_admin_invites: false
 enable_search: true

@@ -137,6 +137,44 @@ class ThumbnailSize:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaUploadLimit:
+    """One `media_upload_limits` entry: at most `max_size` bytes per user in any `time_period`."""
+
+    time_period: int  # ms
+    max_size: int  # bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ClamdConfig:
+    """The `clamd` section: virus-scan every upload through clamd's INSTREAM command."""
+
+    socket: str | None  # unix socket path (set this or host)
+    host: str | None
+    port: int
+    timeout: int  # ms for one scan
+    fail_closed: bool  # scanner unreachable or erroring -> refuse the upload
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.socket or self.host)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaOptions:
+    """Media repository settings beyond the flat keys of `HomeserverConfig` (see config/media.py)."""
+
+    allow_legacy_unauthenticated_media: bool
+    media_upload_limits: tuple[MediaUploadLimit, ...]
+    max_pending_media_uploads: int
+    unused_expiration_time: int  # ms
+    max_spider_size: int  # bytes
+    url_preview_accept_language: tuple[str, ...]
+    url_preview_url_blacklist: tuple[Mapping[str, str], ...]
+    rc_url_preview: RateLimit
+    clamd: ClamdConfig
+
+
+@dataclass(frozen=True, slots=True)
 class TrustedKeyServer:
     server_name: str
     # key id -> unpadded base64 ed25519 public key; None trusts the keys fetched over TLS
@@ -255,6 +293,7 @@ class HomeserverConfig:
     url_preview_enabled: bool
     url_preview_ip_range_blacklist: tuple[str, ...]
     url_preview_ip_range_whitelist: tuple[str, ...]
+    media: MediaOptions  # legacy access, quotas, clamd, more URL-preview settings
     # -- rooms, directory, profiles, presence
     encryption_enabled_by_default_for_room_type: str  # "all", "invite" or "off"
     room_list_publication_rules: tuple[RoomDirectoryRule, ...]

@@ -314,7 +314,7 @@ class EventPersister:
             )
             txn = p.txn
             if txn is not None:
-                txn_rows.append((txn[0], txn[1], txn[2], event.room_id, event.event_id, now))
+                txn_rows.append((txn[0], txn[1], event.room_id, event.type, txn[2], event.event_id, now))
             if event.state_key is not None:
                 prev = p.state_before.state.get((event.type, event.state_key))
                 state_rows.append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from homeserver.core.errors import MatrixError
@@ -18,6 +19,8 @@ class AccountDataService:
         self.store = store
         self.stream = stream
         self.notifier = notifier
+        # (user_id, room_id, type, content) after each write (e.g. the ignore list cache)
+        self.put_hooks: list[Callable[[str, str, str, dict[str, Any]], None]] = []
 
     async def get(self, user_id: str, room_id: str, type: str) -> dict[str, Any] | None:
         return await self.store.get(user_id, room_id, type)
@@ -27,9 +30,11 @@ class AccountDataService:
     ) -> int:
         if not internal and type in SERVER_MANAGED:
             raise MatrixError(
-                400, "M_BAD_JSON", f"Cannot set {type} through this API. Use the dedicated endpoint."
+                405, "M_BAD_JSON", f"Cannot set {type} through this API. Use the dedicated endpoint."
             )
         async with self.stream.next() as stream_id:
             await self.store.upsert(user_id, room_id, type, content, stream_id)
+            for hook in self.put_hooks:
+                hook(user_id, room_id, type, content)
         self.notifier.on_user_event("account_data", self.stream.current, [user_id])
         return stream_id

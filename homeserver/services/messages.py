@@ -19,7 +19,8 @@ from homeserver.state.current import CurrentStateCache, RoomSnapshot
 from homeserver.storage.stores.events import EventStore
 from homeserver.storage.stores.rooms import RoomStore
 
-TxnKey = tuple[str, str, str]
+# (user_id, device_id, room_id, event_type, txn_id): the scope of the request path
+TxnKey = tuple[str, str, str, str, str]
 # A content check run before persisting (word filter, spam checks); raises MatrixError to refuse.
 ContentCheck = Callable[[str, str, str, dict[str, Any]], Awaitable[None]]
 
@@ -46,7 +47,7 @@ class MessageService:
         ids.check_room_id(room_id)
         snapshot = await self.state.get(room_id)
         if snapshot is None:
-            raise not_found("Unknown room")
+            raise forbidden(f"Unknown room {room_id}")  # as for a room the user is not in
         return snapshot
 
     async def _idempotent(self, key: TxnKey | None, create: Callable[[], Awaitable[PersistedEvent]]) -> str:
@@ -100,12 +101,43 @@ class MessageService:
             if not isinstance(redacts, str):
                 raise MatrixError(400, "M_BAD_JSON", "m.room.redaction needs content.redacts")
             return await self.redact(user_id, device_id, room_id, redacts, content, txn_id)
+        await self._check_relation(user_id, room_id, event_type, content)
         await self._run_checks(user_id, room_id, event_type, content)
-        key = (user_id, device_id or "", txn_id) if txn_id is not None else None
+        key = (user_id, device_id or "", room_id, event_type, txn_id) if txn_id is not None else None
         draft = EventDraft(
-            room_id, event_type, user_id, content, txn=key, precondition=self._require_joined(user_id)
+            room_id,
+            event_type,
+            user_id,
+            content,
+            txn=(user_id, device_id or "", txn_id) if txn_id is not None else None,
+            precondition=self._require_joined(user_id),
         )
         return await self._idempotent(key, lambda: self.persister.send_one(draft))
+
+    async def _check_relation(
+        self, user_id: str, room_id: str, event_type: str, content: dict[str, Any]
+    ) -> None:
+        """The relation rules servers enforce: one identical annotation per sender (spec: event
+        annotations), and no thread rooted at an event that itself relates to another."""
+        relates = content.get("m.relates_to")
+        if not isinstance(relates, dict):
+            return
+        rel_type = relates.get("rel_type")
+        target_id = relates.get("event_id")
+        if not isinstance(target_id, str):
+            return
+        if rel_type == "m.annotation" and event_type != "m.room.encrypted":
+            key = relates.get("key")
+            for existing in await self.events.list_relations_by_sender(target_id, "m.annotation", user_id):
+                other = existing.event.content.get("m.relates_to")
+                if isinstance(other, dict) and other.get("key") == key and existing.event.type == event_type:
+                    raise MatrixError(400, "M_DUPLICATE_ANNOTATION", "Can't send same reaction twice")
+        elif rel_type == "m.thread":
+            target = await self.events.get_event(target_id)
+            if target is not None and target.event.room_id == room_id:
+                parent_rel = target.event.content.get("m.relates_to")
+                if isinstance(parent_rel, dict) and isinstance(parent_rel.get("rel_type"), str):
+                    raise MatrixError(400, "M_UNKNOWN", "Cannot start threads from an event with a relation")
 
     async def send_state(
         self, user_id: str, room_id: str, event_type: str, state_key: str, content: dict[str, Any]
@@ -159,7 +191,7 @@ class MessageService:
             level = get_named_level("redact", get_power_levels_content(snapshot.state))
             if user_power_level(user_id, snapshot.state) < level:
                 raise forbidden("You are not allowed to redact this event")
-        key = (user_id, device_id or "", txn_id) if txn_id is not None else None
+        key = (user_id, device_id or "", room_id, c.REDACTION, txn_id) if txn_id is not None else None
         body = {k: v for k, v in content.items() if k != "redacts"}
         draft = EventDraft(
             room_id,
@@ -167,7 +199,7 @@ class MessageService:
             user_id,
             body,
             redacts=target_id,
-            txn=key,
+            txn=(user_id, device_id or "", txn_id) if txn_id is not None else None,
             precondition=self._require_joined(user_id),
         )
         return await self._idempotent(key, lambda: self.persister.send_one(draft))

@@ -33,7 +33,12 @@ class RoomAccess:
         return snapshot
 
     async def check_can_read(self, user_id: str, room_id: str) -> ReadAccess:
-        snapshot = await self.snapshot(room_id)
+        # Unknown rooms answer like rooms the user is not in: 403, as the spec documents for reads
+        # (and so room existence does not leak).
+        ids.check_room_id(room_id)
+        snapshot = await self.state.get(room_id)
+        if snapshot is None:
+            raise forbidden(f"User {user_id} not in room {room_id}")
         membership = snapshot.membership(user_id)
         if membership == c.JOIN:
             return ReadAccess(snapshot, membership, None)
@@ -42,6 +47,6 @@ class RoomAccess:
             return ReadAccess(snapshot, membership, None)
         if membership in (c.LEAVE, c.BAN):
             row = await self.rooms.get_membership(room_id, user_id)
-            if row is not None:
+            if row is not None and not row.forgotten:
                 return ReadAccess(snapshot, membership, row.stream_ordering)
         raise forbidden(f"User {user_id} not in room {room_id}")

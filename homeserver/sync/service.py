@@ -295,6 +295,8 @@ class SyncService:
         # State: everything at the timeline start on a full sync; on an incremental one, only keys
         # that changed between the token and the timeline start (a gap the timeline does not show).
         state_ids: dict[tuple[str, str], str]
+        at_start: dict[tuple[str, str], str] = {}
+        changed_members: set[str] = set()
         if since is None:
             state_ids = await self.state_ids_at(snapshot, start)
         elif limited:
@@ -303,17 +305,22 @@ class SyncService:
                 (d.type, d.state_key) for d in await self.rooms.state_deltas_between(room_id, since, start)
             }
             state_ids = {k: v for k, v in at_start.items() if k in changed}
+            changed_members = {k[1] for k in changed if k[0] == c.MEMBER}
         else:
             state_ids = {}
         if lazy:
             wanted = {s.event.sender for s in timeline} | {req.user_id}
-            if since is not None and not limited:
-                # senders' member events, unless the timeline itself carries them
+            if since is not None:
+                # Senders' member events (as at the timeline start), unless the timeline itself
+                # carries them. We do not track what each client already has, so they are
+                # resent: redundant but correct.
                 in_timeline = {s.event.state_key for s in timeline if s.event.type == c.MEMBER}
                 wanted -= in_timeline
-                at = await self.state_ids_at(snapshot, start)
+                at = at_start if limited else await self.state_ids_at(snapshot, start)
                 state_ids.update({k: v for k, v in at.items() if k[0] == c.MEMBER and k[1] in wanted})
-            state_ids = {k: v for k, v in state_ids.items() if k[0] != c.MEMBER or k[1] in wanted}
+            # Membership changes inside a limited gap stay: the client would miss them otherwise.
+            keep = wanted | (changed_members if limited and since is not None else set())
+            state_ids = {k: v for k, v in state_ids.items() if k[0] != c.MEMBER or k[1] in keep}
         state_events = await self.events.get_events_ordered(list(state_ids.values()))
         if not state_filter.is_unconstrained:
             state_events = [s for s in state_events if state_filter.matches_event(s.event, room_id)]

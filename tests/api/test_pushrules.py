@@ -328,4 +328,4 @@ async def test_changes_reach_sync(any_engine_client: Any) -> None:
     resp = await client.put(
         f"/_matrix/client/v3/user/{user['user_id']}/account_data/m.push_rules", json={}, headers=auth(token)
     )
-    assert resp.status == 400
+    assert resp.status == 405  # spec: server-managed account data

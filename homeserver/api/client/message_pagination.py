@@ -58,7 +58,7 @@ async def room_event_filter_param(req: ApiRequest) -> RoomEventFilter:
 async def getRoomEvents(req: ApiRequest) -> Any:
     room_id = room_id_param(req)
     query = req.query
-    backwards = direction_param(query)
+    backwards = direction_param(query, required=True)  # the spec makes dir required
     limit = query_int(query, "limit", DEFAULT_LIMIT, minimum=0, maximum=MAX_LIMIT) or 0
     flt = await room_event_filter_param(req)
     return await req.services.timeline.get_messages(

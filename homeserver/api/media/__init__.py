@@ -1,0 +1,2 @@
+"""Media repository endpoints: content-repo.yaml (legacy /_matrix/media) and
+authed-content-repo.yaml (/_matrix/client/v1/media)."""

@@ -144,14 +144,30 @@ class EventStore:
         ids = await self.room_event_ids_between(room_id, after, upto, limit=limit, newest_first=newest_first)
         return await self.get_events_ordered([i for i, _ in ids])
 
+    async def list_relations_by_sender(self, target_id: str, rel_type: str, sender: str) -> list[StoredEvent]:
+        """Unredacted events of `sender` relating to `target_id` with `rel_type`."""
+        rows = await self.db.fetch(
+            "SELECT event_id FROM events WHERE relates_to_id = $1 AND rel_type = $2 AND sender = $3"
+            " AND redacted_by IS NULL",
+            target_id,
+            rel_type,
+            sender,
+        )
+        return await self.get_events_ordered([r[0] for r in rows])
+
     async def max_stream_ordering(self) -> int:
         return int(await self.db.fetchval("SELECT COALESCE(MAX(stream_ordering), 0) FROM events"))
 
-    async def get_txn_event_id(self, user_id: str, device_id: str, txn_id: str) -> str | None:
+    async def get_txn_event_id(
+        self, user_id: str, device_id: str, room_id: str, event_type: str, txn_id: str
+    ) -> str | None:
         value = await self.db.fetchval(
-            "SELECT event_id FROM event_txn_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3",
+            "SELECT event_id FROM event_txn_ids WHERE user_id = $1 AND device_id = $2 AND room_id = $3"
+            " AND event_type = $4 AND txn_id = $5",
             user_id,
             device_id,
+            room_id,
+            event_type,
             txn_id,
         )
         return str(value) if value is not None else None
@@ -184,11 +200,12 @@ class EventStore:
         )
 
     async def insert_txn_ids_txn(
-        self, conn: Connection, rows: Sequence[tuple[str, str, str, str, str, int]]
+        self, conn: Connection, rows: Sequence[tuple[str, str, str, str, str, str, int]]
     ) -> None:
+        """rows: (user_id, device_id, room_id, event_type, txn_id, event_id, created_ts)."""
         await conn.executemany(
-            "INSERT INTO event_txn_ids (user_id, device_id, txn_id, room_id, event_id, created_ts)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO event_txn_ids (user_id, device_id, room_id, event_type, txn_id, event_id,"
+            " created_ts) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             rows,
         )
 
