@@ -358,41 +358,30 @@ class SyncService:
             summary["m.heroes"] = heroes
         return summary
 
-    async def _invited_room(self, room_id: str, user_id: str) -> dict[str, Any]:
+    async def _stripped_room(self, room_id: str, user_id: str, unsigned_key: str) -> list[dict[str, Any]]:
+        """The stripped state of an invite or knock, ending with the member event itself."""
         snapshot = await self.state.get(room_id)
-        invite = snapshot.get(c.MEMBER, user_id) if snapshot else None
-        events: list[dict[str, Any]] = []
-        if invite is not None:
-            events = [dict(s) for s in invite.unsigned.get("invite_room_state", [])]
-            events.append(
-                {
-                    "type": invite.type,
-                    "state_key": invite.state_key,
-                    "content": invite.content,
-                    "sender": invite.sender,
-                    "event_id": invite.event_id,
-                    "origin_server_ts": invite.origin_server_ts,
-                }
-            )
-        return {"invite_state": {"events": events}}
+        member = snapshot.get(c.MEMBER, user_id) if snapshot else None
+        if member is None:
+            return []
+        events = [dict(s) for s in member.unsigned.get(unsigned_key, [])]
+        events.append(
+            {
+                "type": member.type,
+                "state_key": member.state_key,
+                "content": member.content,
+                "sender": member.sender,
+                "event_id": member.event_id,
+                "origin_server_ts": member.origin_server_ts,
+            }
+        )
+        return events
+
+    async def _invited_room(self, room_id: str, user_id: str) -> dict[str, Any]:
+        return {"invite_state": {"events": await self._stripped_room(room_id, user_id, "invite_room_state")}}
 
     async def _knocked_room(self, room_id: str, user_id: str) -> dict[str, Any]:
-        snapshot = await self.state.get(room_id)
-        knock = snapshot.get(c.MEMBER, user_id) if snapshot else None
-        events: list[dict[str, Any]] = []
-        if knock is not None:
-            events = [dict(s) for s in knock.unsigned.get("knock_room_state", [])]
-            events.append(
-                {
-                    "type": knock.type,
-                    "state_key": knock.state_key,
-                    "content": knock.content,
-                    "sender": knock.sender,
-                    "event_id": knock.event_id,
-                    "origin_server_ts": knock.origin_server_ts,
-                }
-            )
-        return {"knock_state": {"events": events}}
+        return {"knock_state": {"events": await self._stripped_room(room_id, user_id, "knock_room_state")}}
 
     async def _left_room(
         self, req: SyncRequest, room_id: str, since: int | None, leave_pos: int

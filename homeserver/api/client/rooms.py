@@ -52,21 +52,25 @@ async def joinRoomById(req: ApiRequest) -> Any:
     return {"room_id": room_id}
 
 
-@routes.post("/join/{roomIdOrAlias}")
-async def joinRoom(req: ApiRequest) -> Any:
+async def _resolve_room(req: ApiRequest) -> str:
+    """{roomIdOrAlias} as a room id (aliases looked up in the local directory)."""
     target = req.path["roomIdOrAlias"]
-    _, reason = await _reason(req)
     if target.startswith("#"):
         if not ids.is_valid_room_alias(target):
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid room alias")
         found = await req.services.rooms.get_alias(target)
         if found is None:
             raise not_found(f"Room alias {target} not found")
-        room_id = found[0]
-    elif ids.is_valid_room_id(target):
-        room_id = target
-    else:
-        raise MatrixError(400, "M_INVALID_PARAM", f"{target!r} is not a room id or alias")
+        return found[0]
+    if ids.is_valid_room_id(target):
+        return target
+    raise MatrixError(400, "M_INVALID_PARAM", f"{target!r} is not a room id or alias")
+
+
+@routes.post("/join/{roomIdOrAlias}")
+async def joinRoom(req: ApiRequest) -> Any:
+    _, reason = await _reason(req)
+    room_id = await _resolve_room(req)
     await req.services.membership.join(req.user.user_id, room_id, reason)
     return {"room_id": room_id}
 
@@ -125,17 +129,8 @@ async def unban(req: ApiRequest) -> Any:
 
 @routes.post("/knock/{roomIdOrAlias}")
 async def knockRoom(req: ApiRequest) -> Any:
-    target = req.path["roomIdOrAlias"]
     _, reason = await _reason(req)
-    if target.startswith("#"):
-        found = await req.services.rooms.get_alias(target)
-        if found is None:
-            raise not_found(f"Room alias {target} not found")
-        room_id = found[0]
-    elif ids.is_valid_room_id(target):
-        room_id = target
-    else:
-        raise MatrixError(400, "M_INVALID_PARAM", f"{target!r} is not a room id or alias")
+    room_id = await _resolve_room(req)
     await req.services.membership.knock(req.user.user_id, room_id, reason)
     return {"room_id": room_id}
 
