@@ -21,16 +21,23 @@ from homeserver.services.account_data import AccountDataService
 from homeserver.services.accounts import AccountService, TokenSettings
 from homeserver.services.auth import AuthService
 from homeserver.services.directory import DirectoryService
+from homeserver.services.ignore import IgnoreService
 from homeserver.services.membership import MembershipService
 from homeserver.services.messages import MessageService
+from homeserver.services.notifications import NotificationService
 from homeserver.services.passwords import PasswordHasher
+from homeserver.services.presence import PresenceService
 from homeserver.services.profiles import ProfileService
 from homeserver.services.push_rules import PushRulesService
+from homeserver.services.pushers import PusherService
+from homeserver.services.receipts import ReceiptService
 from homeserver.services.room_access import RoomAccess
 from homeserver.services.rooms import RoomService
 from homeserver.services.serialize import EventSerializer
 from homeserver.services.spaces import SpaceHierarchyService
+from homeserver.services.tags import TagService
 from homeserver.services.timeline import TimelineService
+from homeserver.services.typing import TypingService
 from homeserver.services.uia import UiaService
 from homeserver.services.visibility import VisibilityService
 from homeserver.state.current import CurrentStateCache
@@ -43,12 +50,18 @@ from homeserver.storage.stores.devices import DeviceStore
 from homeserver.storage.stores.directory import DirectoryStore
 from homeserver.storage.stores.events import EventStore, RoomVersionLookup
 from homeserver.storage.stores.misc import FilterStore, NonceStore, RegistrationTokenStore, UiaStore
+from homeserver.storage.stores.presence import PresenceStore
+from homeserver.storage.stores.push_actions import PushActionStore
 from homeserver.storage.stores.push_rules import PushRuleStore
+from homeserver.storage.stores.pushers import PusherStore
+from homeserver.storage.stores.receipts import ReceiptStore
 from homeserver.storage.stores.rooms import RoomStore
 from homeserver.storage.stores.timeline import TimelineStore
 from homeserver.storage.stores.users import UserStore
 from homeserver.storage.streams import StreamIdGenerator
+from homeserver.sync.ephemeral import IgnoreExtension, PresenceExtension, ReceiptsExtension, TypingExtension
 from homeserver.sync.service import SyncService
+from homeserver.sync.unread import UnreadCountsExtension
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +73,8 @@ async def load_stream_positions(db: Database) -> dict[str, int]:
     return {
         "events": await max_of("events", "stream_ordering"),
         "account_data": await max_of("account_data", "stream_id"),
+        "receipts": await max_of("receipts", "stream_id"),
+        "presence": await max_of("presence", "stream_id"),
     }
 
 
@@ -189,7 +204,77 @@ class Services:
             current_position=lambda: self.notifier.current.events,
         )
         self.media = build_media_repository(config, db, clock)
+        self._build_ephemeral(stream_positions)
+        self._build_notifications()
         self._wire_hooks()
+
+    def _build_notifications(self) -> None:
+        """Push-rule evaluation at persistence, unread counts in /sync, GET /notifications."""
+        self.notifications = NotificationService(
+            PushActionStore(self.db), self.push_rules, self.clock, self.config.server_name
+        )
+        self.persister.batch_hooks.append(self.notifications.on_batch)
+        self.persister.commit_hooks.append(self.notifications.on_commit)
+        self.sync.extensions.append(UnreadCountsExtension(self.notifications))
+
+        async def on_read(user_id: str, room_id: str, thread_id: str | None, _event: str, pos: int) -> None:
+            await self.notifications.mark_read(user_id, room_id, pos, thread_id)
+
+        self.receipts.receipt_hooks.append(on_read)
+        self.pushers = PusherService(PusherStore(self.db), self.clock)
+        self.accounts.devices_deleted_hooks.append(self.pushers.on_devices_deleted)
+
+    def _build_ephemeral(self, stream_positions: dict[str, int]) -> None:
+        """Receipts, read markers, typing, presence, room tags and ignored users."""
+        db, clock, config = self.db, self.clock, self.config
+        self.receipts_stream = StreamIdGenerator("receipts", stream_positions.get("receipts", 0))
+        self.receipts = ReceiptService(
+            ReceiptStore(db),
+            self.events,
+            self.state,
+            self.visibility,
+            self.account_data,
+            self.receipts_stream,
+            self.notifier,
+            clock,
+        )
+        # In memory only; positions start at the wall clock so they keep growing across restarts.
+        self.typing = TypingService(self.state, self.notifier, start_position=clock.time_ms())
+        self.presence = PresenceService(
+            PresenceStore(db),
+            self.memberships,
+            self.state,
+            self.notifier,
+            clock,
+            self.ratelimiter,
+            bucket(config.rc_presence.per_user),
+            enabled=bool(getattr(config, "presence_enabled", True)),
+            start_position=stream_positions.get("presence", 0),
+        )
+        self.tags = TagService(self.account_data, self.memberships)
+        self.ignore = IgnoreService(self.account_data)
+        self.sync.extensions.append(ReceiptsExtension(self.receipts, self.memberships))
+        self.sync.extensions.append(TypingExtension(self.typing, self.memberships))
+        self.sync.extensions.append(PresenceExtension(self.presence, self.memberships))
+        self.sync.extensions.append(IgnoreExtension(self.ignore, self.state))
+
+    def _wire_ephemeral_hooks(self) -> None:
+        self.persister.commit_hooks.append(self.typing.on_persisted)
+        self.persister.commit_hooks.append(self.presence.on_persisted)
+        self.receipts.activity_hooks.append(self.presence.bump_active)
+        self.typing.activity_hooks.append(self.presence.bump_active)
+        self.account_data.put_hooks.append(self.ignore.on_account_data)
+        self.visibility.ignored_users = self.ignore.ignored_by
+        presence = self.presence
+
+        async def sync_started(req: Any) -> None:
+            await presence.sync_started(req.user_id, req.device_id, req.set_presence)
+
+        def sync_finished(req: Any) -> None:
+            presence.sync_finished(req.user_id, req.device_id, req.set_presence)
+
+        self.sync.started_hooks.append(sync_started)
+        self.sync.finished_hooks.append(sync_finished)
 
     def _may_publish(self, user_id: str, room_id: str, alias: str | None) -> bool:
         return bool(self.config.may_publish_room(user_id, room_id, [alias] if alias else []))
@@ -200,6 +285,7 @@ class Services:
         self.notifier.room_users = self._local_users_to_wake
         self.profiles.changed_hooks.append(self.membership.refresh_profile_in_rooms)
         self.accounts.deactivated_hooks.append(self.membership.leave_all_rooms)
+        self._wire_ephemeral_hooks()
 
     def _on_events_persisted(self, persisted: Sequence[PersistedEvent]) -> None:
         """Runs synchronously after each commit: indexes first, then wake-ups (see state/indexes)."""
@@ -246,10 +332,16 @@ class Services:
         await self.room_streams.load(self.db)
         self.notifier.advance("events", self.persister.current_stream)
         self.notifier.advance("account_data", self.account_data_stream.current)
+        self.notifier.advance("receipts", self.receipts_stream.current)
+        self.notifier.advance("typing", self.typing.position)
+        self.notifier.advance("presence", self.presence.position)
+        await self.presence.start()
         self.persister.start()
 
     async def stop(self) -> None:
         await self.persister.stop()
+        self.typing.stop()
+        await self.presence.stop()
         await self.media.close()
         await self.db.close()
 

@@ -8,7 +8,7 @@ after the event; invited → visible if the user was invited; otherwise hidden.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from homeserver.events import constants as c
 from homeserver.storage.stores.events import EventStore, StoredEvent
@@ -23,6 +23,8 @@ class VisibilityService:
         self.events = events
         # (room_id, type, state_key) -> value history; invalidated by the persister on state changes
         self._histories: dict[tuple[str, str, str], History] = {}
+        # Optional (services/ignore.py): the users a user ignores; their non-state events are hidden.
+        self.ignored_users: Callable[[str], Awaitable[frozenset[str]]] | None = None
 
     def invalidate(self, room_id: str, type: str, state_key: str) -> None:
         self._histories.pop((room_id, type, state_key), None)
@@ -76,6 +78,12 @@ class VisibilityService:
                 visible.append(stored)
             elif hv == "invited" and membership == c.INVITE:
                 visible.append(stored)
+        if self.ignored_users is not None and visible:
+            ignored = await self.ignored_users(user_id)
+            if ignored:
+                visible = [
+                    s for s in visible if s.event.state_key is not None or s.event.sender not in ignored
+                ]
         return visible
 
     async def can_see_event(self, user_id: str, stored: StoredEvent) -> bool:

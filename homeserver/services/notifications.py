@@ -1,0 +1,137 @@
+"""Push-rule evaluation at persistence time, unread counts and the notifications list.
+
+For every persisted event, each local joined member's push rules are evaluated (inside the event
+transaction, so counts and events commit together); members whose actions notify get a row in
+event_push_actions. A user's read receipt marks rows read. /sync reports the unread rows per room
+(and per thread) as `unread_notifications` / `unread_thread_notifications`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from homeserver.core import json as hjson
+from homeserver.core.clock import Clock
+from homeserver.events import constants as c
+from homeserver.events.auth import get_power_levels_content, user_power_level
+from homeserver.persist.persister import PersistedEvent
+from homeserver.push.evaluator import evaluate_members
+from homeserver.services.push_rules import PushRulesService
+from homeserver.storage.database import Connection
+from homeserver.storage.stores.push_actions import PushActionStore, UnreadCount
+
+logger = logging.getLogger(__name__)
+
+MAIN_THREAD = "main"
+# (user_id, event_id, room_id, stream_ordering, thread_id, actions json, highlight, created_ts)
+ActionRow = tuple[str, str, str, int, str, str, bool, int]
+
+
+def thread_of(content: Any) -> str:
+    relates = content.get("m.relates_to") if isinstance(content, dict) else None
+    if isinstance(relates, dict) and relates.get("rel_type") == "m.thread":
+        target = relates.get("event_id")
+        if isinstance(target, str):
+            return target
+    return MAIN_THREAD
+
+
+def _notifies(actions: list[Any]) -> tuple[bool, bool]:
+    notify = any(a == "notify" for a in actions)
+    highlight = any(
+        isinstance(a, dict) and a.get("set_tweak") == "highlight" and a.get("value", True) is not False
+        for a in actions
+    )
+    return notify, highlight
+
+
+class NotificationService:
+    def __init__(self, store: PushActionStore, push_rules: PushRulesService, clock: Clock, server_name: str):
+        self.store = store
+        self.push_rules = push_rules
+        self.clock = clock
+        self.local_suffix = ":" + server_name
+        # user_id -> unread counts, dropped whenever that user's counts change
+        self._counts: dict[str, list[UnreadCount]] = {}
+        self._touched: set[str] = set()
+
+    # -- persistence -----------------------------------------------------------------------------
+
+    async def on_batch(self, conn: Connection, persisted: Sequence[PersistedEvent]) -> None:
+        """Persister batch hook: evaluate and store push actions in the event transaction."""
+        rows: list[ActionRow] = []
+        now = self.clock.time_ms()
+        for p in persisted:
+            try:
+                rows.extend(await self._evaluate(p, now))
+            except Exception:  # a push rule problem must never stop messages being stored
+                logger.exception("push rule evaluation failed for %s", p.event.event_id)
+        if rows:
+            await self.store.insert_txn(conn, rows)
+
+    async def _evaluate(self, p: PersistedEvent, now: int) -> list[ActionRow]:
+        event = p.event
+        snapshot = p.state_before
+        members = [
+            u for u, m in snapshot.memberships.items() if m == c.JOIN and u.endswith(self.local_suffix)
+        ]
+        invited = event.state_key if event.type == c.MEMBER and event.membership == c.INVITE else None
+        if invited is not None and invited.endswith(self.local_suffix):
+            members.append(invited)
+        members = [u for u in members if u != event.sender]
+        if not members:
+            return []
+        evaluators = await self.push_rules.evaluators_for(members)
+        state = snapshot.state
+        power_levels = get_power_levels_content(state) or {}
+        names: dict[str, str | None] = {}
+        for user_id in members:
+            member_event = state.get((c.MEMBER, user_id))
+            name = member_event.content.get("displayname") if member_event is not None else None
+            names[user_id] = name if isinstance(name, str) else None
+        matched = evaluate_members(
+            event.pdu,
+            ((u, names[u], evaluators[u]) for u in members),
+            room_member_count=sum(1 for m in snapshot.memberships.values() if m == c.JOIN),
+            sender_power_level=user_power_level(event.sender, state),
+            notification_power_levels=power_levels.get("notifications"),
+        )
+        thread_id = thread_of(event.content)
+        rows: list[ActionRow] = []
+        for user_id, actions in matched:
+            notify, highlight = _notifies(actions)
+            if notify:
+                rows.append(
+                    (
+                        user_id,
+                        event.event_id,
+                        event.room_id,
+                        p.stream_ordering,
+                        thread_id,
+                        hjson.dumps_str(actions),
+                        highlight,
+                        now,
+                    )
+                )
+                self._touched.add(user_id)
+        return rows
+
+    def on_commit(self, persisted: Sequence[PersistedEvent]) -> None:
+        for user_id in self._touched:
+            self._counts.pop(user_id, None)
+        self._touched.clear()
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    async def unread_counts(self, user_id: str) -> list[UnreadCount]:
+        counts = self._counts.get(user_id)
+        if counts is None:
+            counts = await self.store.unread_counts(user_id)
+            self._counts[user_id] = counts
+        return counts
+
+    async def mark_read(self, user_id: str, room_id: str, upto: int, thread_id: str | None) -> None:
+        await self.store.mark_read(user_id, room_id, upto, thread_id)
+        self._counts.pop(user_id, None)

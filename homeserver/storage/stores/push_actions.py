@@ -1,0 +1,86 @@
+"""event_push_actions: per-user notifications and unread counts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from homeserver.core.json import loads
+from homeserver.storage.database import Connection, Database
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadCount:
+    room_id: str
+    thread_id: str
+    notifications: int
+    highlights: int
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationRow:
+    event_id: str
+    room_id: str
+    stream_ordering: int
+    actions: list[Any]
+    read: bool
+    created_ts: int
+
+
+class PushActionStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def insert_txn(
+        self, conn: Connection, rows: Sequence[tuple[str, str, str, int, str, str, bool, int]]
+    ) -> None:
+        """rows: (user_id, event_id, room_id, stream_ordering, thread_id, actions_json, highlight, ts)."""
+        await conn.executemany(
+            "INSERT INTO event_push_actions (user_id, event_id, room_id, stream_ordering, thread_id,"
+            " actions, highlight, created_ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " ON CONFLICT (user_id, event_id) DO NOTHING",
+            rows,
+        )
+
+    async def unread_counts(self, user_id: str) -> list[UnreadCount]:
+        rows = await self.db.fetch(
+            "SELECT room_id, thread_id, COUNT(*), SUM(CASE WHEN highlight THEN 1 ELSE 0 END)"
+            " FROM event_push_actions WHERE user_id = $1 AND NOT read GROUP BY room_id, thread_id",
+            user_id,
+        )
+        return [UnreadCount(r[0], r[1], int(r[2]), int(r[3] or 0)) for r in rows]
+
+    async def mark_read(self, user_id: str, room_id: str, upto: int, thread_id: str | None) -> None:
+        """Everything up to stream `upto` in the room (or in one thread of it) is read."""
+        if thread_id is None:
+            await self.db.execute(
+                "UPDATE event_push_actions SET read = TRUE WHERE user_id = $1 AND room_id = $2"
+                " AND stream_ordering <= $3 AND NOT read",
+                user_id,
+                room_id,
+                upto,
+            )
+        else:
+            await self.db.execute(
+                "UPDATE event_push_actions SET read = TRUE WHERE user_id = $1 AND room_id = $2"
+                " AND stream_ordering <= $3 AND thread_id = $4 AND NOT read",
+                user_id,
+                room_id,
+                upto,
+                thread_id,
+            )
+
+    async def list_notifications(
+        self, user_id: str, before: int | None, limit: int, only_highlight: bool
+    ) -> list[NotificationRow]:
+        rows = await self.db.fetch(
+            "SELECT event_id, room_id, stream_ordering, actions, read, created_ts FROM event_push_actions"
+            " WHERE user_id = $1 AND stream_ordering < $2 AND (highlight OR NOT $3)"
+            " ORDER BY stream_ordering DESC LIMIT $4",
+            user_id,
+            before if before is not None else 2**62,
+            only_highlight,
+            limit,
+        )
+        return [NotificationRow(r[0], r[1], int(r[2]), loads(r[3]), bool(r[4]), int(r[5])) for r in rows]

@@ -1,0 +1,39 @@
+"""Unread notification counts in /sync (`unread_notifications`, `unread_thread_notifications`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeserver.core.tokens import StreamToken
+from homeserver.services.notifications import MAIN_THREAD, NotificationService
+from homeserver.sync.service import SyncExtension, SyncRequest
+
+
+class UnreadCountsExtension(SyncExtension):
+    def __init__(self, notifications: NotificationService) -> None:
+        self.notifications = notifications
+
+    async def room_part(
+        self,
+        req: SyncRequest,
+        room_id: str,
+        since: StreamToken | None,
+        now: StreamToken,
+        room: dict[str, Any],
+    ) -> None:
+        counts = [c for c in await self.notifications.unread_counts(req.user_id) if c.room_id == room_id]
+        per_thread = req.filter.unread_thread_notifications
+        main = {"notification_count": 0, "highlight_count": 0}
+        threads: dict[str, dict[str, int]] = {}
+        for count in counts:
+            if per_thread and count.thread_id != MAIN_THREAD:
+                threads[count.thread_id] = {
+                    "notification_count": count.notifications,
+                    "highlight_count": count.highlights,
+                }
+            else:
+                main["notification_count"] += count.notifications
+                main["highlight_count"] += count.highlights
+        room["unread_notifications"] = main
+        if per_thread and threads:
+            room["unread_thread_notifications"] = threads
