@@ -86,11 +86,18 @@ class MembershipService:
 
     # -- operations ------------------------------------------------------------------------------
 
-    async def join(self, user_id: str, room_id: str, reason: str | None = None) -> PersistedEvent:
+    async def join(
+        self, user_id: str, room_id: str, reason: str | None = None, content: dict[str, Any] | None = None
+    ) -> PersistedEvent:
+        """Join (or re-join). `content` replaces the profile-derived member content, e.g. a
+        per-room display name set through PUT /state/m.room.member/{userId}."""
         snapshot = await self._room(room_id)
         if snapshot.membership(user_id) == c.BAN:
             raise forbidden("You are banned from this room")
-        content = await self.member_content(user_id, c.JOIN, reason)
+        if content is not None:
+            content = {**content, "membership": c.JOIN}
+        else:
+            content = await self.member_content(user_id, c.JOIN, reason)
         if snapshot.membership(user_id) == c.JOIN:
             current = snapshot.get(c.MEMBER, user_id)
             if current is not None and dict(current.content) == content:

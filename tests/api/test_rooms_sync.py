@@ -91,3 +91,19 @@ async def test_dm_invite_in_sync(client: Any) -> None:
         headers=auth(bob["access_token"]),
     )
     assert resp.status == 200
+
+
+async def test_per_room_display_name_via_member_state(client: Any) -> None:
+    alice = await register(client)
+    room_id = await _create(client, alice["access_token"], preset="private_chat")
+    resp = await client.put(
+        f"/_matrix/client/v3/rooms/{room_id}/state/m.room.member/{alice['user_id']}",
+        json={"membership": "join", "displayname": "Ms. Kim (3B)"},
+        headers=auth(alice["access_token"]),
+    )
+    assert resp.status == 200, await resp.json()
+    resp = await client.get(
+        f"/_matrix/client/v3/rooms/{room_id}/state/m.room.member/{alice['user_id']}",
+        headers=auth(alice["access_token"]),
+    )
+    assert (await resp.json())["displayname"] == "Ms. Kim (3B)"

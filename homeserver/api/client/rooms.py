@@ -220,7 +220,7 @@ async def _member_via_state(req: ApiRequest, room_id: str, target: str, content:
     reason = content.get("reason") if isinstance(content.get("reason"), str) else None
     service = req.services.membership
     if membership == c.JOIN and target == user:
-        persisted = await service.join(user, room_id, reason)
+        persisted = await service.join(user, room_id, reason, content=content)
     elif membership == c.LEAVE and target == user:
         persisted = await service.leave(user, room_id, reason)
     elif membership == c.LEAVE:
