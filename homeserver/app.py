@@ -29,11 +29,13 @@ from homeserver.api.client import (
     relations,
     room_event_by_timestamp,
     rooms,
+    search,
     space_hierarchy,
     sync,
     tags,
     threads_list,
     typing,
+    users,
     versions,
 )
 from homeserver.api.media import authed_content_repo, content_repo
@@ -74,6 +76,8 @@ CLIENT_ROUTERS: tuple[Router, ...] = (
     typing.routes,
     presence.routes,
     tags.routes,
+    search.routes,
+    users.routes,
 )
 
 # The media repository: authenticated /_matrix/client/v1/media and /_matrix/media (uploads, legacy).

@@ -33,12 +33,14 @@ from homeserver.services.pushers import PusherService
 from homeserver.services.receipts import ReceiptService
 from homeserver.services.room_access import RoomAccess
 from homeserver.services.rooms import RoomService
+from homeserver.services.search import SearchService
 from homeserver.services.serialize import EventSerializer
 from homeserver.services.spaces import SpaceHierarchyService
 from homeserver.services.tags import TagService
 from homeserver.services.timeline import TimelineService
 from homeserver.services.typing import TypingService
 from homeserver.services.uia import UiaService
+from homeserver.services.user_directory import UserDirectoryService
 from homeserver.services.visibility import VisibilityService
 from homeserver.state.current import CurrentStateCache
 from homeserver.state.indexes import MembershipIndex, RoomStreamIndex, RoomTailCache
@@ -56,7 +58,9 @@ from homeserver.storage.stores.push_rules import PushRuleStore
 from homeserver.storage.stores.pushers import PusherStore
 from homeserver.storage.stores.receipts import ReceiptStore
 from homeserver.storage.stores.rooms import RoomStore
+from homeserver.storage.stores.search import SearchStore
 from homeserver.storage.stores.timeline import TimelineStore
+from homeserver.storage.stores.user_directory import UserDirectoryStore
 from homeserver.storage.stores.users import UserStore
 from homeserver.storage.streams import StreamIdGenerator
 from homeserver.sync.ephemeral import IgnoreExtension, PresenceExtension, ReceiptsExtension, TypingExtension
@@ -205,6 +209,7 @@ class Services:
         )
         self.media = build_media_repository(config, db, clock)
         self._build_ephemeral(stream_positions)
+        self._build_search()
         self._build_notifications()
         self._wire_hooks()
 
@@ -276,6 +281,35 @@ class Services:
         self.sync.started_hooks.append(sync_started)
         self.sync.finished_hooks.append(sync_finished)
 
+    def _build_search(self) -> None:
+        """Server-side search and the user directory; both index inside the event transaction."""
+        config = self.config
+        self.search = SearchService(
+            SearchStore(self.db),
+            self.events,
+            self.memberships,
+            self.visibility,
+            self.timeline,
+            self.serializer,
+            self.state,
+            state_ids_at=self.sync.state_ids_at,
+            current_position=lambda: self.notifier.current.events,
+        )
+        directory = config.user_directory
+        self.user_directory = UserDirectoryService(
+            UserDirectoryStore(self.db),
+            server_name=config.server_name,
+            enabled=directory.enabled,
+            search_all_users=directory.search_all_users,
+            prefer_local_users=directory.prefer_local_users,
+            exclude_remote_users=directory.exclude_remote_users,
+        )
+        self.persister.batch_hooks.append(self.search.index_batch_txn)
+        self.persister.batch_hooks.append(self.user_directory.on_batch_txn)
+        self.profiles.changed_hooks.append(self.user_directory.on_profile_changed)
+        self.accounts.device_created_hooks.append(self.user_directory.on_devices_created)
+        self.accounts.deactivated_hooks.append(self.user_directory.on_deactivated)
+
     def _may_publish(self, user_id: str, room_id: str, alias: str | None) -> bool:
         return bool(self.config.may_publish_room(user_id, room_id, [alias] if alias else []))
 
@@ -336,6 +370,9 @@ class Services:
         self.notifier.advance("typing", self.typing.position)
         self.notifier.advance("presence", self.presence.position)
         await self.presence.start()
+        await self.search.start()
+        if self.role == "main":
+            await self.user_directory.start()
         self.persister.start()
 
     async def stop(self) -> None:
@@ -359,3 +396,5 @@ class Services:
             self.ratelimiter.check("media_create", requester.user_id, bucket(config.rc_media_create))
         elif name == "url_preview" and requester is not None:
             self.ratelimiter.check("url_preview", requester.user_id, bucket(config.media.rc_url_preview))
+        elif name == "user_directory" and requester is not None:
+            self.ratelimiter.check("user_directory", requester.user_id, bucket(config.rc_user_directory))
