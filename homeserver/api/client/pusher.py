@@ -76,17 +76,17 @@ async def postPusher(req: ApiRequest) -> Any:
             raise MatrixError(400, "M_INVALID_PARAM", "'format' must be 'event_id_only' when set")
     elif not _EMAIL.match(pushkey):
         raise MatrixError(400, "M_INVALID_PARAM", "an email pusher's pushkey must be an email address")
-    pusher = Pusher(
-        req.user.user_id,
-        app_id,
-        pushkey,
-        kind,
-        app_display_name,
-        device_display_name,
-        profile_tag,
-        lang,
-        data,
-        req.user.device_id,
+    await req.services.pushers.set_pusher(
+        append=append,
+        user_id=req.user.user_id,
+        app_id=app_id,
+        pushkey=pushkey,
+        kind=kind,
+        app_display_name=app_display_name,
+        device_display_name=device_display_name,
+        profile_tag=profile_tag,
+        lang=lang,
+        data=data,
+        device_id=req.user.device_id,
     )
-    await req.services.pushers.upsert(pusher, req.services.clock.time_ms(), append=append)
     return {}
