@@ -20,8 +20,11 @@ from homeserver.persist.persister import EventPersister, PersistedEvent
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.accounts import AccountService, TokenSettings
 from homeserver.services.auth import AuthService
+from homeserver.services.device_lists import DeviceListService
 from homeserver.services.directory import DirectoryService
+from homeserver.services.e2e_keys import E2eKeysService
 from homeserver.services.ignore import IgnoreService
+from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.membership import MembershipService
 from homeserver.services.messages import MessageService
 from homeserver.services.notifications import NotificationService
@@ -38,6 +41,7 @@ from homeserver.services.serialize import EventSerializer
 from homeserver.services.spaces import SpaceHierarchyService
 from homeserver.services.tags import TagService
 from homeserver.services.timeline import TimelineService
+from homeserver.services.to_device import ToDeviceService
 from homeserver.services.typing import TypingService
 from homeserver.services.uia import UiaService
 from homeserver.services.user_directory import UserDirectoryService
@@ -50,7 +54,9 @@ from homeserver.storage.migrations import migrate, pending
 from homeserver.storage.stores.account_data import AccountDataStore
 from homeserver.storage.stores.devices import DeviceStore
 from homeserver.storage.stores.directory import DirectoryStore
+from homeserver.storage.stores.e2e import E2eStore
 from homeserver.storage.stores.events import EventStore, RoomVersionLookup
+from homeserver.storage.stores.key_backup import KeyBackupStore
 from homeserver.storage.stores.misc import FilterStore, NonceStore, RegistrationTokenStore, UiaStore
 from homeserver.storage.stores.presence import PresenceStore
 from homeserver.storage.stores.push_actions import PushActionStore
@@ -63,6 +69,7 @@ from homeserver.storage.stores.timeline import TimelineStore
 from homeserver.storage.stores.user_directory import UserDirectoryStore
 from homeserver.storage.stores.users import UserStore
 from homeserver.storage.streams import StreamIdGenerator
+from homeserver.sync.e2ee import E2eeSyncExtension
 from homeserver.sync.ephemeral import IgnoreExtension, PresenceExtension, ReceiptsExtension, TypingExtension
 from homeserver.sync.service import SyncService
 from homeserver.sync.unread import UnreadCountsExtension
@@ -77,6 +84,8 @@ async def load_stream_positions(db: Database) -> dict[str, int]:
     return {
         "events": await max_of("events", "stream_ordering"),
         "account_data": await max_of("account_data", "stream_id"),
+        "to_device": await E2eStore.load_to_device_position(db),
+        "device_lists": await E2eStore.load_device_lists_position(db),
         "receipts": await max_of("receipts", "stream_id"),
         "presence": await max_of("presence", "stream_id"),
     }
@@ -208,6 +217,7 @@ class Services:
             current_position=lambda: self.notifier.current.events,
         )
         self.media = build_media_repository(config, db, clock)
+        self._build_e2ee(stream_positions)
         self._build_ephemeral(stream_positions)
         self._build_search()
         self._build_notifications()
@@ -228,6 +238,41 @@ class Services:
         self.receipts.receipt_hooks.append(on_read)
         self.pushers = PusherService(PusherStore(self.db), self.clock)
         self.accounts.devices_deleted_hooks.append(self.pushers.on_devices_deleted)
+
+    def _build_e2ee(self, stream_positions: dict[str, int]) -> None:
+        """Device keys, cross-signing, device lists, to-device messages and key backups."""
+        db, clock, server_name = self.db, self.clock, self.config.server_name
+        self.e2e_store = E2eStore(db)
+        self.device_lists_stream = StreamIdGenerator("device_lists", stream_positions.get("device_lists", 0))
+        self.to_device_stream = StreamIdGenerator("to_device", stream_positions.get("to_device", 0))
+        self.device_lists = DeviceListService(
+            db,
+            self.e2e_store,
+            self.device_lists_stream,
+            self.notifier,
+            self.memberships,
+            self.state,
+            self.rooms,
+            clock,
+            server_name=server_name,
+            events_position=stream_positions["events"],
+        )
+        self.persister.commit_hooks.append(self.device_lists.on_persisted)
+        self.e2e_keys = E2eKeysService(
+            db, self.e2e_store, self.device_store, self.device_lists, clock, server_name=server_name
+        )
+        self.to_device = ToDeviceService(
+            db,
+            self.e2e_store,
+            self.device_store,
+            self.to_device_stream,
+            self.notifier,
+            clock,
+            server_name=server_name,
+        )
+        self.key_backup = KeyBackupService(db, KeyBackupStore(db))
+        self.sync.extensions.append(E2eeSyncExtension(self.e2e_keys, self.to_device, self.device_lists))
+        self.accounts.devices_deleted_hooks.append(self.e2e_keys.on_devices_deleted)
 
     def _build_ephemeral(self, stream_positions: dict[str, int]) -> None:
         """Receipts, read markers, typing, presence, room tags and ignored users."""
@@ -366,6 +411,8 @@ class Services:
         await self.room_streams.load(self.db)
         self.notifier.advance("events", self.persister.current_stream)
         self.notifier.advance("account_data", self.account_data_stream.current)
+        self.notifier.advance("to_device", self.to_device_stream.current)
+        self.notifier.advance("device_lists", self.device_lists_stream.current)
         self.notifier.advance("receipts", self.receipts_stream.current)
         self.notifier.advance("typing", self.typing.position)
         self.notifier.advance("presence", self.presence.position)
@@ -398,3 +445,5 @@ class Services:
             self.ratelimiter.check("url_preview", requester.user_id, bucket(config.media.rc_url_preview))
         elif name == "user_directory" and requester is not None:
             self.ratelimiter.check("user_directory", requester.user_id, bucket(config.rc_user_directory))
+        elif name == "reports" and requester is not None:
+            self.ratelimiter.check("reports", requester.user_id, bucket(config.rc_reports))
