@@ -23,4 +23,5 @@ if [ -f tests/clients/js/package.json ] && command -v npm >/dev/null 2>&1; then
 fi
 
 "$VENV/bin/ruff" check homeserver appservices bridges tests synapse_compat_tests bench
+"$VENV/bin/mypy" homeserver
 exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
