@@ -30,7 +30,9 @@ from homeserver.api.client import (
     receipts,
     registration,
     relations,
+    report_content,
     room_event_by_timestamp,
+    room_upgrades,
     rooms,
     search,
     space_hierarchy,
@@ -90,6 +92,8 @@ CLIENT_ROUTERS: tuple[Router, ...] = (
     tags.routes,
     search.routes,
     users.routes,
+    room_upgrades.routes,
+    report_content.routes,
 )
 
 # The media repository: authenticated /_matrix/client/v1/media and /_matrix/media (uploads, legacy).

@@ -20,6 +20,7 @@ from homeserver.persist.persister import EventPersister, PersistedEvent
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.accounts import AccountService, TokenSettings
 from homeserver.services.auth import AuthService
+from homeserver.services.content_policy import ContentPolicy
 from homeserver.services.device_lists import DeviceListService
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2eKeysService
@@ -34,7 +35,9 @@ from homeserver.services.profiles import ProfileService
 from homeserver.services.push_rules import PushRulesService
 from homeserver.services.pushers import PusherService
 from homeserver.services.receipts import ReceiptService
+from homeserver.services.reports import ReportService
 from homeserver.services.room_access import RoomAccess
+from homeserver.services.room_upgrades import RoomUpgradeService
 from homeserver.services.rooms import RoomService
 from homeserver.services.search import SearchService
 from homeserver.services.serialize import EventSerializer
@@ -63,6 +66,7 @@ from homeserver.storage.stores.push_actions import PushActionStore
 from homeserver.storage.stores.push_rules import PushRuleStore
 from homeserver.storage.stores.pushers import PusherStore
 from homeserver.storage.stores.receipts import ReceiptStore
+from homeserver.storage.stores.reports import ReportStore
 from homeserver.storage.stores.rooms import RoomStore
 from homeserver.storage.stores.search import SearchStore
 from homeserver.storage.stores.timeline import TimelineStore
@@ -221,6 +225,7 @@ class Services:
         self._build_ephemeral(stream_positions)
         self._build_search()
         self._build_notifications()
+        self._build_moderation()
         self._wire_hooks()
 
     def _build_notifications(self) -> None:
@@ -238,6 +243,37 @@ class Services:
         self.receipts.receipt_hooks.append(on_read)
         self.pushers = PusherService(PusherStore(self.db), self.clock)
         self.accounts.devices_deleted_hooks.append(self.pushers.on_devices_deleted)
+
+    def _build_moderation(self) -> None:
+        """Room upgrades, content reports, the word filter and the room-creation policy."""
+        config, server_name = self.config, self.config.server_name
+        self.room_upgrades = RoomUpgradeService(
+            self.persister,
+            self.state,
+            self.rooms,
+            self.membership,
+            self.account_data,
+            self.push_rules,
+            self.clock,
+            server_name=server_name,
+        )
+        self.report_store = ReportStore(self.db)
+        self.reports = ReportService(
+            self.report_store,
+            self.events,
+            self.rooms,
+            self.state,
+            self.visibility,
+            self.users,
+            self.clock,
+            server_name=server_name,
+        )
+        self.content_policy = ContentPolicy(
+            config.word_filter, config.room_creation, self.users, self.messages, server_name=server_name
+        )
+        self.messages.content_checks.append(self.content_policy.check_content)
+        self.room_service.creation_checks.append(self.content_policy.check_room_creation)
+        self.persister.commit_hooks.append(self.content_policy.on_persisted)
 
     def _build_e2ee(self, stream_positions: dict[str, int]) -> None:
         """Device keys, cross-signing, device lists, to-device messages and key backups."""
@@ -423,6 +459,7 @@ class Services:
         self.persister.start()
 
     async def stop(self) -> None:
+        await self.content_policy.drain()
         await self.persister.stop()
         self.typing.stop()
         await self.presence.stop()

@@ -15,6 +15,7 @@ from homeserver.config.errors import ConfigError
 from homeserver.config.listeners import derive_public_baseurl, normalise_public_baseurl, read_listeners
 from homeserver.config.lists import read_ip_ranges, read_rules, read_thumbnail_sizes, read_trusted_key_servers
 from homeserver.config.media import read_media_options
+from homeserver.config.moderation import read_room_creation, read_word_filter
 from homeserver.config.parsing import Section, join_path
 from homeserver.config.ratelimits import (
     read_federation,
@@ -179,6 +180,8 @@ def _build(root: Section, raw: Mapping[str, Any], config_files: tuple[str, ...])
         limit_profile_requests_to_users_who_share_rooms=root.get_bool(
             "limit_profile_requests_to_users_who_share_rooms", False
         ),
+        word_filter=read_word_filter(root),
+        room_creation=read_room_creation(root),
         app_service_config_files=root.get_str_list("app_service_config_files"),
         config_files=config_files,
         unknown_keys=(),

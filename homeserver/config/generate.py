@@ -363,6 +363,25 @@ presence:
 require_auth_for_profile_requests: false
 limit_profile_requests_to_users_who_share_rooms: false
 
+## Moderation ##
+
+# Refuse (or redact) messages, room names and topics containing these words. Case-insensitive;
+# Latin-script words match whole words, Korean/CJK words match anywhere in the text.
+# action: reject (403 M_FORBIDDEN) or redact (accepted, then redacted at once).
+# words_file: one word per line (# comments). Enabled by default once words are listed.
+word_filter:
+  enabled: false
+  words: []
+  #words_file: /etc/homeserver/blocked_words.txt
+  action: reject
+  exempt_admins: true
+
+# Who may create rooms: everyone, or admins only (direct chats stay allowed with
+# allow_direct_messages).
+room_creation:
+  allow: everyone
+  allow_direct_messages: true
+
 ## Application services ##
 
 # Registration files of application services (bridges, bots).

@@ -223,6 +223,25 @@ def _glob(pattern: str) -> re.Pattern[str]:
 
 
 @dataclass(frozen=True, slots=True)
+class WordFilterConfig:
+    """The `word_filter` section: messages, room names and topics containing listed words (see
+    services/content_policy.py for the matching rules)."""
+
+    enabled: bool
+    words: tuple[str, ...]  # `words` plus the lines of `words_file`
+    action: str  # "reject" (403 M_FORBIDDEN) or "redact" (accept, then redact at once)
+    exempt_admins: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RoomCreationConfig:
+    """The `room_creation` section: who may create rooms."""
+
+    allow: str  # "everyone" or "admins"
+    allow_direct_messages: bool  # with allow: admins, everyone may still start a direct chat
+
+
+@dataclass(frozen=True, slots=True)
 class HomeserverConfig:
     """The whole, validated configuration. Build it with `load_config()`."""
 
@@ -311,6 +330,9 @@ class HomeserverConfig:
     presence_enabled: bool
     require_auth_for_profile_requests: bool
     limit_profile_requests_to_users_who_share_rooms: bool
+    # -- moderation
+    word_filter: WordFilterConfig
+    room_creation: RoomCreationConfig
     # -- integrations
     app_service_config_files: tuple[str, ...]
     # -- bookkeeping

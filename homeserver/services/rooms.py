@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.core import ids
@@ -37,6 +38,9 @@ class RoomService:
         self.default_room_version = default_room_version
         # (user_id, room_id, aliases) -> bool; the directory publication rules.
         self.may_publish = may_publish
+        # Policy checks on a valid createRoom body (room-creation policy, word filter); each may
+        # raise MatrixError to refuse the room.
+        self.creation_checks: list[Callable[[str, dict[str, Any]], Awaitable[None]]] = []
 
     async def create_room(self, creator: str, body: dict[str, Any]) -> tuple[str, str | None]:
         """Returns (room_id, room_alias)."""
@@ -82,6 +86,9 @@ class RoomService:
         for key in ("name", "topic"):
             if body.get(key) is not None and not isinstance(body[key], str):
                 raise MatrixError(400, "M_BAD_JSON", f"'{key}' must be a string")
+
+        for check in self.creation_checks:
+            await check(creator, body)
 
         room_id = ids.new_room_id(self.server_name)
         alias = None
