@@ -388,7 +388,7 @@ class Services:
         self.persister.batch_hooks.append(self.search.index_batch_txn)
         self.persister.batch_hooks.append(self.user_directory.on_batch_txn)
         self.profiles.changed_hooks.append(self.user_directory.on_profile_changed)
-        self.accounts.device_created_hooks.append(self.user_directory.on_devices_created)
+        self.accounts.registered_hooks.append(self.user_directory.on_profile_changed)
         self.accounts.deactivated_hooks.append(self.user_directory.on_deactivated)
 
     def _may_publish(self, user_id: str, room_id: str, alias: str | None) -> bool:

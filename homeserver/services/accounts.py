@@ -81,6 +81,7 @@ class AccountService:
         self.devices_deleted_hooks: list[DeviceHook] = []
         self.device_created_hooks: list[DeviceHook] = []
         self.deactivated_hooks: list[UserHook] = []
+        self.registered_hooks: list[UserHook] = []
         self.profile_changed_hooks: list[UserHook] = []
 
     # -- user ids ------------------------------------------------------------------------------
@@ -156,6 +157,11 @@ class AccountService:
                 result = await self._create_session_txn(
                     conn, user_id, device_id, initial_device_display_name, want_refresh_token, now
                 )
+        for hook in self.registered_hooks:
+            try:
+                await hook(user_id)
+            except Exception:
+                logger.exception("registration hook failed for %s", user_id)
         if result is not None:
             await self._run_device_hooks(self.device_created_hooks, user_id, [result.device_id])
         return user_id, result

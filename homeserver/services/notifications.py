@@ -70,6 +70,12 @@ class NotificationService:
                 logger.exception("push rule evaluation failed for %s", p.event.event_id)
         if rows:
             await self.store.insert_txn(conn, rows)
+        # Sending an event counts as reading the room up to it (spec: "Receiving notifications").
+        senders = {(p.event.sender, p.event.room_id): p.stream_ordering for p in persisted}
+        for (sender, room_id), position in senders.items():
+            if sender.endswith(self.local_suffix):
+                await self.store.mark_read_txn(conn, sender, room_id, position)
+                self._touched.add(sender)
 
     async def _evaluate(self, p: PersistedEvent, now: int) -> list[ActionRow]:
         event = p.event

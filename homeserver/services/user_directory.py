@@ -81,13 +81,6 @@ class UserDirectoryService:
             if profile is not None:
                 await self.store.upsert_txn(conn, [(user_id, profile[0], profile[1], True)])
 
-    async def on_devices_created(self, user_id: str, _device_ids: list[str]) -> None:
-        """Registration (and login): make sure the local user has a row."""
-        async with self.store.db.transaction() as conn:
-            profile = await self.store.get_local_profile_txn(conn, user_id)
-            if profile is not None:
-                await self.store.upsert_txn(conn, [(user_id, profile[0], profile[1], True)], overwrite=False)
-
     async def on_deactivated(self, user_id: str) -> None:
         await self.store.delete_user(user_id)
 

@@ -237,3 +237,26 @@ async def test_backfill_adds_local_users_without_rows(any_engine_client: Any) ->
     assert await alice.finds("backfilled") == []
     await services.user_directory.start()
     assert await alice.finds("backfilled") == [bob.user_id]
+
+
+async def test_user_registered_without_login_is_searchable(aiohttp_client: Any, tmp_path: Any) -> None:
+    """A user created with inhibit_login (bots, `register-user`) is in the directory at once."""
+    from ..conftest import make_config
+
+    config = make_config(tmp_path, user_directory={"search_all_users": True})
+    client = await aiohttp_client(create_app_from_config(config))
+    searcher = await register(client)
+    body = {"username": "quietbot", "password": "pw", "inhibit_login": True}
+    resp = await client.post("/_matrix/client/v3/register", json=body)
+    session = (await resp.json())["session"]
+    resp = await client.post(
+        "/_matrix/client/v3/register", json={**body, "auth": {"type": "m.login.dummy", "session": session}}
+    )
+    assert resp.status == 200, await resp.json()
+    resp = await client.post(
+        "/_matrix/client/v3/user_directory/search",
+        json={"search_term": "quietbot"},
+        headers=auth(searcher["access_token"]),
+    )
+    found = await resp.json()
+    assert [r["user_id"] for r in found["results"]] == ["@quietbot:test.local"]

@@ -71,6 +71,15 @@ class PushActionStore:
                 thread_id,
             )
 
+    async def mark_read_txn(self, conn: Connection, user_id: str, room_id: str, upto: int) -> None:
+        await conn.execute(
+            "UPDATE event_push_actions SET read = TRUE WHERE user_id = $1 AND room_id = $2"
+            " AND stream_ordering <= $3 AND NOT read",
+            user_id,
+            room_id,
+            upto,
+        )
+
     async def list_notifications(
         self, user_id: str, before: int | None, limit: int, only_highlight: bool
     ) -> list[NotificationRow]:
