@@ -53,16 +53,16 @@ class MessageService:
     async def _idempotent(self, key: TxnKey | None, create: Callable[[], Awaitable[PersistedEvent]]) -> str:
         if key is None:
             return (await create()).event.event_id
-        existing = await self.events.get_txn_event_id(*key)
-        if existing is not None:
-            return existing
+        # Register before the first await: a retry racing this request must find it here, since
+        # the stored txn row only appears once the event commits.
         pending = self._in_flight.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = fut
         try:
-            event_id = (await create()).event.event_id
+            existing = await self.events.get_txn_event_id(*key)
+            event_id = existing if existing is not None else (await create()).event.event_id
             fut.set_result(event_id)
             return event_id
         except BaseException as exc:
