@@ -9,6 +9,7 @@ event_push_actions. A user's read receipt marks rows read. /sync reports the unr
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,14 +49,18 @@ def _notifies(actions: list[Any]) -> tuple[bool, bool]:
 
 
 class NotificationService:
+    CACHE_SIZE = 200_000
     def __init__(self, store: PushActionStore, push_rules: PushRulesService, clock: Clock, server_name: str):
         self.store = store
         self.push_rules = push_rules
         self.clock = clock
         self.local_suffix = ":" + server_name
-        # user_id -> unread counts, dropped whenever that user's counts change
-        self._counts: dict[str, list[UnreadCount]] = {}
-        self._touched: set[str] = set()
+        # (user_id, room_id) -> unread counts per thread. An entry is dropped when the counts may
+        # have changed (a notifying event committed, a receipt, the user's own event); the next
+        # read recounts that one room. The epoch stops a recount that raced a change from storing.
+        self._counts: OrderedDict[tuple[str, str], list[UnreadCount]] = OrderedDict()
+        self._epoch = 0
+        self._touched: set[tuple[str, str]] = set()
 
     # -- persistence -----------------------------------------------------------------------------
 
@@ -75,7 +80,7 @@ class NotificationService:
         for (sender, room_id), position in senders.items():
             if sender.endswith(self.local_suffix):
                 await self.store.mark_read_txn(conn, sender, room_id, position)
-                self._touched.add(sender)
+                self._touched.add((sender, room_id))
 
     async def _evaluate(self, p: PersistedEvent, now: int) -> list[ActionRow]:
         event = p.event
@@ -121,23 +126,33 @@ class NotificationService:
                         now,
                     )
                 )
-                self._touched.add(user_id)
+                self._touched.add((user_id, event.room_id))
         return rows
 
     def on_commit(self, persisted: Sequence[PersistedEvent]) -> None:
-        for user_id in self._touched:
-            self._counts.pop(user_id, None)
+        for key in self._touched:
+            self._invalidate(key)
         self._touched.clear()
+
+    def _invalidate(self, key: tuple[str, str]) -> None:
+        self._counts.pop(key, None)
+        self._epoch += 1
 
     # -- reading ---------------------------------------------------------------------------------
 
-    async def unread_counts(self, user_id: str) -> list[UnreadCount]:
-        counts = self._counts.get(user_id)
+    async def room_counts(self, user_id: str, room_id: str) -> list[UnreadCount]:
+        """Unread counts of one user in one room, per thread (cheap when unchanged)."""
+        key = (user_id, room_id)
+        counts = self._counts.get(key)
         if counts is None:
-            counts = await self.store.unread_counts(user_id)
-            self._counts[user_id] = counts
+            epoch = self._epoch
+            counts = await self.store.room_unread_counts(user_id, room_id)
+            if self._epoch == epoch:
+                self._counts[key] = counts
+                if len(self._counts) > self.CACHE_SIZE:
+                    self._counts.popitem(last=False)
         return counts
 
     async def mark_read(self, user_id: str, room_id: str, upto: int, thread_id: str | None) -> None:
         await self.store.mark_read(user_id, room_id, upto, thread_id)
-        self._counts.pop(user_id, None)
+        self._invalidate((user_id, room_id))

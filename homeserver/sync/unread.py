@@ -21,7 +21,7 @@ class UnreadCountsExtension(SyncExtension):
         now: StreamToken,
         room: dict[str, Any],
     ) -> None:
-        counts = [c for c in await self.notifications.unread_counts(req.user_id) if c.room_id == room_id]
+        counts = await self.notifications.room_counts(req.user_id, room_id)
         per_thread = req.filter.unread_thread_notifications
         main = {"notification_count": 0, "highlight_count": 0}
         threads: dict[str, dict[str, int]] = {}
