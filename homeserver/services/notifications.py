@@ -60,12 +60,20 @@ class NotificationService:
         # read recounts that one room. The epoch stops a recount that raced a change from storing.
         self._counts: OrderedDict[tuple[str, str], list[UnreadCount]] = OrderedDict()
         self._epoch = 0
+        self._writing = False
+        self._pending: list[ActionRow] = []
         self._touched: set[tuple[str, str]] = set()
 
     # -- persistence -----------------------------------------------------------------------------
 
     async def on_batch(self, conn: Connection, persisted: Sequence[PersistedEvent]) -> None:
         """Persister batch hook: evaluate and store push actions in the event transaction."""
+        # From here until on_commit, recounts read a database that may or may not hold this
+        # batch: they must not be cached (on_commit adds the batch to cached counts itself).
+        self._writing = True
+        self._epoch += 1
+        self._pending = []
+        self._touched.clear()
         rows: list[ActionRow] = []
         now = self.clock.time_ms()
         for p in persisted:
@@ -75,6 +83,7 @@ class NotificationService:
                 logger.exception("push rule evaluation failed for %s", p.event.event_id)
         if rows:
             await self.store.insert_txn(conn, rows)
+            self._pending = rows
         # Sending an event counts as reading the room up to it (spec: "Receiving notifications").
         senders = {(p.event.sender, p.event.room_id): p.stream_ordering for p in persisted}
         for (sender, room_id), position in senders.items():
@@ -126,13 +135,32 @@ class NotificationService:
                         now,
                     )
                 )
-                self._touched.add((user_id, event.room_id))
         return rows
 
     def on_commit(self, persisted: Sequence[PersistedEvent]) -> None:
+        # New notifications: add them to cached counts (no recount per woken sync).
+        for user_id, _event_id, room_id, _pos, thread_id, _actions, highlight, _ts in self._pending:
+            key = (user_id, room_id)
+            counts = self._counts.get(key)
+            if counts is None:
+                continue
+            updated = [c for c in counts if c.thread_id != thread_id]
+            old = next((c for c in counts if c.thread_id == thread_id), None)
+            updated.append(
+                UnreadCount(
+                    room_id,
+                    thread_id,
+                    (old.notifications if old else 0) + 1,
+                    (old.highlights if old else 0) + (1 if highlight else 0),
+                )
+            )
+            self._counts[key] = updated
+        self._pending = []
         for key in self._touched:
             self._invalidate(key)
         self._touched.clear()
+        self._writing = False
+        self._epoch += 1
 
     def _invalidate(self, key: tuple[str, str]) -> None:
         self._counts.pop(key, None)
@@ -147,7 +175,7 @@ class NotificationService:
         if counts is None:
             epoch = self._epoch
             counts = await self.store.room_unread_counts(user_id, room_id)
-            if self._epoch == epoch:
+            if self._epoch == epoch and not self._writing:
                 self._counts[key] = counts
                 if len(self._counts) > self.CACHE_SIZE:
                     self._counts.popitem(last=False)
