@@ -32,7 +32,9 @@ def _require_node_modules() -> None:
     pytest.skip(message)
 
 
-def test_js_sdk_encrypted_dm_and_key_backup(server: LaunchedServer) -> None:
+def run_node_script(server: LaunchedServer, script: str, timeout: int) -> None:
+    """Register Alice and Bob, then run `script` from tests/clients/js with the npm-provided Node;
+    the script must exit 0 and print OK."""
     _require_node_modules()
     hs = Homeserver(server.base_url, server.shared_secret, server.backend)
     alice = hs.register(password=PASSWORD)
@@ -45,14 +47,18 @@ def test_js_sdk_encrypted_dm_and_key_backup(server: LaunchedServer) -> None:
         "USER_PASSWORD": PASSWORD,
     }
     proc = subprocess.run(
-        [str(NODE), "e2ee_dm.mjs"],
+        [str(NODE), script],
         cwd=JS_DIR,
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
         check=False,
     )
     output = f"--- stdout ---\n{proc.stdout[-20000:]}\n--- stderr ---\n{proc.stderr[-20000:]}"
     assert proc.returncode == 0, output
     assert "OK" in proc.stdout, output
+
+
+def test_js_sdk_encrypted_dm_and_key_backup(server: LaunchedServer) -> None:
+    run_node_script(server, "e2ee_dm.mjs", timeout=600)
