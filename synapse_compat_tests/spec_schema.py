@@ -1,6 +1,7 @@
 """Validate responses against the Matrix spec's OpenAPI files.
 
-The spec lives in ``<repo>/../shared/matrix-spec`` (override with env ``MATRIX_SPEC_DIR``). Its API
+The spec's data is vendored in ``synapse_compat_tests/matrix-spec`` (Apache-2.0, see its README;
+override with env ``MATRIX_SPEC_DIR``). Its API
 files are OpenAPI 3.1, whose schema objects are JSON Schema draft 2020-12, so schemas are validated
 with ``jsonschema``'s Draft202012Validator. ``$ref`` between files (``definitions/``,
 ``../../event-schemas/...``, ``#/components/...``) is resolved with ``referencing`` against
@@ -25,13 +26,12 @@ from referencing.jsonschema import DRAFT202012
 
 from .client import Response
 
-REPO_DIR = Path(__file__).resolve().parent.parent
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch")
 
 
 def spec_dir() -> Path:
     env = os.environ.get("MATRIX_SPEC_DIR")
-    path = Path(env) if env else REPO_DIR.parent / "shared" / "matrix-spec"
+    path = Path(env) if env else Path(__file__).resolve().parent / "matrix-spec"
     if not (path / "data" / "api").is_dir():
         raise FileNotFoundError(
             f"Matrix spec not found at {path} (expected data/api inside); set MATRIX_SPEC_DIR"
