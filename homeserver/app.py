@@ -9,6 +9,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from homeserver.api.admin import register as admin_register
+from homeserver.api.admin import user_admin
 from homeserver.api.client import (
     account,
     account_data,
@@ -65,6 +66,7 @@ CLIENT_ROUTERS: tuple[Router, ...] = (
     devices.routes,
     profile.routes,
     admin_register.routes,
+    user_admin.routes,
     rooms.routes,
     sync.routes,
     account_data.routes,

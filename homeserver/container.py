@@ -41,6 +41,7 @@ from homeserver.services.room_upgrades import RoomUpgradeService
 from homeserver.services.rooms import RoomService
 from homeserver.services.search import SearchService
 from homeserver.services.serialize import EventSerializer
+from homeserver.services.server_admins import ServerAdminService
 from homeserver.services.spaces import SpaceHierarchyService
 from homeserver.services.tags import TagService
 from homeserver.services.timeline import TimelineService
@@ -123,6 +124,7 @@ class Services:
         self.auth = AuthService(self.device_store, clock)
         self.uia = UiaService(self.uia_store, clock)
         self.profiles = ProfileService(self.users)
+        self.server_admins = ServerAdminService(self.users, self.auth, server_name=config.server_name)
         self.hasher = PasswordHasher(rounds=int(getattr(config, "bcrypt_rounds", 12) or 12))
         self.accounts = AccountService(
             db,

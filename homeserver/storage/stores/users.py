@@ -94,8 +94,13 @@ class UserStore:
     async def set_deactivated_txn(self, conn: Connection, user_id: str, deactivated: bool) -> None:
         await conn.execute("UPDATE users SET deactivated = $2 WHERE user_id = $1", user_id, deactivated)
 
-    async def set_admin(self, user_id: str, is_admin: bool) -> None:
-        await self.db.execute("UPDATE users SET is_admin = $2 WHERE user_id = $1", user_id, is_admin)
+    async def set_admin(self, user_id: str, is_admin: bool) -> bool:
+        """Sets the server-admin flag; False when there is no such user."""
+        async with self.db.transaction() as conn:
+            found = await conn.fetchval(
+                "UPDATE users SET is_admin = $2 WHERE user_id = $1 RETURNING user_id", user_id, is_admin
+            )
+        return found is not None
 
     async def count_users(self) -> int:
         return int(await self.db.fetchval("SELECT COUNT(*) FROM users"))
