@@ -36,5 +36,8 @@ class AccountDataService:
             await self.store.upsert(user_id, room_id, type, content, stream_id)
             for hook in self.put_hooks:
                 hook(user_id, room_id, type, content)
-        self.notifier.on_user_event("account_data", self.stream.current, [user_id])
+        # Wake once readers can see it (not while an earlier write is in flight).
+        self.stream.when_visible(
+            stream_id, lambda: self.notifier.on_user_event("account_data", self.stream.current, [user_id])
+        )
         return stream_id

@@ -96,14 +96,14 @@ class DeviceListService:
                         conn, stream_id, pending.changes, self.clock.time_ms()
                     )
         if pending.record and pending.changes:
-            await self._wake(pending.changes)
+            await self._wake(stream_id, pending.changes)
 
     async def record(self, changes: list[Change]) -> None:
         """A change with nothing else to write (e.g. a new device without keys yet)."""
         async with self.changing(changes):
             pass
 
-    async def _wake(self, changes: Iterable[Change]) -> None:
+    async def _wake(self, stream_id: int, changes: Iterable[Change]) -> None:
         users: set[str] = set()
         for user_id, visible_to in changes:
             if visible_to is not None:
@@ -111,7 +111,13 @@ class DeviceListService:
             else:
                 users.add(user_id)
                 users |= await self.local_users_sharing_rooms(user_id)
-        self.notifier.on_user_event("device_lists", self.stream.current, users)
+        # Only once `stream_id` is visible: with an earlier change still in flight (a concurrent
+        # /keys/upload, say), waking now would hand the syncs a token without this change and
+        # nobody would wake them again (e.g. a client's own device not yet shown as signed by
+        # its self-signing key after bootstrapping cross-signing).
+        self.stream.when_visible(
+            stream_id, lambda: self.notifier.on_user_event("device_lists", self.stream.current, users)
+        )
 
     async def local_users_sharing_rooms(self, user_id: str) -> set[str]:
         users: set[str] = set()

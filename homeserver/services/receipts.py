@@ -221,11 +221,15 @@ class ReceiptService:
                 self._remember(receipt)
         if not moved:
             return
-        position = self.stream.current
+        # Wake once readers can see it (not while an earlier receipt is in flight).
         if receipt_type == READ_PRIVATE:
-            self.notifier.on_user_event("receipts", position, [user_id])
+            self.stream.when_visible(
+                stream_id, lambda: self.notifier.on_user_event("receipts", self.stream.current, [user_id])
+            )
         else:
-            self.notifier.on_room_event("receipts", position, room_id)
+            self.stream.when_visible(
+                stream_id, lambda: self.notifier.on_room_event("receipts", self.stream.current, room_id)
+            )
         if self.receipt_hooks and await self._read_position_moved(receipt):
             for hook in self.receipt_hooks:
                 try:

@@ -117,7 +117,11 @@ class ToDeviceService:
                         ],
                     )
         if fresh and targets:
-            self.notifier.on_user_event("to_device", self.stream.current, {t[0] for t in targets})
+            users = {t[0] for t in targets}
+            # Wake once readers can see the messages (not while an earlier send is in flight).
+            self.stream.when_visible(
+                stream_ids[-1], lambda: self.notifier.on_user_event("to_device", self.stream.current, users)
+            )
         await self._cleanup_txns(now)
 
     async def _cleanup_txns(self, now: int) -> None:
