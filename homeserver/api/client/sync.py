@@ -50,6 +50,7 @@ async def sync(req: ApiRequest) -> Any:
         full_state=query_bool(query, "full_state"),
         filter=await _load_filter(req, query.get("filter")),
         set_presence=set_presence,
+        filter_key=query.get("filter") or "",
     )
     return await req.services.sync.sync(request)
 
