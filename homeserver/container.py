@@ -26,25 +26,31 @@ from homeserver.services.accounts import AccountService, TokenSettings
 from homeserver.services.auth import AuthService
 from homeserver.services.content_policy import ContentPolicy
 from homeserver.services.device_lists import DeviceListService
+from homeserver.services.devices import DeviceService
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2eKeysService
+from homeserver.services.filters import FilterService
 from homeserver.services.ignore import IgnoreService
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.membership import MembershipService
 from homeserver.services.messages import MessageService
 from homeserver.services.notifications import NotificationService
+from homeserver.services.notifications_list import NotificationsListService
 from homeserver.services.passwords import PasswordHasher
 from homeserver.services.presence import PresenceService
 from homeserver.services.profiles import ProfileService
 from homeserver.services.push_rules import PushRulesService
 from homeserver.services.pushers import PusherService
 from homeserver.services.receipts import ReceiptService
+from homeserver.services.registration_tokens import RegistrationTokenService
 from homeserver.services.reports import ReportService
 from homeserver.services.room_access import RoomAccess
+from homeserver.services.room_reads import RoomReadService
 from homeserver.services.room_upgrades import RoomUpgradeService
 from homeserver.services.rooms import RoomService
 from homeserver.services.search import SearchService
 from homeserver.services.serialize import EventSerializer
+from homeserver.services.shared_secret import SharedSecretRegistration
 from homeserver.services.spaces import SpaceHierarchyService
 from homeserver.services.tags import TagService
 from homeserver.services.timeline import TimelineService
@@ -58,6 +64,7 @@ from homeserver.state.indexes import MembershipIndex, RoomStreamIndex, RoomTailC
 from homeserver.storage.database import Database
 from homeserver.storage.engine import open_database
 from homeserver.storage.migrations import migrate, pending
+from homeserver.storage.positions import max_position
 from homeserver.storage.stores.account_data import AccountDataStore
 from homeserver.storage.stores.devices import DeviceStore
 from homeserver.storage.stores.directory import DirectoryStore
@@ -87,7 +94,7 @@ logger = logging.getLogger(__name__)
 
 async def load_stream_positions(db: Database) -> dict[str, int]:
     async def max_of(table: str, column: str) -> int:
-        return int(await db.fetchval(f"SELECT COALESCE(MAX({column}), 0) FROM {table}") or 0)
+        return await max_position(db, table, column)
 
     return {
         "events": await max_of("events", "stream_ordering"),
@@ -146,9 +153,6 @@ class Services:
         self.users = UserStore(db)
         self.device_store = DeviceStore(db)
         self.uia_store = UiaStore(db)
-        self.registration_tokens = RegistrationTokenStore(db)
-        self.filters = FilterStore(db)
-        self.nonces = NonceStore(db)
 
         # who is asking: appservice tokens (registration files load into this registry) and the
         # verify keys of other servers for X-Matrix (federation will fetch remote keys)
@@ -203,7 +207,7 @@ class Services:
         self.room_tails = RoomTailCache(self.room_streams)
         self.memberships = MembershipIndex(self.rooms, server_name)
         self.visibility = VisibilityService(self.rooms, self.events)
-        self.serializer = EventSerializer(db, self.events, clock)
+        self.serializer = EventSerializer(self.events, clock)
         self.account_data_stream = StreamIdGenerator("account_data", stream_positions["account_data"])
         self.account_data = AccountDataService(AccountDataStore(db), self.account_data_stream, self.notifier)
         self.push_rules = PushRulesService(db, PushRuleStore(db), self.account_data)
@@ -265,6 +269,7 @@ class Services:
         self._build_search()
         self._build_notifications()
         self._build_moderation()
+        self._build_client_services()
         self._wire_hooks()
 
     def _build_notifications(self) -> None:
@@ -282,6 +287,27 @@ class Services:
         self.receipts.receipt_hooks.append(on_read)
         self.pushers = PusherService(PusherStore(self.db), self.clock)
         self.accounts.devices_deleted_hooks.append(self.pushers.on_devices_deleted)
+
+    def _build_client_services(self) -> None:
+        """Services behind client endpoints that used to reach stores from their handlers."""
+        db, clock = self.db, self.clock
+        self.devices = DeviceService(self.device_store)
+        self.filters = FilterService(FilterStore(db))
+        self.registration_tokens = RegistrationTokenService(RegistrationTokenStore(db), clock)
+        self.shared_secret = SharedSecretRegistration(
+            NonceStore(db), self.accounts, clock, self.config.registration_shared_secret
+        )
+        self.notifications_list = NotificationsListService(
+            self.notifications.store, self.events, self.serializer
+        )
+        self.room_reads = RoomReadService(
+            self.room_access,
+            self.memberships,
+            self.events,
+            self.serializer,
+            state_ids_at=self.sync.state_ids_at,
+        )
+        self.membership.forgotten_hooks.append(self.memberships.mark_forgotten)
 
     def _build_moderation(self) -> None:
         """Room upgrades, content reports, the word filter and the room-creation policy."""
