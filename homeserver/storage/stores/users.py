@@ -64,6 +64,10 @@ class UserStore:
         )
         return [_user(r) for r in rows]
 
+    async def user_id_taken_txn(self, conn: Connection, user_id: str) -> bool:
+        """Whether a user id equal to `user_id` up to case exists (ids differing in case collide)."""
+        return bool(await conn.fetchval("SELECT 1 FROM users WHERE lower(user_id) = lower($1)", user_id))
+
     async def insert_user_txn(
         self,
         conn: Connection,
