@@ -43,8 +43,58 @@ def _install_uvloop() -> None:
 # -- run --------------------------------------------------------------------------------------------
 
 
-async def _serve(config: Any, embedded: bool) -> None:
-    from homeserver.app import create_app
+class StartupError(RuntimeError):
+    """A failure an operator fixes (port taken, bad log_config ...): one line, no traceback."""
+
+
+def _fatal_message(exc: BaseException) -> str | None:
+    """The one line an operator needs for a failure outside the server's control, or None for
+    a bug (which keeps its traceback)."""
+    from homeserver.core.errors import DatabaseUnavailableError
+    from homeserver.storage.migrations import SchemaError
+
+    if isinstance(exc, DatabaseUnavailableError):
+        return exc.detail
+    if isinstance(exc, StartupError | SchemaError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:  # data dir, signing key, media store
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return None
+
+
+def _run_or_exit(main: Any) -> int:
+    """asyncio.run(main), turning operator-fixable failures into one line and exit code 1."""
+    try:
+        result: int = asyncio.run(main)
+        return result
+    except Exception as exc:
+        message = _fatal_message(exc)
+        if message is None:
+            raise
+        logger.debug("startup failed", exc_info=True)
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        return 1
+
+
+async def _start_site(runner: web.AppRunner, address: str, listener: Any) -> bool:
+    """Bind one address; False when it is already covered by another bind (see below)."""
+    site = web.TCPSite(runner, address, listener.port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        # Synapse's default ["::", "0.0.0.0"]: on Linux "::" already covers IPv4.
+        covered = address == "0.0.0.0" and "::" in listener.bind_addresses
+        if exc.errno == errno.EADDRINUSE and covered:
+            return False
+        shown = f"[{address}]" if ":" in address else address
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise StartupError(f"cannot listen on {shown}:{listener.port}: {reason}") from exc
+    return True
+
+
+async def _serve(config: Any, embedded: bool) -> int:
+    from homeserver.app import create_app, served_resources
     from homeserver.container import Services
 
     services = await Services.create(config)
@@ -60,21 +110,17 @@ async def _serve(config: Any, embedded: bool) -> None:
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
             await runner.setup()
             runners.append(runner)
+            served = served_resources(config, resources)
+            not_served = [r for r in resources if r not in served]
             for address in listener.bind_addresses:
-                site = web.TCPSite(runner, address, listener.port, reuse_address=True)
-                try:
-                    await site.start()
-                except OSError as exc:
-                    # Synapse's default ["::", "0.0.0.0"]: on Linux "::" already covers IPv4.
-                    covered = address == "0.0.0.0" and "::" in listener.bind_addresses
-                    if exc.errno == errno.EADDRINUSE and covered:
-                        continue
-                    raise
+                if not await _start_site(runner, address, listener):
+                    continue
                 logger.info(
-                    "listening on http://%s:%d (%s)",
+                    "listening on http://%s:%d (%s)%s",
                     f"[{address}]" if ":" in address else address,
                     listener.port,
-                    ", ".join(resources),
+                    ", ".join(served),
+                    f"; listed but not served: {', '.join(not_served)}" if not_served else "",
                 )
         if embedded:
             first = config.listeners[0]
@@ -88,35 +134,57 @@ async def _serve(config: Any, embedded: bool) -> None:
                 flush=True,
             )
         await stop.wait()
-        logger.info("shutting down: no new requests, finishing in-flight ones")
+        logger.info("shutting down: answering waiting syncs, finishing in-flight requests")
     finally:
+        # Parked /sync long-polls would otherwise hold the shutdown for their whole timeout.
+        services.notifier.close()
         for runner in runners:
             await runner.cleanup()
         await services.stop()
         logger.info("stopped cleanly")
+    return 0
+
+
+def _setup_logging(config: Any) -> None:
+    from homeserver.config import ConfigError
+    from homeserver.config.logsetup import load_log_config
+    from homeserver.http.logcontext import apply_log_config, setup_logging
+
+    if not config.log_config:
+        setup_logging(config.log_level)
+        return
+    try:
+        apply_log_config(load_log_config(config.log_config))
+    except (ConfigError, ValueError, TypeError, AttributeError, ImportError) as exc:
+        # dictConfig wraps a handler that cannot be built (unwritable file...) in ValueError.
+        cause = exc.__cause__ or exc.__context__
+        detail = f"{exc}: {cause}" if cause and str(cause) not in str(exc) else str(exc)
+        print(f"configuration error: log_config {config.log_config}: {detail}", file=sys.stderr)
+        raise SystemExit(2) from exc
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from homeserver.http.logcontext import setup_logging
-
     config = _load(args)
-    setup_logging(config.log_level)
+    _setup_logging(config)
     if config.unknown_keys:
         logger.warning(
             "ignoring configuration keys this server does not implement: %s",
             ", ".join(config.unknown_keys),
         )
     if config.pid_file:
-        with open(config.pid_file, "w") as fh:
-            fh.write(str(os.getpid()))
+        try:
+            with open(config.pid_file, "w") as fh:
+                fh.write(str(os.getpid()))
+        except OSError as exc:
+            print(f"error: cannot write pid_file {config.pid_file}: {exc.strerror}", file=sys.stderr)
+            return 1
     _install_uvloop()
     try:
-        asyncio.run(_serve(config, embedded=args.config is None))
+        return _run_or_exit(_serve(config, embedded=args.config is None))
     finally:
         if config.pid_file:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(config.pid_file)
-    return 0
 
 
 # -- migrate ----------------------------------------------------------------------------------------
@@ -135,10 +203,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             applied = await migrate(db)
         finally:
             await db.close()
-        print(f"applied {len(applied)} migration(s)" if applied else "schema is up to date")
+        if applied:
+            print(f"applied {len(applied)} migration(s), now at {applied[-1].label}")
+        else:
+            print("schema is up to date")
         return 0
 
-    return asyncio.run(run())
+    return _run_or_exit(run())
 
 
 # -- generate-config --------------------------------------------------------------------------------
@@ -192,7 +263,7 @@ def cmd_register_user(args: argparse.Namespace) -> int:
         print(f"registered {user_id}{' (admin)' if args.admin else ''}")
         return 0
 
-    return asyncio.run(run())
+    return _run_or_exit(run())
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -53,7 +53,7 @@ from homeserver.state.current import CurrentStateCache
 from homeserver.state.indexes import MembershipIndex, RoomStreamIndex, RoomTailCache
 from homeserver.storage.database import Database
 from homeserver.storage.engine import open_database
-from homeserver.storage.migrations import migrate, pending
+from homeserver.storage.migrations import SchemaOutdatedError, migrate, pending
 from homeserver.storage.stores.account_data import AccountDataStore
 from homeserver.storage.stores.devices import DeviceStore
 from homeserver.storage.stores.directory import DirectoryStore
@@ -433,7 +433,7 @@ class Services:
                 if applied:
                     logger.info("applied %d migration(s)", len(applied))
             elif await pending(db):
-                raise RuntimeError("database schema is outdated: run `homeserver migrate` first")
+                raise SchemaOutdatedError("the database schema is outdated: run `homeserver migrate` first")
             positions = await load_stream_positions(db)
             services = cls(config, db, clock or Clock(), role, stream_positions=positions)
             await services.start()
