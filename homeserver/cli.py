@@ -9,6 +9,7 @@ import errno
 import getpass
 import logging
 import os
+import secrets
 import signal
 import sys
 from typing import Any
@@ -218,14 +219,22 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_generate_config(args: argparse.Namespace) -> int:
     from homeserver.config import generate_config_yaml
 
-    text = generate_config_yaml(server_name=args.server_name, data_dir=args.data_dir)
+    # As Synapse's generator: a fresh secret (so `register-user` and the admin registration API
+    # work at once) and absolute paths (the file keeps working whatever the service's cwd).
+    text = generate_config_yaml(
+        server_name=args.server_name,
+        data_dir=os.path.abspath(args.data_dir),
+        registration_shared_secret=secrets.token_urlsafe(32),
+    )
     if args.output in (None, "-"):
         sys.stdout.write(text)
     else:
         if os.path.exists(args.output) and not args.force:
             print(f"{args.output} exists; pass --force to overwrite", file=sys.stderr)
             return 1
-        with open(args.output, "w") as fh:
+        # It holds a secret: readable by its owner only.
+        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
             fh.write(text)
         print(f"wrote {args.output}")
     return 0
@@ -284,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate-config", help="print a commented homeserver.yaml with every key")
     gen.add_argument("--server-name", default="localhost")
-    gen.add_argument("--data-dir", default="./data")
+    gen.add_argument("--data-dir", default="./data", help="made absolute in the output")
     gen.add_argument("-o", "--output", help="file to write (default: stdout)")
     gen.add_argument("--force", action="store_true", help="overwrite an existing file")
     gen.set_defaults(func=cmd_generate_config)

@@ -195,7 +195,7 @@ class Services:
             may_create_alias=config.may_create_alias,
             may_publish_room=config.may_publish_room,
             send_state=self.messages.send_state,
-            require_membership_for_aliases=bool(config.extras.get("require_membership_for_aliases", True)),
+            require_membership_for_aliases=config.require_membership_for_aliases,
             enable_room_list_search=config.enable_room_list_search,
         )
         self.spaces = SpaceHierarchyService(self.directory, self.memberships)

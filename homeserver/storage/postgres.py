@@ -55,6 +55,22 @@ def _one_line(exc: BaseException) -> str:
     return text
 
 
+class _OneLineFilter(logging.Filter):
+    """asyncpg's pool logs each failed reconnect with a full traceback while PostgreSQL is down;
+    one line with the reason says the same to an operator."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()}: {_one_line(record.exc_info[1])}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_OneLineFilter())
+
+
 class _PgConnection(Connection):
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
