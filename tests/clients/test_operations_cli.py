@@ -3,6 +3,7 @@ log_config, /health and the start-up line. Each test runs the real `homeserver` 
 
 from __future__ import annotations
 
+import shutil
 import socket
 import sqlite3
 import stat
@@ -153,3 +154,60 @@ def test_log_config_health_and_startup_line(tmp_path: Path) -> None:
     line = next(line for line in text.splitlines() if "listening on" in line)
     assert "(client, media, metrics, health); listed but not served: federation" in line
     assert "stopped cleanly" in text
+
+
+def _messages(client: MatrixClient, room_id: str) -> list[str]:
+    status, body, _ = client.get(
+        f"/_matrix/client/v3/rooms/{room_id}/messages", params={"dir": "b", "limit": "50"}
+    )
+    assert status == 200, body
+    return [e["content"].get("body") for e in body["chunk"] if e["type"] == "m.room.message"]
+
+
+def test_sqlite_online_backup_restores(tmp_path: Path) -> None:
+    """docs/operations.md: back up the SQLite database while the server runs, restore, start."""
+    server = launch("sqlite", tmp_path / "live")
+    backups: list[Path] = []
+    try:
+        _, token, _ = register_user(MatrixClient(server.base_url), server.shared_secret)
+        client = MatrixClient(server.base_url, token)
+        status, body, _ = client.post("/_matrix/client/v3/createRoom", {"preset": "private_chat"})
+        assert status == 200, body
+        room_id = body["room_id"]
+        for i in range(5):
+            status, _, _ = client.put(
+                f"/_matrix/client/v3/rooms/{room_id}/send/m.room.message/b{i}",
+                {"msgtype": "m.text", "body": f"b{i}"},
+            )
+            assert status == 200
+        live_db = tmp_path / "live" / "data" / "homeserver.db"
+        # The backup API (what `sqlite3 homeserver.db ".backup copy.db"` uses), while serving.
+        api_copy = tmp_path / "api-backup.db"
+        src, dst = sqlite3.connect(live_db), sqlite3.connect(api_copy)
+        with dst:
+            src.backup(dst)
+        src.close()
+        dst.close()
+        backups.append(api_copy)
+        if shutil.which("sqlite3"):
+            cli_copy = tmp_path / "cli-backup.db"
+            subprocess.run(["sqlite3", str(live_db), f".backup '{cli_copy}'"], check=True, timeout=60)
+            backups.append(cli_copy)
+    finally:
+        server.stop()
+    for index, backup in enumerate(backups):
+        restored = launch(
+            "sqlite",
+            tmp_path / f"restored{index}",
+            overrides={"database": {"name": "sqlite3", "args": {"database": str(backup)}}},
+        )
+        try:
+            assert _messages(MatrixClient(restored.base_url, token), room_id)[:5] == [
+                "b4",
+                "b3",
+                "b2",
+                "b1",
+                "b0",
+            ]
+        finally:
+            restored.stop()

@@ -124,11 +124,11 @@ def cluster() -> Iterator[Cluster]:
         shutil.rmtree(datadir, ignore_errors=True)
 
 
-async def _create_database(port: int) -> None:
+async def _create_database(port: int, name: str = DB_NAME) -> None:
     conn = await asyncpg.connect(host="127.0.0.1", port=port, user="postgres", database="postgres")
     try:
         await conn.execute(
-            f"CREATE DATABASE {DB_NAME} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C.UTF-8'"
+            f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C.UTF-8'"
         )
     finally:
         await conn.close()
@@ -241,3 +241,45 @@ def test_postgres_down_at_start_is_one_line(cluster: Cluster, tmp_path: Path) ->
         result.stderr
     )
     assert "Traceback" not in result.stderr
+
+
+def test_pg_dump_and_restore(cluster: Cluster, tmp_path: Path) -> None:
+    """docs/operations.md: pg_dump -Fc while serving, restore into a new database, start on it."""
+    server = launch("sqlite", tmp_path / "live", overrides={"database": cluster.database_config()})
+    dump = tmp_path / "homeserver.dump"
+    try:
+        _, token, _ = register_user(MatrixClient(server.base_url), server.shared_secret)
+        client = MatrixClient(server.base_url, token)
+        status, body, _ = client.post("/_matrix/client/v3/createRoom", {"preset": "private_chat"})
+        assert status == 200, body
+        room_id = body["room_id"]
+        for i in range(3):
+            assert _send(client, room_id, f"dumped-{i}").status == 200
+        pg = ["-h", "127.0.0.1", "-p", str(cluster.port), "-U", "postgres"]
+        subprocess.run(
+            [str(cluster.bindir / "pg_dump"), *pg, "-Fc", "-f", str(dump), DB_NAME],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+    finally:
+        server.stop()
+    asyncio.run(_create_database(cluster.port, "restored"))
+    subprocess.run(
+        [str(cluster.bindir / "pg_restore"), *pg, "--no-owner", "-d", "restored", str(dump)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    restored = launch(
+        "sqlite", tmp_path / "restored", overrides={"database": cluster.database_config("restored")}
+    )
+    try:
+        status, body, _ = MatrixClient(restored.base_url, token).get(
+            f"/_matrix/client/v3/rooms/{room_id}/messages", params={"dir": "b", "limit": "10"}
+        )
+        assert status == 200, body
+        bodies = [e["content"].get("body") for e in body["chunk"] if e["type"] == "m.room.message"]
+        assert bodies[:3] == ["dumped-2", "dumped-1", "dumped-0"]
+    finally:
+        restored.stop()
