@@ -12,6 +12,7 @@ import os
 import secrets
 import signal
 import sys
+import tempfile
 from typing import Any
 
 from aiohttp import web
@@ -64,8 +65,17 @@ def _fatal_message(exc: BaseException) -> str | None:
     return None
 
 
+# Exit codes: 1 = may pass by itself (database unreachable, port still taken): a supervisor may
+# retry; 2 = needs the operator (bad config, a schema this version cannot run on): retrying is
+# pointless (the systemd unit in docker/ sets RestartPreventExitStatus=2).
+EXIT_RETRYABLE = 1
+EXIT_NEEDS_OPERATOR = 2
+
+
 def _run_or_exit(main: Any) -> int:
-    """asyncio.run(main), turning operator-fixable failures into one line and exit code 1."""
+    """asyncio.run(main), turning operator-fixable failures into one line and an exit code."""
+    from homeserver.storage.migrations import SchemaError
+
     try:
         result: int = asyncio.run(main)
         return result
@@ -75,7 +85,7 @@ def _run_or_exit(main: Any) -> int:
             raise
         logger.debug("startup failed", exc_info=True)
         print(f"error: {message}", file=sys.stderr, flush=True)
-        return 1
+        return EXIT_NEEDS_OPERATOR if isinstance(exc, SchemaError) else EXIT_RETRYABLE
 
 
 async def _start_site(runner: web.AppRunner, address: str, listener: Any) -> bool:
@@ -94,10 +104,33 @@ async def _start_site(runner: web.AppRunner, address: str, listener: Any) -> boo
     return True
 
 
+def _check_writable(key: str, directory: str) -> None:
+    """Create `directory` and write a file in it, so a wrong path or owner stops the start with
+    one line instead of failing the first upload (or key generation) much later."""
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise StartupError(f"{key}: {directory} is not a directory")
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        where = f" ({exc.filename})" if exc.filename and exc.filename != directory else ""
+        raise StartupError(f"{key}: cannot write to {directory}: {reason}{where}") from exc
+
+
+def _preflight(config: Any) -> None:
+    if not os.path.exists(config.signing_key_path):  # generated on first start
+        _check_writable("signing_key_path", os.path.dirname(os.path.abspath(config.signing_key_path)))
+    if config.enable_media_repo:
+        _check_writable("media_store_path", config.media_store_path)
+
+
 async def _serve(config: Any, embedded: bool) -> int:
     from homeserver.app import create_app, served_resources
     from homeserver.container import Services
 
+    await asyncio.to_thread(_preflight, config)
     services = await Services.create(config)
     runners: list[web.AppRunner] = []
     stop = asyncio.Event()

@@ -50,8 +50,8 @@ def _config(tmp_path: Path, port: int | None = None, **extra: Any) -> Path:
     return path
 
 
-def _assert_one_line_error(result: subprocess.CompletedProcess[str], expected: str) -> None:
-    assert result.returncode == 1, result
+def _assert_one_line_error(result: subprocess.CompletedProcess[str], expected: str, code: int = 1) -> None:
+    assert result.returncode == code, result
     assert "Traceback" not in result.stderr, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and expected in last, result.stderr
@@ -73,8 +73,17 @@ def test_unusable_data_dir(tmp_path: Path) -> None:
     raw = yaml.safe_load(config.read_text())
     raw["database"]["args"]["database"] = str(blocker / "data" / "homeserver.db")
     config.write_text(yaml.safe_dump(raw))
-    _assert_one_line_error(_homeserver("run", "--config", str(config)), "cannot open SQLite database")
-    _assert_one_line_error(_homeserver("migrate", "--config", str(config)), "Not a directory")
+    _assert_one_line_error(_homeserver("run", "--config", str(config)), "Not a directory")
+    _assert_one_line_error(_homeserver("migrate", "--config", str(config)), "cannot open SQLite database")
+
+
+def test_unusable_media_store_and_key_dir(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where a directory should be")
+    media = _config(tmp_path, media_store_path=str(blocker / "media"))
+    _assert_one_line_error(_homeserver("run", "--config", str(media)), "media_store_path: cannot write to")
+    key = _config(tmp_path, signing_key_path=str(blocker / "example.signing.key"))
+    _assert_one_line_error(_homeserver("run", "--config", str(key)), "signing_key_path:")
 
 
 def test_schema_newer_than_code_is_refused(tmp_path: Path) -> None:
@@ -91,7 +100,8 @@ def test_schema_newer_than_code_is_refused(tmp_path: Path) -> None:
     db.close()
     for command in ("run", "migrate"):
         result = _homeserver(command, "--config", str(config))
-        _assert_one_line_error(result, "the database schema is newer than this homeserver")
+        # 2: retrying cannot help (the systemd unit does not restart on it).
+        _assert_one_line_error(result, "the database schema is newer than this homeserver", code=2)
         assert "9999_from_the_future" in result.stderr
 
 
@@ -189,6 +199,11 @@ def test_sqlite_online_backup_restores(tmp_path: Path) -> None:
         src.close()
         dst.close()
         backups.append(api_copy)
+        vacuum_copy = tmp_path / "vacuum-backup.db"
+        conn = sqlite3.connect(live_db)
+        conn.execute("VACUUM INTO ?", (str(vacuum_copy),))
+        conn.close()
+        backups.append(vacuum_copy)
         if shutil.which("sqlite3"):
             cli_copy = tmp_path / "cli-backup.db"
             subprocess.run(["sqlite3", str(live_db), f".backup '{cli_copy}'"], check=True, timeout=60)
