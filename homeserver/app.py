@@ -141,17 +141,41 @@ async def metrics_handler(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+async def health_handler(request: web.Request) -> web.Response:
+    # Synapse's answer, byte for byte: load balancers and Docker HEALTHCHECKs match on it.
+    return web.Response(text="OK")
+
+
+def served_resources(config: HomeserverConfig, resources: Iterable[str]) -> tuple[str, ...]:
+    """The listed resources this process really serves (the start-up line shows these).
+
+    `health` is served on every listener, as Synapse does; `federation`, `keys`, `openid` and
+    `replication` are accepted in the config but have no endpoints yet.
+    """
+    names = set(resources)
+    served = []
+    if "client" in names:
+        served.append("client")
+    if "media" in names and config.enable_media_repo:
+        served.append("media")
+    if "metrics" in names and config.enable_metrics:
+        served.append("metrics")
+    served.append("health")
+    return tuple(served)
+
+
 def _build_app(config: HomeserverConfig, resources: Iterable[str]) -> web.Application:
     max_body = config.max_request_body_size or DEFAULT_MAX_BODY
     app = web.Application(middlewares=[matrix_middleware], client_max_size=max_body)
-    names = set(resources)
-    if "client" in names:
+    served = served_resources(config, resources)
+    if "client" in served:
         add_routers(app, CLIENT_ROUTERS)
-    if "media" in names and config.enable_media_repo:
+    if "media" in served:
         add_routers(app, MEDIA_ROUTERS)
-    if "metrics" in names and config.enable_metrics:
+    if "metrics" in served:
         app.router.add_get("/metrics", metrics_handler)
         app.router.add_get("/_synapse/metrics", metrics_handler)
+    app.router.add_get("/health", health_handler)
     return app
 
 

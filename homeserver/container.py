@@ -64,7 +64,7 @@ from homeserver.state.current import CurrentStateCache
 from homeserver.state.indexes import MembershipIndex, RoomStreamIndex, RoomTailCache
 from homeserver.storage.database import Database
 from homeserver.storage.engine import open_database
-from homeserver.storage.migrations import migrate, pending
+from homeserver.storage.migrations import SchemaOutdatedError, migrate, pending
 from homeserver.storage.positions import max_position
 from homeserver.storage.stores.account_data import AccountDataStore
 from homeserver.storage.stores.devices import DeviceStore
@@ -240,7 +240,7 @@ class Services:
             may_create_alias=config.may_create_alias,
             may_publish_room=config.may_publish_room,
             send_state=self.messages.send_state,
-            require_membership_for_aliases=bool(config.extras.get("require_membership_for_aliases", True)),
+            require_membership_for_aliases=config.require_membership_for_aliases,
             enable_room_list_search=config.enable_room_list_search,
         )
         self.spaces = SpaceHierarchyService(self.directory, self.memberships)
@@ -502,7 +502,7 @@ class Services:
                 if applied:
                     logger.info("applied %d migration(s)", len(applied))
             elif await pending(db):
-                raise RuntimeError("database schema is outdated: run `homeserver migrate` first")
+                raise SchemaOutdatedError("the database schema is outdated: run `homeserver migrate` first")
             positions = await load_stream_positions(db)
             services = cls(config, db, clock or Clock(), role, stream_positions=positions)
             await services.start()

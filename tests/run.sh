@@ -17,6 +17,16 @@ if ! command -v clamd >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-
     || echo "warning: could not install clamav-daemon; clamd tests will skip (or fail under CI=true)"
 fi
 
+# PostgreSQL server binaries (initdb, pg_ctl) for the outage tests, which run their own throwaway
+# cluster on a spare port. Installing the package must not create a cluster of its own.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+  mkdir -p /etc/postgresql-common
+  grep -qs '^create_main_cluster' /etc/postgresql-common/createcluster.conf \
+    || echo 'create_main_cluster = false' >> /etc/postgresql-common/createcluster.conf
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+    || echo "warning: could not install postgresql; outage tests will skip (or fail under CI=true)"
+fi
+
 # Node client tests (matrix-js-sdk needs Node >= 22: the npm package `node` provides it).
 if [ -f tests/clients/js/package.json ] && command -v npm >/dev/null 2>&1; then
   (cd tests/clients/js && npm ci --no-audit --no-fund --loglevel=error)

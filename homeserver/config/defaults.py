@@ -96,7 +96,6 @@ IGNORED_KEYS = frozenset(
         "suppress_key_server_warning",
         "daemonize",
         "print_pidfile",
-        "soft_file_limit",
         "use_frozen_dicts",
         "gc_thresholds",
         "gc_min_interval",

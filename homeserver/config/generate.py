@@ -362,6 +362,8 @@ presence:
 
 require_auth_for_profile_requests: false
 limit_profile_requests_to_users_who_share_rooms: false
+# Creating an alias for a room needs membership in it.
+require_membership_for_aliases: true
 
 ## Moderation ##
 
@@ -381,6 +383,17 @@ word_filter:
 room_creation:
   allow: everyone
   allow_direct_messages: true
+
+## VoIP: TURN servers handed to clients (GET /voip/turnServer) ##
+
+turn_uris: []
+#  - "turn:turn.example.com:3478?transport=udp"
+# coturn's static-auth-secret (use-auth-secret): time-limited credentials per user...
+#turn_shared_secret: "<coturn static-auth-secret>"
+# ...or fixed credentials:
+#turn_username: "turnuser"
+#turn_password: "turnpassword"
+turn_user_lifetime: 1h
 
 ## Application services ##
 

@@ -30,6 +30,17 @@ class ListenerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnConfig:
+    """TURN servers handed to VoIP clients (Synapse's `turn_*` keys)."""
+
+    uris: tuple[str, ...]
+    shared_secret: str | None = field(repr=False)  # time-limited credentials (coturn use-auth-secret)
+    username: str | None
+    password: str | None = field(repr=False)
+    user_lifetime: int  # ms
+
+
+@dataclass(frozen=True, slots=True)
 class DatabaseConfig:
     engine: str  # "sqlite" or "postgres"
     sqlite_path: str
@@ -333,8 +344,10 @@ class HomeserverConfig:
     # -- moderation
     word_filter: WordFilterConfig
     room_creation: RoomCreationConfig
+    require_membership_for_aliases: bool
     # -- integrations
     app_service_config_files: tuple[str, ...]
+    turn: TurnConfig
     # -- bookkeeping
     config_files: tuple[str, ...]  # files read, in order (empty with embedded defaults)
     unknown_keys: tuple[str, ...]  # keys present but not implemented (logged once at startup)
