@@ -51,6 +51,7 @@ from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError, missing_token
 from homeserver.http.auth import extract_access_token
 from homeserver.http.middleware import json_response, matrix_middleware
+from homeserver.http.params import check_path_and_query
 from homeserver.http.routing import ApiRequest, Auth, JsonResponse, Route, Router
 
 from .container import Services
@@ -123,6 +124,7 @@ def _wrap(route: Route) -> Any:
                 raise MatrixError(403, "M_FORBIDDEN", "You are not a server admin")
         if limit is not None:
             services.check_route_ratelimit(limit, request.remote or "", requester)
+        check_path_and_query(request.match_info, request.query.items())
         result = await handler(ApiRequest(request, services, requester))
         if isinstance(result, web.StreamResponse):
             return result

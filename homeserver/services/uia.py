@@ -56,6 +56,10 @@ class UiaResult:
     clientdict: dict[str, Any]
 
 
+def _shown(stage: Any) -> str:
+    return repr(stage) if isinstance(stage, str) and len(stage) <= 100 else "(invalid)"
+
+
 class UiaService:
     def __init__(self, store: UiaStore, clock: Clock) -> None:
         self.store = store
@@ -100,14 +104,16 @@ class UiaService:
         if auth is not None and "type" in auth:
             stage = auth["type"]
             allowed = {s for flow in flows for s in flow}
-            checker = checkers.get(stage)
-            if stage not in allowed or checker is None:
+            # A non-string type (a number, list, object) names no stage: the same 401 answer as an
+            # unknown stage name, so the client can start over (Synapse answers numbers this way).
+            checker = checkers.get(stage) if isinstance(stage, str) else None
+            if checker is None or stage not in allowed:
                 raise UiaRequired(
                     flows,
                     session_id,
                     list(completed),
                     params,
-                    MatrixError(400, "M_UNRECOGNIZED", f"Unrecognised login type {stage!r}"),
+                    MatrixError(400, "M_UNRECOGNIZED", f"Unrecognised login type {_shown(stage)}"),
                 )
             try:
                 completed[stage] = await checker(auth, user_id)

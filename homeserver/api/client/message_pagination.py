@@ -8,7 +8,7 @@ from typing import Any
 
 from homeserver.core import ids
 from homeserver.core.errors import MatrixError
-from homeserver.http.params import query_int
+from homeserver.http.params import parse_int64, query_int
 from homeserver.http.routing import ApiRequest, Router
 from homeserver.services.timeline import DEFAULT_LIMIT, MAX_LIMIT
 from homeserver.sync.filter import RoomEventFilter, parse_filter, parse_filter_param, parse_room_event_filter
@@ -44,10 +44,7 @@ async def room_event_filter_param(req: ApiRequest) -> RoomEventFilter:
     inline = parse_filter_param(value)
     if inline is not None:
         return parse_room_event_filter(inline, errcode="M_INVALID_PARAM")
-    try:
-        filter_id = int(value)
-    except ValueError as exc:
-        raise MatrixError(400, "M_INVALID_PARAM", "filter must be a JSON RoomEventFilter") from exc
+    filter_id = parse_int64(value, "filter")
     stored = await req.services.filters.get_filter(req.user.user_id, filter_id)
     if stored is None:
         raise MatrixError(400, "M_INVALID_PARAM", "Unknown filter id")

@@ -7,7 +7,7 @@ from typing import Any
 from homeserver.core import ids
 from homeserver.core.errors import MatrixError, forbidden, not_found
 from homeserver.core.tokens import StreamToken
-from homeserver.http.params import query_bool, query_int
+from homeserver.http.params import parse_int64, query_bool, query_int
 from homeserver.http.routing import ApiRequest, Router
 from homeserver.sync.filter import DEFAULT_FILTER, Filter, parse_filter, parse_filter_param
 from homeserver.sync.service import SyncRequest
@@ -23,10 +23,7 @@ async def _load_filter(req: ApiRequest, value: str | None) -> Filter:
     inline = parse_filter_param(value)
     if inline is not None:
         return parse_filter(inline, errcode="M_INVALID_PARAM")
-    try:
-        filter_id = int(value)
-    except ValueError as exc:
-        raise MatrixError(400, "M_INVALID_PARAM", "Invalid filter id") from exc
+    filter_id = parse_int64(value, "filter")
     stored = await req.services.filters.get_filter(req.user.user_id, filter_id)
     if stored is None:
         raise MatrixError(400, "M_INVALID_PARAM", "Unknown filter id")
@@ -75,10 +72,10 @@ async def defineFilter(req: ApiRequest) -> Any:
 @routes.get("/user/{userId}/filter/{filterId}")
 async def getFilter(req: ApiRequest) -> Any:
     user_id = _own_user(req)
-    try:
-        filter_id = int(req.path["filterId"])
-    except ValueError as exc:
-        raise not_found("No such filter") from exc
+    raw = req.path["filterId"]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:  # ids are small BIGINTs
+        raise not_found("No such filter")
+    filter_id = int(raw)
     stored = await req.services.filters.get_filter(user_id, filter_id)
     if stored is None:
         raise not_found("No such filter")
