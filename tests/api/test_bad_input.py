@@ -449,6 +449,41 @@ async def test_query_integers_out_of_range(hs: Any) -> None:
     assert_error(status, body, 404, "M_NOT_FOUND")
 
 
+async def test_out_of_range_tokens_refused(hs: Any) -> None:
+    """Stream and pagination tokens whose positions do not fit a BIGINT are 400, not a SQL error."""
+    alice = await User.new(hs)
+    room_id = await alice.create_room()
+    room = q(room_id)
+    big = str(2**63)
+    tokens = [
+        f"s{big}",
+        f"s1_{big}_0",
+        f"s{'9' * 30}_1",
+        f"t1-{big}",
+        "s+1_1",
+        "s 1",
+        "s1_" + "1_" * 100 + "1",
+    ]
+    for token in tokens:
+        # /sync reads every position of the token ...
+        assert_error(*await raw(hs, "GET", f"{V3}/sync", alice, since=token), 400, "M_INVALID_PARAM")
+        # ... pagination reads the events position only (extra components of a sync token are
+        # ignored there): refused or served, never a database error.
+        for path, params in [
+            (f"{V3}/rooms/{room}/messages", {"dir": "b", "from": token}),
+            (f"{V3}/rooms/{room}/messages", {"dir": "b", "to": token}),
+            (f"{V1}/rooms/{room}/threads", {"from": token}),
+            (f"{V1}/rooms/{room}/relations/$x", {"from": token}),
+        ]:
+            status, body = await raw(hs, "GET", path, alice, **params)
+            assert status in (200, 400, 404), (path, params, body)
+    # The largest position is still a valid (if far-future) token.
+    status, body = await raw(
+        hs, "GET", f"{V3}/rooms/{room}/messages", alice, dir="b", **{"from": f"s{2**63 - 1}"}
+    )
+    assert status == 200, body
+
+
 # -- odd search terms -----------------------------------------------------------------------------
 
 
