@@ -10,6 +10,10 @@ from homeserver.core.errors import MatrixError
 T = TypeVar("T")
 _MISSING: Any = object()
 
+# Integers from requests end up in SQL (BIGINT) and stream tokens: anything wider is refused.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
 
 def _type_error(key: str, kind: str) -> MatrixError:
     return MatrixError(400, "M_BAD_JSON", f"'{key}' must be {kind}")
@@ -41,6 +45,9 @@ def get_int(body: Mapping[str, Any], key: str, *, required: bool = False, defaul
     value = _get(body, key, required, default)
     if value is not default and (isinstance(value, bool) or not isinstance(value, int)):
         raise _type_error(key, "an integer")
+    # orjson reads integers up to 2**64 - 1 as int; only signed 64 bits fit a BIGINT column.
+    if value is not default and not INT64_MIN <= value <= INT64_MAX:
+        raise MatrixError(400, "M_BAD_JSON", f"'{key}' is out of range")
     return value
 
 
@@ -66,11 +73,6 @@ def get_str_list(body: Mapping[str, Any], key: str, *, required: bool = False, d
 
 
 # -- query strings ---------------------------------------------------------------------------------
-
-
-# Integers in query strings end up in SQL (BIGINT) and stream tokens: anything wider is refused.
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
 
 
 def check_path_and_query(path: Mapping[str, str], query: Iterable[tuple[str, str]]) -> None:

@@ -449,6 +449,23 @@ async def test_query_integers_out_of_range(hs: Any) -> None:
     assert_error(status, body, 404, "M_NOT_FOUND")
 
 
+async def test_body_integers_beyond_64_bits_refused(hs: Any) -> None:
+    """orjson reads integers up to 2**64 - 1 as int: the body helpers refuse what no BIGINT holds."""
+    alice = await User.new(hs)
+    room_id = await alice.create_room()
+    u64 = b"18446744073709551615"
+    for method, path, data in [
+        ("POST", f"{V3}/publicRooms", b'{"limit": ' + u64 + b"}"),
+        ("POST", f"{V3}/user_directory/search", b'{"search_term": "a", "limit": ' + u64 + b"}"),
+        (
+            "PUT",
+            f"{V3}/rooms/{q(room_id)}/typing/{q(alice.user_id)}",
+            b'{"typing": true, "timeout": ' + u64 + b"}",
+        ),
+    ]:
+        assert_error(*await raw(hs, method, path, alice, data), 400, "M_BAD_JSON")
+
+
 async def test_out_of_range_tokens_refused(hs: Any) -> None:
     """Stream and pagination tokens whose positions do not fit a BIGINT are 400, not a SQL error."""
     alice = await User.new(hs)
