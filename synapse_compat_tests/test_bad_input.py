@@ -124,3 +124,21 @@ def test_timestamp_to_event_garbage_ts_refused(user: User) -> None:
         f"/_matrix/client/v1/rooms/{q(room_id)}/timestamp_to_event", params={"ts": "soon", "dir": "f"}
     )
     assert_error(resp, 400, "M_INVALID_PARAM")
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"k": value}
+    return value
+
+
+def test_deeply_nested_event_content(user: User) -> None:
+    """Content nesting 120 levels is an event; 140 levels is refused (Synapse allows 126)."""
+    room_id = create_room(user)
+    ok = {"msgtype": "m.text", "body": "deep", "k": _nested(119)}
+    resp = user.client.put(room_path(room_id, "send", "m.room.message", new_txn_id()), ok)
+    assert resp.status == 200, resp.describe()
+    too_deep = {"msgtype": "m.text", "body": "deeper", "k": _nested(139)}
+    resp = user.client.put(room_path(room_id, "send", "m.room.message", new_txn_id()), too_deep)
+    assert_api_error(resp, "room_send.yaml", SEND, 400, ("M_BAD_JSON", "M_NOT_JSON", "M_TOO_LARGE"))

@@ -31,10 +31,13 @@ def canonical(obj: Any) -> bytes:
 CANONICAL_INT_MIN = -(2**53) + 1
 CANONICAL_INT_MAX = 2**53 - 1
 
-# How deeply request bodies (and so event content, account data, ...) may nest. orjson reads up to
-# 1024 levels but writes at most 254, so anything deeper than that would be accepted and then fail
-# when it is stored or served; real clients stay far below this.
-MAX_JSON_DEPTH = 100
+# How deeply request bodies (and so account data, filters, ...) may nest. orjson reads up to 1024
+# levels but writes at most 254, so anything deeper would be accepted and then fail when it is
+# stored or served (a /sync response wraps it in about ten more levels).
+MAX_JSON_DEPTH = 128
+# Event content: Synapse refuses events nested deeper than 127 levels (content at level 2), so
+# content may nest 126 levels; other servers would refuse our deeper events over federation anyway.
+MAX_EVENT_CONTENT_DEPTH = 126
 
 
 def _walk(obj: Any) -> Any:
@@ -65,12 +68,12 @@ def depth_exceeds(obj: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     return any(depth > limit and isinstance(v, dict | list) for v, depth in _walk(obj))
 
 
-def canonical_problem(obj: Any, *, strict: bool = True) -> str | None:
+def canonical_problem(obj: Any, *, strict: bool = True, max_depth: int = MAX_JSON_DEPTH) -> str | None:
     """Why `obj` cannot be an event's canonical JSON, or None when it can.
 
     Strict room versions (>= 6) allow no floats and only integers in the IEEE754 safe range; every
     version needs integers that fit in 64 bits (what orjson and the databases store) and no nesting
-    deeper than MAX_JSON_DEPTH.
+    deeper than `max_depth`.
     """
     low, high = (CANONICAL_INT_MIN, CANONICAL_INT_MAX) if strict else (-(2**63), 2**63 - 1)
     for value, depth in _walk(obj):
@@ -83,7 +86,7 @@ def canonical_problem(obj: Any, *, strict: bool = True) -> str | None:
             if strict:
                 return "floats are not allowed in events of this room version"
         elif isinstance(value, dict | list):
-            if depth > MAX_JSON_DEPTH:
+            if depth > max_depth:
                 return "JSON nested too deeply"
         else:
             return f"not a JSON value: {type(value).__name__}"

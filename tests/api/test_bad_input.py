@@ -317,28 +317,31 @@ async def test_create_room_with_bad_initial_state_leaves_nothing(hs: Any) -> Non
 async def test_deeply_nested_bodies_refused(hs: Any) -> None:
     alice = await User.new(hs)
     room_id = await alice.create_room()
+    send = f"{V3}/rooms/{q(room_id)}/send/m.room.message"
 
     def nested(depth: int) -> bytes:
         # {"k": {"k": ... {} ...}} with `depth` objects, the outermost included.
         return b'{"k":' * (depth - 1) + b"{}" + b"}" * (depth - 1)
 
+    def message(depth: int) -> bytes:
+        # A message body (its content) nesting `depth` levels.
+        return b'{"msgtype": "m.text", "body": "x", "k": ' + nested(depth - 1) + b"}"
+
     account_data = f"{V3}/user/{q(alice.user_id)}/account_data/m.deep"
-    for depth in (101, 300, 1100, 5000):
+    for depth in (129, 300, 1100, 5000):
         assert_error(*await raw(hs, "PUT", account_data, alice, nested(depth)), 400, "M_BAD_JSON")
-        data = b'{"msgtype": "m.text", "body": "x", "k": ' + nested(depth) + b"}"
-        status, body = await raw(
-            hs, "PUT", f"{V3}/rooms/{q(room_id)}/send/m.room.message/d{depth}", alice, data
-        )
-        assert_error(status, body, 400, "M_BAD_JSON")
-    # At the limit: stored, served and synced.
-    status, body = await raw(hs, "PUT", account_data, alice, nested(100))
+        assert_error(*await raw(hs, "PUT", f"{send}/d{depth}", alice, message(depth)), 400, "M_BAD_JSON")
+    # Event content may nest 126 levels, as in Synapse (127 with the event around it).
+    assert_error(*await raw(hs, "PUT", f"{send}/d127", alice, message(127)), 400, "M_BAD_JSON")
+    status, body = await raw(hs, "PUT", f"{send}/d126", alice, message(126))
     assert status == 200, body
-    assert await alice.get(account_data) == json.loads(nested(100))
-    data = b'{"msgtype": "m.text", "body": "x", "k": ' + nested(99) + b"}"
-    status, body = await raw(hs, "PUT", f"{V3}/rooms/{q(room_id)}/send/m.room.message/ok", alice, data)
+    # Other bodies 128: stored, served and synced.
+    status, body = await raw(hs, "PUT", account_data, alice, nested(128))
     assert status == 200, body
+    assert await alice.get(account_data) == json.loads(nested(128))
     synced = await alice.sync()
-    assert synced["rooms"]["join"][room_id]["timeline"]["events"]
+    assert [e for e in synced["rooms"]["join"][room_id]["timeline"]["events"] if "k" in e["content"]]
+    assert [e for e in synced["account_data"]["events"] if e["type"] == "m.deep"]
 
 
 # -- user-interactive auth with wrong types -------------------------------------------------------
