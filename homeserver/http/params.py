@@ -113,13 +113,13 @@ def query_int(
     maximum: int | None = None,
 ) -> int | None:
     """An integer query parameter. Values above `maximum` are capped (a client asking for too many
-    gets the most we give); a negative value where `minimum` is non-negative is refused, as Synapse
-    does, and smaller non-negative values are raised to `minimum`."""
+    gets the most we give); negative values are refused unless `minimum` is negative (as Synapse's
+    parse_integer does by default), and smaller non-negative ones are raised to `minimum`."""
     raw = query.get(key)
     if raw is None or raw == "":
         return default
     value = parse_int64(raw, f"Query parameter '{key}'")
-    if minimum is not None and minimum >= 0 and value < 0:
+    if value < 0 and (minimum is None or minimum >= 0):
         raise MatrixError(400, "M_INVALID_PARAM", f"Query parameter '{key}' must not be negative")
     if minimum is not None and value < minimum:
         value = minimum

@@ -435,6 +435,9 @@ async def test_query_integers_out_of_range(hs: Any) -> None:
         (f"{V3}/rooms/{room}/context/$x", {"limit": huge}),
         (f"{V1}/rooms/{room}/relations/$x", {"limit": huge}),
         (f"{V1}/rooms/{room}/threads", {"limit": huge}),
+        (f"{V1}/rooms/{room}/threads", {"limit": "-2"}),
+        (f"{V3}/publicRooms", {"limit": "-2"}),
+        (f"{V1}/rooms/{room}/timestamp_to_event", {"ts": "-1", "dir": "b"}),
     ]
     for path, params in cases:
         assert_error(*await raw(hs, "GET", path, alice, **params), 400, "M_INVALID_PARAM")
