@@ -314,6 +314,31 @@ async def test_create_room_with_bad_initial_state_leaves_nothing(hs: Any) -> Non
     await alice.create_room(room_alias_name="bad-state")  # and can be now
 
 
+async def test_refused_account_writes_leave_nothing(hs: Any) -> None:
+    """Registration and password change refused part-way write nothing."""
+    for body in (
+        {"username": "half", "password": "p" * 513, "auth": {"type": "m.login.dummy"}},
+        {"username": "half", "password": "pw", "device_id": 5, "auth": {"type": "m.login.dummy"}},
+        {"username": "half", "password": "pw", "auth": {"type": "m.login.dummy"}, "inhibit_login": "yes"},
+    ):
+        resp = await hs.post(f"{V3}/register", json=body)
+        assert resp.status == 400, await resp.json()
+        available = await hs.get(f"{V3}/register/available", params={"username": "half"})
+        assert available.status == 200, await available.json()
+    body = await register(hs, "pwuser", password="old-password")
+    user = User(hs, body)
+    auth = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "pwuser"}}
+    for new_password in (5, "p" * 513, None):
+        status, data = await user.request(
+            "POST",
+            f"{V3}/account/password",
+            {"new_password": new_password, "auth": {**auth, "password": "old-password"}},
+            None,
+        )
+        assert status == 400, data
+    assert await login(hs, "pwuser", "old-password") == 200
+
+
 async def test_deeply_nested_bodies_refused(hs: Any) -> None:
     alice = await User.new(hs)
     room_id = await alice.create_room()
