@@ -52,6 +52,7 @@ from homeserver.config.sections import HomeserverConfig
 from homeserver.core.clock import Clock
 from homeserver.http.auth import authenticate
 from homeserver.http.middleware import json_response, matrix_middleware
+from homeserver.http.params import check_path_and_query
 from homeserver.http.routing import ApiRequest, JsonResponse, Route, Router
 
 from .container import Services
@@ -118,6 +119,7 @@ def _wrap(route: Route) -> Any:
         await authenticate(auth_kind, api_request)
         if limit is not None:
             services.check_route_ratelimit(limit, request.remote or "", api_request.requester)
+        check_path_and_query(request.match_info, request.query.items())
         result = await handler(api_request)
         if isinstance(result, web.StreamResponse):
             return result
