@@ -15,6 +15,7 @@ by the idle timeout in `http/limits.py`.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +26,8 @@ from homeserver.core.errors import MatrixError
 from homeserver.http.middleware import CORS_HEADERS, error_response
 
 logger = logging.getLogger(__name__)
+
+_REQUEST_TARGET = re.compile(r"(?:[A-Z]+ )?(?:/|https?://)")
 
 KEEPALIVE_TIMEOUT = 75.0
 # Twisted (Synapse) accepts 16 KiB lines; URLs get twice that, as inline filters and long
@@ -47,8 +50,11 @@ SERVER_SETTINGS: dict[str, Any] = {
 def http_layer_error(status: int, exc: BaseException | None) -> MatrixError:
     """The Matrix error for a request aiohttp's HTTP layer could not turn into a request."""
     if isinstance(exc, LineTooLong):
+        # The exception carries the start of the offending line: the URL (C parser) or the
+        # whole request line (pure-Python parser) for a long request target, else a header.
         line = exc.args[0] if exc.args else b""
-        if isinstance(line, bytes | str) and line[:1] in (b"/", "/"):
+        text = bytes(line).decode("latin-1") if isinstance(line, bytes | bytearray) else str(line)
+        if _REQUEST_TARGET.match(text):
             return MatrixError(414, "M_TOO_LARGE", "Request line too long")
         return MatrixError(431, "M_TOO_LARGE", "Request header too long")
     if isinstance(exc, BadHttpMessage) and "too many headers" in str(exc).lower():
