@@ -18,6 +18,7 @@ import socket
 import ssl
 import subprocess
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,3 +255,22 @@ def test_untrusted_client_cannot_spoof_its_address(proxied: Proxied) -> None:
         for n in range(LOGINS_PER_ADDRESS)
     ]
     assert statuses[-1] == 429
+
+
+def test_long_filter_and_token_pass_through(proxied: Proxied) -> None:
+    """A 12 KB inline filter and a 2 KB token get through nginx to the server."""
+    (name,) = _users(proxied, "longurl", 1)
+    status, login = proxied.login(name)
+    assert status == 200, login
+    headers = {"Authorization": f"Bearer {login['access_token']}"}
+    not_rooms = [f"!room{i}:localhost" for i in range(600)]
+    filter_json = urllib.parse.quote(json.dumps({"room": {"not_rooms": not_rooms}}))
+    assert len(filter_json) > 12_000
+    status, body = proxied.request(
+        "GET", f"/_matrix/client/v3/sync?timeout=0&filter={filter_json}", headers=headers
+    )
+    assert status == 200, body
+    status, body = proxied.request(
+        "GET", f"/_matrix/client/v3/sync?timeout=0&since=s{'9' * 2047}", headers=headers
+    )
+    assert isinstance(body, dict) and body.get("errcode") != "M_TOO_LARGE", body
