@@ -36,6 +36,7 @@ class ClientIpTracker:
         # (user_id, device_id) -> the newest pending sighting, for readers
         self._latest: dict[tuple[str, str], ClientSeen] = {}
         self._task: asyncio.Task[None] | None = None
+        self._early: asyncio.Task[None] | None = None
 
     def record(self, requester: Requester, ip: str | None, user_agent: str | None) -> None:
         """Note one request by `requester` (called on every authenticated request)."""
@@ -48,9 +49,9 @@ class ClientIpTracker:
         user_id = requester.user_id
         self._pending[(user_id, device_id, ip, agent)] = now
         self._latest[(user_id, device_id)] = ClientSeen(user_id, device_id, ip, agent, now)
-        if len(self._pending) > MAX_PENDING and self._task is not None:
+        if len(self._pending) > MAX_PENDING and self._task is not None and self._early is None:
             # A burst of distinct clients: write early rather than grow without bound.
-            asyncio.get_running_loop().create_task(self.flush())
+            self._early = asyncio.get_running_loop().create_task(self._flush_early())
 
     def with_pending(self, devices: list[Device]) -> list[Device]:
         """`devices` with their not yet flushed last-seen applied."""
@@ -80,6 +81,12 @@ class ClientIpTracker:
         for device_key, seen in written.items():
             if self._latest.get(device_key) is seen:
                 del self._latest[device_key]
+
+    async def _flush_early(self) -> None:
+        try:
+            await self.flush()
+        finally:
+            self._early = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
