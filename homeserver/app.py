@@ -48,9 +48,11 @@ from homeserver.api.client import (
     voip,
 )
 from homeserver.api.media import authed_content_repo, content_repo
-from homeserver.config.sections import HomeserverConfig
+from homeserver.config.sections import HomeserverConfig, ListenerConfig
 from homeserver.core.clock import Clock
 from homeserver.http.auth import authenticate
+from homeserver.http.forwarded import forwarded_middleware
+from homeserver.http.limits import check_declared_length, expect_handler
 from homeserver.http.middleware import json_response, matrix_middleware
 from homeserver.http.params import check_path_and_query
 from homeserver.http.routing import ApiRequest, JsonResponse, Route, Router
@@ -108,15 +110,21 @@ ALL_RESOURCES = ("client", "federation", "media", "metrics")
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
 
-def _wrap(route: Route) -> Any:
+def _wrap(route: Route, body_limit: int) -> Any:
     handler = route.handler
     auth_kind = route.auth
     limit = route.ratelimit
 
     async def endpoint(request: web.Request) -> web.StreamResponse:
+        # Refuse a declared oversized body before reading any of it.
+        check_declared_length(request, body_limit)
         services = request.app[SERVICES]
         api_request = ApiRequest(request, services, None)
         await authenticate(auth_kind, api_request)
+        if api_request.requester is not None:
+            services.client_ips.record(
+                api_request.requester, request.remote, request.headers.get("User-Agent")
+            )
         if limit is not None:
             services.check_route_ratelimit(limit, request.remote or "", api_request.requester)
         check_path_and_query(request.match_info, request.query.items())
@@ -131,12 +139,15 @@ def _wrap(route: Route) -> Any:
     return endpoint
 
 
-def add_routers(app: web.Application, routers: Iterable[Router]) -> None:
+def add_routers(
+    app: web.Application, routers: Iterable[Router], body_limit: int = DEFAULT_MAX_BODY
+) -> None:
+    expect = expect_handler(body_limit)
     for router in routers:
         for route in router.routes:
-            wrapped = _wrap(route)
+            wrapped = _wrap(route, body_limit)
             for path in route.paths:
-                app.router.add_route(route.method, path, wrapped)
+                app.router.add_route(route.method, path, wrapped, expect_handler=expect)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
@@ -166,14 +177,22 @@ def served_resources(config: HomeserverConfig, resources: Iterable[str]) -> tupl
     return tuple(served)
 
 
-def _build_app(config: HomeserverConfig, resources: Iterable[str]) -> web.Application:
+def _build_app(
+    config: HomeserverConfig, resources: Iterable[str], listener: ListenerConfig | None = None
+) -> web.Application:
     max_body = config.max_request_body_size or DEFAULT_MAX_BODY
-    app = web.Application(middlewares=[matrix_middleware], client_max_size=max_body)
+    middlewares: list[Any] = [matrix_middleware]
+    if listener is not None and listener.x_forwarded:
+        # Outermost, so that errors, metrics, rate limits and last-seen see the client's address.
+        middlewares.insert(0, forwarded_middleware(listener.trusted_proxies))
+    app = web.Application(middlewares=middlewares, client_max_size=max_body)
     served = served_resources(config, resources)
     if "client" in served:
-        add_routers(app, CLIENT_ROUTERS)
+        add_routers(app, CLIENT_ROUTERS, max_body)
     if "media" in served:
-        add_routers(app, MEDIA_ROUTERS)
+        # Uploads stream to disk; the media repository enforces max_upload_size precisely.
+        upload_limit = config.max_upload_size or max_body
+        add_routers(app, MEDIA_ROUTERS, max(upload_limit, max_body))
     if "metrics" in served:
         app.router.add_get("/metrics", metrics_handler)
         app.router.add_get("/_synapse/metrics", metrics_handler)
@@ -181,10 +200,12 @@ def _build_app(config: HomeserverConfig, resources: Iterable[str]) -> web.Applic
     return app
 
 
-def create_app(services: Services, resources: Iterable[str] = ALL_RESOURCES) -> web.Application:
+def create_app(
+    services: Services, resources: Iterable[str] = ALL_RESOURCES, listener: ListenerConfig | None = None
+) -> web.Application:
     """An application serving `resources` with already-built services (the CLI shares them
-    between listeners)."""
-    app = _build_app(services.config, resources)
+    between listeners). `listener` brings its `x_forwarded` setting."""
+    app = _build_app(services.config, resources, listener)
     app[SERVICES] = services
     return app
 
@@ -195,6 +216,7 @@ def create_app_from_config(
     clock: Clock | None = None,
     role: str = "main",
     resources: Iterable[str] = ALL_RESOURCES,
+    listener: ListenerConfig | None = None,
 ) -> web.Application:
     """An application that builds its own services on startup and closes them on cleanup."""
 
@@ -206,6 +228,6 @@ def create_app_from_config(
         finally:
             await services.stop()
 
-    app = _build_app(config, resources)
+    app = _build_app(config, resources, listener)
     app.cleanup_ctx.append(services_ctx)
     return app

@@ -129,6 +129,7 @@ def _preflight(config: Any) -> None:
 async def _serve(config: Any, embedded: bool) -> int:
     from homeserver.app import create_app, served_resources
     from homeserver.container import Services
+    from homeserver.http.server import MatrixAppRunner
 
     await asyncio.to_thread(_preflight, config)
     services = await Services.create(config)
@@ -140,8 +141,10 @@ async def _serve(config: Any, embedded: bool) -> int:
     try:
         for listener in config.listeners:
             resources = ("metrics",) if listener.type == "metrics" else listener.resources
-            app = create_app(services, resources)
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+            app = create_app(services, resources, listener)
+            runner: web.AppRunner = MatrixAppRunner(
+                app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS
+            )
             await runner.setup()
             runners.append(runner)
             served = served_resources(config, resources)
@@ -197,9 +200,34 @@ def _setup_logging(config: Any) -> None:
         raise SystemExit(2) from exc
 
 
+def raise_file_limit(soft_file_limit: int) -> None:
+    """Set the open-file soft limit (Synapse's `soft_file_limit`; 0 = up to the hard limit).
+
+    Every client connection, long-polling /sync and database file needs a descriptor; the usual
+    default soft limit of 1024 runs out with a few hundred users.
+    """
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = soft_file_limit or hard
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    if wanted == resource.RLIM_INFINITY:  # Linux refuses an infinite RLIMIT_NOFILE
+        wanted = 1 << 20
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError) as exc:
+        logger.warning("could not set the open-file limit to %d: %s", wanted, exc)
+        return
+    logger.info("open-file limit: %d (was %d, hard limit %d)", wanted, soft, hard)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args)
     _setup_logging(config)
+    raise_file_limit(config.soft_file_limit)
     if config.unknown_keys:
         logger.warning(
             "ignoring configuration keys this server does not implement: %s",

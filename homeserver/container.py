@@ -24,6 +24,7 @@ from homeserver.persist.persister import EventPersister, PersistedEvent
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.accounts import AccountService, TokenSettings
 from homeserver.services.auth import AuthService
+from homeserver.services.client_ips import ClientIpTracker
 from homeserver.services.content_policy import ContentPolicy
 from homeserver.services.device_lists import DeviceListService
 from homeserver.services.devices import DeviceService
@@ -67,6 +68,7 @@ from homeserver.storage.engine import open_database
 from homeserver.storage.migrations import SchemaOutdatedError, migrate, pending
 from homeserver.storage.positions import max_position
 from homeserver.storage.stores.account_data import AccountDataStore
+from homeserver.storage.stores.client_ips import ClientIpStore
 from homeserver.storage.stores.devices import DeviceStore
 from homeserver.storage.stores.directory import DirectoryStore
 from homeserver.storage.stores.e2e import E2eStore
@@ -162,6 +164,7 @@ class Services:
 
         # services
         self.auth = AuthService(self.device_store, self.users, self.appservices, clock)
+        self.client_ips = ClientIpTracker(ClientIpStore(db), clock)
         self.uia = UiaService(self.uia_store, clock)
         self.profiles = ProfileService(self.users)
         self.server_admins = ServerAdminService(self.users, self.auth, server_name=config.server_name)
@@ -526,10 +529,12 @@ class Services:
         if self.role == "main":
             await self.user_directory.start()
         self.persister.start()
+        self.client_ips.start()
 
     async def stop(self) -> None:
         await self.content_policy.drain()
         await self.persister.stop()
+        await self.client_ips.stop()
         self.typing.stop()
         await self.presence.stop()
         await self.media.close()

@@ -93,6 +93,7 @@ def _build(root: Section, raw: Mapping[str, Any], config_files: tuple[str, ...])
         serve_server_wellknown=root.get_bool("serve_server_wellknown", False),
         data_dir=data_dir,
         pid_file=root.get_opt_str("pid_file"),
+        soft_file_limit=root.get_int("soft_file_limit", 0, minimum=0),
         instance_name=instance_name,
         signing_key_path=root.get_str("signing_key_path", f"{data_dir}/{server_name}.signing.key"),
         key_refresh_interval=root.get_duration("key_refresh_interval", 24 * 3600 * 1000),

@@ -39,6 +39,9 @@ serve_server_wellknown: false
 # Write the process id here at startup.
 #pid_file: $data_dir_pid
 
+# Open-file soft limit to set at start (each connection needs one); 0 = raise it to the hard limit.
+soft_file_limit: 0
+
 # Name of this process among workers (scale-out); the single process is "main".
 instance_name: main
 
@@ -188,10 +191,12 @@ rc_registration:
 rc_registration_token_validity:
   per_second: 0.1
   burst_count: 5
+# rc_login.address is far above Synapse's 0.003/5: a school or office behind one NAT address
+# (or users behind a proxy without x_forwarded) share it. The per-account limits protect accounts.
 rc_login:
   address:
-    per_second: 0.003
-    burst_count: 5
+    per_second: 1
+    burst_count: 100
   account:
     per_second: 0.003
     burst_count: 5

@@ -24,6 +24,9 @@ class ListenerConfig:
     x_forwarded: bool  # trust X-Forwarded-For / X-Forwarded-Proto from the proxy
     # Flattened resource names: client, federation, media, metrics, keys, health, openid, replication
     resources: tuple[str, ...]
+    # With x_forwarded: further proxies (CIDRs) between the client and the one that connects to
+    # us; their X-Forwarded-For hops are skipped when looking for the client (our extension).
+    trusted_proxies: tuple[str, ...] = ()
 
     def has(self, resource: str) -> bool:
         return resource in self.resources
@@ -263,6 +266,7 @@ class HomeserverConfig:
     serve_server_wellknown: bool
     data_dir: str
     pid_file: str | None
+    soft_file_limit: int  # RLIMIT_NOFILE soft limit to set at start; 0 = raise to the hard limit
     instance_name: str
     signing_key_path: str
     key_refresh_interval: int  # ms

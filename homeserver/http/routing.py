@@ -16,6 +16,7 @@ from multidict import MultiMapping
 
 from homeserver.core import json as hjson
 from homeserver.core.errors import MatrixError, not_json
+from homeserver.http.limits import read_body
 from homeserver.http.requester import Requester, ServerRequester
 
 if TYPE_CHECKING:
@@ -156,12 +157,12 @@ class ApiRequest:
         return self.raw.remote or ""
 
     async def body_bytes(self) -> bytes:
-        return await self.raw.read()
+        return await read_body(self.raw, self.services.config.max_request_body_size)
 
     async def json(self, *, allow_empty: bool = True) -> dict[str, Any]:
         """The body as a JSON object: M_NOT_JSON when unparsable, M_BAD_JSON when not an object."""
         if self._body is None:
-            data = await self.raw.read()
+            data = await self.body_bytes()
             if not data.strip():
                 if not allow_empty:
                     raise not_json()
