@@ -50,6 +50,7 @@ from homeserver.api.media import authed_content_repo, content_repo
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError, missing_token
 from homeserver.http.auth import extract_access_token
+from homeserver.http.metrics import note_client
 from homeserver.http.middleware import json_response, matrix_middleware
 from homeserver.http.routing import ApiRequest, Auth, JsonResponse, Route, Router
 
@@ -121,6 +122,7 @@ def _wrap(route: Route) -> Any:
                 raise missing_token()
             if auth_kind is Auth.ADMIN and (requester is None or not requester.is_admin):
                 raise MatrixError(403, "M_FORBIDDEN", "You are not a server admin")
+        note_client(request.remote, requester.user_id if requester is not None else None)
         if limit is not None:
             services.check_route_ratelimit(limit, request.remote or "", requester)
         result = await handler(ApiRequest(request, services, requester))

@@ -15,7 +15,11 @@ from homeserver.crypto.keys import load_or_create_signing_key
 from homeserver.http.ratelimit import Bucket, RateLimiter
 from homeserver.http.requester import Requester
 from homeserver.media.setup import build_media_repository
+from homeserver.metrics import set_server_name
+from homeserver.metrics.process import LoopLagMonitor
+from homeserver.notifier import metrics as notifier_metrics
 from homeserver.notifier.notifier import Notifier
+from homeserver.persist.metrics import PersistMetrics
 from homeserver.persist.persister import EventPersister, PersistedEvent
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.accounts import AccountService, TokenSettings
@@ -53,6 +57,7 @@ from homeserver.state.current import CurrentStateCache
 from homeserver.state.indexes import MembershipIndex, RoomStreamIndex, RoomTailCache
 from homeserver.storage.database import Database
 from homeserver.storage.engine import open_database
+from homeserver.storage.metrics import bind_pool_gauges
 from homeserver.storage.migrations import migrate, pending
 from homeserver.storage.stores.account_data import AccountDataStore
 from homeserver.storage.stores.devices import DeviceStore
@@ -227,6 +232,7 @@ class Services:
         self._build_notifications()
         self._build_moderation()
         self._wire_hooks()
+        self._wire_metrics()
 
     def _build_notifications(self) -> None:
         """Push-rule evaluation at persistence, unread counts in /sync, GET /notifications."""
@@ -391,6 +397,15 @@ class Services:
         self.accounts.registered_hooks.append(self.user_directory.on_profile_changed)
         self.accounts.deactivated_hooks.append(self.user_directory.on_deactivated)
 
+    def _wire_metrics(self) -> None:
+        """Prometheus families read from live objects (docs/metrics.md)."""
+        set_server_name(self.config.server_name)
+        self.persister.commit_hooks.append(PersistMetrics(self.state, self.config.server_name).on_commit)
+        notifier_metrics.listeners.bind(self.notifier, lambda n: n.listeners)
+        notifier_metrics.users.bind(self.notifier, lambda n: n.tracked_users)
+        bind_pool_gauges(self.db)
+        self.loop_lag = LoopLagMonitor()
+
     def _may_publish(self, user_id: str, room_id: str, alias: str | None) -> bool:
         return bool(self.config.may_publish_room(user_id, room_id, [alias] if alias else []))
 
@@ -457,8 +472,10 @@ class Services:
         if self.role == "main":
             await self.user_directory.start()
         self.persister.start()
+        self.loop_lag.start()
 
     async def stop(self) -> None:
+        self.loop_lag.stop()
         await self.content_policy.drain()
         await self.persister.stop()
         self.typing.stop()

@@ -14,6 +14,7 @@ from typing import Any
 
 from homeserver.core.tokens import PaginationToken, StreamToken
 from homeserver.events import constants as c
+from homeserver.metrics.usage import Measure
 from homeserver.notifier.notifier import Notifier
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.serialize import EventSerializer
@@ -124,10 +125,12 @@ class SyncService:
     async def _sync(self, req: SyncRequest) -> dict[str, Any]:
         self.notifier.track(req.user_id)
         await self.memberships.load_user(req.user_id)
-        result, now = await self._compute(req)
+        async with Measure("compute_sync"):
+            result, now = await self._compute(req)
         if result is None and req.timeout_ms > 0:
             if await self.notifier.wait_for_change(req.user_id, now, req.timeout_ms / 1000):
-                result, now = await self._compute(req)
+                async with Measure("compute_sync"):
+                    result, now = await self._compute(req)
         if result is None:
             result = self._empty(now)
         for ext in self.extensions:
