@@ -73,3 +73,8 @@ def test_only_storage_imports_database_drivers() -> None:
 def test_compat_tests_never_import_the_server() -> None:
     paths = sorted((ROOT / "synapse_compat_tests").rglob("*.py"))
     assert _violations(paths, ("homeserver",)) == []
+
+
+def test_metrics_is_a_leaf() -> None:
+    """Storage, domain and HTTP code all feed homeserver.metrics, so it imports none of them."""
+    assert _violations(_modules("metrics"), ("homeserver",), ("homeserver.metrics",)) == []
