@@ -32,6 +32,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from homeserver.metrics import counter
+
 logger = logging.getLogger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -50,6 +52,9 @@ ALWAYS_BLOCKED = ("0.0.0.0/8", "255.255.255.255/32", "240.0.0.0/4", "::/128")
 # IPv6 forms that embed an IPv4 address we must check as well.
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+client_requests = counter("synapse_http_client_requests", "Outbound HTTP requests (URL previews)", ["method"])
+client_responses = counter("synapse_http_client_responses", "Outbound HTTP responses", ["method", "code"])
 
 
 class OutboundError(Exception):
@@ -251,6 +256,7 @@ class OutboundClient:
         current = URL(url, encoded=False)
         for _hop in range(self.max_redirects + 1):
             self.check_url(current)
+            client_requests.labels("GET").inc()
             try:
                 async with session.get(
                     current,
@@ -259,6 +265,7 @@ class OutboundClient:
                     max_line_size=16384,
                     max_field_size=16384,
                 ) as resp:
+                    client_responses.labels("GET", str(resp.status)).inc()
                     peer = self._check_peer(resp)
                     if resp.status in REDIRECT_STATUSES and "Location" in resp.headers:
                         location = resp.headers["Location"]

@@ -23,6 +23,7 @@ from homeserver.state.current import CurrentStateCache, RoomSnapshot
 from homeserver.state.indexes import MembershipIndex, RoomStreamIndex, RoomTailCache
 from homeserver.storage.stores.events import EventStore, StoredEvent
 from homeserver.storage.stores.rooms import RoomStore
+from homeserver.sync import metrics as sync_metrics
 from homeserver.sync.filter import Filter, RoomEventFilter
 
 logger = logging.getLogger(__name__)
@@ -133,6 +134,15 @@ class SyncService:
                     result, now = await self._compute(req)
         if result is None:
             result = self._empty(now)
+        else:
+            kind = (
+                "initial_sync"
+                if req.since is None
+                else "full_state_sync"
+                if req.full_state
+                else "incremental_sync"
+            )
+            sync_metrics.nonempty.labels(kind, str(req.filter.lazy_load_members)).inc()
         for ext in self.extensions:
             await ext.finish(req, result)
         return result

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from homeserver.app import create_app_from_config
@@ -136,6 +137,8 @@ async def test_families_move_with_traffic(metrics_client: Any) -> None:
     assert delta("synapse_util_metrics_block_count_total", block_name="encode_json_response") > 0
     assert has(after, "synapse_util_metrics_block_ru_utime_seconds_total", block_name="encode_json_response")
     assert delta("synapse_user_registrations_total") == 1
+    assert delta("synapse_handlers_sync_nonempty_total", type="initial_sync", lazy_loaded="False") == 1
+    assert delta("synapse_handlers_sync_nonempty_total", type="incremental_sync") == 1
     assert (
         delta("synapse_handler_presence_state_transition_total", **{"from": "offline", "to": "online"}) >= 1
     )
@@ -208,3 +211,48 @@ def test_redact_query(raw: str, redacted: str) -> None:
 
 async def test_metrics_not_served_unless_enabled(client: Any) -> None:
     assert (await client.get("/_synapse/metrics")).status == 404
+
+
+async def test_rate_limit_rejections_outbound_requests_and_jobs(
+    aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path
+) -> None:
+    async def page(_request: web.Request) -> web.Response:
+        return web.Response(text="<html><head><title>Hello</title></head></html>", content_type="text/html")
+
+    site = web.Application()
+    site.router.add_get("/page", page)
+    remote = await aiohttp_server(site)
+    config = make_config(
+        tmp_path,
+        enable_metrics=True,
+        url_preview_enabled=True,
+        url_preview_ip_range_whitelist=["127.0.0.1"],
+        rc_message={"per_second": 0.001, "burst_count": 1},
+    )
+    client = await aiohttp_client(create_app_from_config(config))
+    before = await scrape(client)
+    token = (await register(client))["access_token"]
+    resp = await client.post("/_matrix/client/v3/createRoom", json={}, headers=auth(token))
+    room_id = (await resp.json())["room_id"]
+    await send(client, token, room_id, "one")
+    resp = await client.put(
+        f"/_matrix/client/v3/rooms/{room_id}/send/m.room.message/two",
+        json={"msgtype": "m.text", "body": "two"},
+        headers=auth(token),
+    )
+    assert resp.status == 429
+    url = f"http://127.0.0.1:{remote.port}/page"
+    resp = await client.get("/_matrix/client/v1/media/preview_url", params={"url": url}, headers=auth(token))
+    assert resp.status == 200, await resp.text()
+    after = await scrape(client)
+
+    def delta(name: str, /, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("synapse_rate_limit_reject_total", rate_limiter_name="message") == 1
+    assert delta("synapse_http_server_responses_total", method="PUT", code="429") == 1
+    assert delta("synapse_http_client_requests_total", method="GET") == 1
+    assert delta("synapse_http_client_responses_total", method="GET", code="200") == 1
+    assert delta("synapse_background_process_start_count_total", name="url_preview") == 1
+    assert value(after, "synapse_background_process_in_flight_count", name="url_preview") == 0
+    assert delta("synapse_handlers_sync_nonempty_total") == 0  # no sync in this test
