@@ -57,18 +57,50 @@ class _ServerNameCollector(Collector):
 REGISTRY.register(_ServerNameCollector())
 
 
+class _CachedLabels:
+    """`labels(*values)` from a plain dict once a label set has been seen: prometheus_client's own
+    lookup takes a lock and rebuilds the key (about 2 µs), and hot paths call it several times per
+    request. Label sets are bounded by design (servlet names, not paths), so the dict is too."""
+
+    _children: dict[tuple[str, ...], Any]
+
+    def labels(self, *values: Any, **kwargs: Any) -> Any:
+        if kwargs or not values:
+            return super().labels(*values, **kwargs)  # type: ignore[misc]
+        try:
+            return self._children[values]
+        except AttributeError:
+            self._children = {}
+        except KeyError:
+            pass
+        child = self._children[values] = super().labels(*values)  # type: ignore[misc]
+        return child
+
+
+class _Counter(_CachedLabels, Counter):
+    pass
+
+
+class _Gauge(_CachedLabels, Gauge):
+    pass
+
+
+class _Histogram(_CachedLabels, Histogram):
+    pass
+
+
 def counter(name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
-    return Counter(name, doc, labels, registry=SERVER_REGISTRY)
+    return _Counter(name, doc, labels, registry=SERVER_REGISTRY)
 
 
 def gauge(name: str, doc: str, labels: Sequence[str] = ()) -> Gauge:
-    return Gauge(name, doc, labels, registry=SERVER_REGISTRY)
+    return _Gauge(name, doc, labels, registry=SERVER_REGISTRY)
 
 
 def histogram(
     name: str, doc: str, labels: Sequence[str] = (), buckets: Sequence[float] = Histogram.DEFAULT_BUCKETS
 ) -> Histogram:
-    return Histogram(name, doc, labels, registry=SERVER_REGISTRY, buckets=buckets)
+    return _Histogram(name, doc, labels, registry=SERVER_REGISTRY, buckets=buckets)
 
 
 GaugeValue = float | Mapping[tuple[str, ...], float]
