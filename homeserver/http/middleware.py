@@ -82,6 +82,7 @@ async def matrix_middleware(request: web.Request, handler: HandlerT) -> web.Stre
                 response = error_response(err)
             except web.HTTPException as exc:
                 if exc.status < 400:  # redirects etc. pass through unchanged
+                    status = exc.status
                     raise
                 response = error_response(_from_http_exception(exc))
             except Exception:

@@ -160,9 +160,11 @@ class SqliteDatabase:
         try:
             return await loop.run_in_executor(self._reader_pool, run)
         finally:
+            # A cancelled wait may leave the thread's times unset: never report a negative time.
             started, finished = times
-            observe_statement(sql, finished - started)
-            observe_txn(desc, started - submitted, finished - started, write=False)
+            run_sec = max(0.0, finished - started)
+            observe_statement(sql, run_sec)
+            observe_txn(desc, started - submitted, run_sec, write=False)
 
     def pool_stats(self) -> tuple[int, int, int]:
         """(connections in use, idle, tasks waiting) for the writer: SQLite has one."""
