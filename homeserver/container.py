@@ -20,6 +20,7 @@ from homeserver.metrics.process import LoopLagMonitor
 from homeserver.notifier import metrics as notifier_metrics
 from homeserver.notifier.notifier import Notifier
 from homeserver.persist.metrics import PersistMetrics
+from homeserver.persist.metrics import queue_length as persist_queue_length
 from homeserver.persist.persister import EventPersister, PersistedEvent
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.accounts import AccountService, TokenSettings
@@ -32,6 +33,7 @@ from homeserver.services.ignore import IgnoreService
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.membership import MembershipService
 from homeserver.services.messages import MessageService
+from homeserver.services.metrics import presence_pending_writes
 from homeserver.services.notifications import NotificationService
 from homeserver.services.passwords import PasswordHasher
 from homeserver.services.presence import PresenceService
@@ -404,6 +406,8 @@ class Services:
         notifier_metrics.listeners.bind(self.notifier, lambda n: n.listeners)
         notifier_metrics.users.bind(self.notifier, lambda n: n.tracked_users)
         bind_pool_gauges(self.db)
+        persist_queue_length.bind(self.persister, lambda p: sum(len(u.drafts) for u in p._queue))
+        presence_pending_writes.bind(self.presence, lambda p: len(p._dirty))
         self.loop_lag = LoopLagMonitor()
 
     def _may_publish(self, user_id: str, room_id: str, alias: str | None) -> bool:

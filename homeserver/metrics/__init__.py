@@ -12,6 +12,7 @@ domain and HTTP code can all feed it.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -21,6 +22,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
+
+logger = logging.getLogger(__name__)
 
 # `_created` series double the size of a scrape and no dashboard reads them (Synapse drops them too).
 prometheus_client.disable_created_metrics()
@@ -129,7 +132,11 @@ class CallbackGauge(Collector):
         family = GaugeMetricFamily(self.name, self.doc, labels=self.labels)
         owner = self._owner() if self._owner is not None else None
         if owner is not None and self._read is not None:
-            value = self._read(owner)
+            try:
+                value = self._read(owner)
+            except Exception:  # one broken reader must not take the whole scrape down
+                logger.exception("reading gauge %s failed", self.name)
+                value = {}
             if isinstance(value, Mapping):
                 for label_values, v in value.items():
                     family.add_metric(list(label_values), v)

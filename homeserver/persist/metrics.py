@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from homeserver.metrics import counter, gauge, histogram
+from homeserver.metrics import CallbackGauge, counter, gauge, histogram
 
 if TYPE_CHECKING:  # the persister imports this module
     from homeserver.persist.persister import PersistedEvent
@@ -32,6 +32,9 @@ persist_latency = histogram(
     "homeserver_persist_event_seconds",
     "Seconds from handing events to the persister until they are committed and published",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+queue_length = CallbackGauge(
+    "homeserver_persist_queue_length", "Events handed to the persister and not yet committed"
 )
 
 # As in Synapse: few labels, so a spike of one kind shows without a series per event type.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from homeserver.metrics import counter
+from homeserver.metrics import CallbackGauge, counter
 
 registrations = counter(
     "synapse_user_registrations", "Users registered since start", ["guest", "shadow_banned", "auth_provider"]
@@ -23,4 +23,7 @@ presence_bump_active_time = counter(
 )
 presence_notified = counter(
     "synapse_handler_presence_notified_presence", "Local users told about a presence change"
+)
+presence_pending_writes = CallbackGauge(
+    "homeserver_presence_pending_writes", "Presence rows changed in memory and not yet written (write-behind)"
 )

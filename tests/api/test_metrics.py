@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from homeserver.app import create_app_from_config
 from homeserver.http.access_log import AccessLogger, redact_query
+from homeserver.metrics import SERVER_REGISTRY, CallbackGauge
 
 from ..conftest import make_config
 from .helpers import auth, register
@@ -111,6 +112,8 @@ async def test_families_move_with_traffic(metrics_client: Any) -> None:
     assert value(after, "synapse_event_persisted_position") >= 9
     assert delta("synapse_storage_events_forward_extremities_persisted_count") >= 4
     assert delta("homeserver_persist_event_seconds_count") >= 5
+    assert value(after, "homeserver_persist_queue_length") == 0  # everything acknowledged is committed
+    assert has(after, "homeserver_presence_pending_writes")
     assert delta("synapse_notifier_notified_events_total") >= 4
     assert delta("synapse_notifier_users_woken_by_stream_total", stream="events") >= 1
     assert delta("homeserver_sync_wakeup_seconds_count") >= 1
@@ -256,3 +259,21 @@ async def test_rate_limit_rejections_outbound_requests_and_jobs(
     assert delta("synapse_background_process_start_count_total", name="url_preview") == 1
     assert value(after, "synapse_background_process_in_flight_count", name="url_preview") == 0
     assert delta("synapse_handlers_sync_nonempty_total") == 0  # no sync in this test
+
+
+async def test_a_failing_gauge_does_not_break_the_scrape(metrics_client: Any) -> None:
+    class Owner:
+        pass
+
+    def broken(_owner: Owner) -> float:
+        raise RuntimeError("reader broke")
+
+    owner = Owner()
+    gauge = CallbackGauge("homeserver_test_broken", "test gauge")
+    gauge.bind(owner, broken)
+    try:
+        samples = await scrape(metrics_client)
+    finally:
+        SERVER_REGISTRY.unregister(gauge)
+    assert not has(samples, "homeserver_test_broken")
+    assert has(samples, "synapse_server_name_info")
