@@ -53,6 +53,7 @@ from homeserver.core.clock import Clock
 from homeserver.http.auth import authenticate
 from homeserver.http.forwarded import forwarded_middleware
 from homeserver.http.limits import check_declared_length, expect_handler
+from homeserver.http.metrics import note_client
 from homeserver.http.middleware import json_response, matrix_middleware
 from homeserver.http.params import check_path_and_query
 from homeserver.http.routing import ApiRequest, JsonResponse, Route, Router
@@ -125,6 +126,7 @@ def _wrap(route: Route, body_limit: int) -> Any:
             services.client_ips.record(
                 api_request.requester, request.remote, request.headers.get("User-Agent")
             )
+        note_client(request.remote, api_request.requester.user_id if api_request.requester else None)
         if limit is not None:
             services.check_route_ratelimit(limit, request.remote or "", api_request.requester)
         check_path_and_query(request.match_info, request.query.items())

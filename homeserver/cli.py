@@ -129,6 +129,7 @@ def _preflight(config: Any) -> None:
 async def _serve(config: Any, embedded: bool) -> int:
     from homeserver.app import create_app, served_resources
     from homeserver.container import Services
+    from homeserver.http.access_log import access_log_kwargs
     from homeserver.http.server import MatrixAppRunner
 
     await asyncio.to_thread(_preflight, config)
@@ -143,7 +144,7 @@ async def _serve(config: Any, embedded: bool) -> int:
             resources = ("metrics",) if listener.type == "metrics" else listener.resources
             app = create_app(services, resources, listener)
             runner: web.AppRunner = MatrixAppRunner(
-                app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS
+                app, shutdown_timeout=SHUTDOWN_GRACE_SECONDS, **access_log_kwargs(listener.port)
             )
             await runner.setup()
             runners.append(runner)

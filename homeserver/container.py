@@ -19,7 +19,12 @@ from homeserver.crypto.keys import load_or_create_signing_key
 from homeserver.http.ratelimit import Bucket, RateLimiter
 from homeserver.http.requester import Requester
 from homeserver.media.setup import build_media_repository
+from homeserver.metrics import set_server_name
+from homeserver.metrics.process import LoopLagMonitor
+from homeserver.notifier import metrics as notifier_metrics
 from homeserver.notifier.notifier import Notifier
+from homeserver.persist.metrics import PersistMetrics
+from homeserver.persist.metrics import queue_length as persist_queue_length
 from homeserver.persist.persister import EventPersister, PersistedEvent
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.accounts import AccountService, TokenSettings
@@ -35,6 +40,7 @@ from homeserver.services.ignore import IgnoreService
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.membership import MembershipService
 from homeserver.services.messages import MessageService
+from homeserver.services.metrics import presence_pending_writes
 from homeserver.services.notifications import NotificationService
 from homeserver.services.notifications_list import NotificationsListService
 from homeserver.services.passwords import PasswordHasher
@@ -65,6 +71,7 @@ from homeserver.state.current import CurrentStateCache
 from homeserver.state.indexes import MembershipIndex, RoomStreamIndex, RoomTailCache
 from homeserver.storage.database import Database
 from homeserver.storage.engine import open_database
+from homeserver.storage.metrics import bind_pool_gauges
 from homeserver.storage.migrations import SchemaOutdatedError, migrate, pending
 from homeserver.storage.positions import max_position
 from homeserver.storage.stores.account_data import AccountDataStore
@@ -276,6 +283,7 @@ class Services:
         self._build_moderation()
         self._build_client_services()
         self._wire_hooks()
+        self._wire_metrics()
 
     def _build_notifications(self) -> None:
         """Push-rule evaluation at persistence, unread counts in /sync, GET /notifications."""
@@ -461,6 +469,17 @@ class Services:
         self.accounts.registered_hooks.append(self.user_directory.on_profile_changed)
         self.accounts.deactivated_hooks.append(self.user_directory.on_deactivated)
 
+    def _wire_metrics(self) -> None:
+        """Prometheus families read from live objects (docs/metrics.md)."""
+        set_server_name(self.config.server_name)
+        self.persister.commit_hooks.append(PersistMetrics(self.state, self.config.server_name).on_commit)
+        notifier_metrics.listeners.bind(self.notifier, lambda n: n.listeners)
+        notifier_metrics.users.bind(self.notifier, lambda n: n.tracked_users)
+        bind_pool_gauges(self.db)
+        persist_queue_length.bind(self.persister, lambda p: sum(len(u.drafts) for u in p._queue))
+        presence_pending_writes.bind(self.presence, lambda p: len(p._dirty))
+        self.loop_lag = LoopLagMonitor()
+
     def _may_publish(self, user_id: str, room_id: str, alias: str | None) -> bool:
         return bool(self.config.may_publish_room(user_id, room_id, [alias] if alias else []))
 
@@ -530,8 +549,10 @@ class Services:
             await self.user_directory.start()
         self.persister.start()
         self.client_ips.start()
+        self.loop_lag.start()
 
     async def stop(self) -> None:
+        self.loop_lag.stop()
         await self.content_policy.drain()
         await self.persister.stop()
         await self.client_ips.stop()

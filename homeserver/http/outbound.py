@@ -32,6 +32,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from homeserver.metrics import counter
+
 logger = logging.getLogger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -58,6 +60,9 @@ _EMBED_LOW32 = (
     ipaddress.ip_network("::ffff:0:0:0/96"),
 )
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+client_requests = counter("synapse_http_client_requests", "Outbound HTTP requests (URL previews)", ["method"])
+client_responses = counter("synapse_http_client_responses", "Outbound HTTP responses", ["method", "code"])
 
 
 class OutboundError(Exception):
@@ -261,6 +266,7 @@ class OutboundClient:
         current = URL(url, encoded=False)
         for _hop in range(self.max_redirects + 1):
             self.check_url(current)
+            client_requests.labels("GET").inc()
             try:
                 async with session.get(
                     current,
@@ -269,6 +275,7 @@ class OutboundClient:
                     max_line_size=16384,
                     max_field_size=16384,
                 ) as resp:
+                    client_responses.labels("GET", str(resp.status)).inc()
                     peer = self._check_peer(resp)
                     if resp.status in REDIRECT_STATUSES and "Location" in resp.headers:
                         location = resp.headers["Location"]

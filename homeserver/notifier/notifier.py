@@ -8,9 +8,11 @@ notification between computing the empty result and parking is never lost.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable
 
 from homeserver.core.tokens import StreamToken
+from homeserver.notifier.metrics import notified_events, users_woken_by_stream, wakeup_latency
 
 
 class _UserStream:
@@ -18,7 +20,7 @@ class _UserStream:
 
     def __init__(self, token: StreamToken) -> None:
         self.token = token
-        self.waiters: set[asyncio.Future[None]] = set()
+        self.waiters: set[asyncio.Future[float]] = set()
 
 
 class Notifier:
@@ -35,19 +37,24 @@ class Notifier:
             self.current = self.current.with_stream(stream, position)
         return self.current
 
-    def notify_users(self, user_ids: Iterable[str]) -> None:
+    def notify_users(self, user_ids: Iterable[str]) -> int:
+        """Wake the users' parked syncs; returns how many users had one."""
         token = self.current
+        now = time.perf_counter()
+        woken = 0
         for user_id in user_ids:
             entry = self._users.get(user_id)
             if entry is None:
                 continue
             entry.token = token
             waiters, entry.waiters = entry.waiters, set()
+            woken += bool(waiters)
             for fut in waiters:
                 if not fut.done():
-                    fut.set_result(None)
+                    fut.set_result(now)
         for listener in self.global_listeners:
             listener(token)
+        return woken
 
     def on_room_event(
         self, stream: str, position: int, room_id: str, extra_users: Iterable[str] = ()
@@ -55,11 +62,12 @@ class Notifier:
         self.advance(stream, position)
         users = set(self.room_users(room_id))
         users.update(extra_users)
-        self.notify_users(users)
+        notified_events.inc()
+        users_woken_by_stream.labels(stream).inc(self.notify_users(users))
 
     def on_user_event(self, stream: str, position: int, user_ids: Iterable[str]) -> None:
         self.advance(stream, position)
-        self.notify_users(user_ids)
+        users_woken_by_stream.labels(stream).inc(self.notify_users(user_ids))
 
     def track(self, user_id: str) -> None:
         """Start recording notifications for a user. A sync calls this BEFORE it snapshots the
@@ -76,11 +84,14 @@ class Notifier:
             return True
         if timeout_s <= 0 or self._closed:
             return False
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         entry.waiters.add(fut)
         try:
-            await asyncio.wait_for(fut, timeout_s)
-            return not self._closed
+            notified_at = await asyncio.wait_for(fut, timeout_s)
+            if self._closed:
+                return False
+            wakeup_latency.observe(time.perf_counter() - notified_at)
+            return True
         except TimeoutError:
             return False
         finally:
@@ -94,7 +105,16 @@ class Notifier:
             waiters, entry.waiters = entry.waiters, set()
             for fut in waiters:
                 if not fut.done():
-                    fut.set_result(None)
+                    fut.set_result(time.perf_counter())
+
+    @property
+    def listeners(self) -> int:
+        """Parked /sync requests."""
+        return sum(len(e.waiters) for e in self._users.values())
+
+    @property
+    def tracked_users(self) -> int:
+        return len(self._users)
 
     @property
     def waiting_users(self) -> int:

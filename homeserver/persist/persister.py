@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from homeserver.events.builder import build_event
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion
 from homeserver.events.validation import validate_pdu_size_and_fields
+from homeserver.persist.metrics import persist_latency
 from homeserver.state.current import CurrentStateCache, RoomSnapshot
 from homeserver.storage.database import Connection, Database
 from homeserver.storage.stores.events import EventStore, NewEventRow, StoredEvent, relation_of
@@ -136,7 +138,10 @@ class EventPersister:
         self._drained.clear()
         self._wake.set()
         # The caller may be cancelled (client went away); the unit is still persisted.
-        return await asyncio.shield(fut)
+        started = time.perf_counter()
+        result = await asyncio.shield(fut)
+        persist_latency.observe(time.perf_counter() - started)
+        return result
 
     async def send_one(self, draft: EventDraft) -> PersistedEvent:
         return (await self.send([draft]))[0]

@@ -16,6 +16,7 @@ from homeserver.core import ids
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError
 from homeserver.http.ratelimit import Bucket, RateLimiter
+from homeserver.services import metrics
 from homeserver.services.auth import AuthService
 from homeserver.services.passwords import PasswordHasher
 from homeserver.services.tokens import new_access_token, new_refresh_token, token_hash
@@ -157,6 +158,9 @@ class AccountService:
                 result = await self._create_session_txn(
                     conn, user_id, device_id, initial_device_display_name, want_refresh_token, now
                 )
+        metrics.registrations.labels("False", "False", "").inc()
+        if result is not None:
+            metrics.logins.labels("False", "").inc()
         for hook in self.registered_hooks:
             try:
                 await hook(user_id)
@@ -206,6 +210,7 @@ class AccountService:
             result = await self._create_session_txn(
                 conn, user_id, device_id, display_name, want_refresh_token, now
             )
+        metrics.logins.labels("False", "").inc()
         await self._run_device_hooks(self.device_created_hooks, user_id, [result.device_id])
         return result
 

@@ -13,6 +13,7 @@ from homeserver.appservice.registry import ApplicationService, AppServiceRegistr
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError, unknown_token
 from homeserver.http.requester import Requester
+from homeserver.metrics.caches import register_cache
 from homeserver.services.tokens import token_hash
 from homeserver.storage.stores.devices import DeviceStore
 from homeserver.storage.stores.users import UserStore
@@ -29,6 +30,9 @@ class AuthService:
         self.appservices = appservices
         self.clock = clock
         self._cache: OrderedDict[str, tuple[Requester, int | None]] = OrderedDict()
+        self._metric = register_cache(
+            "get_user_by_access_token", self, lambda s: len(s._cache), self.CACHE_SIZE
+        )
 
     async def get_requester_for_token(self, access_token: str, masquerade_as: str | None) -> Requester:
         """An appservice's `as_token` (acting as `masquerade_as`, the `?user_id=` parameter, when
@@ -59,6 +63,7 @@ class AuthService:
         digest = token_hash(access_token)
         cached = self._cache.get(digest)
         if cached is None:
+            self._metric.misses += 1
             row = await self.devices.get_access_token(digest)
             if row is None:
                 raise unknown_token()
@@ -79,6 +84,9 @@ class AuthService:
             self._cache[digest] = cached
             if len(self._cache) > self.CACHE_SIZE:
                 self._cache.popitem(last=False)
+                self._metric.evicted_size += 1
+        else:
+            self._metric.hits += 1
         requester, valid_until = cached
         if valid_until is not None and valid_until <= self.clock.time_ms():
             # Refreshable token expired: the client should refresh, not log the user out.

@@ -41,6 +41,7 @@ from homeserver.config.sections import RoomCreationConfig, WordFilterConfig
 from homeserver.core import ids
 from homeserver.core.errors import MatrixError, forbidden
 from homeserver.events import constants as c
+from homeserver.metrics.usage import background_process
 from homeserver.persist.persister import PersistedEvent
 from homeserver.services.messages import MessageService
 from homeserver.storage.stores.users import UserStore
@@ -284,7 +285,11 @@ class ContentPolicy:
             word = self.blocked_word(event.type, event.content)
             if word is None:
                 continue
-            task = asyncio.create_task(self._redact(event.sender, event.room_id, event.event_id))
+            task = asyncio.create_task(
+                background_process(
+                    "word_filter_redact", self._redact(event.sender, event.room_id, event.event_id)
+                )
+            )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 

@@ -13,6 +13,7 @@ from typing import Any
 from homeserver.events import constants as c
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion
+from homeserver.metrics.caches import register_cache
 from homeserver.storage.stores.events import EventStore, RoomVersionLookup
 from homeserver.storage.stores.rooms import RoomStore
 
@@ -67,6 +68,7 @@ class CurrentStateCache:
         self.events = events
         self.versions = versions
         self._snapshots: dict[str, RoomSnapshot] = {}
+        self._metric = register_cache("current_state_snapshot", self, lambda s: len(s._snapshots))
 
     def cached(self, room_id: str) -> RoomSnapshot | None:
         return self._snapshots.get(room_id)
@@ -74,10 +76,13 @@ class CurrentStateCache:
     async def get(self, room_id: str) -> RoomSnapshot | None:
         snapshot = self._snapshots.get(room_id)
         if snapshot is None:
+            self._metric.misses += 1
             snapshot = await self._load(room_id)
             if snapshot is not None:
                 self._snapshots.setdefault(room_id, snapshot)
                 snapshot = self._snapshots[room_id]
+        else:
+            self._metric.hits += 1
         return snapshot
 
     def publish(self, snapshot: RoomSnapshot) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from homeserver.events import constants as c
+from homeserver.metrics.caches import register_cache
 from homeserver.persist.persister import PersistedEvent
 from homeserver.storage.database import Database
 from homeserver.storage.stores.rooms import RoomStore
@@ -88,6 +89,7 @@ class RoomTailCache:
     def __init__(self, room_streams: RoomStreamIndex) -> None:
         self.room_streams = room_streams
         self._rooms: dict[str, tuple[list[tuple[int, str]], list[int]]] = {}
+        self._metric = register_cache("room_tails", self, lambda s: len(s._rooms))
 
     def on_persisted(self, persisted: Sequence[PersistedEvent]) -> None:
         """Call BEFORE RoomStreamIndex.on_persisted (it reads the room's previous position)."""
@@ -116,7 +118,9 @@ class RoomTailCache:
             return [] if self.room_streams.last.get(room_id, 0) <= after else None
         events, complete_from = entry
         if after < complete_from[0]:
+            self._metric.misses += 1
             return None
+        self._metric.hits += 1
         selected = [(eid, pos) for pos, eid in events if after < pos <= upto]
         if newest_first:
             selected.reverse()

@@ -9,14 +9,16 @@ connections and opens new ones on the next acquire once PostgreSQL answers again
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any
 
 import asyncpg
 
 from homeserver.core.errors import DatabaseUnavailableError
 from homeserver.storage.database import Connection, Dialect, Row
+from homeserver.storage.metrics import caller_name, observe_statement, observe_txn
 
 logger = logging.getLogger(__name__)
 
@@ -76,24 +78,37 @@ class _PgConnection(Connection):
         self._conn = conn
 
     async def execute(self, sql: str, *args: Any) -> None:
+        start = time.perf_counter()
         with _unavailable_on_loss():
             await self._conn.execute(sql, *args)
+        observe_statement(sql, time.perf_counter() - start)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        start = time.perf_counter()
         with _unavailable_on_loss():
             await self._conn.executemany(sql, list(rows))
+        observe_statement(sql, time.perf_counter() - start)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        start = time.perf_counter()
         with _unavailable_on_loss():
-            return list(await self._conn.fetch(sql, *args))
+            rows = list(await self._conn.fetch(sql, *args))
+        observe_statement(sql, time.perf_counter() - start)
+        return rows
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        start = time.perf_counter()
         with _unavailable_on_loss():
-            return await self._conn.fetchrow(sql, *args)
+            row = await self._conn.fetchrow(sql, *args)
+        observe_statement(sql, time.perf_counter() - start)
+        return row
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
+        start = time.perf_counter()
         with _unavailable_on_loss():
-            return await self._conn.fetchval(sql, *args)
+            value = await self._conn.fetchval(sql, *args)
+        observe_statement(sql, time.perf_counter() - start)
+        return value
 
 
 class PostgresDatabase:
@@ -105,6 +120,7 @@ class PostgresDatabase:
         self._min = min_size
         self._max = max_size
         self._pool: asyncpg.Pool | None = None
+        self._waiting = 0  # tasks waiting for a pooled connection (a gauge)
 
     def describe(self) -> str:
         """host:port/database for operator messages (never the password)."""
@@ -128,33 +144,59 @@ class PostgresDatabase:
         assert self._pool is not None, "database not opened"
         return self._pool
 
+    def pool_stats(self) -> tuple[int, int, int]:
+        """(connections in use, idle, tasks waiting for one)."""
+        if self._pool is None:
+            return 0, 0, self._waiting
+        idle = self._pool.get_idle_size()
+        return self._pool.get_size() - idle, idle, self._waiting
+
+    @asynccontextmanager
+    async def _connection(self, desc: str, *, write: bool) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; the wait for it and its use are the metrics' schedule and txn time."""
+        requested = time.perf_counter()
+        self._waiting += 1
+        try:
+            with _unavailable_on_loss():
+                conn = await self.pool.acquire()
+        finally:
+            self._waiting -= 1
+        start = time.perf_counter()
+        try:
+            yield conn
+        finally:
+            await self.pool.release(conn)
+            observe_txn(desc, start - requested, time.perf_counter() - start, write=write)
+
     async def execute(self, sql: str, *args: Any) -> None:
-        with _unavailable_on_loss():
-            await self.pool.execute(sql, *args)
+        async with self._connection(caller_name(), write=True) as conn:
+            await _PgConnection(conn).execute(sql, *args)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        async with self.transaction() as conn:
+        async with self.transaction(caller_name()) as conn:
             await conn.executemany(sql, rows)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        with _unavailable_on_loss():
-            return list(await self.pool.fetch(sql, *args))
+        async with self._connection(caller_name(), write=False) as conn:
+            return await _PgConnection(conn).fetch(sql, *args)
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        with _unavailable_on_loss():
-            return await self.pool.fetchrow(sql, *args)
+        async with self._connection(caller_name(), write=False) as conn:
+            return await _PgConnection(conn).fetchrow(sql, *args)
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
-        with _unavailable_on_loss():
-            return await self.pool.fetchval(sql, *args)
+        async with self._connection(caller_name(), write=False) as conn:
+            return await _PgConnection(conn).fetchval(sql, *args)
+
+    def transaction(self, desc: str | None = None) -> AbstractAsyncContextManager[Connection]:
+        """One transaction; `desc` (default: the calling function's name) labels its metrics."""
+        return self._transaction(desc or caller_name())
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Connection]:
+    async def _transaction(self, desc: str) -> AsyncIterator[Connection]:
         # Only the driver's own calls are translated: an OSError raised by the caller's code
         # inside the transaction (a media file, say) stays what it is.
-        with _unavailable_on_loss():
-            conn = await self.pool.acquire()
-        try:
+        async with self._connection(desc, write=True) as conn:
             tx = conn.transaction()
             with _unavailable_on_loss():
                 await tx.start()
@@ -171,8 +213,6 @@ class PostgresDatabase:
                 raise
             with _unavailable_on_loss():
                 await tx.commit()
-        finally:
-            await self.pool.release(conn)
 
     async def execute_script(self, sql: str) -> None:
         async with self.transaction() as conn:

@@ -15,6 +15,7 @@ from typing import Any
 from homeserver.core.tokens import PaginationToken, StreamToken
 from homeserver.events import constants as c
 from homeserver.events.filter import Filter, RoomEventFilter
+from homeserver.metrics.usage import Measure
 from homeserver.notifier.notifier import Notifier
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.serialize import EventSerializer
@@ -23,6 +24,7 @@ from homeserver.state.current import CurrentStateCache, RoomSnapshot
 from homeserver.state.indexes import MembershipIndex, RoomStreamIndex, RoomTailCache
 from homeserver.storage.stores.events import EventStore, StoredEvent
 from homeserver.storage.stores.rooms import RoomStore
+from homeserver.sync import metrics as sync_metrics
 from homeserver.sync.lazy_members import LazyMemberSession, LazyMemberTracker
 
 logger = logging.getLogger(__name__)
@@ -130,12 +132,23 @@ class SyncService:
         self.notifier.track(req.user_id)
         await self.memberships.load_user(req.user_id)
         req.lazy_members = self.lazy_members.begin(req)
-        result, now = await self._compute(req)
+        async with Measure("compute_sync"):
+            result, now = await self._compute(req)
         if result is None and req.timeout_ms > 0:
             if await self.notifier.wait_for_change(req.user_id, now, req.timeout_ms / 1000):
-                result, now = await self._compute(req)
+                async with Measure("compute_sync"):
+                    result, now = await self._compute(req)
         if result is None:
             result = self._empty(now)
+        else:
+            kind = (
+                "initial_sync"
+                if req.since is None
+                else "full_state_sync"
+                if req.full_state
+                else "incremental_sync"
+            )
+            sync_metrics.nonempty.labels(kind, str(req.filter.lazy_load_members)).inc()
         for ext in self.extensions:
             await ext.finish(req, result)
         if req.lazy_members is not None:

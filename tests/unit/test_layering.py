@@ -213,3 +213,8 @@ def test_sql_check_catches_queries() -> None:
 def test_services_never_import_sync_or_api() -> None:
     # sync/ builds on services/; the reverse import made a cycle (filters now live in events/).
     assert _violations(_modules("services"), ("homeserver.sync", "homeserver.api")) == []
+
+
+def test_metrics_is_a_leaf() -> None:
+    """Storage, domain and HTTP code all feed homeserver.metrics, so it imports none of them."""
+    assert _violations(_modules("metrics"), ("homeserver",), ("homeserver.metrics",)) == []

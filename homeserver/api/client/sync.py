@@ -7,6 +7,7 @@ from typing import Any
 from homeserver.core import ids
 from homeserver.core.errors import MatrixError
 from homeserver.core.tokens import StreamToken
+from homeserver.http.metrics import set_request_tag
 from homeserver.http.params import query_bool, query_int
 from homeserver.http.routing import ApiRequest, Router
 from homeserver.sync.service import SyncRequest
@@ -25,6 +26,13 @@ async def sync(req: ApiRequest) -> Any:
     set_presence = query.get("set_presence")
     if set_presence is not None and set_presence not in ("offline", "online", "unavailable"):
         raise MatrixError(400, "M_INVALID_PARAM", "Invalid set_presence")
+    set_request_tag(
+        "initial_sync"
+        if since is None
+        else "full_state_sync"
+        if query_bool(query, "full_state")
+        else "incremental_sync"
+    )
     request = SyncRequest(
         user_id=req.user.user_id,
         device_id=req.user.device_id,

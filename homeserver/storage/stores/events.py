@@ -10,6 +10,8 @@ from typing import Any
 from homeserver.core import json as hjson
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion, get_room_version
+from homeserver.metrics.caches import register_cache
+from homeserver.metrics.usage import record_events_fetched
 from homeserver.storage.database import Connection, Database
 
 
@@ -64,6 +66,7 @@ class EventStore:
         self.db = db
         self.room_versions = room_versions
         self._cache: OrderedDict[str, StoredEvent] = OrderedDict()
+        self.cache_metric = register_cache("*getEvent*", self, lambda s: len(s._cache), self.CACHE_SIZE)
 
     # -- cache -----------------------------------------------------------------------------------
 
@@ -71,15 +74,19 @@ class EventStore:
         self._cache[stored.event_id] = stored
         if len(self._cache) > self.CACHE_SIZE:
             self._cache.popitem(last=False)
+            self.cache_metric.evicted_size += 1
 
     def invalidate(self, event_id: str) -> None:
-        self._cache.pop(event_id, None)
+        if self._cache.pop(event_id, None) is not None:
+            self.cache_metric.evicted_invalidation += 1
 
     def cache_new(self, stored: StoredEvent) -> None:
         self._remember(stored)
 
     async def _from_rows(self, rows: Iterable[Any]) -> list[StoredEvent]:
         result = []
+        rows = list(rows)
+        record_events_fetched(len(rows))
         for row in rows:
             version = await self.room_versions.version_of(row["room_id"])
             event = Event(hjson.loads(row["json"]), version, row["event_id"])
@@ -109,6 +116,9 @@ class EventStore:
                 missing.append(event_id)
             else:
                 result[event_id] = stored
+        metric = self.cache_metric
+        metric.misses += len(missing)
+        metric.hits += len(event_ids) - len(missing)
         for start in range(0, len(missing), 500):
             chunk = missing[start : start + 500]
             placeholders = ", ".join(f"${i + 1}" for i in range(len(chunk)))
