@@ -46,6 +46,7 @@ def _install_uvloop() -> None:
 async def _serve(config: Any, embedded: bool) -> None:
     from homeserver.app import create_app
     from homeserver.container import Services
+    from homeserver.http.protocol import MatrixAppRunner
 
     services = await Services.create(config)
     runners: list[web.AppRunner] = []
@@ -57,7 +58,9 @@ async def _serve(config: Any, embedded: bool) -> None:
         for listener in config.listeners:
             resources = ("metrics",) if listener.type == "metrics" else listener.resources
             app = create_app(services, resources)
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+            runner: web.AppRunner = MatrixAppRunner(
+                app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS
+            )
             await runner.setup()
             runners.append(runner)
             for address in listener.bind_addresses:

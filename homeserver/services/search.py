@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.core.errors import MatrixError
-from homeserver.core.tokens import PaginationToken
+from homeserver.core.tokens import PaginationToken, parse_position
 from homeserver.events import constants as c
 from homeserver.events.event import Event
 from homeserver.persist.persister import PersistedEvent
@@ -128,10 +128,10 @@ class SearchBatch:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
             order, mode, position, room_id = raw.split("\n")
-            batch = cls(order, mode, int(position), room_id or None)
+            batch = cls(order, mode, parse_position(position), room_id or None)
         except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid batch") from exc
-        if order not in ("rank", "recent") or mode not in ("r", "k", "w") or batch.position < 0:
+        if order not in ("rank", "recent") or mode not in ("r", "k", "w"):
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid batch")
         return batch
 
