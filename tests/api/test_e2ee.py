@@ -252,3 +252,34 @@ def test_parse_version() -> None:
     assert parse_version("12") == 12
     for bad in ("0", "-1", "abc", "1e3", "", "9" * 40):
         assert parse_version(bad) is None
+
+
+@pytest.mark.parametrize(
+    "signed",
+    [
+        {"signatures": 1},
+        {"signatures": {"@who:test.local": "x"}},
+        {"signatures": "x"},
+        {"signatures": {"@SELF": 1}},
+        {"signatures": {"@SELF": {"ed25519:X": 5}}},
+    ],
+)
+async def test_malformed_signatures_are_failures_not_500(client: Any, signed: dict[str, Any]) -> None:
+    """Found by the fuzzer: a non-object `signatures` made /keys/signatures/upload fail with a 500."""
+    alice, device = await _setup_device(client)
+    bob, _ = await _setup_device(client)
+    token = alice["access_token"]
+    me = alice["user_id"]
+    signed = {
+        k: ({me if u == "@SELF" else u: s for u, s in v.items()} if isinstance(v, dict) else v)
+        for k, v in signed.items()
+    }
+    before = await _post(client, token, "/keys/query", {"device_keys": {me: []}})
+    body = {me: {alice["device_id"]: {**device.device_keys(), **signed}}, bob["user_id"]: {"MASTER": signed}}
+    resp = await client.post(f"{V3}/keys/signatures/upload", json=body, headers=auth(token))
+    assert resp.status == 200, await resp.text()
+    failures = (await resp.json())["failures"]
+    assert set(failures) == {me, bob["user_id"]}
+    assert all(isinstance(f["errcode"], str) for user in failures.values() for f in user.values())
+    # Nothing was stored for the refused signatures.
+    assert await _post(client, token, "/keys/query", {"device_keys": {me: []}}) == before
