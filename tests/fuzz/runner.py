@@ -73,7 +73,13 @@ class Report:
 
     @property
     def server_errors(self) -> int:
-        return sum(n for status, n in self.statuses.items() if status >= 500)
+        """Responses >= 500, less the spec-mandated ones (504 M_NOT_YET_UPLOADED)."""
+        mandated = sum(
+            n
+            for (op, status, errcode), n in self.outcomes.items()
+            if (status, errcode) in SPEC_MANDATED_5XX and "media" in op
+        )
+        return sum(n for status, n in self.statuses.items() if status >= 500) - mandated
 
     def unique(self) -> dict[tuple[str, int, str], list[Finding]]:
         groups: dict[tuple[str, int, str], list[Finding]] = {}
@@ -91,9 +97,23 @@ class Report:
         return "\n".join(lines)
 
 
-def problem_with(status: int, body: Any, raw: bytes) -> str | None:
+# The one 5xx the spec asks for: media created with POST /media/v1/create whose content has not
+# been uploaded when `timeout_ms` runs out (content-repo.yaml, authed-content-repo.yaml).
+SPEC_MANDATED_5XX = {(504, "M_NOT_YET_UPLOADED")}
+
+
+def is_spec_mandated(status: int, body: Any, operation: str = "") -> bool:
+    errcode = body.get("errcode") if isinstance(body, dict) else None
+    return (
+        (status, errcode) in SPEC_MANDATED_5XX and "media" in operation and isinstance(body.get("error"), str)
+    )
+
+
+def problem_with(status: int, body: Any, raw: bytes, operation: str = "") -> str | None:
     """What is wrong with this response, or None."""
     if status >= 500:
+        if is_spec_mandated(status, body, operation):
+            return None
         errcode = body.get("errcode") if isinstance(body, dict) else None
         return f"server error {errcode or raw[:80]!r}"
     if status < 400:
@@ -331,7 +351,7 @@ def fuzz_operation(world: World, report: Report, op: Operation, examples: int, s
         report.per_operation[op.name] += 1
         errcode = body.get("errcode") if isinstance(body, dict) else None
         report.outcomes[(op.name, status, str(errcode or ""))] += 1
-        problem = problem_with(status, body, raw)
+        problem = problem_with(status, body, raw, op.name)
         if problem is not None:
             response = raw[:300].decode("utf-8", "replace")
             report.findings.append(Finding(op.name, status, problem, req.describe(), response))

@@ -59,6 +59,56 @@ NASTY_STRINGS = [
     "@a:b:c",
     "a" * 300,
     "x" * 5000,
+    "http://[::1",
+    "http://",
+    "https://example.org/_matrix/push/v1/notify",
+    "mxc://",
+    "mxc://localhost/",
+    "mxc://a/b/c",
+    "ed25519:",
+    "signed_curve25519:AAAA",
+    "m.login.password",
+    "m.id.user",
+]
+# Keys that handlers look up in free-form objects (event content, signed JSON, auth data...).
+FREEFORM_KEYS = [
+    "signatures",
+    "keys",
+    "user_id",
+    "device_id",
+    "url",
+    "content",
+    "type",
+    "state_key",
+    "membership",
+    "body",
+    "msgtype",
+    "m.relates_to",
+    "m.new_content",
+    "m.mentions",
+    "event_id",
+    "rel_type",
+    "key",
+    "algorithm",
+    "session",
+    "session_data",
+    "auth_data",
+    "public_key",
+    "usage",
+    "users",
+    "events",
+    "via",
+    "allow",
+    "alias",
+    "alt_aliases",
+    "join_rule",
+    "order",
+    "format",
+    "thread_id",
+    "identifier",
+    "password",
+    "limit",
+    "unsigned",
 ]
 NASTY_INTS = [
     -1,
@@ -241,7 +291,9 @@ def garbage(depth: int = 0) -> st.SearchStrategy[JSON]:
     return st.one_of(
         scalars,
         st.lists(garbage(depth + 1), max_size=3),
-        st.dictionaries(st.text(max_size=8), garbage(depth + 1), max_size=3),
+        st.dictionaries(
+            st.one_of(st.sampled_from(FREEFORM_KEYS), st.text(max_size=8)), garbage(depth + 1), max_size=3
+        ),
     )
 
 
@@ -370,7 +422,10 @@ class Generator:
                 seeded_text(self.seeds, key_kind)
                 if key_kind
                 else st.one_of(
-                    seeded_text(self.seeds, "user_ids"), seeded_text(self.seeds, "device_ids"), any_text()
+                    seeded_text(self.seeds, "user_ids"),
+                    seeded_text(self.seeds, "device_ids"),
+                    st.sampled_from(FREEFORM_KEYS),
+                    any_text(),
                 )
             )
             extras = st.dictionaries(keys, self.value(value_schema, "", depth + 1), max_size=3)
@@ -448,7 +503,16 @@ def request_strategy(op: Operation, seeds: Seeds) -> st.SearchStrategy[FuzzReque
     )
 
 
+def _is_wait(param: Parameter) -> bool:
+    """Long-poll and wait-for-upload times (sync `timeout`, media `timeout_ms`)."""
+    return param.location == "query" and "timeout" in param.name.lower()
+
+
 def _param_strategy(param: Parameter, gen: Generator) -> st.SearchStrategy[JSON]:
+    if _is_wait(param):
+        # Always sent and short: without it the server waits its default (30 s for /sync, 20 s
+        # for media that is not uploaded yet), which would bound the run by waiting, not by work.
+        return st.integers(0, 50)
     if param.location == "query" and param.name == "filter":
         return _filter_param(gen)
     strategy = gen.value(param.schema, param.name, 1)
@@ -462,12 +526,12 @@ def _request(op: Operation, gen: Generator) -> st.SearchStrategy[FuzzRequest]:
     query_required = {
         p.name: _param_strategy(p, gen)
         for p in op.parameters
-        if p.location == "query" and (p.required and not gen.mutate)
+        if p.location == "query" and ((p.required and not gen.mutate) or _is_wait(p))
     }
     query_optional = {
         p.name: _param_strategy(p, gen)
         for p in op.parameters
-        if p.location == "query" and not (p.required and not gen.mutate)
+        if p.location == "query" and not ((p.required and not gen.mutate) or _is_wait(p))
     }
     body: st.SearchStrategy[bytes | None]
     if op.body_content_type == "application/json":

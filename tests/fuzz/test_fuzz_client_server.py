@@ -82,7 +82,12 @@ def test_spec_operations_are_all_loaded() -> None:
         (400, None, True),  # text/plain from the HTTP layer
         (404, {"error": "x"}, True),
         (403, {"errcode": 1, "error": "x"}, True),
+        (504, {"errcode": "M_UNKNOWN", "error": "x"}, True),
+        (504, {"errcode": "M_NOT_YET_UPLOADED", "error": "x"}, False),  # spec-mandated, media only
     ],
 )
 def test_finding_classification(status: int, body: object, bad: bool) -> None:
-    assert (problem_with(status, body, b"raw") is not None) is bad
+    operation = "authed-content-repo:GET /media/download/{serverName}/{mediaId}"
+    assert (problem_with(status, body, b"raw", operation) is not None) is bad
+    if status == 504:  # anywhere else, even M_NOT_YET_UPLOADED is a finding
+        assert problem_with(status, body, b"raw", "sync:GET /sync") is not None
