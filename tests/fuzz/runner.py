@@ -218,7 +218,16 @@ class World:
     def _remember(values: list[str], value: Any) -> None:
         if isinstance(value, str) and value and value not in values:
             values.append(value)
-            del values[:-_KEEP]
+            if len(values) > _KEEP:  # forget the oldest, but never the first (see _first)
+                del values[1 : len(values) - _KEEP + 1]
+
+    @staticmethod
+    def _first(values: list[str], value: str) -> None:
+        """Make ``value`` the first of ``values`` (the strategies favour index 0)."""
+        if value in values:
+            values.remove(value)
+        values.insert(0, value)
+        del values[_KEEP:]
 
     # -- building the world --------------------------------------------------------------------
 
@@ -229,8 +238,9 @@ class World:
         self.user_id, self.token, device = self.register(admin=True)
         other_id, self.other_token, other_device = self.register(admin=False)
         seeds.server_name = self.user_id.split(":", 1)[1]
-        for value in (self.user_id, other_id, f"@nobody:{seeds.server_name}"):
+        for value in (other_id, f"@nobody:{seeds.server_name}"):
             self._remember(seeds.user_ids, value)
+        self._first(seeds.user_ids, self.user_id)
         for value in (device, other_device):
             self._remember(seeds.device_ids, value)
         self._remember(seeds.passwords, PASSWORD)
@@ -255,7 +265,7 @@ class World:
             {"preset": "public_chat", "room_alias_name": alias, "name": "fuzz", "topic": "fuzz topic"},
         )
         self.room_id = room["room_id"]
-        self._remember(seeds.room_ids, self.room_id)
+        self._first(seeds.room_ids, self.room_id)
         self._remember(seeds.aliases, f"#{alias}:{seeds.server_name}")
         self.ok("POST", f"{V3}/rooms/{_q(self.room_id)}/join", {}, token=self.other_token)
         for i in range(3):

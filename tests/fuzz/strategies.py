@@ -191,6 +191,13 @@ class Seeds:
         return values[index % len(values)]
 
 
+def weighted(*choices: tuple[int, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
+    """Pick a strategy with the given weights (``st.one_of`` merges equal branches, so repeating a
+    branch there does not weigh it)."""
+    pool = [strategy for weight, strategy in choices for _ in range(weight)]
+    return st.sampled_from(pool).flatmap(lambda strategy: strategy)
+
+
 # --------------------------------------------------------------------------- strings by meaning
 
 _ID_KINDS: list[tuple[re.Pattern[str], str]] = [
@@ -260,6 +267,8 @@ def seeded_text(seeds: Seeds, kind: str | None) -> st.SearchStrategy[str]:
         if kind == "mxc":
             media = seeds.pick("media_ids", i)
             return f"mxc://{seeds.server_name}/{media}" if media else "mxc://x/y"
+        if kind in ("user_ids", "room_ids") and i % 2:
+            return seeds.pick(kind, 0)  # the fuzzing user and its main room: most requests need them
         return seeds.pick(kind, i)
 
     sigil = {"user_ids": "@", "room_ids": "!", "event_ids": "$", "aliases": "#"}.get(kind, "")
@@ -269,7 +278,7 @@ def seeded_text(seeds: Seeds, kind: str | None) -> st.SearchStrategy[str]:
         st.sampled_from([seeds.server_name, "example.org", "", "localhost:99999"]),
     )
     real_st = st.integers(0, 1000).map(real)
-    return st.one_of(real_st, real_st, real_st, near, any_text())
+    return weighted((6, real_st), (1, near), (1, any_text()))
 
 
 # --------------------------------------------------------------------------- schema -> strategy
@@ -323,7 +332,7 @@ class Generator:
         if not self.mutate or depth == 0:
             return valid
         # One in five values of a mutated request is of the wrong type.
-        return st.one_of(valid, valid, valid, valid, garbage(depth))
+        return weighted((4, valid), (1, garbage(depth)))
 
     def _valid(self, schema: dict[str, Any], name: str, depth: int) -> st.SearchStrategy[JSON]:
         if "allOf" in schema:
@@ -508,7 +517,23 @@ def _is_wait(param: Parameter) -> bool:
     return param.location == "query" and "timeout" in param.name.lower()
 
 
+def _path_strategy(param: Parameter, gen: Generator) -> st.SearchStrategy[JSON]:
+    """Path parameters stay mostly meaningful even in mutated requests: a garbage room id only
+    ever tests the id parser, while the body and query get mutated behind a real one."""
+    kind = _kind_for(param.name, param.schema)
+    valid = (
+        seeded_text(gen.seeds, kind)
+        if kind
+        else Generator(gen.seeds, mutate=False).value(param.schema, param.name, 1)
+    )
+    if not gen.mutate:
+        return valid
+    return weighted((6, valid), (1, garbage(2)))
+
+
 def _param_strategy(param: Parameter, gen: Generator) -> st.SearchStrategy[JSON]:
+    if param.location == "path":
+        return _path_strategy(param, gen)
     if _is_wait(param):
         # Always sent and short: without it the server waits its default (30 s for /sync, 20 s
         # for media that is not uploaded yet), which would bound the run by waiting, not by work.
@@ -517,7 +542,7 @@ def _param_strategy(param: Parameter, gen: Generator) -> st.SearchStrategy[JSON]
         return _filter_param(gen)
     strategy = gen.value(param.schema, param.name, 1)
     if gen.mutate and param.location == "query":
-        return st.one_of(strategy, strategy, any_text())
+        return weighted((3, strategy), (1, any_text()))
     return strategy
 
 
@@ -537,12 +562,10 @@ def _request(op: Operation, gen: Generator) -> st.SearchStrategy[FuzzRequest]:
     if op.body_content_type == "application/json":
         json_body = gen.value(op.body_schema or {}, "", 0).map(lambda v: _dumps(v))
         if gen.mutate:
-            body = st.one_of(
-                json_body,
-                json_body,
-                json_body,
-                garbage().map(lambda v: _dumps(v)),
-                st.sampled_from([b"", b"{", b"nope", b"[]", b'{"a":', b"\xff\xfe", b"{}" * 3]),
+            body = weighted(
+                (6, json_body),
+                (1, garbage().map(lambda v: _dumps(v))),
+                (1, st.sampled_from([b"", b"{", b"nope", b"[]", b'{"a":', b"\xff\xfe", b"{}" * 3])),
             )
         else:
             body = json_body
