@@ -250,8 +250,30 @@ def test_backup_replacement_rule(
 
 def test_parse_version() -> None:
     assert parse_version("12") == 12
-    for bad in ("0", "-1", "abc", "1e3", "", "9" * 40):
+    for bad in ("0", "-1", "abc", "1e3", "", "9" * 40, "\u00b9", "\u2460", "\u0661", " 1", "1_0"):
         assert parse_version(bad) is None
+
+
+async def test_non_ascii_digit_backup_versions_are_not_found(any_engine_client: Any) -> None:
+    """Found by the fuzzer: "¹".isdigit() is true but int("¹") raises, so these were 500s."""
+    client = any_engine_client
+    user = await register(client)
+    headers = auth(user["access_token"])
+    body = {"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": {"public_key": "abc"}}
+    created = await _post(client, user["access_token"], "/room_keys/version", body)
+    for version in ("%C2%B9", "%E2%91%A0"):  # ¹ and ①
+        for method, path in (
+            ("GET", f"/room_keys/version/{version}"),
+            ("DELETE", f"/room_keys/version/{version}"),
+            ("GET", f"/room_keys/keys?version={version}"),
+            ("DELETE", f"/room_keys/keys?version={version}"),
+        ):
+            resp = await client.request(method, f"{V3}{path}", headers=headers)
+            assert resp.status == 404, (method, path, await resp.text())
+            assert (await resp.json())["errcode"] == "M_NOT_FOUND"
+    # The backup is untouched.
+    resp = await client.get(f"{V3}/room_keys/version", headers=headers)
+    assert (await resp.json())["version"] == created["version"]
 
 
 @pytest.mark.parametrize(
