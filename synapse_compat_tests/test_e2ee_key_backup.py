@@ -223,3 +223,11 @@ def test_delete_keys_and_versions(user: User) -> None:
 
 def test_requires_token(user: User) -> None:
     assert_error(user.client.get(f"{V3}{VERSION}", access_token=None), 401, "M_MISSING_TOKEN")
+
+
+def test_non_ascii_digit_version_is_not_found(user: User) -> None:
+    # "¹" passes str.isdigit() but is no integer: an unknown version (a fuzzer once got a 500).
+    current = _create(user)
+    for version in ("\u00b9", "\u2460"):
+        assert_error(user.client.get(f"{V3}/room_keys/version/{q(version)}"), 404, "M_NOT_FOUND")
+    assert _current(user)["version"] == current

@@ -10,8 +10,10 @@ directory"), with Synapse's permission model where the spec leaves it open:
 - the listing shows published rooms that are joinable or knockable (or world-readable) and have
   joined members, largest first.
 
-Federation (remote aliases, remote directories) is not available yet: those requests fail with 502
-as Synapse's do when the remote server cannot be reached.
+Federation (remote aliases, remote directories) is not available yet. This server federates with
+no one, like a Synapse whose `federation_domain_whitelist` is empty, so a remote alias is one it
+cannot know (404 M_NOT_FOUND) and a remote directory is refused (403 M_FORBIDDEN, as Synapse's
+FederationDeniedError); never a 5xx, which would tell the client to retry.
 """
 
 from __future__ import annotations
@@ -296,11 +298,10 @@ class DirectoryService:
 
     async def room_id_for_alias(self, alias: str) -> str:
         """The one alias resolver (directory lookups, joins, knocks): 400 for a malformed alias,
-        404 for an unknown one; a remote alias needs federation, which is not there yet (502,
-        Synapse's answer when the alias's server cannot be reached)."""
+        404 for an unknown one, and for a remote alias while this server does not federate."""
         _check_alias_grammar(alias)
         if not self._is_local(alias):
-            raise MatrixError(502, "M_UNKNOWN", "Failed to fetch alias: federation is not available")
+            raise not_found(f"Room alias {alias} not found: this server does not federate")
         found = await self.rooms.get_alias(alias)
         if found is None:
             raise not_found(f"Room alias {alias} not found")

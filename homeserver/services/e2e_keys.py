@@ -55,6 +55,13 @@ def _failure(err: MatrixError) -> dict[str, Any]:
     return {"status": err.status, "errcode": err.errcode, "error": err.error}
 
 
+def _signatures_by(signed: Mapping[str, Any], user_id: str) -> dict[str, Any]:
+    """``signed["signatures"][user_id]`` when both levels are objects, else {} (refused by callers)."""
+    signatures = signed.get("signatures")
+    by_user = signatures.get(user_id) if isinstance(signatures, dict) else None
+    return by_user if isinstance(by_user, dict) else {}
+
+
 def _invalid_signature(msg: str = "Invalid signature") -> MatrixError:
     return MatrixError(400, "M_INVALID_SIGNATURE", msg)
 
@@ -426,8 +433,8 @@ class E2eKeysService:
         out: list[Signature] = []
         for key_id, signed in items.items():
             try:
-                sigs = (signed.get("signatures") or {}).get(user_id)
-                if not isinstance(sigs, dict) or not sigs:
+                sigs = _signatures_by(signed, user_id)
+                if not sigs or not all(isinstance(v, str) for v in sigs.values()):
                     raise _invalid_signature("No signature from the user on this key")
                 if master is not None and key_id == master.public_key:
                     # The master key, signed by one of the user's devices.
@@ -486,8 +493,8 @@ class E2eKeysService:
                 try:
                     if master is None or key_id != master.public_key:
                         raise MatrixError(404, "M_NOT_FOUND", "Unknown master key")
-                    signature = ((signed.get("signatures") or {}).get(user_id) or {}).get(usk_key_id)
-                    if signature is None:
+                    signature = _signatures_by(signed, user_id).get(usk_key_id)
+                    if not isinstance(signature, str):
                         raise _invalid_signature("No signature from the user-signing key")
                     if _strip(signed) != _strip(master.key):
                         raise MatrixError(400, "M_INVALID_PARAM", "Key does not match the stored master key")

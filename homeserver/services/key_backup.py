@@ -16,8 +16,11 @@ from homeserver.storage.stores.key_backup import BackupVersion, KeyBackupStore, 
 
 
 def parse_version(value: str | None) -> int | None:
-    """A version string as we hand them out (a positive integer); None for anything else."""
-    if value is None or not value.isdigit() or len(value) > 18:
+    """A version string as we hand them out (a positive integer); None for anything else.
+
+    ASCII digits only: str.isdigit() also accepts "¹" or "①", which int() then refuses (a 500).
+    """
+    if value is None or not value.isascii() or not value.isdigit() or len(value) > 18:
         return None
     number = int(value)
     return number if number > 0 else None

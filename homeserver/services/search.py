@@ -112,6 +112,13 @@ class RoomEventsCriteria:
     include_profile: bool = False
 
 
+def _position(text: str) -> int:
+    """A batch position: plain digits within BIGINT (it reaches SQL), else ValueError."""
+    if not text.isascii() or not text.isdigit() or len(text.lstrip("0")) > 19 or int(text) > 2**63 - 1:
+        raise ValueError("invalid batch position")
+    return int(text)
+
+
 @dataclass(frozen=True, slots=True)
 class SearchBatch:
     order: str
@@ -128,10 +135,10 @@ class SearchBatch:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
             order, mode, position, room_id = raw.split("\n")
-            batch = cls(order, mode, int(position), room_id or None)
+            batch = cls(order, mode, _position(position), room_id or None)
         except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid batch") from exc
-        if order not in ("rank", "recent") or mode not in ("r", "k", "w") or batch.position < 0:
+        if order not in ("rank", "recent") or mode not in ("r", "k", "w"):
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid batch")
         return batch
 

@@ -250,5 +250,58 @@ def test_backup_replacement_rule(
 
 def test_parse_version() -> None:
     assert parse_version("12") == 12
-    for bad in ("0", "-1", "abc", "1e3", "", "9" * 40):
+    for bad in ("0", "-1", "abc", "1e3", "", "9" * 40, "\u00b9", "\u2460", "\u0661", " 1", "1_0"):
         assert parse_version(bad) is None
+
+
+async def test_non_ascii_digit_backup_versions_are_not_found(any_engine_client: Any) -> None:
+    """Found by the fuzzer: "¹".isdigit() is true but int("¹") raises, so these were 500s."""
+    client = any_engine_client
+    user = await register(client)
+    headers = auth(user["access_token"])
+    body = {"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": {"public_key": "abc"}}
+    created = await _post(client, user["access_token"], "/room_keys/version", body)
+    for version in ("%C2%B9", "%E2%91%A0"):  # ¹ and ①
+        for method, path in (
+            ("GET", f"/room_keys/version/{version}"),
+            ("DELETE", f"/room_keys/version/{version}"),
+            ("GET", f"/room_keys/keys?version={version}"),
+            ("DELETE", f"/room_keys/keys?version={version}"),
+        ):
+            resp = await client.request(method, f"{V3}{path}", headers=headers)
+            assert resp.status == 404, (method, path, await resp.text())
+            assert (await resp.json())["errcode"] == "M_NOT_FOUND"
+    # The backup is untouched.
+    resp = await client.get(f"{V3}/room_keys/version", headers=headers)
+    assert (await resp.json())["version"] == created["version"]
+
+
+@pytest.mark.parametrize(
+    "signed",
+    [
+        {"signatures": 1},
+        {"signatures": {"@who:test.local": "x"}},
+        {"signatures": "x"},
+        {"signatures": {"@SELF": 1}},
+        {"signatures": {"@SELF": {"ed25519:X": 5}}},
+    ],
+)
+async def test_malformed_signatures_are_failures_not_500(client: Any, signed: dict[str, Any]) -> None:
+    """Found by the fuzzer: a non-object `signatures` made /keys/signatures/upload fail with a 500."""
+    alice, device = await _setup_device(client)
+    bob, _ = await _setup_device(client)
+    token = alice["access_token"]
+    me = alice["user_id"]
+    signed = {
+        k: ({me if u == "@SELF" else u: s for u, s in v.items()} if isinstance(v, dict) else v)
+        for k, v in signed.items()
+    }
+    before = await _post(client, token, "/keys/query", {"device_keys": {me: []}})
+    body = {me: {alice["device_id"]: {**device.device_keys(), **signed}}, bob["user_id"]: {"MASTER": signed}}
+    resp = await client.post(f"{V3}/keys/signatures/upload", json=body, headers=auth(token))
+    assert resp.status == 200, await resp.text()
+    failures = (await resp.json())["failures"]
+    assert set(failures) == {me, bob["user_id"]}
+    assert all(isinstance(f["errcode"], str) for user in failures.values() for f in user.values())
+    # Nothing was stored for the refused signatures.
+    assert await _post(client, token, "/keys/query", {"device_keys": {me: []}}) == before

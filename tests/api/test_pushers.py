@@ -81,3 +81,13 @@ async def test_pusher_validation(client: Any) -> None:
     assert (status, body["errcode"]) == (400, "M_INVALID_PARAM")
     status, body = await _set(client, token, {**HTTP_PUSHER, "kind": "email", "pushkey": "not-an-email"})
     assert (status, body["errcode"]) == (400, "M_INVALID_PARAM")
+
+
+async def test_unparseable_pusher_url_is_invalid_param(any_engine_client: Any) -> None:
+    """Found by the fuzzer: an unclosed IPv6 bracket made urlsplit raise, and /pushers/set 500."""
+    client = any_engine_client
+    token = (await register(client))["access_token"]
+    for url in ("http://[::1/_matrix/push/v1/notify", "https://[nope]x/_matrix/push/v1/notify"):
+        status, body = await _set(client, token, {**HTTP_PUSHER, "data": {"url": url}})
+        assert (status, body["errcode"]) == (400, "M_INVALID_PARAM"), body
+    assert await _list(client, token) == []

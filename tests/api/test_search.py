@@ -3,6 +3,7 @@ words, ordering, pagination, groups, context, state, visibility and redactions."
 
 from __future__ import annotations
 
+import base64
 import unicodedata
 from typing import Any
 
@@ -257,6 +258,36 @@ async def test_bad_requests(any_engine_client: Any) -> None:
     resp = await any_engine_client.post(f"{V3}/search", json={"search_categories": {}}, headers=alice.headers)
     assert resp.status == 200
     assert await resp.json() == {"search_categories": {}}
+
+
+@pytest.mark.parametrize(
+    ("order", "mode", "position"),
+    [
+        ("recent", "r", "99999999999999999999"),  # beyond BIGINT: was an SQL overflow (500)
+        ("rank", "k", "9223372036854775808"),
+        ("recent", "r", "-1"),
+        ("rank", "k", "1_0"),
+        ("recent", "r", "\u0663"),
+    ],
+)
+async def test_next_batch_positions_outside_bigint_are_invalid(
+    any_engine_client: Any, order: str, mode: str, position: str
+) -> None:
+    """Found by the fuzzer: a batch token carrying a huge position made /search fail with a 500."""
+    alice = await new_user(any_engine_client)
+    room_id = await alice.create_room()
+    await alice.say(room_id, "hello there")
+    forged = SearchBatch(order, mode, 0).serialize()  # then swap in the raw position
+    raw = base64.urlsafe_b64decode(forged + "=" * (-len(forged) % 4)).decode().split("\n")
+    raw[2] = position
+    token = base64.urlsafe_b64encode("\n".join(raw).encode()).decode().rstrip("=")
+    resp = await alice.search_raw({"search_term": "hello", "order_by": order}, next_batch=token)
+    assert resp.status == 400
+    assert (await resp.json())["errcode"] == "M_INVALID_PARAM"
+    # The largest BIGINT is still a well-formed position.
+    top = SearchBatch(order, mode, 2**63 - 1).serialize()
+    resp = await alice.search_raw({"search_term": "hello", "order_by": order}, next_batch=top)
+    assert resp.status == 200, await resp.text()
 
 
 # -- visibility -------------------------------------------------------------------------------------------

@@ -40,9 +40,8 @@ def _remote_server(req: ApiRequest) -> str | None:
 
 
 def _remote_unavailable(server: str) -> MatrixError:
-    return MatrixError(
-        502, "M_UNKNOWN", f"Failed to fetch room list from {server}: federation is not available"
-    )
+    # Without federation this is Synapse's FederationDeniedError (403), not a retryable 5xx.
+    return MatrixError(403, "M_FORBIDDEN", f"Federation denied with {server}: this server does not federate")
 
 
 @routes.get("/publicRooms", auth=Auth.OPTIONAL)

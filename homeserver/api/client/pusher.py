@@ -68,7 +68,10 @@ async def postPusher(req: ApiRequest) -> Any:
         url = data.get("url")
         if not isinstance(url, str):
             raise MatrixError(400, "M_MISSING_PARAM", "'url' is required in 'data' for http pushers")
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # e.g. an unclosed "[" in an IPv6 host
+            parts = urlsplit("")
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.path != NOTIFY_PATH:
             raise MatrixError(400, "M_INVALID_PARAM", f"'url' must be an http(s) URL ending in {NOTIFY_PATH}")
         fmt = data.get("format")
