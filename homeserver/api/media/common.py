@@ -42,6 +42,11 @@ def timeout_ms(req: ApiRequest) -> int | None:
     return query_int(req.query, "timeout_ms", None, minimum=0)
 
 
+def bypass_quarantine(req: ApiRequest) -> bool:
+    """`?admin_unsafely_bypass_quarantine=true` (Synapse): honoured for server admins only."""
+    return query_bool(req.query, "admin_unsafely_bypass_quarantine", False)
+
+
 def thumbnail_args(req: ApiRequest) -> dict[str, Any]:
     width = query_int(req.query, "width")
     height = query_int(req.query, "height")
@@ -54,6 +59,7 @@ def thumbnail_args(req: ApiRequest) -> dict[str, Any]:
         "method": req.query.get("method", "scale"),
         "animated": animated,
         "timeout_ms": timeout_ms(req),
+        "bypass_quarantine": bypass_quarantine(req),
     }
 
 
