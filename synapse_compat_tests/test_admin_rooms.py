@@ -12,9 +12,9 @@ from typing import Any
 from .admin_support import ADMIN_V1, ADMIN_V2, assert_admin_only, poll
 from .client import Response, q
 from .harness import (
+    V3,
     Homeserver,
     User,
-    V3,
     create_room,
     get_messages,
     invite_user,
