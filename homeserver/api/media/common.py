@@ -43,8 +43,12 @@ def timeout_ms(req: ApiRequest) -> int | None:
 
 
 def bypass_quarantine(req: ApiRequest) -> bool:
-    """`?admin_unsafely_bypass_quarantine=true` (Synapse): honoured for server admins only."""
-    return query_bool(req.query, "admin_unsafely_bypass_quarantine", False)
+    """`?admin_unsafely_bypass_quarantine=true` (Synapse): for server admins only; anyone else
+    asking gets Synapse's 400."""
+    bypass = query_bool(req.query, "admin_unsafely_bypass_quarantine", False)
+    if bypass and (req.requester is None or not req.requester.is_admin):
+        raise MatrixError(400, "M_UNKNOWN", "Must be a server admin to bypass quarantine")
+    return bypass
 
 
 def thumbnail_args(req: ApiRequest) -> dict[str, Any]:
