@@ -63,11 +63,13 @@ def test_send_server_notice(hs: Homeserver, user: User) -> None:
     assert notice["content"] == content and notice["sender"] == f"@notices:{user.server_name}", notice
 
     # The user reads the room but cannot write in it.
-    reply = user.client.put(f"{V3}/rooms/{q(room_id)}/send/m.room.message/t1", {"msgtype": "m.text", "body": "x"})
+    text = {"msgtype": "m.text", "body": "x"}
+    reply = user.client.put(f"{V3}/rooms/{q(room_id)}/send/m.room.message/t1", text)
     assert_error(reply, 403, "M_FORBIDDEN")
 
     # The next notice goes to the same room.
-    resp = admin.client.post(NOTICE, {"user_id": user.user_id, "content": {"msgtype": "m.text", "body": "again"}})
+    again = {"msgtype": "m.text", "body": "again"}
+    resp = admin.client.post(NOTICE, {"user_id": user.user_id, "content": again})
     assert resp.status == 200, resp.describe()
     chunk = _timeline(user, room_id)
     assert resp.body["event_id"] in [e["event_id"] for e in chunk], chunk
