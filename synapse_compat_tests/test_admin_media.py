@@ -71,6 +71,24 @@ def test_quarantine_hides_media_from_everyone(hs: Homeserver, user: User) -> Non
     assert download(user, uri).raw == data
 
 
+def test_media_info(hs: Homeserver, user: User) -> None:
+    admin = hs.register(admin=True)
+    data = b"some text"
+    uri = upload(user, data, content_type="text/plain")
+    server, media_id = split_mxc(uri)
+    resp = admin.client.get(f"{ADMIN_V1}/media/{q(server)}/{q(media_id)}")
+    assert resp.status == 200, resp.describe()
+    info = resp.body["media_info"]
+    assert info["media_id"] == media_id and info["user_id"] == user.user_id, resp.describe()
+    assert info["media_type"] == "text/plain" and info["media_length"] == len(data), resp.describe()
+    assert info["media_origin"] is None and info["quarantined_by"] is None, resp.describe()
+    assert isinstance(info["created_ts"], int) and isinstance(info["sha256"], str), resp.describe()
+    assert not info["safe_from_quarantine"], resp.describe()
+    assert_error(admin.client.get(f"{ADMIN_V1}/media/{q(server)}/nosuchmedia"), 404, "M_NOT_FOUND")
+    # Protecting unknown media is a 404 (Synapse says M_UNKNOWN "No row found").
+    assert_error(admin.client.post(f"{ADMIN_V1}/media/protect/nosuchmedia", {}), 404)
+
+
 def test_protected_media_cannot_be_quarantined(hs: Homeserver, user: User) -> None:
     admin = hs.register(admin=True)
     uri = upload(user)

@@ -20,16 +20,18 @@ logger = logging.getLogger(__name__)
 STATS_ORDERS = ("user_id", "displayname", "media_length", "media_count")
 
 
-def media_info_json(info: MediaInfo) -> dict[str, Any]:
+def media_info_json(info: MediaInfo, server_name: str) -> dict[str, Any]:
+    local = info.origin == server_name
     return {
-        "media_origin": info.origin,
+        # As Synapse: local media has no origin and no separate filesystem id in its answer.
+        "media_origin": None if local else info.origin,
         "user_id": info.user_id,
         "media_id": info.media_id,
         "media_type": info.media_type,
         "media_length": info.media_length,
         "upload_name": info.upload_name,
         "created_ts": info.created_ts,
-        "filesystem_id": info.filesystem_id,
+        "filesystem_id": None if local else info.filesystem_id,
         "url_cache": info.url_cache,
         "last_access_ts": info.last_access_ts,
         "quarantined_by": info.quarantined_by,
@@ -63,7 +65,7 @@ class AdminMediaService:
         info = await self.repository.store.get_media(origin, media_id)
         if info is None:
             raise not_found("Unknown media")
-        return {"media_info": media_info_json(info)}
+        return {"media_info": media_info_json(info, self.server_name)}
 
     # -- quarantine ------------------------------------------------------------------------------------
 
@@ -97,7 +99,8 @@ class AdminMediaService:
         return count
 
     async def protect(self, admin: str, media_id: str, protected: bool) -> None:
-        await self.repository.protect_media(self.server_name, media_id, protected)
+        if not await self.repository.protect_media(self.server_name, media_id, protected):
+            raise not_found("Unknown media")  # Synapse: 404 as well ("No row found")
         await self.audit.record(
             "media.protect" if protected else "media.unprotect",
             actor=admin,
