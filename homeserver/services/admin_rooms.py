@@ -15,7 +15,7 @@ from homeserver.core import ids
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError, forbidden, not_found
 from homeserver.events import constants as c
-from homeserver.events.auth import user_power_level
+from homeserver.events.auth import CREATOR_POWER_LEVEL, user_power_level
 from homeserver.persist.persister import EventDraft, EventPersister
 from homeserver.services.audit_sink import AuditSink, NoAudit
 from homeserver.services.directory import DirectoryService
@@ -204,7 +204,7 @@ class AdminRoomService:
         row = await self.rooms.get_room(room_id)
         assert row is not None
         state = {key[0]: dict(event.content) for key, event in snapshot.state.items() if key[1] == ""}
-        counts = (await self.store.counts(self.server_name)).get(room_id)
+        counts = (await self.store.counts(self.server_name, room_id)).get(room_id)
         entry = room_entry(room_id, row.room_version, row.creator, row.is_public, state, counts)
         tombstone = state.get("m.room.tombstone")
         entry.update(
@@ -271,9 +271,14 @@ class AdminRoomService:
             raise MatrixError(400, "M_UNKNOWN", "No local admin user in room")
         acting = max(sorted(levels), key=lambda u: levels[u])
         top = levels[acting]
+        pl_event = snapshot.get(c.POWER_LEVELS)
+        content: dict[str, Any] = dict(pl_event.content) if pl_event is not None else {}
+        if top >= CREATOR_POWER_LEVEL:
+            # Room version 12 creators have an implicit, unlimited level that cannot be written
+            # into `users`: grant the highest explicit level (at least 100) instead.
+            explicit = [v for v in (content.get("users") or {}).values() if isinstance(v, int)]
+            top = max([100, *explicit])
         if user_power_level(target, snapshot.state) < top:
-            pl_event = snapshot.get(c.POWER_LEVELS)
-            content: dict[str, Any] = dict(pl_event.content) if pl_event is not None else {}
             users = dict(content.get("users") or {})
             users[target] = top
             content["users"] = users

@@ -80,19 +80,28 @@ class AdminRoomStore:
             out.setdefault(room_id, {})[etype] = content if isinstance(content, dict) else {}
         return out
 
-    async def counts(self, server_name: str) -> dict[str, RoomCounts]:
+    async def counts(self, server_name: str, room_id: str | None = None) -> dict[str, RoomCounts]:
+        """Joined / joined local members and current state events, of one room or of all."""
         suffix = "%:" + server_name
+        only = " AND room_id = $2" if room_id is not None else ""
+        extra = [room_id] if room_id is not None else []
         members = await self.db.fetch(
             "SELECT room_id, COUNT(*), SUM(CASE WHEN user_id LIKE $1 THEN 1 ELSE 0 END)"
-            " FROM room_memberships WHERE membership = 'join' GROUP BY room_id",
+            f" FROM room_memberships WHERE membership = 'join'{only} GROUP BY room_id",
             suffix,
+            *extra,
         )
-        states = await self.db.fetch("SELECT room_id, COUNT(*) FROM current_state GROUP BY room_id")
+        states = await self.db.fetch(
+            "SELECT room_id, COUNT(*) FROM current_state"
+            + (" WHERE room_id = $1" if room_id is not None else "")
+            + " GROUP BY room_id",
+            *extra,
+        )
         joined = {r[0]: (int(r[1]), int(r[2] or 0)) for r in members}
         out: dict[str, RoomCounts] = {}
-        for room_id, n_state in states:
-            j, local = joined.get(room_id, (0, 0))
-            out[room_id] = RoomCounts(j, local, int(n_state))
+        for rid, n_state in states:
+            j, local = joined.get(rid, (0, 0))
+            out[rid] = RoomCounts(j, local, int(n_state))
         return out
 
     async def count_local_devices_in_room(self, room_id: str, server_name: str) -> int:
