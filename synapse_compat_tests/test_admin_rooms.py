@@ -328,6 +328,21 @@ def test_delete_room_v1_is_synchronous(hs: Homeserver, user: User) -> None:
     assert_error(admin.client.get(f"{ADMIN_V1}/rooms/{q(room_id)}"), 404, "M_NOT_FOUND")
 
 
+def test_delete_unknown_room(hs: Homeserver, user: User) -> None:
+    admin = hs.register(admin=True)
+    empty = {"kicked_users": [], "failed_to_kick_users": [], "local_aliases": [], "new_room_id": None}
+    unknown = f"!unknown{user.localpart}:{user.server_name}"
+    resp = admin.client.delete(f"{ADMIN_V1}/rooms/{q(unknown)}", {})
+    assert resp.status == 200 and resp.body == empty, resp.describe()
+    resp = admin.client.delete(f"{ADMIN_V2}/rooms/{q(unknown + 'x')}", {"block": True})
+    assert resp.status == 200, resp.describe()
+    status = _wait_deleted(admin, resp.body["delete_id"])
+    assert status["shutdown_room"] == empty, status
+    blocked = admin.client.get(f"{ADMIN_V1}/rooms/{q(unknown + 'x')}/block")
+    assert blocked.status == 200 and blocked.body["block"] is True, blocked.describe()
+    assert_error(admin.client.delete(f"{ADMIN_V2}/rooms/not-a-room", {}), 400)
+
+
 def test_delete_without_purge_keeps_the_room_data(hs: Homeserver, user: User) -> None:
     admin = hs.register(admin=True)
     room_id = create_room(user, preset="private_chat", name="Kept")
