@@ -141,7 +141,6 @@ class ServerNoticeService:
                     return room_id
             room_id = await self._create_room(config, system, user_id)
             await self.store.set_notice_room(user_id, room_id)
-            self._locks.pop(user_id, None)
             return room_id
 
     async def _create_room(self, config: ServerNoticesConfig, system: str, user_id: str) -> str:
