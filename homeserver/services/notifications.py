@@ -50,7 +50,6 @@ def _notifies(actions: list[Any]) -> tuple[bool, bool]:
 
 class NotificationService:
     CACHE_SIZE = 200_000
-
     def __init__(self, store: PushActionStore, push_rules: PushRulesService, clock: Clock, server_name: str):
         self.store = store
         self.push_rules = push_rules

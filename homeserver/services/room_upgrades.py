@@ -113,7 +113,6 @@ def _user_level(power_levels: Mapping[str, Any], user_id: str) -> int:
 # How long a repeated upgrade request by the same user returns the same replacement room.
 RETRY_WINDOW_MS = 5 * 60 * 1000
 
-
 class RoomUpgradeService:
     def __init__(
         self,
