@@ -20,6 +20,7 @@ from .harness import (
     invite_user,
     join_room,
     send_text,
+    sync_once,
 )
 from .spec_schema import assert_error
 
@@ -303,6 +304,9 @@ def test_delete_room_v2_moves_members_to_a_new_room(hs: Homeserver, user: User, 
         assert joined.status == 200, joined.describe()
         assert new_room_id in joined.body["joined_rooms"], joined.describe()
         assert room_id not in joined.body["joined_rooms"], joined.describe()
+    # Their clients keep syncing (the purged room is simply gone from their view).
+    for member in (user, other_user):
+        assert room_id not in sync_once(member).get("rooms", {}).get("join", {})
     texts = [e["content"].get("body") for e in get_messages(user, new_room_id, dir="b")["chunk"]]
     assert "This room was closed." in texts, texts
     assert_error(admin.client.get(f"{ADMIN_V1}/rooms/{q(room_id)}"), 404, "M_NOT_FOUND")
@@ -387,6 +391,7 @@ def test_purge_history_keeps_state_and_the_latest_event(hs: Homeserver, user: Us
     types = {e["type"] for e in chunk}
     assert {"m.room.create", "m.room.name"} <= types or _has_state(admin, room_id), chunk
     assert send_text(user, room_id, "after purge")
+    assert room_id in sync_once(user)["rooms"]["join"]
 
     assert_error(admin.client.get(f"{ADMIN_V1}/purge_history_status/nosuchpurge"), 404, "M_NOT_FOUND")
 
