@@ -8,7 +8,11 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from homeserver.api.admin import background_updates as admin_background_updates
+from homeserver.api.admin import media as admin_media
 from homeserver.api.admin import register as admin_register
+from homeserver.api.admin import rooms as admin_rooms
+from homeserver.api.admin import server_notices as admin_server_notices
 from homeserver.api.admin import user_admin
 from homeserver.api.client import (
     account,
@@ -71,6 +75,10 @@ CLIENT_ROUTERS: tuple[Router, ...] = (
     profile.routes,
     admin_register.routes,
     user_admin.routes,
+    admin_rooms.routes,
+    admin_media.routes,
+    admin_server_notices.routes,
+    admin_background_updates.routes,
     rooms.routes,
     sync.routes,
     account_data.routes,

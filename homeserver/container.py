@@ -18,6 +18,7 @@ from homeserver.crypto.keyring import InMemoryKeyring, ServerVerifyKey
 from homeserver.crypto.keys import load_or_create_signing_key
 from homeserver.http.ratelimit import Bucket, RateLimiter
 from homeserver.http.requester import Requester
+from homeserver.jobs.runner import JobRunner
 from homeserver.media.setup import build_media_repository
 from homeserver.metrics import set_server_name
 from homeserver.metrics.process import LoopLagMonitor
@@ -28,6 +29,9 @@ from homeserver.persist.metrics import queue_length as persist_queue_length
 from homeserver.persist.persister import EventPersister, PersistedEvent
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.accounts import AccountService, TokenSettings
+from homeserver.services.admin_media import AdminMediaService
+from homeserver.services.admin_rooms import AdminRoomService
+from homeserver.services.audit_sink import AuditSink, NoAudit
 from homeserver.services.auth import AuthService
 from homeserver.services.client_ips import ClientIpTracker
 from homeserver.services.content_policy import ContentPolicy
@@ -52,12 +56,14 @@ from homeserver.services.receipts import ReceiptService
 from homeserver.services.registration_tokens import RegistrationTokenService
 from homeserver.services.reports import ReportService
 from homeserver.services.room_access import RoomAccess
+from homeserver.services.room_deletion import RoomDeletionService
 from homeserver.services.room_reads import RoomReadService
 from homeserver.services.room_upgrades import RoomUpgradeService
 from homeserver.services.rooms import RoomService
 from homeserver.services.search import SearchService
 from homeserver.services.serialize import EventSerializer
 from homeserver.services.server_admins import ServerAdminService
+from homeserver.services.server_notices import ServerNoticeService
 from homeserver.services.shared_secret import SharedSecretRegistration
 from homeserver.services.spaces import SpaceHierarchyService
 from homeserver.services.tags import TagService
@@ -75,11 +81,14 @@ from homeserver.storage.metrics import bind_pool_gauges
 from homeserver.storage.migrations import SchemaOutdatedError, migrate, pending
 from homeserver.storage.positions import max_position
 from homeserver.storage.stores.account_data import AccountDataStore
+from homeserver.storage.stores.admin_media import AdminMediaStore
+from homeserver.storage.stores.admin_rooms import AdminRoomStore
 from homeserver.storage.stores.client_ips import ClientIpStore
 from homeserver.storage.stores.devices import DeviceStore
 from homeserver.storage.stores.directory import DirectoryStore
 from homeserver.storage.stores.e2e import E2eStore
 from homeserver.storage.stores.events import EventStore, RoomVersionLookup
+from homeserver.storage.stores.jobs import JobStore
 from homeserver.storage.stores.key_backup import KeyBackupStore
 from homeserver.storage.stores.misc import FilterStore, NonceStore, RegistrationTokenStore, UiaStore
 from homeserver.storage.stores.presence import PresenceStore
@@ -282,8 +291,66 @@ class Services:
         self._build_notifications()
         self._build_moderation()
         self._build_client_services()
+        self._build_admin()
         self._wire_hooks()
         self._wire_metrics()
+
+    def _build_admin(self) -> None:
+        """The room, media and server-notice admin API, and the background jobs behind it."""
+        db, clock, config = self.db, self.clock, self.config
+        server_name = config.server_name
+        # Only the main process runs jobs; other roles leave them to it.
+        self.jobs = JobRunner(JobStore(db), clock, enabled=self.role == "main")
+        # The audit log (another module) replaces this sink when wired; records are dropped until then.
+        self.admin_audit: AuditSink = NoAudit()
+        admin_store = AdminRoomStore(db)
+        self.admin_rooms = AdminRoomService(
+            admin_store,
+            self.rooms,
+            self.events,
+            self.state,
+            self.users,
+            self.persister,
+            self.membership,
+            self.directory,
+            self.serializer,
+            clock,
+            server_name=server_name,
+            audit=self.admin_audit,
+        )
+        self.membership.join_checks.append(self.admin_rooms.check_not_blocked)
+        self.room_deletion = RoomDeletionService(
+            self.jobs,
+            admin_store,
+            self.rooms,
+            self.events,
+            self.room_versions,
+            SearchStore(db),
+            self.state,
+            self.persister,
+            self.membership,
+            self.room_service,
+            clock,
+            server_name=server_name,
+            audit=self.admin_audit,
+        )
+        self.admin_media = AdminMediaService(
+            AdminMediaStore(db), self.media, self.admin_rooms, server_name=server_name, audit=self.admin_audit
+        )
+        self.server_notices = ServerNoticeService(
+            config.server_notices,
+            admin_store,
+            self.users,
+            self.state,
+            self.persister,
+            self.membership,
+            self.room_service,
+            self.account_data,
+            self.jobs,
+            clock,
+            server_name=server_name,
+            audit=self.admin_audit,
+        )
 
     def _build_notifications(self) -> None:
         """Push-rule evaluation at persistence, unread counts in /sync, GET /notifications."""
@@ -550,10 +617,12 @@ class Services:
         self.persister.start()
         self.client_ips.start()
         self.loop_lag.start()
+        await self.jobs.start()  # after the persister: jobs send events
 
     async def stop(self) -> None:
         self.loop_lag.stop()
         await self.content_policy.drain()
+        await self.jobs.stop()  # unfinished jobs resume at the next start
         await self.persister.stop()
         await self.client_ips.stop()
         self.typing.stop()

@@ -111,6 +111,13 @@ def drop_database(name: str) -> None:
 # --------------------------------------------------------------------------- config
 
 
+SERVER_NOTICES: dict[str, Any] = {
+    "system_mxid_localpart": "notices",
+    "system_mxid_display_name": "Server Notices",
+    "room_name": "Server Notices",
+}
+
+
 def _signing_key_line() -> str:
     seed = base64.b64encode(os.urandom(32)).decode().rstrip("=")
     return f"ed25519 a_{secrets.token_hex(2)} {seed}\n"
@@ -160,6 +167,8 @@ def build_config(
         "url_preview_enabled": False,
         # Let any user publish rooms to the directory (the default rule allows admins only).
         "room_list_publication_rules": [{"action": "allow"}],
+        # Server notices (admin API tests); the same block is given to a reference Synapse.
+        "server_notices": SERVER_NOTICES,
         # Fast password hashing: the suite registers hundreds of users.
         "bcrypt_rounds": 4,
         "rc_message": _NO_LIMIT,

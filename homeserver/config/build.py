@@ -26,7 +26,13 @@ from homeserver.config.ratelimits import (
     read_presence,
     read_rate_limit,
 )
-from homeserver.config.sections import HomeserverConfig, RoomDirectoryRule, TurnConfig, UserDirectoryConfig
+from homeserver.config.sections import (
+    HomeserverConfig,
+    RoomDirectoryRule,
+    ServerNoticesConfig,
+    TurnConfig,
+    UserDirectoryConfig,
+)
 from homeserver.core.ids import is_valid_room_alias, is_valid_room_id, is_valid_server_name
 
 # Old Synapse spellings still read, but not written by generate_config_yaml.
@@ -189,6 +195,7 @@ def _build(root: Section, raw: Mapping[str, Any], config_files: tuple[str, ...])
         config_files=config_files,
         unknown_keys=(),
         extras=MappingProxyType(copy.deepcopy(dict(raw))),
+        server_notices=_server_notices(root),
     )
     unknown = root.unread_paths(d.IGNORED_KEYS) + unsupported
     return dataclasses.replace(config, unknown_keys=tuple(sorted(unknown)))
@@ -292,6 +299,22 @@ def _encryption_room_type(root: Section) -> str:
     if value is False:  # YAML 1.1 reads an unquoted `off` as false
         return "off"
     return root.get_choice("encryption_enabled_by_default_for_room_type", "off", ENCRYPTION_ROOM_TYPES)
+
+
+def _server_notices(root: Section) -> ServerNoticesConfig | None:
+    sec = root.section("server_notices")
+    localpart = sec.get_opt_str("system_mxid_localpart")
+    config = ServerNoticesConfig(
+        system_mxid_localpart=localpart or "",
+        system_mxid_display_name=sec.get_opt_str("system_mxid_display_name"),
+        system_mxid_avatar_url=sec.get_opt_str("system_mxid_avatar_url"),
+        room_name=sec.get_str("room_name", "Server Notices"),
+        room_avatar_url=sec.get_opt_str("room_avatar_url"),
+        room_topic=sec.get_opt_str("room_topic"),
+        auto_join=sec.get_bool("auto_join", False),
+    )
+    # As Synapse: without a system user localpart, server notices are off.
+    return config if localpart else None
 
 
 def _user_directory(root: Section) -> UserDirectoryConfig:

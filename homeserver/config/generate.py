@@ -370,6 +370,18 @@ limit_profile_requests_to_users_who_share_rooms: false
 # Creating an alias for a room needs membership in it.
 require_membership_for_aliases: true
 
+# Server notices (admin API send_server_notice / broadcast_server_notice): off unless a system
+# user localpart is set. Each user gets a private room with the system user that they can read
+# but not write in, tagged m.server_notice.
+#server_notices:
+#  system_mxid_localpart: notices
+#  system_mxid_display_name: Server Notices
+#  system_mxid_avatar_url: mxc://example.com/notices
+#  room_name: Server Notices
+#  room_avatar_url: mxc://example.com/notices-room
+#  room_topic: Messages from the server administrators
+#  auto_join: false
+
 ## Moderation ##
 
 # Refuse (or redact) messages, room names and topics containing these words. Case-insensitive;

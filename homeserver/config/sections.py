@@ -136,6 +136,19 @@ class RedisConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerNoticesConfig:
+    """Synapse's `server_notices` section: who sends notices and how their room looks."""
+
+    system_mxid_localpart: str
+    system_mxid_display_name: str | None
+    system_mxid_avatar_url: str | None
+    room_name: str
+    room_avatar_url: str | None
+    room_topic: str | None
+    auto_join: bool
+
+
+@dataclass(frozen=True, slots=True)
 class UserDirectoryConfig:
     enabled: bool
     search_all_users: bool  # False: only users sharing a room with the searcher or in public rooms
@@ -356,6 +369,8 @@ class HomeserverConfig:
     config_files: tuple[str, ...]  # files read, in order (empty with embedded defaults)
     unknown_keys: tuple[str, ...]  # keys present but not implemented (logged once at startup)
     extras: Mapping[str, Any] = field(repr=False)  # the raw merged mapping, for later sections
+    # -- admin
+    server_notices: ServerNoticesConfig | None = None  # None: server notices are not configured
 
     def serves_metrics(self, listener: ListenerConfig) -> bool:
         """Whether /metrics is served on this listener (needs `enable_metrics`, as in Synapse)."""

@@ -167,6 +167,7 @@ class MediaRepository:
         except BaseException:
             await self.storage.delete(self.storage.content_path(None, media_id))
             raise
+        await self._quarantine_if_known_bad(media_id, temp.sha256)
         logger.info("%s uploaded %s (%d bytes, %s)", requester.user_id, media_id, temp.length, media_type)
         return mxc_uri(self.server_name, media_id)
 
@@ -252,6 +253,7 @@ class MediaRepository:
         )
         if not done:
             raise MatrixError(409, "M_CANNOT_OVERWRITE_MEDIA", "Media already uploaded")
+        await self._quarantine_if_known_bad(media_id, sha256)
         event = self._upload_events.get((server_name, media_id))
         if event is not None:
             event.set()
@@ -389,6 +391,7 @@ class MediaRepository:
         *,
         legacy: bool,
         timeout_ms: int | None,
+        bypass_quarantine: bool = False,
     ) -> MediaInfo:
         if legacy:
             self.check_legacy_access(requester)
@@ -402,7 +405,10 @@ class MediaRepository:
             raise not_found("Unknown media")
         if not info.uploaded:
             info = await self._wait_uploaded(info, timeout_ms)
-        if info.quarantined_by is not None:
+        if info.quarantined_by is not None and not (
+            bypass_quarantine and requester is not None and requester.is_admin
+        ):
+            # 404 to everyone; only an admin asking for ?admin_unsafely_bypass_quarantine=true sees it.
             raise not_found("Unknown media")
         if legacy and requester is None and info.authenticated:
             # Uploaded after the freeze: only the authenticated endpoints serve it.
@@ -451,8 +457,16 @@ class MediaRepository:
         legacy: bool = False,
         filename: str | None = None,
         timeout_ms: int | None = None,
+        bypass_quarantine: bool = False,
     ) -> Download:
-        info = await self._readable(requester, server_name, media_id, legacy=legacy, timeout_ms=timeout_ms)
+        info = await self._readable(
+            requester,
+            server_name,
+            media_id,
+            legacy=legacy,
+            timeout_ms=timeout_ms,
+            bypass_quarantine=bypass_quarantine,
+        )
         path = self.storage.content_path(None, info.filesystem_id)
         media_type = served_content_type(info.media_type)
         name = filename if filename is not None else info.upload_name
@@ -484,12 +498,20 @@ class MediaRepository:
         animated: bool | None = None,
         legacy: bool = False,
         timeout_ms: int | None = None,
+        bypass_quarantine: bool = False,
     ) -> Download:
         if width < 1 or height < 1:
             raise MatrixError(400, "M_INVALID_PARAM", "width and height must be positive integers")
         if method not in ("crop", "scale"):
             raise MatrixError(400, "M_INVALID_PARAM", "method must be 'crop' or 'scale'")
-        info = await self._readable(requester, server_name, media_id, legacy=legacy, timeout_ms=timeout_ms)
+        info = await self._readable(
+            requester,
+            server_name,
+            media_id,
+            legacy=legacy,
+            timeout_ms=timeout_ms,
+            bypass_quarantine=bypass_quarantine,
+        )
         static_type = thumbnails.thumbnail_type(base_type(info.media_type or ""))
         if static_type is None:
             raise MatrixError(400, "M_UNKNOWN", "Cannot generate thumbnails for the requested content")
@@ -614,7 +636,14 @@ class MediaRepository:
                 self.clock.time_ms(),
             )
 
-    # -- admin (endpoints come later) -----------------------------------------------------
+    # -- admin (api/admin/media.py) --------------------------------------------------------
+
+    async def _quarantine_if_known_bad(self, media_id: str, sha256: str) -> None:
+        """Content an admin quarantined stays quarantined when uploaded again (as Synapse)."""
+        by_user = await self.store.quarantined_by_for_hash(sha256)
+        if by_user is not None:
+            await self.store.set_quarantined(self.server_name, media_id, by_user)
+            logger.info("upload %s matches quarantined content: quarantined", media_id)
 
     async def quarantine_media(self, origin: str, media_id: str, by_user: str) -> bool:
         done = await self.store.set_quarantined(origin, media_id, by_user)

@@ -6,7 +6,7 @@ the room state at that instant, remain the authority.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.core import ids
@@ -61,6 +61,8 @@ class MembershipService:
         self.server_name = server_name
         # Called with (user_id, room_id) once a room is forgotten (the membership index hides it).
         self.forgotten_hooks: list[Callable[[str, str], None]] = []
+        # (user_id, room_id) checks before a join or an invite (e.g. admin-blocked rooms); raise to refuse.
+        self.join_checks: list[Callable[[str, str], Awaitable[None]]] = []
 
     async def member_content(
         self, user_id: str, membership: str, reason: str | None = None
@@ -94,6 +96,9 @@ class MembershipService:
     ) -> PersistedEvent:
         """Join (or re-join). `content` replaces the profile-derived member content, e.g. a
         per-room display name set through PUT /state/m.room.member/{userId}."""
+        ids.check_room_id(room_id)
+        for check in self.join_checks:  # first: a blocked room may be unknown here (purged)
+            await check(user_id, room_id)
         snapshot = await self._room(room_id)
         if snapshot.membership(user_id) == c.BAN:
             raise forbidden("You are banned from this room")
@@ -122,6 +127,8 @@ class MembershipService:
             raise forbidden(f"{target} is banned from the room")
         if ids.server_of(target) == self.server_name and await self.users.get_user(target) is None:
             raise not_found(f"Unknown user {target}")
+        for check in self.join_checks:
+            await check(target, room_id)
         content = await self.member_content(target, c.INVITE, reason)
         if is_direct:
             content["is_direct"] = True

@@ -187,14 +187,21 @@ class TimelineService:
                 raise not_found("Event not found") from err
             raise
 
-    async def _visible_event(self, user_id: str, room_id: str, event_id: str, ceiling: int) -> StoredEvent:
+    async def _read_access(self, user_id: str, room_id: str, privileged: bool) -> ReadAccess:
+        if not privileged:
+            return await self.access.check_can_read(user_id, room_id)
+        return ReadAccess(await self.access.snapshot(room_id), None, None)
+
+    async def _visible_event(
+        self, user_id: str, room_id: str, event_id: str, ceiling: int, privileged: bool = False
+    ) -> StoredEvent:
         stored = await self.events.get_event(event_id)
         if (
             stored is None
             or stored.outlier
             or stored.event.room_id != room_id
             or stored.stream_ordering > ceiling
-            or not await self.visibility.filter_events(user_id, room_id, [stored])
+            or not (privileged or await self.visibility.filter_events(user_id, room_id, [stored]))
         ):
             raise not_found("Event not found")
         return stored
@@ -218,6 +225,7 @@ class TimelineService:
         limit: int,
         fetch: Callable[[int, int, int], Awaitable[list[PageRow]]],
         keep: Callable[[list[StoredEvent]], list[StoredEvent]] | None = None,
+        privileged: bool = False,
     ) -> _Scan:
         """Walk `spans` (sub-ranges of (lower, upper], in walk order) batch by batch, keeping the
         visible events (and those `keep` accepts) until `limit` are found.
@@ -237,7 +245,11 @@ class TimelineService:
                 final_batch = len(rows) < size
                 loaded = await self.events.get_events([r.event_id for r in rows])
                 candidates = [loaded[r.event_id] for r in rows if r.event_id in loaded]
-                visible = await self.visibility.filter_events(user_id, room_id, candidates)
+                visible = (
+                    candidates
+                    if privileged
+                    else await self.visibility.filter_events(user_id, room_id, candidates)
+                )
                 if keep is not None:
                     visible = keep(visible)
                 accepted = {s.event_id: s for s in visible}
@@ -269,15 +281,16 @@ class TimelineService:
         backwards: bool,
         limit: int,
         flt: RoomEventFilter,
+        privileged: bool = False,
     ) -> _Scan:
         """Visible, matching room events with lower < ordering <= upper, walking from `upper` down
         (backwards) or from `lower` up, until `limit` are found."""
         if limit > 0 and (flt.blocks_all or lower >= upper):
             return _Scan([], lower if backwards else upper, True)
+        # A server admin (admin API) reads the whole room, whatever its history visibility.
+        ranges = [(lower, upper)] if privileged else await self._ranges(user_id, room_id)
         spans = [
-            (max(low, lower), min(high, upper))
-            for low, high in await self._ranges(user_id, room_id)
-            if min(high, upper) > max(low, lower)
+            (max(low, lower), min(high, upper)) for low, high in ranges if min(high, upper) > max(low, lower)
         ]
         if backwards:
             spans.reverse()
@@ -301,6 +314,7 @@ class TimelineService:
             limit=limit,
             fetch=fetch,
             keep=None if flt.is_unconstrained else keep,
+            privileged=privileged,
         )
 
     # -- serialisation with bundled aggregations ----------------------------------------------------
@@ -445,9 +459,10 @@ class TimelineService:
         backwards: bool,
         limit: int,
         flt: RoomEventFilter,
+        privileged: bool = False,
     ) -> dict[str, Any]:
         frm, to = _token(from_token), _token(to_token)
-        access = await self.access.check_can_read(user_id, room_id)
+        access = await self._read_access(user_id, room_id, privileged)
         ceiling = self._ceiling(access)
         if backwards:
             upper = min(frm if frm is not None else ceiling, ceiling)
@@ -458,7 +473,14 @@ class TimelineService:
             upper = min(to if to is not None else ceiling, ceiling)
             start = from_token or PaginationToken(lower).serialize()
         scan = await self._scan(
-            user_id, room_id, lower=lower, upper=upper, backwards=backwards, limit=limit, flt=flt
+            user_id,
+            room_id,
+            lower=lower,
+            upper=upper,
+            backwards=backwards,
+            limit=limit,
+            flt=flt,
+            privileged=privileged,
         )
         response: dict[str, Any] = {
             "chunk": await self.serialize(user_id, device_id, room_id, scan.events, ceiling=ceiling),
@@ -495,17 +517,32 @@ class TimelineService:
         *,
         limit: int,
         flt: RoomEventFilter,
+        privileged: bool = False,
     ) -> dict[str, Any]:
-        access = await self.access.check_can_read(user_id, room_id)
+        access = await self._read_access(user_id, room_id, privileged)
         ceiling = self._ceiling(access)
-        target = await self._visible_event(user_id, room_id, event_id, ceiling)
+        target = await self._visible_event(user_id, room_id, event_id, ceiling, privileged)
         pos = target.stream_ordering
         before_limit = limit // 2
         before = await self._scan(
-            user_id, room_id, lower=0, upper=pos - 1, backwards=True, limit=before_limit, flt=flt
+            user_id,
+            room_id,
+            lower=0,
+            upper=pos - 1,
+            backwards=True,
+            limit=before_limit,
+            flt=flt,
+            privileged=privileged,
         )
         after = await self._scan(
-            user_id, room_id, lower=pos, upper=ceiling, backwards=False, limit=limit - before_limit, flt=flt
+            user_id,
+            room_id,
+            lower=pos,
+            upper=ceiling,
+            backwards=False,
+            limit=limit - before_limit,
+            flt=flt,
+            privileged=privileged,
         )
         # "The state of the room at the last event returned."
         state_at = after.events[-1].stream_ordering if after.events else pos

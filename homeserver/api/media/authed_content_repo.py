@@ -6,7 +6,7 @@ from typing import Any
 
 from homeserver.http.routing import CLIENT_V1, ApiRequest, Auth, Router
 
-from .common import preview_url, stream_download, thumbnail_args, timeout_ms
+from .common import bypass_quarantine, preview_url, stream_download, thumbnail_args, timeout_ms
 
 routes = Router()
 
@@ -19,7 +19,11 @@ async def getConfigAuthed(req: ApiRequest) -> Any:
 @routes.get("/media/download/{serverName}/{mediaId}", prefixes=CLIENT_V1, auth=Auth.USER)
 async def getContentAuthed(req: ApiRequest) -> Any:
     download = await req.services.media.download(
-        req.user, req.path["serverName"], req.path["mediaId"], timeout_ms=timeout_ms(req)
+        req.user,
+        req.path["serverName"],
+        req.path["mediaId"],
+        timeout_ms=timeout_ms(req),
+        bypass_quarantine=bypass_quarantine(req),
     )
     return await stream_download(req, download)
 
@@ -32,6 +36,7 @@ async def getContentOverrideNameAuthed(req: ApiRequest) -> Any:
         req.path["mediaId"],
         filename=req.path["fileName"],
         timeout_ms=timeout_ms(req),
+        bypass_quarantine=bypass_quarantine(req),
     )
     return await stream_download(req, download)
 

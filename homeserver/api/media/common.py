@@ -44,6 +44,15 @@ def timeout_ms(req: ApiRequest) -> int | None:
     return query_int(req.query, "timeout_ms", None, minimum=0)
 
 
+def bypass_quarantine(req: ApiRequest) -> bool:
+    """`?admin_unsafely_bypass_quarantine=true` (Synapse): for server admins only; anyone else
+    asking gets Synapse's 400."""
+    bypass = query_bool(req.query, "admin_unsafely_bypass_quarantine", False)
+    if bypass and (req.requester is None or not req.requester.is_admin):
+        raise MatrixError(400, "M_UNKNOWN", "Must be a server admin to bypass quarantine")
+    return bypass
+
+
 def thumbnail_args(req: ApiRequest) -> dict[str, Any]:
     width = query_int(req.query, "width")
     height = query_int(req.query, "height")
@@ -56,6 +65,7 @@ def thumbnail_args(req: ApiRequest) -> dict[str, Any]:
         "method": req.query.get("method", "scale"),
         "animated": animated,
         "timeout_ms": timeout_ms(req),
+        "bypass_quarantine": bypass_quarantine(req),
     }
 
 

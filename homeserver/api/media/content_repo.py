@@ -15,6 +15,7 @@ from .common import (
     MEDIA_LEGACY,
     MEDIA_V1,
     MEDIA_V3,
+    bypass_quarantine,
     preview_url,
     request_chunks,
     stream_download,
@@ -48,7 +49,12 @@ async def createContent(req: ApiRequest) -> Any:
 @routes.get("/download/{serverName}/{mediaId}", prefixes=MEDIA_LEGACY, auth=Auth.OPTIONAL)
 async def getContent(req: ApiRequest) -> Any:
     download = await req.services.media.download(
-        req.requester, req.path["serverName"], req.path["mediaId"], legacy=True, timeout_ms=timeout_ms(req)
+        req.requester,
+        req.path["serverName"],
+        req.path["mediaId"],
+        legacy=True,
+        timeout_ms=timeout_ms(req),
+        bypass_quarantine=bypass_quarantine(req),
     )
     return await stream_download(req, download)
 
@@ -62,6 +68,7 @@ async def getContentOverrideName(req: ApiRequest) -> Any:
         legacy=True,
         filename=req.path["fileName"],
         timeout_ms=timeout_ms(req),
+        bypass_quarantine=bypass_quarantine(req),
     )
     return await stream_download(req, download)
 

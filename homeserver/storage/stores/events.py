@@ -251,6 +251,10 @@ class RoomVersionLookup:
     def remember(self, room_id: str, version: RoomVersion) -> None:
         self._versions[room_id] = version
 
+    def forget(self, room_id: str) -> None:
+        """After the room is purged from the database."""
+        self._versions.pop(room_id, None)
+
     def known(self, room_id: str) -> RoomVersion | None:
         return self._versions.get(room_id)
 

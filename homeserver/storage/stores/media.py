@@ -249,6 +249,14 @@ class MediaStore:
             )
             return True
 
+    async def quarantined_by_for_hash(self, sha256: str) -> str | None:
+        """Who quarantined some item with this content, if anyone did."""
+        value = await self.db.fetchval(
+            "SELECT quarantined_by FROM media WHERE sha256 = $1 AND quarantined_by IS NOT NULL LIMIT 1",
+            sha256,
+        )
+        return str(value) if value is not None else None
+
     async def quarantine_by_user(self, user_id: str, quarantined_by: str) -> int:
         async with self.db.transaction() as conn:
             count = await conn.fetchval(

@@ -1,0 +1,1 @@
+"""Background jobs: long admin tasks run in batches, resumable after a restart."""
