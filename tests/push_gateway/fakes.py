@@ -144,6 +144,7 @@ class H2Server:
         self.ssl.set_alpn_protocols(["h2"])
         self.server: asyncio.Server | None = None
         self.url = ""
+        self.writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.ssl)
@@ -152,9 +153,12 @@ class H2Server:
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
+            for writer in list(self.writers):  # ends the handlers' reads cleanly
+                writer.close()
             await self.server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
         self.protocols.append(writer.get_extra_info("ssl_object").selected_alpn_protocol())
         conn = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
@@ -186,4 +190,5 @@ class H2Server:
         except (ConnectionError, ssl.SSLError):
             pass
         finally:
+            self.writers.discard(writer)
             writer.close()

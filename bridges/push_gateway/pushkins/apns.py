@@ -288,10 +288,10 @@ def truncate_payload(payload: dict[str, Any], max_length: int = MAX_JSON_BODY_SI
         if not strings:
             break
         longest = max(strings, key=lambda i: len(args[i].encode()))
-        excess = len(body) - max_length
-        current = args[longest]
-        keep = max(0, len(current) - max(excess, 1) - 1)
-        args[longest] = current[:keep] + "…" if keep else ""
+        raw = args[longest].encode()
+        # Cut the excess plus room for the ellipsis (3 bytes), on a character boundary.
+        keep = len(raw) - (len(body) - max_length) - 3
+        args[longest] = raw[:keep].decode("utf-8", errors="ignore") + "…" if keep > 0 else ""
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
     if len(body) > max_length:
         raise DispatchError("APNs payload too large even after truncation")
