@@ -29,6 +29,7 @@ class FakeGoogle:
         self.token_requests = 0
         self.messages: list[dict[str, Any]] = []
         self.unregistered: set[str] = set()
+        self.failures = 0  # answer this many sends with 503 first
 
     async def token(self, request: web.Request) -> web.Response:
         form = await request.post()
@@ -54,6 +55,9 @@ class FakeGoogle:
         body = await request.json()
         message = body["message"]
         self.messages.append(message)
+        if self.failures:
+            self.failures -= 1
+            return web.json_response({"error": {"code": 503, "status": "UNAVAILABLE"}}, status=503)
         if message["token"] in self.unregistered:
             error = {
                 "code": 404,
@@ -206,3 +210,21 @@ def test_service_account_file_shape_is_checked(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"apps\.a\.service_account_file"):
         build_pushkins(config)
+
+
+async def test_temporary_failure_is_retried(aiohttp_client: Any, google: tuple[FakeGoogle, Path]) -> None:
+    fake, account_file = google
+    fake.failures = 1
+    client = await aiohttp_client(create_app(gateway_config(fake, account_file, retry_delay=0)))
+    body = {"notification": {"event_id": "$e", "devices": [{"app_id": "im.example.android", "pushkey": "t"}]}}
+    resp = await client.post(NOTIFY, json=body)
+    assert resp.status == 200
+    assert await resp.json() == {"rejected": []}
+    assert len(fake.messages) == 2
+
+    # Failing every try: 502, the pushkey is kept.
+    fake.failures = 10
+    client = await aiohttp_client(create_app(gateway_config(fake, account_file, retry_delay=0, max_tries=2)))
+    resp = await client.post(NOTIFY, json=body)
+    assert resp.status == 502
+    assert len(fake.messages) == 4

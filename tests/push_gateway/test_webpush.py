@@ -30,11 +30,13 @@ class PushService:
         self.received: list[tuple[str, dict[str, str], bytes]] = []
         self.status: dict[str, int] = {}
         self.release = asyncio.Event()
+        self.hanging = asyncio.Event()
         self.base = ""
 
     async def handle(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         if name == "hang":
+            self.hanging.set()
             await self.release.wait()  # a push service that never answers
         self.received.append((name, dict(request.headers), await request.read()))
         return web.Response(status=self.status.get(name, 201))
@@ -242,3 +244,30 @@ async def test_invalid_p256dh_is_rejected(
     resp = await client.post(NOTIFY, json={"notification": {"event_id": "$e", "devices": [dev]}})
     assert await resp.json() == {"rejected": ["not-a-key"]}
     assert push_service.received == []
+
+
+async def test_inflight_request_limit(
+    aiohttp_client: Any, push_service: PushService, vapid_key: tuple[Path, Any]
+) -> None:
+    from prometheus_client import REGISTRY
+
+    def drops() -> float:
+        value = REGISTRY.get_sample_value(
+            "sygnal_inflight_request_limit_drop_total", {"pushkin": "org.example.web"}
+        )
+        return value or 0.0
+
+    before = drops()
+    config = make_gateway_config(vapid_key[0], inflight_request_limit=1)
+    client = await aiohttp_client(create_app(config))
+    hang = Subscription(f"{push_service.base}/push/hang")
+    first = asyncio.ensure_future(
+        client.post(NOTIFY, json={"notification": {"event_id": "$1", "devices": [device(hang)]}})
+    )
+    await push_service.hanging.wait()  # the first push is in flight
+    ok = Subscription(f"{push_service.base}/push/ok")
+    resp = await client.post(NOTIFY, json={"notification": {"event_id": "$2", "devices": [device(ok)]}})
+    assert resp.status == 502
+    assert drops() == before + 1
+    push_service.release.set()
+    assert (await first).status == 200

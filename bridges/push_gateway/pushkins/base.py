@@ -60,7 +60,7 @@ class Pushkin:
 
     kind = "base"
     understood_keys: frozenset[str] = frozenset(
-        {"type", "inflight_request_limit", "request_timeout", "max_tries", "retry_delay"}
+        {"type", "inflight_request_limit", "request_timeout", "max_tries", "retry_delay", "max_connections"}
     )
 
     def __init__(self, name: str, cfg: dict[str, Any], proxy: str | None = None) -> None:
