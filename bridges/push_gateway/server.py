@@ -88,7 +88,8 @@ async def _dispatch_one(pushkins: list[Pushkin], n: Notification, index: int, re
 
 async def notify(request: web.Request) -> web.Response:
     start = time.perf_counter()
-    request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex[:16]
+    # A caller's X-Request-ID (e.g. from a reverse proxy) ties log lines together across hops.
+    request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex[:16]
     with REQUESTS_IN_FLIGHT.labels("V1NotifyHandler").track_inprogress():
         response = await _notify(request, request_id)
     HTTP_RESPONSES.labels(code=response.status).inc()
