@@ -9,7 +9,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from homeserver.api.admin import register as admin_register
+from homeserver.api.admin import server as admin_server
 from homeserver.api.admin import user_admin
+from homeserver.api.admin import users as admin_users
 from homeserver.api.client import (
     account,
     account_data,
@@ -53,6 +55,7 @@ from homeserver.core.errors import MatrixError, missing_token
 from homeserver.http.auth import extract_access_token
 from homeserver.http.middleware import json_response, matrix_middleware
 from homeserver.http.routing import ApiRequest, Auth, JsonResponse, Route, Router
+from homeserver.services.audit import set_request_origin
 
 from .container import Services
 
@@ -67,6 +70,8 @@ CLIENT_ROUTERS: tuple[Router, ...] = (
     profile.routes,
     admin_register.routes,
     user_admin.routes,
+    admin_users.routes,
+    admin_server.routes,
     rooms.routes,
     sync.routes,
     account_data.routes,
@@ -114,6 +119,7 @@ def _wrap(route: Route) -> Any:
 
     async def endpoint(request: web.Request) -> web.StreamResponse:
         services = request.app[SERVICES]
+        set_request_origin(request.remote, request.headers.get("User-Agent"))
         requester = None
         if auth_kind is not Auth.NONE:
             token = extract_access_token(request)

@@ -19,6 +19,9 @@ from homeserver.notifier.notifier import Notifier
 from homeserver.persist.persister import EventPersister, PersistedEvent
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.accounts import AccountService, TokenSettings
+from homeserver.services.admin_reports import AdminReportService
+from homeserver.services.admin_users import AdminUserService
+from homeserver.services.audit import AuditLog
 from homeserver.services.auth import AuthService
 from homeserver.services.content_policy import ContentPolicy
 from homeserver.services.device_lists import DeviceListService
@@ -36,6 +39,7 @@ from homeserver.services.push_rules import PushRulesService
 from homeserver.services.pushers import PusherService
 from homeserver.services.receipts import ReceiptService
 from homeserver.services.reports import ReportService
+from homeserver.services.restrictions import UserRestrictions
 from homeserver.services.room_access import RoomAccess
 from homeserver.services.room_upgrades import RoomUpgradeService
 from homeserver.services.rooms import RoomService
@@ -56,6 +60,8 @@ from homeserver.storage.database import Database
 from homeserver.storage.engine import open_database
 from homeserver.storage.migrations import migrate, pending
 from homeserver.storage.stores.account_data import AccountDataStore
+from homeserver.storage.stores.admin_users import AdminUserStore
+from homeserver.storage.stores.audit import AuditStore
 from homeserver.storage.stores.devices import DeviceStore
 from homeserver.storage.stores.directory import DirectoryStore
 from homeserver.storage.stores.e2e import E2eStore
@@ -120,6 +126,18 @@ class Services:
         self.filters = FilterStore(db)
         self.nonces = NonceStore(db)
 
+        # the audit log and admin-set restrictions come first: account and room services record
+        # into / consult them (docs/admin.md)
+        self.audit = AuditLog(
+            db,
+            AuditStore(db),
+            clock,
+            retention_ms=config.audit_log_retention_period,
+            log_admin_room_reads=config.audit_log_admin_room_reads,
+        )
+        self.admin_user_store = AdminUserStore(db)
+        self.restrictions = UserRestrictions(self.admin_user_store)
+
         # services
         self.auth = AuthService(self.device_store, clock)
         self.uia = UiaService(self.uia_store, clock)
@@ -142,6 +160,7 @@ class Services:
             ),
             rc_login_account=bucket(config.rc_login.account),
             rc_login_failed=bucket(config.rc_login.failed_attempts),
+            audit=self.audit,
         )
 
         # rooms and events
@@ -171,10 +190,21 @@ class Services:
         self.account_data = AccountDataService(AccountDataStore(db), self.account_data_stream, self.notifier)
         self.push_rules = PushRulesService(db, PushRuleStore(db), self.account_data)
         self.membership = MembershipService(
-            self.persister, self.state, self.rooms, self.users, server_name=server_name
+            self.persister,
+            self.state,
+            self.rooms,
+            self.users,
+            server_name=server_name,
+            audit=self.audit,
+            restrictions=self.restrictions,
         )
         self.messages = MessageService(
-            self.persister, self.state, self.events, self.rooms, server_name=server_name
+            self.persister,
+            self.state,
+            self.events,
+            self.rooms,
+            server_name=server_name,
+            restrictions=self.restrictions,
         )
         self.room_service = RoomService(
             self.persister,
@@ -185,6 +215,7 @@ class Services:
             server_name=server_name,
             default_room_version=getattr(config, "default_room_version", None) or "11",
             may_publish=self._may_publish,
+            audit=self.audit,
         )
         self.room_access = RoomAccess(self.state, self.rooms)
         self.directory = DirectoryService(
@@ -228,6 +259,7 @@ class Services:
         self._build_search()
         self._build_notifications()
         self._build_moderation()
+        self._build_admin()
         self._wire_hooks()
 
     def _build_notifications(self) -> None:
@@ -245,6 +277,36 @@ class Services:
         self.receipts.receipt_hooks.append(on_read)
         self.pushers = PusherService(PusherStore(self.db), self.clock)
         self.accounts.devices_deleted_hooks.append(self.pushers.on_devices_deleted)
+
+    def _build_admin(self) -> None:
+        """The admin API's services (docs/admin.md); the audit log itself is built first."""
+        self.admin_users = AdminUserService(
+            self.db,
+            self.admin_user_store,
+            self.device_store,
+            self.accounts,
+            self.auth,
+            self.profiles,
+            self.restrictions,
+            self.audit,
+            self.clock,
+            self.rooms,
+            AccountDataStore(self.db),
+            server_name=self.config.server_name,
+        )
+        self.admin_reports = AdminReportService(
+            self.db,
+            self.report_store,
+            self.events,
+            self.state,
+            self.registration_tokens,
+            self.audit,
+            self.clock,
+        )
+        self.room_service.creation_checks.append(self._check_not_suspended)
+
+    async def _check_not_suspended(self, creator: str, _body: dict[str, Any]) -> None:
+        await self.restrictions.check_not_suspended(creator)
 
     def _build_moderation(self) -> None:
         """Room upgrades, content reports, the word filter and the room-creation policy."""
@@ -456,11 +518,15 @@ class Services:
         self.notifier.advance("presence", self.presence.position)
         await self.presence.start()
         await self.search.start()
+        await self.restrictions.load()
+        if self.role == "main":
+            self.audit.start_retention()
         if self.role == "main":
             await self.user_directory.start()
         self.persister.start()
 
     async def stop(self) -> None:
+        await self.audit.stop()
         await self.content_policy.drain()
         await self.persister.stop()
         self.typing.stop()
@@ -477,7 +543,8 @@ class Services:
         elif name == "registration":
             self.ratelimiter.check("registration", client_ip, bucket(config.rc_registration))
         elif name == "message" and requester is not None and requester.app_service_id is None:
-            self.ratelimiter.check("message", requester.user_id, bucket(config.rc_message))
+            limit = self.restrictions.message_bucket(requester.user_id, bucket(config.rc_message))
+            self.ratelimiter.check("message", requester.user_id, limit)
         elif name == "media_create" and requester is not None:
             self.ratelimiter.check("media_create", requester.user_id, bucket(config.rc_media_create))
         elif name == "url_preview" and requester is not None:

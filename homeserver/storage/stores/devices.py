@@ -28,6 +28,7 @@ class AccessToken:
     deactivated: bool
     is_guest: bool
     appservice_id: str | None
+    locked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +158,7 @@ class DeviceStore:
     async def get_access_token(self, token_hash: str) -> AccessToken | None:
         row = await self.db.fetchrow(
             "SELECT t.token_hash, t.user_id, t.device_id, t.created_ts, t.valid_until_ts,"
-            " t.refresh_token_hash, u.is_admin, u.deactivated, u.is_guest, u.appservice_id"
+            " t.refresh_token_hash, u.is_admin, u.deactivated, u.is_guest, u.appservice_id, u.locked"
             " FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = $1",
             token_hash,
         )
@@ -174,6 +175,7 @@ class DeviceStore:
             bool(row["deactivated"]),
             bool(row["is_guest"]),
             row["appservice_id"],
+            bool(row["locked"]),
         )
 
     async def insert_access_token_txn(
