@@ -50,11 +50,11 @@ from homeserver.api.client import (
     voip,
 )
 from homeserver.api.media import authed_content_repo, content_repo
+from homeserver.config.sections import HomeserverConfig
 from homeserver.core.clock import Clock
-from homeserver.core.errors import MatrixError, missing_token
-from homeserver.http.auth import extract_access_token
+from homeserver.http.auth import authenticate
 from homeserver.http.middleware import json_response, matrix_middleware
-from homeserver.http.routing import ApiRequest, Auth, JsonResponse, Route, Router
+from homeserver.http.routing import ApiRequest, JsonResponse, Route, Router
 from homeserver.services.audit import set_request_origin
 
 from .container import Services
@@ -120,18 +120,11 @@ def _wrap(route: Route) -> Any:
     async def endpoint(request: web.Request) -> web.StreamResponse:
         services = request.app[SERVICES]
         set_request_origin(request.remote, request.headers.get("User-Agent"))
-        requester = None
-        if auth_kind is not Auth.NONE:
-            token = extract_access_token(request)
-            if token is not None:
-                requester = await services.auth.get_requester(token)
-            elif auth_kind is not Auth.OPTIONAL:
-                raise missing_token()
-            if auth_kind is Auth.ADMIN and (requester is None or not requester.is_admin):
-                raise MatrixError(403, "M_FORBIDDEN", "You are not a server admin")
+        api_request = ApiRequest(request, services, None)
+        await authenticate(auth_kind, api_request)
         if limit is not None:
-            services.check_route_ratelimit(limit, request.remote or "", requester)
-        result = await handler(ApiRequest(request, services, requester))
+            services.check_route_ratelimit(limit, request.remote or "", api_request.requester)
+        result = await handler(api_request)
         if isinstance(result, web.StreamResponse):
             return result
         if isinstance(result, JsonResponse):
@@ -154,15 +147,15 @@ async def metrics_handler(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def _build_app(config: Any, resources: Iterable[str]) -> web.Application:
-    max_body = int(getattr(config, "max_request_body_size", None) or DEFAULT_MAX_BODY)
+def _build_app(config: HomeserverConfig, resources: Iterable[str]) -> web.Application:
+    max_body = config.max_request_body_size or DEFAULT_MAX_BODY
     app = web.Application(middlewares=[matrix_middleware], client_max_size=max_body)
     names = set(resources)
     if "client" in names:
         add_routers(app, CLIENT_ROUTERS)
-    if "media" in names and getattr(config, "enable_media_repo", True):
+    if "media" in names and config.enable_media_repo:
         add_routers(app, MEDIA_ROUTERS)
-    if "metrics" in names and getattr(config, "enable_metrics", False):
+    if "metrics" in names and config.enable_metrics:
         app.router.add_get("/metrics", metrics_handler)
         app.router.add_get("/_synapse/metrics", metrics_handler)
     return app
@@ -177,7 +170,7 @@ def create_app(services: Services, resources: Iterable[str] = ALL_RESOURCES) -> 
 
 
 def create_app_from_config(
-    config: Any,
+    config: HomeserverConfig,
     *,
     clock: Clock | None = None,
     role: str = "main",

@@ -7,10 +7,14 @@ their collaborators through their constructors.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from homeserver.appservice.registry import InMemoryAppServiceRegistry
+from homeserver.config.sections import HomeserverConfig, RateLimit
 from homeserver.core.clock import Clock
+from homeserver.crypto.keyring import InMemoryKeyring, ServerVerifyKey
 from homeserver.crypto.keys import load_or_create_signing_key
 from homeserver.http.ratelimit import Bucket, RateLimiter
 from homeserver.http.requester import Requester
@@ -25,27 +29,33 @@ from homeserver.services.audit import AuditLog
 from homeserver.services.auth import AuthService
 from homeserver.services.content_policy import ContentPolicy
 from homeserver.services.device_lists import DeviceListService
+from homeserver.services.devices import DeviceService
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2eKeysService
+from homeserver.services.filters import FilterService
 from homeserver.services.ignore import IgnoreService
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.membership import MembershipService
 from homeserver.services.messages import MessageService
 from homeserver.services.notifications import NotificationService
+from homeserver.services.notifications_list import NotificationsListService
 from homeserver.services.passwords import PasswordHasher
 from homeserver.services.presence import PresenceService
 from homeserver.services.profiles import ProfileService
 from homeserver.services.push_rules import PushRulesService
 from homeserver.services.pushers import PusherService
 from homeserver.services.receipts import ReceiptService
+from homeserver.services.registration_tokens import RegistrationTokenService
 from homeserver.services.reports import ReportService
 from homeserver.services.restrictions import UserRestrictions
 from homeserver.services.room_access import RoomAccess
+from homeserver.services.room_reads import RoomReadService
 from homeserver.services.room_upgrades import RoomUpgradeService
 from homeserver.services.rooms import RoomService
 from homeserver.services.search import SearchService
 from homeserver.services.serialize import EventSerializer
 from homeserver.services.server_admins import ServerAdminService
+from homeserver.services.shared_secret import SharedSecretRegistration
 from homeserver.services.spaces import SpaceHierarchyService
 from homeserver.services.tags import TagService
 from homeserver.services.timeline import TimelineService
@@ -59,6 +69,7 @@ from homeserver.state.indexes import MembershipIndex, RoomStreamIndex, RoomTailC
 from homeserver.storage.database import Database
 from homeserver.storage.engine import open_database
 from homeserver.storage.migrations import migrate, pending
+from homeserver.storage.positions import max_position
 from homeserver.storage.stores.account_data import AccountDataStore
 from homeserver.storage.stores.admin_users import AdminUserStore
 from homeserver.storage.stores.audit import AuditStore
@@ -90,7 +101,7 @@ logger = logging.getLogger(__name__)
 
 async def load_stream_positions(db: Database) -> dict[str, int]:
     async def max_of(table: str, column: str) -> int:
-        return int(await db.fetchval(f"SELECT COALESCE(MAX({column}), 0) FROM {table}") or 0)
+        return await max_position(db, table, column)
 
     return {
         "events": await max_of("events", "stream_ordering"),
@@ -102,15 +113,42 @@ async def load_stream_positions(db: Database) -> dict[str, int]:
     }
 
 
-def bucket(limit: Any) -> Bucket:
+def bucket(limit: RateLimit) -> Bucket:
     return Bucket(float(limit.per_second), float(limit.burst_count))
+
+
+@dataclass(frozen=True, slots=True)
+class RouteLimit:
+    """A rate limit a route declares by name (`Router.route(..., ratelimit=NAME)`)."""
+
+    limit: Callable[[HomeserverConfig], RateLimit]  # the config's bucket
+    by_ip: bool = False  # keyed by client IP; else by user, and anonymous requests pass
+    exempt_appservices: bool = False
+    bucket_name: str | None = None  # the limiter's name when it differs from the route's
+
+
+ROUTE_RATE_LIMITS: dict[str, RouteLimit] = {
+    "login": RouteLimit(lambda c: c.rc_login.address, by_ip=True, bucket_name="login_address"),
+    "registration": RouteLimit(lambda c: c.rc_registration, by_ip=True),
+    "message": RouteLimit(lambda c: c.rc_message, exempt_appservices=True),
+    "media_create": RouteLimit(lambda c: c.rc_media_create),
+    "url_preview": RouteLimit(lambda c: c.media.rc_url_preview),
+    "user_directory": RouteLimit(lambda c: c.rc_user_directory),
+    "reports": RouteLimit(lambda c: c.rc_reports),
+}
 
 
 class Services:
     """Everything a process needs, wired together. Build with `await Services.create(...)`."""
 
     def __init__(
-        self, config: Any, db: Database, clock: Clock, role: str = "main", *, stream_positions: dict[str, int]
+        self,
+        config: HomeserverConfig,
+        db: Database,
+        clock: Clock,
+        role: str = "main",
+        *,
+        stream_positions: dict[str, int],
     ) -> None:
         self.config = config
         self.db = db
@@ -122,9 +160,11 @@ class Services:
         self.users = UserStore(db)
         self.device_store = DeviceStore(db)
         self.uia_store = UiaStore(db)
-        self.registration_tokens = RegistrationTokenStore(db)
-        self.filters = FilterStore(db)
-        self.nonces = NonceStore(db)
+
+        # who is asking: appservice tokens (registration files load into this registry) and the
+        # verify keys of other servers for X-Matrix (federation will fetch remote keys)
+        self.appservices = InMemoryAppServiceRegistry()
+        self.keyring = InMemoryKeyring()
 
         # the audit log and admin-set restrictions come first: account and room services record
         # into / consult them (docs/admin.md)
@@ -139,11 +179,11 @@ class Services:
         self.restrictions = UserRestrictions(self.admin_user_store)
 
         # services
-        self.auth = AuthService(self.device_store, clock)
+        self.auth = AuthService(self.device_store, self.users, self.appservices, clock)
         self.uia = UiaService(self.uia_store, clock)
         self.profiles = ProfileService(self.users)
         self.server_admins = ServerAdminService(self.users, self.auth, server_name=config.server_name)
-        self.hasher = PasswordHasher(rounds=int(getattr(config, "bcrypt_rounds", 12) or 12))
+        self.hasher = PasswordHasher(rounds=config.bcrypt_rounds)
         self.accounts = AccountService(
             db,
             self.users,
@@ -155,8 +195,8 @@ class Services:
             server_name=config.server_name,
             tokens=TokenSettings(
                 access_lifetime=config.refreshable_access_token_lifetime,
-                refresh_lifetime=getattr(config, "refresh_token_lifetime", None),
-                session_lifetime=getattr(config, "session_lifetime", None),
+                refresh_lifetime=config.refresh_token_lifetime,
+                session_lifetime=config.session_lifetime,
             ),
             rc_login_account=bucket(config.rc_login.account),
             rc_login_failed=bucket(config.rc_login.failed_attempts),
@@ -166,6 +206,9 @@ class Services:
         # rooms and events
         server_name = config.server_name
         self.signing_key = load_or_create_signing_key(config.signing_key_path)
+        # Our own key verifies forever for ourselves; rotation will give old keys an expiry.
+        own_key = ServerVerifyKey(server_name, self.signing_key.key_id, self.signing_key.verify_key, 2**62)
+        self.keyring.add(own_key)
         self.room_versions = RoomVersionLookup(db)
         self.events = EventStore(db, self.room_versions)
         self.rooms = RoomStore(db)
@@ -185,7 +228,7 @@ class Services:
         self.room_tails = RoomTailCache(self.room_streams)
         self.memberships = MembershipIndex(self.rooms, server_name)
         self.visibility = VisibilityService(self.rooms, self.events)
-        self.serializer = EventSerializer(db, self.events, clock)
+        self.serializer = EventSerializer(self.events, clock)
         self.account_data_stream = StreamIdGenerator("account_data", stream_positions["account_data"])
         self.account_data = AccountDataService(AccountDataStore(db), self.account_data_stream, self.notifier)
         self.push_rules = PushRulesService(db, PushRuleStore(db), self.account_data)
@@ -213,7 +256,7 @@ class Services:
             self.membership,
             clock,
             server_name=server_name,
-            default_room_version=getattr(config, "default_room_version", None) or "11",
+            default_room_version=config.default_room_version,
             may_publish=self._may_publish,
             audit=self.audit,
         )
@@ -259,6 +302,7 @@ class Services:
         self._build_search()
         self._build_notifications()
         self._build_moderation()
+        self._build_client_services()
         self._build_admin()
         self._wire_hooks()
 
@@ -277,6 +321,27 @@ class Services:
         self.receipts.receipt_hooks.append(on_read)
         self.pushers = PusherService(PusherStore(self.db), self.clock)
         self.accounts.devices_deleted_hooks.append(self.pushers.on_devices_deleted)
+
+    def _build_client_services(self) -> None:
+        """Services behind client endpoints that used to reach stores from their handlers."""
+        db, clock = self.db, self.clock
+        self.devices = DeviceService(self.device_store)
+        self.filters = FilterService(FilterStore(db))
+        self.registration_tokens = RegistrationTokenService(RegistrationTokenStore(db), clock)
+        self.shared_secret = SharedSecretRegistration(
+            NonceStore(db), self.accounts, clock, self.config.registration_shared_secret
+        )
+        self.notifications_list = NotificationsListService(
+            self.notifications.store, self.events, self.serializer
+        )
+        self.room_reads = RoomReadService(
+            self.room_access,
+            self.memberships,
+            self.events,
+            self.serializer,
+            state_ids_at=self.sync.state_ids_at,
+        )
+        self.membership.forgotten_hooks.append(self.memberships.mark_forgotten)
 
     def _build_admin(self) -> None:
         """The admin API's services (docs/admin.md); the audit log itself is built first."""
@@ -299,7 +364,7 @@ class Services:
             self.report_store,
             self.events,
             self.state,
-            self.registration_tokens,
+            self.registration_tokens.store,
             self.audit,
             self.clock,
         )
@@ -398,7 +463,7 @@ class Services:
             clock,
             self.ratelimiter,
             bucket(config.rc_presence.per_user),
-            enabled=bool(getattr(config, "presence_enabled", True)),
+            enabled=config.presence_enabled,
             start_position=stream_positions.get("presence", 0),
         )
         self.tags = TagService(self.account_data, self.memberships)
@@ -489,7 +554,9 @@ class Services:
         return [u for u, m in snapshot.memberships.items() if m == "join" and u.endswith(suffix)]
 
     @classmethod
-    async def create(cls, config: Any, *, clock: Clock | None = None, role: str = "main") -> Services:
+    async def create(
+        cls, config: HomeserverConfig, *, clock: Clock | None = None, role: str = "main"
+    ) -> Services:
         db = await open_database(config.database)
         try:
             if role == "main":
@@ -537,19 +604,15 @@ class Services:
     # -- route-declared rate limits ------------------------------------------------------------
 
     def check_route_ratelimit(self, name: str, client_ip: str, requester: Requester | None) -> None:
-        config = self.config
-        if name == "login":
-            self.ratelimiter.check("login_address", client_ip, bucket(config.rc_login.address))
-        elif name == "registration":
-            self.ratelimiter.check("registration", client_ip, bucket(config.rc_registration))
-        elif name == "message" and requester is not None and requester.app_service_id is None:
-            limit = self.restrictions.message_bucket(requester.user_id, bucket(config.rc_message))
-            self.ratelimiter.check("message", requester.user_id, limit)
-        elif name == "media_create" and requester is not None:
-            self.ratelimiter.check("media_create", requester.user_id, bucket(config.rc_media_create))
-        elif name == "url_preview" and requester is not None:
-            self.ratelimiter.check("url_preview", requester.user_id, bucket(config.media.rc_url_preview))
-        elif name == "user_directory" and requester is not None:
-            self.ratelimiter.check("user_directory", requester.user_id, bucket(config.rc_user_directory))
-        elif name == "reports" and requester is not None:
-            self.ratelimiter.check("reports", requester.user_id, bucket(config.rc_reports))
+        route_limit = ROUTE_RATE_LIMITS[name]
+        if route_limit.by_ip:
+            key = client_ip
+        elif requester is None or (route_limit.exempt_appservices and requester.app_service_id is not None):
+            return
+        else:
+            key = requester.user_id
+        limit = bucket(route_limit.limit(self.config))
+        if name == "message":
+            # An admin's per-user override (override_ratelimit) replaces rc_message.
+            limit = self.restrictions.message_bucket(key, limit)
+        self.ratelimiter.check(route_limit.bucket_name or name, key, limit)

@@ -16,17 +16,21 @@ from multidict import MultiMapping
 
 from homeserver.core import json as hjson
 from homeserver.core.errors import MatrixError, not_json
-from homeserver.http.requester import Requester
+from homeserver.http.requester import Requester, ServerRequester
 
 if TYPE_CHECKING:
     from homeserver.container import Services
 
 
 class Auth(enum.Enum):
+    """Who may call a route; http/auth.py turns the request into the matching requester."""
+
     NONE = "none"  # public endpoint
-    OPTIONAL = "optional"  # token used when present
-    USER = "user"  # a valid access token
-    ADMIN = "admin"  # a valid access token of a server admin
+    OPTIONAL = "optional"  # as USER when a token is present, anonymous otherwise
+    USER = "user"  # a user's access token, or an appservice's as_token (with ?user_id= masquerading)
+    ADMIN = "admin"  # as USER, and the user is a server admin
+    APPSERVICE = "appservice"  # an appservice's as_token only (the appservice API on this server)
+    SERVER = "server"  # another homeserver, by its X-Matrix signature (federation API)
 
 
 # Path prefixes a client route is served under. r0 aliases v3 for endpoints that existed in r0.
@@ -92,18 +96,31 @@ class Router:
 class ApiRequest:
     """What a handler sees: the parsed request, the requester and the services."""
 
-    __slots__ = ("_body", "raw", "requester", "services")
+    __slots__ = ("_body", "raw", "requester", "server", "services")
 
-    def __init__(self, raw: web.Request, services: Services, requester: Requester | None) -> None:
+    def __init__(
+        self,
+        raw: web.Request,
+        services: Services,
+        requester: Requester | None,
+        server: ServerRequester | None = None,
+    ) -> None:
         self.raw = raw
         self.services = services
-        self.requester = requester
+        self.requester = requester  # USER, ADMIN, APPSERVICE routes; OPTIONAL ones with a token
+        self.server = server  # SERVER routes
         self._body: Any = None
 
     @property
     def user(self) -> Requester:
-        assert self.requester is not None, "route declared without auth"
+        assert self.requester is not None, "route declared without user auth"
         return self.requester
+
+    @property
+    def origin(self) -> str:
+        """The verified origin server of a SERVER route."""
+        assert self.server is not None, "route declared without server auth"
+        return self.server.server_name
 
     @property
     def path(self) -> Mapping[str, str]:

@@ -178,7 +178,7 @@ class AccountService:
         now = self.clock.time_ms()
         result: LoginResult | None = None
         async with self.db.transaction() as conn:
-            if await conn.fetchval("SELECT 1 FROM users WHERE lower(user_id) = lower($1)", user_id):
+            if await self.users.user_id_taken_txn(conn, user_id):
                 raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
             await self.users.insert_user_txn(
                 conn,
@@ -364,7 +364,7 @@ class AccountService:
             # A token without a device (an admin's "login as" token): only the token goes.
             if token_digest is not None:
                 async with self.db.transaction() as conn:
-                    await conn.execute("DELETE FROM access_tokens WHERE token_hash = $1", token_digest)
+                    await self.devices.delete_access_token_txn(conn, token_digest)
                     await self._audit_txn(conn, None, "logout", user_id, None)
                 self.auth.invalidate([token_digest])
             return
@@ -375,15 +375,9 @@ class AccountService:
             device_ids = await self.devices.list_device_ids_txn(conn, user_id)
             hashes = await self.devices.list_token_hashes_txn(conn, user_id)
             await self.devices.delete_devices_txn(conn, user_id, device_ids)
-            await conn.execute("DELETE FROM access_tokens WHERE user_id = $1", user_id)
+            await self.devices.delete_access_tokens_txn(conn, user_id)
             # As Synapse: an admin's /logout/all also ends the "login as" tokens they made.
-            hashes += [
-                r[0]
-                for r in await conn.fetch(
-                    "SELECT token_hash FROM access_tokens WHERE puppets_user_id = $1", user_id
-                )
-            ]
-            await conn.execute("DELETE FROM access_tokens WHERE puppets_user_id = $1", user_id)
+            hashes += await self.devices.delete_puppet_tokens_txn(conn, user_id)
             await self._audit_txn(conn, None, "logout.all", user_id, user_id, {"devices": device_ids})
         self.auth.invalidate(hashes)
         await self._run_device_hooks(self.devices_deleted_hooks, user_id, device_ids)
@@ -430,11 +424,7 @@ class AccountService:
                 ]
                 hashes = await self.devices.list_token_hashes_txn(conn, user_id, keep_device_id)
                 await self.devices.delete_devices_txn(conn, user_id, removed)
-                await conn.execute(
-                    "DELETE FROM access_tokens WHERE user_id = $1 AND (device_id IS NULL OR device_id <> $2)",
-                    user_id,
-                    keep_device_id or "",
-                )
+                await self.devices.delete_access_tokens_txn(conn, user_id, keep_device_id)
             await self._audit_txn(
                 conn, audit_as, "password.change", user_id, user_id, {"logout_devices": logout_devices}
             )
@@ -453,14 +443,14 @@ class AccountService:
         async with self.db.transaction() as conn:
             device_ids = await self.devices.list_device_ids_txn(conn, user_id)
             await self.devices.delete_devices_txn(conn, user_id, device_ids)
-            await conn.execute("DELETE FROM access_tokens WHERE user_id = $1", user_id)
+            await self.devices.delete_access_tokens_txn(conn, user_id)
             await self.users.set_password_hash_txn(conn, user_id, None)
             await self.users.set_deactivated_txn(conn, user_id, True)
             # As Synapse: third-party ids go, so nobody can reset the password through them.
-            await conn.execute("DELETE FROM user_threepids WHERE user_id = $1", user_id)
+            await self.users.delete_threepids_txn(conn, user_id)
             if erase:
                 await self.users.clear_profile_txn(conn, user_id)
-                await conn.execute("UPDATE users SET erased = TRUE WHERE user_id = $1", user_id)
+                await self.users.mark_erased_txn(conn, user_id)
             if in_transaction is not None:
                 await in_transaction(conn)
             await self._audit_txn(conn, audit_as, "account.deactivate", user_id, user_id, {"erase": erase})

@@ -132,6 +132,12 @@ class AdminReportService:
 
     # -- registration tokens -------------------------------------------------------------------
 
+    async def get_token(self, token: str) -> dict[str, Any]:
+        found = await self.tokens.get_token(token)
+        if found is None:
+            raise not_found(f"No such registration token: {token}")
+        return token_json(found)
+
     async def list_tokens(self, valid: bool | None) -> list[dict[str, Any]]:
         now = self.clock.time_ms()
         out = []
@@ -190,10 +196,7 @@ class AdminReportService:
         if await self.tokens.get_token(token) is None:
             raise not_found(f"No such registration token: {token}")
         async with self.db.transaction() as conn:
-            for column, value in changes.items():
-                await conn.execute(
-                    f"UPDATE registration_tokens SET {column} = $2 WHERE token = $1", token, value
-                )
+            await self.tokens.update_token_txn(conn, token, changes)
             await self.audit.record_txn(
                 conn, "admin.registration_token.update", actor=admin.user_id, target=token, detail=changes
             )

@@ -322,17 +322,14 @@ class AdminUserService:
 
     async def whois(self, user_id: str) -> dict[str, Any]:
         self.local_user_id(user_id, "Can only whois a local user")
-        rows = await self.db.fetch(
-            "SELECT device_id, last_seen_ip, last_seen_user_agent, last_seen_ts FROM devices"
-            " WHERE user_id = $1 AND NOT hidden ORDER BY device_id",
-            user_id,
-        )
         devices: dict[str, Any] = {}
-        for r in rows:
+        for d in await list_admin_devices(self.db, user_id):
             connections = []
-            if r[3] is not None:
-                connections.append({"ip": r[1], "last_seen": int(r[3]), "user_agent": r[2]})
-            devices[r[0]] = {"sessions": [{"connections": connections}]}
+            if d.last_seen_ts is not None:
+                connections.append(
+                    {"ip": d.last_seen_ip, "last_seen": d.last_seen_ts, "user_agent": d.last_seen_user_agent}
+                )
+            devices[d.device_id] = {"sessions": [{"connections": connections}]}
         return {"user_id": user_id, "devices": devices}
 
     async def login_as(self, admin: Requester, user_id: str, valid_until_ms: int | None) -> str:

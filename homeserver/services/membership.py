@@ -6,6 +6,7 @@ the room state at that instant, remain the authority.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from homeserver.core import ids
@@ -65,6 +66,8 @@ class MembershipService:
         # Kicks, bans, unbans and server admins' changes to others' membership are audited.
         self.audit = audit
         self.restrictions = restrictions
+        # Called with (user_id, room_id) once a room is forgotten (the membership index hides it).
+        self.forgotten_hooks: list[Callable[[str, str], None]] = []
 
     async def member_content(
         self, user_id: str, membership: str, reason: str | None = None
@@ -222,6 +225,8 @@ class MembershipService:
         if membership.membership in (c.JOIN, c.INVITE, c.KNOCK):
             raise MatrixError(400, "M_UNKNOWN", "You must leave the room before forgetting it")
         await self.rooms.set_forgotten(room_id, user_id)
+        for hook in self.forgotten_hooks:
+            hook(user_id, room_id)
 
     async def leave_all_rooms(self, user_id: str) -> None:
         """On deactivation: leave (or reject) every room."""

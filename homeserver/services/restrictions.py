@@ -45,10 +45,7 @@ class UserRestrictions:
         """(shadow_banned, suspended)."""
         flags = self._flags.get(user_id)
         if flags is None:
-            row = await self.store.db.fetchrow(
-                "SELECT shadow_banned, suspended FROM users WHERE user_id = $1", user_id
-            )
-            flags = (bool(row[0]), bool(row[1])) if row else (False, False)
+            flags = await self.store.get_restrictions(user_id)
             self._flags[user_id] = flags
             if len(self._flags) > self.CACHE_SIZE:
                 self._flags.popitem(last=False)

@@ -14,6 +14,7 @@ from typing import Any
 
 from homeserver.core.tokens import PaginationToken, StreamToken
 from homeserver.events import constants as c
+from homeserver.events.filter import Filter, RoomEventFilter
 from homeserver.notifier.notifier import Notifier
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.serialize import EventSerializer
@@ -22,7 +23,6 @@ from homeserver.state.current import CurrentStateCache, RoomSnapshot
 from homeserver.state.indexes import MembershipIndex, RoomStreamIndex, RoomTailCache
 from homeserver.storage.stores.events import EventStore, StoredEvent
 from homeserver.storage.stores.rooms import RoomStore
-from homeserver.sync.filter import Filter, RoomEventFilter
 from homeserver.sync.lazy_members import LazyMemberSession, LazyMemberTracker
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,6 @@ from homeserver import __version__
 from homeserver.core import json as hjson
 from homeserver.core.errors import MatrixError
 from homeserver.http.routing import ApiRequest, Auth, Router
-from homeserver.services.admin_reports import token_json
 from homeserver.services.audit import AuditQuery, record_to_json
 
 from .users import _bool, _choice, _int, _paging
@@ -82,11 +81,7 @@ async def create_registration_token(req: ApiRequest) -> Any:
 
 @routes.get("/registration_tokens/{token}", auth=Auth.ADMIN, prefixes=V1)
 async def get_registration_token(req: ApiRequest) -> Any:
-    token = req.path["token"]
-    found = await req.services.registration_tokens.get_token(token)
-    if found is None:
-        raise MatrixError(404, "M_NOT_FOUND", f"No such registration token: {token}")
-    return token_json(found)
+    return await req.services.admin_reports.get_token(req.path["token"])
 
 
 @routes.put("/registration_tokens/{token}", auth=Auth.ADMIN, prefixes=V1)

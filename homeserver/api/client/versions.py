@@ -87,7 +87,7 @@ async def getCapabilities(req: ApiRequest) -> dict[str, Any]:
         "capabilities": {
             "m.change_password": {"enabled": True},
             "m.room_versions": {
-                "default": getattr(config, "default_room_version", None) or DEFAULT_ROOM_VERSION,
+                "default": config.default_room_version or DEFAULT_ROOM_VERSION,
                 # v12 (room ids from create event hashes) is not creatable yet.
                 "available": {
                     v: "stable" for v, rv in KNOWN_ROOM_VERSIONS.items() if not rv.room_ids_as_hashes

@@ -214,6 +214,11 @@ class AdminUserStore:
             raise ValueError(field)
         await conn.execute(f"UPDATE profiles SET {field} = $2 WHERE user_id = $1", user_id, value)
 
+    async def get_restrictions(self, user_id: str) -> tuple[bool, bool]:
+        """(shadow_banned, suspended); both False for an unknown user."""
+        row = await self.db.fetchrow("SELECT shadow_banned, suspended FROM users WHERE user_id = $1", user_id)
+        return (bool(row[0]), bool(row[1])) if row else (False, False)
+
     # -- threepids and external ids ------------------------------------------------------------
 
     async def list_threepids(self, user_id: str) -> list[Threepid]:

@@ -213,6 +213,28 @@ class DeviceStore:
         )
         return [r[0] for r in rows]
 
+    async def delete_access_token_txn(self, conn: Connection, token_hash: str) -> None:
+        await conn.execute("DELETE FROM access_tokens WHERE token_hash = $1", token_hash)
+
+    async def delete_puppet_tokens_txn(self, conn: Connection, admin_id: str) -> list[str]:
+        """Delete the device-less "login as" tokens `admin_id` made; returns their hashes."""
+        rows = await conn.fetch("SELECT token_hash FROM access_tokens WHERE puppets_user_id = $1", admin_id)
+        await conn.execute("DELETE FROM access_tokens WHERE puppets_user_id = $1", admin_id)
+        return [r[0] for r in rows]
+
+    async def delete_access_tokens_txn(
+        self, conn: Connection, user_id: str, except_device_id: str | None = None
+    ) -> None:
+        """Every access token of the user, or all but those of `except_device_id`."""
+        if except_device_id is None:
+            await conn.execute("DELETE FROM access_tokens WHERE user_id = $1", user_id)
+            return
+        await conn.execute(
+            "DELETE FROM access_tokens WHERE user_id = $1 AND (device_id IS NULL OR device_id <> $2)",
+            user_id,
+            except_device_id,
+        )
+
     async def list_token_hashes_for_device_txn(
         self, conn: Connection, user_id: str, device_id: str
     ) -> list[str]:

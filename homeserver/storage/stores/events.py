@@ -172,6 +172,20 @@ class EventStore:
         )
         return str(value) if value is not None else None
 
+    async def list_txn_ids(self, user_id: str, device_id: str, event_ids: Sequence[str]) -> dict[str, str]:
+        """event id -> the transaction id its sender's device sent it with, for those in `event_ids`."""
+        if not event_ids:
+            return {}
+        placeholders = ", ".join(f"${i + 3}" for i in range(len(event_ids)))
+        rows = await self.db.fetch(
+            "SELECT event_id, txn_id FROM event_txn_ids WHERE user_id = $1 AND device_id = $2"
+            f" AND event_id IN ({placeholders})",
+            user_id,
+            device_id,
+            *event_ids,
+        )
+        return {r[0]: r[1] for r in rows}
+
     # -- writes (inside the persister's transaction) -----------------------------------------------
 
     async def insert_events_txn(self, conn: Connection, rows: Sequence[NewEventRow]) -> None:

@@ -64,6 +64,10 @@ class UserStore:
         )
         return [_user(r) for r in rows]
 
+    async def user_id_taken_txn(self, conn: Connection, user_id: str) -> bool:
+        """Whether a user id equal to `user_id` up to case exists (ids differing in case collide)."""
+        return bool(await conn.fetchval("SELECT 1 FROM users WHERE lower(user_id) = lower($1)", user_id))
+
     async def insert_user_txn(
         self,
         conn: Connection,
@@ -123,6 +127,12 @@ class UserStore:
 
     async def set_avatar_url(self, user_id: str, avatar_url: str | None) -> None:
         await self.db.execute("UPDATE profiles SET avatar_url = $2 WHERE user_id = $1", user_id, avatar_url)
+
+    async def mark_erased_txn(self, conn: Connection, user_id: str) -> None:
+        await conn.execute("UPDATE users SET erased = TRUE WHERE user_id = $1", user_id)
+
+    async def delete_threepids_txn(self, conn: Connection, user_id: str) -> None:
+        await conn.execute("DELETE FROM user_threepids WHERE user_id = $1", user_id)
 
     async def clear_profile_txn(self, conn: Connection, user_id: str) -> None:
         await conn.execute(
