@@ -85,6 +85,7 @@ def test_list_users_paging_and_filters(hs: Homeserver) -> None:
     assert [u["name"] for u in backwards["users"]] == [u.user_id for u in reversed(users)]
     # `name` matches localparts and display names.
     assert _users(admin, name=f"person {names[1]}")["total"] == 1
+    assert _users(admin, name=prefix.upper())["total"] == 3  # localparts, case-insensitively
     # deactivated users are hidden unless asked for; admins filter.
     resp = admin.client.post(f"{V1}/deactivate/{q(users[0].user_id)}", {})
     assert resp.status == 200, resp.describe()

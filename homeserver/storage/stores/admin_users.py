@@ -151,7 +151,7 @@ class AdminUserStore:
             add(
                 "(lower(u.user_id) LIKE ? ESCAPE '\\'"
                 " OR lower(COALESCE(p.displayname, '')) LIKE ? ESCAPE '\\')",
-                _like(query.name),
+                "@" + _like(query.name) + ":%",  # the localpart: between '@' and the first ':'
                 _like(query.name),
             )
         elif query.user_id is not None:
