@@ -50,10 +50,13 @@ from homeserver.api.client import (
     voip,
 )
 from homeserver.api.media import authed_content_repo, content_repo
-from homeserver.config.sections import HomeserverConfig
+from homeserver.config.sections import HomeserverConfig, ListenerConfig
 from homeserver.core.clock import Clock
 from homeserver.http.auth import authenticate
+from homeserver.http.forwarded import forwarded_middleware
+from homeserver.http.limits import check_declared_length, expect_handler
 from homeserver.http.middleware import json_response, matrix_middleware
+from homeserver.http.params import check_path_and_query
 from homeserver.http.routing import ApiRequest, JsonResponse, Route, Router
 from homeserver.services.audit import set_request_origin
 
@@ -112,18 +115,25 @@ ALL_RESOURCES = ("client", "federation", "media", "metrics")
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
 
-def _wrap(route: Route) -> Any:
+def _wrap(route: Route, body_limit: int) -> Any:
     handler = route.handler
     auth_kind = route.auth
     limit = route.ratelimit
 
     async def endpoint(request: web.Request) -> web.StreamResponse:
+        # Refuse a declared oversized body before reading any of it.
+        check_declared_length(request, body_limit)
         services = request.app[SERVICES]
         set_request_origin(request.remote, request.headers.get("User-Agent"))
         api_request = ApiRequest(request, services, None)
         await authenticate(auth_kind, api_request)
+        if api_request.requester is not None:
+            services.client_ips.record(
+                api_request.requester, request.remote, request.headers.get("User-Agent")
+            )
         if limit is not None:
             services.check_route_ratelimit(limit, request.remote or "", api_request.requester)
+        check_path_and_query(request.match_info, request.query.items())
         result = await handler(api_request)
         if isinstance(result, web.StreamResponse):
             return result
@@ -135,36 +145,73 @@ def _wrap(route: Route) -> Any:
     return endpoint
 
 
-def add_routers(app: web.Application, routers: Iterable[Router]) -> None:
+def add_routers(
+    app: web.Application, routers: Iterable[Router], body_limit: int = DEFAULT_MAX_BODY
+) -> None:
+    expect = expect_handler(body_limit)
     for router in routers:
         for route in router.routes:
-            wrapped = _wrap(route)
+            wrapped = _wrap(route, body_limit)
             for path in route.paths:
-                app.router.add_route(route.method, path, wrapped)
+                app.router.add_route(route.method, path, wrapped, expect_handler=expect)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def _build_app(config: HomeserverConfig, resources: Iterable[str]) -> web.Application:
-    max_body = config.max_request_body_size or DEFAULT_MAX_BODY
-    app = web.Application(middlewares=[matrix_middleware], client_max_size=max_body)
+async def health_handler(request: web.Request) -> web.Response:
+    # Synapse's answer, byte for byte: load balancers and Docker HEALTHCHECKs match on it.
+    return web.Response(text="OK")
+
+
+def served_resources(config: HomeserverConfig, resources: Iterable[str]) -> tuple[str, ...]:
+    """The listed resources this process really serves (the start-up line shows these).
+
+    `health` is served on every listener, as Synapse does; `federation`, `keys`, `openid` and
+    `replication` are accepted in the config but have no endpoints yet.
+    """
     names = set(resources)
+    served = []
     if "client" in names:
-        add_routers(app, CLIENT_ROUTERS)
+        served.append("client")
     if "media" in names and config.enable_media_repo:
-        add_routers(app, MEDIA_ROUTERS)
+        served.append("media")
     if "metrics" in names and config.enable_metrics:
+        served.append("metrics")
+    served.append("health")
+    return tuple(served)
+
+
+def _build_app(
+    config: HomeserverConfig, resources: Iterable[str], listener: ListenerConfig | None = None
+) -> web.Application:
+    max_body = config.max_request_body_size or DEFAULT_MAX_BODY
+    middlewares: list[Any] = [matrix_middleware]
+    if listener is not None and listener.x_forwarded:
+        # Outermost, so that errors, metrics, rate limits and last-seen see the client's address.
+        middlewares.insert(0, forwarded_middleware(listener.trusted_proxies))
+    app = web.Application(middlewares=middlewares, client_max_size=max_body)
+    served = served_resources(config, resources)
+    if "client" in served:
+        add_routers(app, CLIENT_ROUTERS, max_body)
+    if "media" in served:
+        # Uploads stream to disk; the media repository enforces max_upload_size precisely.
+        upload_limit = config.max_upload_size or max_body
+        add_routers(app, MEDIA_ROUTERS, max(upload_limit, max_body))
+    if "metrics" in served:
         app.router.add_get("/metrics", metrics_handler)
         app.router.add_get("/_synapse/metrics", metrics_handler)
+    app.router.add_get("/health", health_handler)
     return app
 
 
-def create_app(services: Services, resources: Iterable[str] = ALL_RESOURCES) -> web.Application:
+def create_app(
+    services: Services, resources: Iterable[str] = ALL_RESOURCES, listener: ListenerConfig | None = None
+) -> web.Application:
     """An application serving `resources` with already-built services (the CLI shares them
-    between listeners)."""
-    app = _build_app(services.config, resources)
+    between listeners). `listener` brings its `x_forwarded` setting."""
+    app = _build_app(services.config, resources, listener)
     app[SERVICES] = services
     return app
 
@@ -175,6 +222,7 @@ def create_app_from_config(
     clock: Clock | None = None,
     role: str = "main",
     resources: Iterable[str] = ALL_RESOURCES,
+    listener: ListenerConfig | None = None,
 ) -> web.Application:
     """An application that builds its own services on startup and closes them on cleanup."""
 
@@ -186,6 +234,6 @@ def create_app_from_config(
         finally:
             await services.stop()
 
-    app = _build_app(config, resources)
+    app = _build_app(config, resources, listener)
     app.cleanup_ctx.append(services_ctx)
     return app

@@ -27,6 +27,7 @@ from homeserver.services.admin_reports import AdminReportService
 from homeserver.services.admin_users import AdminUserService
 from homeserver.services.audit import AuditLog
 from homeserver.services.auth import AuthService
+from homeserver.services.client_ips import ClientIpTracker
 from homeserver.services.content_policy import ContentPolicy
 from homeserver.services.device_lists import DeviceListService
 from homeserver.services.devices import DeviceService
@@ -68,11 +69,12 @@ from homeserver.state.current import CurrentStateCache
 from homeserver.state.indexes import MembershipIndex, RoomStreamIndex, RoomTailCache
 from homeserver.storage.database import Database
 from homeserver.storage.engine import open_database
-from homeserver.storage.migrations import migrate, pending
+from homeserver.storage.migrations import SchemaOutdatedError, migrate, pending
 from homeserver.storage.positions import max_position
 from homeserver.storage.stores.account_data import AccountDataStore
 from homeserver.storage.stores.admin_users import AdminUserStore
 from homeserver.storage.stores.audit import AuditStore
+from homeserver.storage.stores.client_ips import ClientIpStore
 from homeserver.storage.stores.devices import DeviceStore
 from homeserver.storage.stores.directory import DirectoryStore
 from homeserver.storage.stores.e2e import E2eStore
@@ -180,6 +182,7 @@ class Services:
 
         # services
         self.auth = AuthService(self.device_store, self.users, self.appservices, clock)
+        self.client_ips = ClientIpTracker(ClientIpStore(db), clock)
         self.uia = UiaService(self.uia_store, clock)
         self.profiles = ProfileService(self.users)
         self.server_admins = ServerAdminService(self.users, self.auth, server_name=config.server_name)
@@ -271,7 +274,7 @@ class Services:
             may_create_alias=config.may_create_alias,
             may_publish_room=config.may_publish_room,
             send_state=self.messages.send_state,
-            require_membership_for_aliases=bool(config.extras.get("require_membership_for_aliases", True)),
+            require_membership_for_aliases=config.require_membership_for_aliases,
             enable_room_list_search=config.enable_room_list_search,
         )
         self.spaces = SpaceHierarchyService(self.directory, self.memberships)
@@ -357,6 +360,8 @@ class Services:
             self.clock,
             self.rooms,
             AccountDataStore(self.db),
+            self.client_ips,
+            self.media.delete_media,
             server_name=self.config.server_name,
         )
         self.admin_reports = AdminReportService(
@@ -564,7 +569,7 @@ class Services:
                 if applied:
                     logger.info("applied %d migration(s)", len(applied))
             elif await pending(db):
-                raise RuntimeError("database schema is outdated: run `homeserver migrate` first")
+                raise SchemaOutdatedError("the database schema is outdated: run `homeserver migrate` first")
             positions = await load_stream_positions(db)
             services = cls(config, db, clock or Clock(), role, stream_positions=positions)
             await services.start()
@@ -591,11 +596,13 @@ class Services:
         if self.role == "main":
             await self.user_directory.start()
         self.persister.start()
+        self.client_ips.start()
 
     async def stop(self) -> None:
         await self.audit.stop()
         await self.content_policy.drain()
         await self.persister.stop()
+        await self.client_ips.stop()
         self.typing.stop()
         await self.presence.stop()
         await self.media.close()

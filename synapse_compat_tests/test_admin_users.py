@@ -187,13 +187,19 @@ def test_reset_password(hs: Homeserver, user: User) -> None:
 
 def test_whois(hs: Homeserver, user: User) -> None:
     admin = hs.register(admin=True)
+    agent = f"compat-whois/{secrets.token_hex(3)}"
+    seen = user.client.get("/_matrix/client/v3/account/whoami", headers={"User-Agent": agent})
+    assert seen.status == 200, seen.describe()
     resp = admin.client.get(f"{V1}/whois/{q(user.user_id)}")
     assert resp.status == 200, resp.describe()
     assert resp.body["user_id"] == user.user_id
-    assert isinstance(resp.body["devices"], dict)
-    for device in resp.body["devices"].values():
-        for session in device["sessions"]:
-            assert isinstance(session["connections"], list)
+    # Synapse lists every connection under one device named "".
+    assert list(resp.body["devices"]) == [""]
+    connections = resp.body["devices"][""]["sessions"][0]["connections"]
+    mine = [c for c in connections if c["user_agent"] == agent]
+    assert len(mine) == 1, connections
+    assert mine[0]["ip"] and isinstance(mine[0]["last_seen"], int)
+    assert_error(admin.client.get(f"{V1}/whois/{q('@x:remote.example.org')}"), 400)
 
 
 def test_devices(hs: Homeserver, user: User) -> None:

@@ -548,6 +548,11 @@ def parse_filter_param(value: str) -> dict[str, Any] | None:
         raise MatrixError(400, "M_NOT_JSON", "filter parameter is not valid JSON") from exc
     if not isinstance(obj, dict):  # cannot happen with a leading "{", but keep the contract exact
         raise MatrixError(400, "M_INVALID_PARAM", "filter parameter must be a JSON object")
+    # The same limits as request bodies (homeserver/http/routing.py): no U+0000, bounded nesting.
+    if "\\u0000" in value and mjson.contains_nul(obj):
+        raise MatrixError(400, "M_INVALID_PARAM", "filter parameter must not contain NUL characters")
+    if mjson.depth_exceeds(obj):
+        raise MatrixError(400, "M_INVALID_PARAM", "filter parameter is nested too deeply")
     return obj
 
 

@@ -47,8 +47,16 @@ METADATA_ADDRESSES = (
 )
 # Unusable as destinations whatever the lists say: "this network", broadcast, reserved.
 ALWAYS_BLOCKED = ("0.0.0.0/8", "255.255.255.255/32", "240.0.0.0/4", "::/128")
-# IPv6 forms that embed an IPv4 address we must check as well.
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# IPv6 forms that embed an IPv4 address in their last 32 bits, which we must check as well:
+# NAT64 (RFC 6052 well-known prefix, and the RFC 8215 local-use prefix at its usual /96) and the
+# deprecated IPv4-compatible ::a.b.c.d (Synapse blocks it too; some stacks still route it), and
+# SIIT's IPv4-translated ::ffff:0:a.b.c.d.
+_EMBED_LOW32 = (
+    ipaddress.ip_network("64:ff9b::/96"),
+    ipaddress.ip_network("64:ff9b:1::/48"),
+    ipaddress.ip_network("::/96"),
+    ipaddress.ip_network("::ffff:0:0:0/96"),
+)
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
@@ -80,8 +88,9 @@ def _parse_networks(ranges: Iterable[str]) -> list[IPNetwork]:
 class IPFilter:
     """An address is allowed unless it is in the blacklist and not in the whitelist.
 
-    IPv4 addresses embedded in IPv6 ones (mapped ``::ffff:a.b.c.d``, NAT64, 6to4, Teredo) are
-    checked too, so a blocked IPv4 address cannot be reached through its IPv6 spelling.
+    IPv4 addresses embedded in IPv6 ones (mapped ``::ffff:a.b.c.d``, compatible ``::a.b.c.d``,
+    NAT64, 6to4, Teredo) are checked too, so a blocked IPv4 address cannot be reached through its
+    IPv6 spelling.
     """
 
     def __init__(
@@ -108,7 +117,8 @@ class IPFilter:
                 out.append(addr.sixtofour)
             if addr.teredo is not None:
                 out.append(addr.teredo[1])
-            if addr in _NAT64:
+            # `::` and `::1` are themselves (unspecified, loopback), not IPv4-compatible spellings.
+            if int(addr) > 1 and any(addr in net for net in _EMBED_LOW32):
                 out.append(ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF))
         return out
 

@@ -28,6 +28,7 @@ class Notifier:
         # room_id -> local users to wake for it (joined, plus invited/knocking for their own event)
         self.room_users: Callable[[str], Iterable[str]] = lambda room_id: ()
         self.global_listeners: list[Callable[[StreamToken], None]] = []
+        self._closed = False
 
     def advance(self, stream: str, position: int) -> StreamToken:
         if position > getattr(self.current, stream):
@@ -73,17 +74,27 @@ class Notifier:
             entry = self._users[user_id] = _UserStream(StreamToken())
         if entry.token.advanced_past(since):
             return True
-        if timeout_s <= 0:
+        if timeout_s <= 0 or self._closed:
             return False
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry.waiters.add(fut)
         try:
             await asyncio.wait_for(fut, timeout_s)
-            return True
+            return not self._closed
         except TimeoutError:
             return False
         finally:
             entry.waiters.discard(fut)
+
+    def close(self) -> None:
+        """Shutdown: answer every parked long-poll now, as if its timeout had ended (the client
+        gets what there is and its next token), and park no new ones."""
+        self._closed = True
+        for entry in self._users.values():
+            waiters, entry.waiters = entry.waiters, set()
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
 
     @property
     def waiting_users(self) -> int:

@@ -184,9 +184,9 @@ class EventPersister:
             except MatrixError as err:
                 unit.future.set_exception(err)
                 continue
-            except Exception as exc:
+            except Exception:
                 logger.exception("building events failed")
-                unit.future.set_exception(MatrixError(500, "M_UNKNOWN", f"Failed to build event: {exc}"))
+                unit.future.set_exception(MatrixError(500, "M_UNKNOWN", "Failed to build event"))
                 continue
             working, stream = trial, trial_stream
             unit.results = results

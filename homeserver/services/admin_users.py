@@ -7,6 +7,7 @@ transaction of the change where the change is ours to run.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.core import ids
@@ -16,6 +17,7 @@ from homeserver.http.requester import Requester
 from homeserver.services.accounts import NOT_AUDITED, AccountService, AuditAs
 from homeserver.services.audit import AuditLog
 from homeserver.services.auth import AuthService
+from homeserver.services.client_ips import ClientIpTracker
 from homeserver.services.profiles import ProfileService
 from homeserver.services.restrictions import UserRestrictions
 from homeserver.services.tokens import new_access_token, token_hash
@@ -105,9 +107,14 @@ class AdminUserService:
         clock: Clock,
         rooms: RoomStore,
         account_data: AccountDataStore,
+        client_ips: ClientIpTracker,
+        delete_media: Callable[[str, str], Awaitable[bool]],
         *,
         server_name: str,
     ) -> None:
+        # (origin, media_id) -> deleted: the media repository's deletion (file, thumbnails, row)
+        self.delete_media_item = delete_media
+        self.client_ips = client_ips
         self.rooms = rooms
         self.account_data = account_data
         self.db = db
@@ -321,16 +328,14 @@ class AdminUserService:
     # -- sessions ------------------------------------------------------------------------------
 
     async def whois(self, user_id: str) -> dict[str, Any]:
+        """Synapse's shape exactly: every (address, user agent) the user was seen with, newest
+        first, as the connections of one session of a device named "" (tools parse this)."""
         self.local_user_id(user_id, "Can only whois a local user")
-        devices: dict[str, Any] = {}
-        for d in await list_admin_devices(self.db, user_id):
-            connections = []
-            if d.last_seen_ts is not None:
-                connections.append(
-                    {"ip": d.last_seen_ip, "last_seen": d.last_seen_ts, "user_agent": d.last_seen_user_agent}
-                )
-            devices[d.device_id] = {"sessions": [{"connections": connections}]}
-        return {"user_id": user_id, "devices": devices}
+        connections = [
+            {"ip": seen.ip, "last_seen": seen.last_seen, "user_agent": seen.user_agent}
+            for seen in await self.client_ips.list_seen(user_id)
+        ]
+        return {"user_id": user_id, "devices": {"": {"sessions": [{"connections": connections}]}}}
 
     async def login_as(self, admin: Requester, user_id: str, valid_until_ms: int | None) -> str:
         if user_id == admin.user_id:
@@ -359,10 +364,12 @@ class AdminUserService:
 
     async def list_devices(self, user_id: str) -> list[AdminDevice]:
         await self.existing(user_id)
+        await self.client_ips.flush()  # last-seen columns current for the admin
         return await list_admin_devices(self.db, user_id)
 
     async def get_device(self, user_id: str, device_id: str) -> AdminDevice:
         await self.existing(user_id)
+        await self.client_ips.flush()
         found = await list_admin_devices(self.db, user_id, device_id)
         if not found:
             raise not_found("Device not found")
@@ -487,6 +494,19 @@ class AdminUserService:
         return await self.store.list_user_media(
             user_id, self.server_name, offset=offset, limit=limit, order_by=order_by, descending=descending
         )
+
+    async def delete_media(
+        self, admin: Requester, user_id: str, *, offset: int, limit: int, order_by: str, descending: bool
+    ) -> list[str]:
+        """Delete one page (as listed) of the user's media; returns the deleted ids."""
+        media, _ = await self.list_media(
+            user_id, offset=offset, limit=limit, order_by=order_by, descending=descending
+        )
+        deleted = [m.media_id for m in media if await self.delete_media_item(self.server_name, m.media_id)]
+        await self.audit.record(
+            "admin.user.media.delete", actor=admin.user_id, target=user_id, detail={"media_ids": deleted}
+        )
+        return deleted
 
 
 _LOCALPART_CHARS = re.compile(r"^[a-z0-9._=\-/+]+$")

@@ -33,20 +33,18 @@ class FilterService:
 
     async def get(self, requester: Requester, user_id: str, filter_id: str) -> dict[str, Any]:
         self.check_owner(requester, user_id)
-        try:
-            number = int(filter_id)
-        except ValueError as exc:
-            raise not_found("No such filter") from exc
+        if not filter_id.isascii() or not filter_id.isdigit() or len(filter_id) > 18:  # small BIGINTs
+            raise not_found("No such filter")
+        number = int(filter_id)
         stored = await self.store.get_filter(user_id, number)
         if stored is None:
             raise not_found("No such filter")
         return stored
 
     async def _stored(self, requester: Requester, value: str, invalid_id: str) -> dict[str, Any]:
-        try:
-            filter_id = int(value)
-        except ValueError as exc:
-            raise MatrixError(400, "M_INVALID_PARAM", invalid_id) from exc
+        if not value.isascii() or not value.isdigit() or len(value) > 18:  # ids are small BIGINTs
+            raise MatrixError(400, "M_INVALID_PARAM", invalid_id)
+        filter_id = int(value)
         stored = await self.store.get_filter(requester.user_id, filter_id)
         if stored is None:
             raise MatrixError(400, "M_INVALID_PARAM", "Unknown filter id")

@@ -1,14 +1,74 @@
-"""PostgreSQL engine on an asyncpg pool."""
+"""PostgreSQL engine on an asyncpg pool.
+
+Losing the server (PostgreSQL restarting, stopped, network gone) raises `DatabaseUnavailableError`
+(503 `M_UNKNOWN` with a retry hint) from every statement instead of a driver exception, so
+clients retry instead of seeing a 500. Nothing else is needed to recover: the pool drops broken
+connections and opens new ones on the next acquire once PostgreSQL answers again.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+import logging
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import asyncpg
 
+from homeserver.core.errors import DatabaseUnavailableError
 from homeserver.storage.database import Connection, Dialect, Row
+
+logger = logging.getLogger(__name__)
+
+# SQLSTATE class 08 (connection exceptions) and the "server is going away / not ready" states.
+_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
+def _is_connection_loss(exc: BaseException) -> bool:
+    if isinstance(exc, _LOST):
+        return True
+    # Opening a new connection while the server is down: refused, reset, timed out, DNS.
+    if isinstance(exc, OSError | TimeoutError):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
+
+
+@contextmanager
+def _unavailable_on_loss() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        if not _is_connection_loss(exc):
+            raise
+        logger.warning("PostgreSQL unavailable: %s", _one_line(exc))
+        raise DatabaseUnavailableError(f"PostgreSQL unavailable: {_one_line(exc)}") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text
+
+
+class _OneLineFilter(logging.Filter):
+    """asyncpg's pool logs each failed reconnect with a full traceback while PostgreSQL is down;
+    one line with the reason says the same to an operator."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()}: {_one_line(record.exc_info[1])}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_OneLineFilter())
 
 
 class _PgConnection(Connection):
@@ -16,19 +76,24 @@ class _PgConnection(Connection):
         self._conn = conn
 
     async def execute(self, sql: str, *args: Any) -> None:
-        await self._conn.execute(sql, *args)
+        with _unavailable_on_loss():
+            await self._conn.execute(sql, *args)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        await self._conn.executemany(sql, list(rows))
+        with _unavailable_on_loss():
+            await self._conn.executemany(sql, list(rows))
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        return list(await self._conn.fetch(sql, *args))
+        with _unavailable_on_loss():
+            return list(await self._conn.fetch(sql, *args))
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        return await self._conn.fetchrow(sql, *args)
+        with _unavailable_on_loss():
+            return await self._conn.fetchrow(sql, *args)
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
-        return await self._conn.fetchval(sql, *args)
+        with _unavailable_on_loss():
+            return await self._conn.fetchval(sql, *args)
 
 
 class PostgresDatabase:
@@ -41,10 +106,22 @@ class PostgresDatabase:
         self._max = max_size
         self._pool: asyncpg.Pool | None = None
 
+    def describe(self) -> str:
+        """host:port/database for operator messages (never the password)."""
+        kw = self._kwargs
+        if self._dsn:
+            return "the configured DSN"
+        return f"{kw.get('host') or 'localhost'}:{kw.get('port') or 5432}/{kw.get('database') or '?'}"
+
     async def open(self) -> None:
-        self._pool = await asyncpg.create_pool(
-            self._dsn, min_size=self._min, max_size=self._max, **self._kwargs
-        )
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn, min_size=self._min, max_size=self._max, **self._kwargs
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise DatabaseUnavailableError(
+                f"cannot connect to PostgreSQL at {self.describe()}: {_one_line(exc)}"
+            ) from exc
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -52,28 +129,53 @@ class PostgresDatabase:
         return self._pool
 
     async def execute(self, sql: str, *args: Any) -> None:
-        await self.pool.execute(sql, *args)
+        with _unavailable_on_loss():
+            await self.pool.execute(sql, *args)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         async with self.transaction() as conn:
             await conn.executemany(sql, rows)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        return list(await self.pool.fetch(sql, *args))
+        with _unavailable_on_loss():
+            return list(await self.pool.fetch(sql, *args))
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        return await self.pool.fetchrow(sql, *args)
+        with _unavailable_on_loss():
+            return await self.pool.fetchrow(sql, *args)
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
-        return await self.pool.fetchval(sql, *args)
+        with _unavailable_on_loss():
+            return await self.pool.fetchval(sql, *args)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield _PgConnection(conn)
+        # Only the driver's own calls are translated: an OSError raised by the caller's code
+        # inside the transaction (a media file, say) stays what it is.
+        with _unavailable_on_loss():
+            conn = await self.pool.acquire()
+        try:
+            tx = conn.transaction()
+            with _unavailable_on_loss():
+                await tx.start()
+            try:
+                yield _PgConnection(conn)
+            except BaseException:
+                try:
+                    await tx.rollback()
+                except Exception as exc:
+                    # A dead connection cannot roll back (the server already did); keep the
+                    # original error, the pool discards the connection on release.
+                    if not _is_connection_loss(exc):
+                        raise
+                raise
+            with _unavailable_on_loss():
+                await tx.commit()
+        finally:
+            await self.pool.release(conn)
 
     async def execute_script(self, sql: str) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.transaction() as conn:
             await conn.execute(sql)
 
     async def close(self) -> None:

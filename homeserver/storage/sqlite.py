@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any, TypeVar
 
+from homeserver.core.errors import DatabaseUnavailableError
 from homeserver.storage.database import Connection, Dialect, Row
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,12 @@ def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
     if readonly:
         conn.execute("PRAGMA query_only=ON")
     return conn
+
+
+def _open_writer(path: str) -> sqlite3.Connection:
+    if path != ":memory:":
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return _connect(path, readonly=False)
 
 
 class _SyncOps:
@@ -102,8 +109,6 @@ class SqliteDatabase:
 
     def __init__(self, path: str, readers: int = 4) -> None:
         self.path = path
-        if path != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._reader_pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="sqlite-reader")
         self._write_lock = asyncio.Lock()
@@ -115,9 +120,12 @@ class SqliteDatabase:
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
-        self._writer = await loop.run_in_executor(
-            self._writer_pool, lambda: _connect(self.path, readonly=False)
-        )
+        try:
+            self._writer = await loop.run_in_executor(self._writer_pool, _open_writer, self.path)
+        except (OSError, sqlite3.Error) as exc:
+            # Startup only (an unwritable or missing data directory): one line for the operator.
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise DatabaseUnavailableError(f"cannot open SQLite database {self.path}: {reason}") from exc
 
     # -- thread dispatch ----------------------------------------------------------------------
 

@@ -256,18 +256,8 @@ async def list_media(req: ApiRequest) -> Any:
 async def delete_media(req: ApiRequest) -> Any:
     offset, limit = _paging(req)
     order_by, descending = _media_order(req)
-    user_id = _uid(req)
-    admin_users = req.services.admin_users
-    media, _ = await admin_users.list_media(
-        user_id, offset=offset, limit=limit, order_by=order_by, descending=descending
-    )
-    deleted = [
-        m.media_id
-        for m in media
-        if await req.services.media.delete_media(admin_users.server_name, m.media_id)
-    ]
-    await req.services.audit.record(
-        "admin.user.media.delete", actor=req.user.user_id, target=user_id, detail={"media_ids": deleted}
+    deleted = await req.services.admin_users.delete_media(
+        req.user, _uid(req), offset=offset, limit=limit, order_by=order_by, descending=descending
     )
     return {"deleted_media": deleted, "total": len(deleted)}
 

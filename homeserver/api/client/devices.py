@@ -30,7 +30,7 @@ def _device_json(device: Device) -> dict[str, Any]:
 @routes.get("/devices")
 async def getDevices(req: ApiRequest) -> Any:
     devices = await req.services.devices.list_devices(req.user)
-    return {"devices": [_device_json(d) for d in devices]}
+    return {"devices": [_device_json(d) for d in req.services.client_ips.with_pending(devices)]}
 
 
 @routes.get("/devices/{deviceId}")
@@ -38,7 +38,7 @@ async def getDevice(req: ApiRequest) -> Any:
     device = await req.services.devices.get_device(req.user, req.path["deviceId"])
     if device is None:
         raise not_found("Device not found")
-    return _device_json(device)
+    return _device_json(req.services.client_ips.with_pending([device])[0])
 
 
 @routes.put("/devices/{deviceId}")

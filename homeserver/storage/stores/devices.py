@@ -128,19 +128,6 @@ class DeviceStore:
             )
             return True
 
-    async def update_last_seen(
-        self, user_id: str, device_id: str, ts: int, ip: str | None, ua: str | None
-    ) -> None:
-        await self.db.execute(
-            "UPDATE devices SET last_seen_ts = $3, last_seen_ip = $4, last_seen_user_agent = $5"
-            " WHERE user_id = $1 AND device_id = $2",
-            user_id,
-            device_id,
-            ts,
-            ip,
-            ua,
-        )
-
     async def delete_devices_txn(self, conn: Connection, user_id: str, device_ids: list[str]) -> None:
         for device_id in device_ids:
             await conn.execute(
