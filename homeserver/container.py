@@ -30,8 +30,11 @@ from homeserver.persist.persister import EventPersister, PersistedEvent
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.accounts import AccountService, TokenSettings
 from homeserver.services.admin_media import AdminMediaService
+from homeserver.services.admin_reports import AdminReportService
 from homeserver.services.admin_rooms import AdminRoomService
-from homeserver.services.audit_sink import AuditSink, NoAudit
+from homeserver.services.admin_users import AdminUserService
+from homeserver.services.audit import AuditLog
+from homeserver.services.audit_sink import AuditSink
 from homeserver.services.auth import AuthService
 from homeserver.services.client_ips import ClientIpTracker
 from homeserver.services.content_policy import ContentPolicy
@@ -55,6 +58,7 @@ from homeserver.services.pushers import PusherService
 from homeserver.services.receipts import ReceiptService
 from homeserver.services.registration_tokens import RegistrationTokenService
 from homeserver.services.reports import ReportService
+from homeserver.services.restrictions import UserRestrictions
 from homeserver.services.room_access import RoomAccess
 from homeserver.services.room_deletion import RoomDeletionService
 from homeserver.services.room_reads import RoomReadService
@@ -83,6 +87,8 @@ from homeserver.storage.positions import max_position
 from homeserver.storage.stores.account_data import AccountDataStore
 from homeserver.storage.stores.admin_media import AdminMediaStore
 from homeserver.storage.stores.admin_rooms import AdminRoomStore
+from homeserver.storage.stores.admin_users import AdminUserStore
+from homeserver.storage.stores.audit import AuditStore
 from homeserver.storage.stores.client_ips import ClientIpStore
 from homeserver.storage.stores.devices import DeviceStore
 from homeserver.storage.stores.directory import DirectoryStore
@@ -178,6 +184,18 @@ class Services:
         self.appservices = InMemoryAppServiceRegistry()
         self.keyring = InMemoryKeyring()
 
+        # the audit log and admin-set restrictions come first: account and room services record
+        # into / consult them (docs/admin.md)
+        self.audit = AuditLog(
+            db,
+            AuditStore(db),
+            clock,
+            retention_ms=config.audit_log_retention_period,
+            log_admin_room_reads=config.audit_log_admin_room_reads,
+        )
+        self.admin_user_store = AdminUserStore(db)
+        self.restrictions = UserRestrictions(self.admin_user_store)
+
         # services
         self.auth = AuthService(self.device_store, self.users, self.appservices, clock)
         self.client_ips = ClientIpTracker(ClientIpStore(db), clock)
@@ -201,6 +219,7 @@ class Services:
             ),
             rc_login_account=bucket(config.rc_login.account),
             rc_login_failed=bucket(config.rc_login.failed_attempts),
+            audit=self.audit,
         )
 
         # rooms and events
@@ -233,10 +252,21 @@ class Services:
         self.account_data = AccountDataService(AccountDataStore(db), self.account_data_stream, self.notifier)
         self.push_rules = PushRulesService(db, PushRuleStore(db), self.account_data)
         self.membership = MembershipService(
-            self.persister, self.state, self.rooms, self.users, server_name=server_name
+            self.persister,
+            self.state,
+            self.rooms,
+            self.users,
+            server_name=server_name,
+            audit=self.audit,
+            restrictions=self.restrictions,
         )
         self.messages = MessageService(
-            self.persister, self.state, self.events, self.rooms, server_name=server_name
+            self.persister,
+            self.state,
+            self.events,
+            self.rooms,
+            server_name=server_name,
+            restrictions=self.restrictions,
         )
         self.room_service = RoomService(
             self.persister,
@@ -247,6 +277,7 @@ class Services:
             server_name=server_name,
             default_room_version=config.default_room_version,
             may_publish=self._may_publish,
+            audit=self.audit,
         )
         self.room_access = RoomAccess(self.state, self.rooms)
         self.directory = DirectoryService(
@@ -292,6 +323,7 @@ class Services:
         self._build_moderation()
         self._build_client_services()
         self._build_admin()
+        self._build_admin_users()
         self._wire_hooks()
         self._wire_metrics()
 
@@ -301,8 +333,7 @@ class Services:
         server_name = config.server_name
         # Only the main process runs jobs; other roles leave them to it.
         self.jobs = JobRunner(JobStore(db), clock, enabled=self.role == "main")
-        # The audit log (another module) replaces this sink when wired; records are dropped until then.
-        self.admin_audit: AuditSink = NoAudit()
+        self.admin_audit: AuditSink = self.audit
         admin_store = AdminRoomStore(db)
         self.admin_rooms = AdminRoomService(
             admin_store,
@@ -388,6 +419,38 @@ class Services:
             state_ids_at=self.sync.state_ids_at,
         )
         self.membership.forgotten_hooks.append(self.memberships.mark_forgotten)
+
+    def _build_admin_users(self) -> None:
+        """The admin API's user and report services (docs/admin.md); the audit log is built first."""
+        self.admin_users = AdminUserService(
+            self.db,
+            self.admin_user_store,
+            self.device_store,
+            self.accounts,
+            self.auth,
+            self.profiles,
+            self.restrictions,
+            self.audit,
+            self.clock,
+            self.rooms,
+            AccountDataStore(self.db),
+            self.client_ips,
+            self.media.delete_media,
+            server_name=self.config.server_name,
+        )
+        self.admin_reports = AdminReportService(
+            self.db,
+            self.report_store,
+            self.events,
+            self.state,
+            self.registration_tokens.store,
+            self.audit,
+            self.clock,
+        )
+        self.room_service.creation_checks.append(self._check_not_suspended)
+
+    async def _check_not_suspended(self, creator: str, _body: dict[str, Any]) -> None:
+        await self.restrictions.check_not_suspended(creator)
 
     def _build_moderation(self) -> None:
         """Room upgrades, content reports, the word filter and the room-creation policy."""
@@ -612,6 +675,9 @@ class Services:
         self.notifier.advance("presence", self.presence.position)
         await self.presence.start()
         await self.search.start()
+        await self.restrictions.load()
+        if self.role == "main":
+            self.audit.start_retention()
         if self.role == "main":
             await self.user_directory.start()
         self.persister.start()
@@ -621,6 +687,7 @@ class Services:
 
     async def stop(self) -> None:
         self.loop_lag.stop()
+        await self.audit.stop()
         await self.content_policy.drain()
         await self.jobs.stop()  # unfinished jobs resume at the next start
         await self.persister.stop()
@@ -640,4 +707,8 @@ class Services:
             return
         else:
             key = requester.user_id
-        self.ratelimiter.check(route_limit.bucket_name or name, key, bucket(route_limit.limit(self.config)))
+        limit = bucket(route_limit.limit(self.config))
+        if name == "message":
+            # An admin's per-user override (override_ratelimit) replaces rc_message.
+            limit = self.restrictions.message_bucket(key, limit)
+        self.ratelimiter.check(route_limit.bucket_name or name, key, limit)
