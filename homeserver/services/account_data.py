@@ -1,4 +1,5 @@
-"""Account data (global and per room): writes advance the account_data stream and wake the user."""
+"""Account data (global and per room): writes advance the account_data stream; the row on the bus
+wakes the user."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from homeserver.core.errors import MatrixError
-from homeserver.notifier.notifier import Notifier
+from homeserver.core.streams import AccountDataRow, Stream
+from homeserver.replication.bus import StreamBus
 from homeserver.storage.stores.account_data import AccountDataStore
 from homeserver.storage.streams import StreamIdGenerator
 
@@ -15,10 +17,10 @@ SERVER_MANAGED = {"m.fully_read", "m.push_rules"}
 
 
 class AccountDataService:
-    def __init__(self, store: AccountDataStore, stream: StreamIdGenerator, notifier: Notifier) -> None:
+    def __init__(self, store: AccountDataStore, stream: StreamIdGenerator, bus: StreamBus) -> None:
         self.store = store
         self.stream = stream
-        self.notifier = notifier
+        self.bus = bus
         # (user_id, room_id, type, content) after each write (e.g. the ignore list cache)
         self.put_hooks: list[Callable[[str, str, str, dict[str, Any]], None]] = []
 
@@ -36,5 +38,7 @@ class AccountDataService:
             await self.store.upsert(user_id, room_id, type, content, stream_id)
             for hook in self.put_hooks:
                 hook(user_id, room_id, type, content)
-        self.notifier.on_user_event("account_data", self.stream.current, [user_id])
+        self.bus.publish(
+            Stream.ACCOUNT_DATA, self.stream.current, [AccountDataRow(stream_id, user_id, room_id, type)]
+        )
         return stream_id

@@ -18,10 +18,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from homeserver.core.clock import Clock
+from homeserver.core.streams import DeviceListsRow, EventsRow, Stream, StreamRow
 from homeserver.core.tokens import StreamToken
 from homeserver.events import constants as c
 from homeserver.notifier.notifier import Notifier
-from homeserver.persist.persister import PersistedEvent
+from homeserver.replication.bus import StreamBus
 from homeserver.state.current import CurrentStateCache
 from homeserver.state.indexes import MembershipIndex
 from homeserver.storage.database import Connection, Database
@@ -57,11 +58,13 @@ class DeviceListService:
         *,
         server_name: str,
         events_position: int = 0,
+        bus: StreamBus,
     ) -> None:
         self.db = db
         self.store = store
         self.stream = stream
         self.notifier = notifier
+        self.bus = bus
         self.memberships = memberships
         self.state = state
         self.rooms = rooms
@@ -72,10 +75,11 @@ class DeviceListService:
         self._member_changed: dict[str, int] = {}
         self._member_index_from = events_position
 
-    def on_persisted(self, persisted: Sequence[PersistedEvent]) -> None:
-        for p in persisted:
-            if p.event.type == c.MEMBER:
-                self._member_changed[p.event.room_id] = p.stream_ordering
+    def on_events(self, position: int, rows: Sequence[StreamRow]) -> None:
+        """Events stream consumer: remember which rooms' members changed, and when."""
+        for row in rows:
+            if isinstance(row, EventsRow) and row.membership is not None and row.is_live:
+                self._member_changed[row.room_id] = row.stream_ordering
 
     def _members_may_have_changed(self, room_id: str, after: int) -> bool:
         return after < self._member_index_from or self._member_changed.get(room_id, 0) > after
@@ -96,6 +100,8 @@ class DeviceListService:
                         conn, stream_id, pending.changes, self.clock.time_ms()
                     )
         if pending.record and pending.changes:
+            rows = [DeviceListsRow(stream_id, user_id, visible_to) for user_id, visible_to in pending.changes]
+            self.bus.publish(Stream.DEVICE_LISTS, self.stream.current, rows)
             await self._wake(pending.changes)
 
     async def record(self, changes: list[Change]) -> None:
@@ -111,7 +117,7 @@ class DeviceListService:
             else:
                 users.add(user_id)
                 users |= await self.local_users_sharing_rooms(user_id)
-        self.notifier.on_user_event("device_lists", self.stream.current, users)
+        self.notifier.on_user_event(Stream.DEVICE_LISTS, self.stream.current, users)
 
     async def local_users_sharing_rooms(self, user_id: str) -> set[str]:
         users: set[str] = set()

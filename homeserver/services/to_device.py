@@ -20,7 +20,8 @@ from typing import Any
 from homeserver.core import ids
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError
-from homeserver.notifier.notifier import Notifier
+from homeserver.core.streams import Stream, ToDeviceRow
+from homeserver.replication.bus import StreamBus
 from homeserver.storage.database import Database
 from homeserver.storage.stores.devices import DeviceStore
 from homeserver.storage.stores.e2e import E2eStore, ToDeviceMessage
@@ -48,7 +49,7 @@ class ToDeviceService:
         store: E2eStore,
         devices: DeviceStore,
         stream: StreamIdGenerator,
-        notifier: Notifier,
+        bus: StreamBus,
         clock: Clock,
         *,
         server_name: str,
@@ -57,7 +58,7 @@ class ToDeviceService:
         self.store = store
         self.devices = devices
         self.stream = stream
-        self.notifier = notifier
+        self.bus = bus
         self.clock = clock
         self.server_name = server_name
         self._reserved = stream.current
@@ -69,7 +70,7 @@ class ToDeviceService:
             needed = self.stream.peek_next() + count - 1
             if needed > self._reserved:
                 self._reserved = needed + RESERVE_BLOCK
-                await self.store.set_watermark("to_device", self._reserved)
+                await self.store.set_watermark(Stream.TO_DEVICE, self._reserved)
 
     async def send(
         self,
@@ -117,7 +118,11 @@ class ToDeviceService:
                         ],
                     )
         if fresh and targets:
-            self.notifier.on_user_event("to_device", self.stream.current, {t[0] for t in targets})
+            rows = [
+                ToDeviceRow(stream_id, user_id, device_id)
+                for stream_id, (user_id, device_id, _) in zip(stream_ids, targets, strict=False)
+            ]
+            self.bus.publish(Stream.TO_DEVICE, self.stream.current, rows)
         await self._cleanup_txns(now)
 
     async def _cleanup_txns(self, now: int) -> None:

@@ -18,8 +18,9 @@ from homeserver.notifier.notifier import Notifier
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.serialize import EventSerializer
 from homeserver.services.visibility import VisibilityService
-from homeserver.state.current import CurrentStateCache, RoomSnapshot
+from homeserver.state.current import RoomSnapshot
 from homeserver.state.indexes import MembershipIndex, RoomStreamIndex, RoomTailCache
+from homeserver.state.service import StateService
 from homeserver.storage.stores.events import EventStore, StoredEvent
 from homeserver.storage.stores.rooms import RoomStore
 from homeserver.sync.filter import Filter, RoomEventFilter
@@ -83,7 +84,7 @@ class SyncService:
     def __init__(
         self,
         notifier: Notifier,
-        state: CurrentStateCache,
+        state: StateService,
         events: EventStore,
         rooms: RoomStore,
         memberships: MembershipIndex,
@@ -262,23 +263,6 @@ class SyncService:
             visible = [s for s in visible if flt.matches_event(s.event, room_id)]
         return visible, limited, start
 
-    async def state_ids_at(self, snapshot: RoomSnapshot, position: int) -> dict[tuple[str, str], str]:
-        """State ids after stream `position`: current state with later changes rolled back."""
-        state = {key: event.event_id for key, event in snapshot.state.items()}
-        if position >= snapshot.last_stream:
-            return state
-        seen = set()
-        for delta in await self.rooms.state_deltas_after(snapshot.room_id, position):
-            key = (delta.type, delta.state_key)
-            if key in seen:
-                continue
-            seen.add(key)
-            if delta.prev_event_id is None:
-                state.pop(key, None)
-            else:
-                state[key] = delta.prev_event_id
-        return state
-
     async def _joined_room(
         self,
         req: SyncRequest,
@@ -298,9 +282,9 @@ class SyncService:
         at_start: dict[tuple[str, str], str] = {}
         changed_members: set[str] = set()
         if since is None:
-            state_ids = await self.state_ids_at(snapshot, start)
+            state_ids = await self.state.state_ids_at(snapshot, start)
         elif limited:
-            at_start = await self.state_ids_at(snapshot, start)
+            at_start = await self.state.state_ids_at(snapshot, start)
             changed = {
                 (d.type, d.state_key) for d in await self.rooms.state_deltas_between(room_id, since, start)
             }
@@ -316,7 +300,7 @@ class SyncService:
                 # resent: redundant but correct.
                 in_timeline = {s.event.state_key for s in timeline if s.event.type == c.MEMBER}
                 wanted -= in_timeline
-                at = at_start if limited else await self.state_ids_at(snapshot, start)
+                at = at_start if limited else await self.state.state_ids_at(snapshot, start)
                 state_ids.update({k: v for k, v in at.items() if k[0] == c.MEMBER and k[1] in wanted})
             # Membership changes inside a limited gap stay: the client would miss them otherwise.
             keep = wanted | (changed_members if limited and since is not None else set())
@@ -389,7 +373,7 @@ class SyncService:
         snapshot = await self.state.get(room_id)
         assert snapshot is not None
         timeline, limited, start = await self._timeline(req, room_id, since or 0, leave_pos)
-        state_ids = await self.state_ids_at(snapshot, start) if since is None or limited else {}
+        state_ids = await self.state.state_ids_at(snapshot, start) if since is None or limited else {}
         if req.filter.room.state.lazy_load_members:
             wanted = {s.event.sender for s in timeline} | {req.user_id}
             state_ids = {k: v for k, v in state_ids.items() if k[0] != c.MEMBER or k[1] in wanted}

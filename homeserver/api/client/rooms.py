@@ -155,7 +155,7 @@ async def getMembersByRoom(req: ApiRequest) -> Any:
     else:
         state_ids = {
             k: v
-            for k, v in (await req.services.sync.state_ids_at(access.snapshot, upto)).items()
+            for k, v in (await req.services.state.state_ids_at(access.snapshot, upto)).items()
             if k[0] == c.MEMBER
         }
     membership = req.query.get("membership")
@@ -259,7 +259,7 @@ async def _get_state(req: ApiRequest, state_key: str) -> Any:
         event = access.snapshot.get(event_type, state_key)
         event_id = event.event_id if event is not None else None
     else:
-        state = await req.services.sync.state_ids_at(access.snapshot, access.upto)
+        state = await req.services.state.state_ids_at(access.snapshot, access.upto)
         event_id = state.get((event_type, state_key))
     if event_id is None:
         raise not_found("Event not found")
@@ -294,7 +294,7 @@ async def getRoomState(req: ApiRequest) -> Any:
     if access.upto is None:
         event_ids = [e.event_id for e in access.snapshot.state.values()]
     else:
-        event_ids = list((await req.services.sync.state_ids_at(access.snapshot, access.upto)).values())
+        event_ids = list((await req.services.state.state_ids_at(access.snapshot, access.upto)).values())
     stored = await req.services.events.get_events_ordered(event_ids)
     return await req.services.serializer.serialize(stored)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.core import json as hjson
+from homeserver.core.streams import EventsRow
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion, get_room_version
 from homeserver.storage.database import Connection, Database
@@ -38,6 +39,9 @@ class NewEventRow:
     relates_to_id: str | None
     rel_type: str | None
     replaces_state: str | None = None
+    outlier: bool = False
+    rejected_reason: str | None = None
+    soft_failed: bool = False
 
 
 def relation_of(event: Event) -> tuple[str | None, str | None]:
@@ -155,6 +159,38 @@ class EventStore:
         )
         return await self.get_events_ordered([r[0] for r in rows])
 
+    async def rows_since(self, after: int, upto: int, limit: int) -> list[EventsRow]:
+        """Events stream rows with after < stream_ordering <= upto (stream-bus catch-up)."""
+        rows = await self.db.fetch(
+            "SELECT stream_ordering, room_id, event_id, type, state_key, sender, json, outlier,"
+            " rejected_reason, soft_failed FROM events WHERE stream_ordering > $1 AND stream_ordering <= $2"
+            " ORDER BY stream_ordering LIMIT $3",
+            after,
+            upto,
+            limit,
+        )
+        result = []
+        for r in rows:
+            pdu = hjson.loads(r[6])
+            content = pdu.get("content") if isinstance(pdu.get("content"), dict) else {}
+            redacts = pdu.get("redacts") or content.get("redacts")
+            result.append(
+                EventsRow(
+                    int(r[0]),
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    r[5],
+                    str(content.get("membership")) if r[3] == "m.room.member" else None,
+                    redacts if isinstance(redacts, str) and r[3] == "m.room.redaction" else None,
+                    outlier=bool(r[7]),
+                    rejected=r[8] is not None,
+                    soft_failed=bool(r[9]),
+                )
+            )
+        return result
+
     async def max_stream_ordering(self) -> int:
         return int(await self.db.fetchval("SELECT COALESCE(MAX(stream_ordering), 0) FROM events"))
 
@@ -177,8 +213,9 @@ class EventStore:
     async def insert_events_txn(self, conn: Connection, rows: Sequence[NewEventRow]) -> None:
         await conn.executemany(
             "INSERT INTO events (event_id, room_id, stream_ordering, depth, type, state_key, sender,"
-            " origin_server_ts, json, contains_url, relates_to_id, rel_type, replaces_state)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            " origin_server_ts, json, contains_url, relates_to_id, rel_type, replaces_state, outlier,"
+            " rejected_reason, soft_failed)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
             [
                 (
                     r.event.event_id,
@@ -194,6 +231,9 @@ class EventStore:
                     r.relates_to_id,
                     r.rel_type,
                     r.replaces_state,
+                    r.outlier,
+                    r.rejected_reason,
+                    r.soft_failed,
                 )
                 for r in rows
             ],
