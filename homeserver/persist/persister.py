@@ -36,6 +36,7 @@ from homeserver.persist.local import EventDraft, build_local_context
 from homeserver.replication.bus import StreamBus
 from homeserver.state.current import CurrentStateCache, RoomSnapshot, StateKey
 from homeserver.state.resolution import PlaceholderStateResolver, StateResolver, merge_unconflicted
+from homeserver.storage.batching import DeferredConnection
 from homeserver.storage.database import Connection, Database
 from homeserver.storage.engine import is_data_error
 from homeserver.storage.stores.events import EventStore, NewEventRow, StoredEvent, relation_of
@@ -657,7 +658,9 @@ class EventPersister:
         plan: _Plan,
     ) -> None:
         live = [p for p in persisted if p.is_live]
-        async with self.db.transaction() as conn:
+        async with self.db.transaction() as txn:
+            # Every write of the batch goes to the engine in one call (storage/batching.py).
+            conn = DeferredConnection(txn)
             for room_id, version, creator, ts in new_rooms:
                 await self.rooms.insert_room_txn(conn, room_id, version.identifier, creator, ts)
             await self.events.insert_events_txn(conn, plan.events)
@@ -685,6 +688,7 @@ class EventPersister:
             if live:
                 for hook in self.batch_hooks:
                     await hook(conn, live)
+            await conn.flush()
 
 
 class _Lookup:

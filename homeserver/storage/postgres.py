@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from homeserver.storage.database import Connection, Dialect, Row
+from homeserver.storage.database import Connection, Dialect, Row, Statement
 
 
 class _PgConnection(Connection):
@@ -20,6 +20,13 @@ class _PgConnection(Connection):
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         await self._conn.executemany(sql, list(rows))
+
+    async def run_batch(self, statements: Sequence[Statement]) -> None:
+        for sql, rows in statements:
+            if len(rows) == 1:
+                await self._conn.execute(sql, *rows[0])
+            else:
+                await self._conn.executemany(sql, rows)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return list(await self._conn.fetch(sql, *args))
@@ -57,6 +64,10 @@ class PostgresDatabase:
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         async with self.transaction() as conn:
             await conn.executemany(sql, rows)
+
+    async def run_batch(self, statements: Sequence[Statement]) -> None:
+        async with self.transaction() as conn:
+            await conn.run_batch(statements)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return list(await self.pool.fetch(sql, *args))

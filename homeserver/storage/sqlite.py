@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from homeserver.storage.database import Connection, Dialect, Row
+from homeserver.storage.database import Connection, Dialect, Row, Statement
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -60,6 +60,14 @@ class _SyncOps:
         conn.executemany(_adapt_sql(sql), rows)
 
     @staticmethod
+    def run_batch(conn: sqlite3.Connection, statements: Sequence[Statement], _args: Any) -> None:
+        for sql, rows in statements:
+            if len(rows) == 1:
+                conn.execute(_adapt_sql(sql), rows[0])
+            else:
+                conn.executemany(_adapt_sql(sql), rows)
+
+    @staticmethod
     def fetch(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[Row]:
         return conn.execute(_adapt_sql(sql), args).fetchall()
 
@@ -85,6 +93,10 @@ class _WriterConnection(Connection):
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         await self._db._on_writer(_SyncOps.executemany, sql, list(rows))
+
+    async def run_batch(self, statements: Sequence[Statement]) -> None:
+        if statements:
+            await self._db._on_writer(_SyncOps.run_batch, statements, None)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         result: list[Row] = await self._db._on_writer(_SyncOps.fetch, sql, args)
@@ -121,7 +133,7 @@ class SqliteDatabase:
 
     # -- thread dispatch ----------------------------------------------------------------------
 
-    async def _on_writer(self, fn: Callable[..., T], sql: str, args: Any) -> T:
+    async def _on_writer(self, fn: Callable[..., T], sql: Any, args: Any) -> T:
         assert self._writer is not None, "database not opened"
         loop = asyncio.get_running_loop()
         writer = self._writer
@@ -151,6 +163,10 @@ class SqliteDatabase:
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         async with self.transaction() as conn:
             await conn.executemany(sql, rows)
+
+    async def run_batch(self, statements: Sequence[Statement]) -> None:
+        async with self.transaction() as conn:
+            await conn.run_batch(statements)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         result: list[Row] = await self._on_reader(_SyncOps.fetch, sql, args)

@@ -134,7 +134,8 @@ class EventStore:
         order = "DESC" if newest_first else "ASC"
         rows = await self.db.fetch(
             "SELECT event_id, stream_ordering FROM events WHERE room_id = $1 AND stream_ordering > $2"
-            f" AND stream_ordering <= $3 AND NOT outlier ORDER BY stream_ordering {order} LIMIT $4",
+            " AND stream_ordering <= $3 AND NOT outlier AND rejected_reason IS NULL AND NOT soft_failed"
+            f" ORDER BY stream_ordering {order} LIMIT $4",
             room_id,
             after,
             upto,
