@@ -276,3 +276,27 @@ async def test_soft_failed_event_is_stored_but_changes_nothing(any_engine_client
     )
     chunk = (await resp.json())["chunk"]
     assert chunk and soft.event_id not in {e["event_id"] for e in chunk}
+
+
+async def test_room_from_before_state_groups_gets_one_on_its_next_event(any_engine_client: Any) -> None:
+    """A database migrated from before state groups: its rooms have no current group until their
+    next event, which stores the current state in full first."""
+    client = any_engine_client
+    services = services_of(client)
+    alice = await register(client)
+    token = alice["access_token"]
+    resp = await client.post("/_matrix/client/v3/createRoom", json={"name": "old"}, headers=auth(token))
+    room_id = (await resp.json())["room_id"]
+    state = await _current_ids(services, room_id)
+    # What the migration leaves behind: no group for the room, nothing cached.
+    await services.db.execute("UPDATE rooms SET current_state_group = NULL WHERE room_id = $1", room_id)
+    services.state.evict(room_id)
+    snapshot = await services.state.get(room_id)
+    assert snapshot is not None and snapshot.state_group is None
+
+    event_id = await _send(client, token, room_id, "legacy-1", "first since the upgrade")
+    snapshot = await services.state.get(room_id)
+    assert snapshot is not None and snapshot.state_group is not None
+    assert await services.state_groups.get_current_group(room_id) == snapshot.state_group
+    assert await services.state.state_ids_at_event(event_id, before=True) == state
+    assert await services.state_groups.get_group_state(snapshot.state_group) == state
