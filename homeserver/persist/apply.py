@@ -84,13 +84,17 @@ class ContextApplier:
         on_current = ctx.state_group_before == snapshot.state_group and (
             snapshot.state_group is not None or not snapshot.state
         )
+        delta_before: dict[StateKey, str | None] | None = None
+        if not on_current and snapshot.state_group is not None:
+            delta_before = _difference(StateIds(snapshot.state), ctx.state_before)
+            on_current = not delta_before  # the same state as the current one: reuse its group
         if on_current:
             before_group, before_hops = snapshot.state_group, snapshot.group_hops
             state_before = snapshot
         else:
             group_id += 1
             before_group = group_id
-            before_hops = self._group_before(ctx, snapshot, group_id, plan)
+            before_hops = self._group_before(ctx, snapshot, group_id, delta_before, plan)
             state_before = await self._snapshot_of(snapshot, ctx.state_before, lookup)
 
         after_group, after_hops = before_group, before_hops
@@ -133,9 +137,7 @@ class ContextApplier:
             if key is not None and ctx.state_after_own_key:
                 after_ids[key] = event_id
             resolved, forks = await self._resolve(snapshot, extremities, event_id, after_ids, lookup)
-            current = StateIds(snapshot.state)
-            changes = {k: v for k, v in resolved.items() if current.get(k) != v}
-            changes.update({k: None for k in current if k not in resolved})
+            changes = _difference(StateIds(snapshot.state), resolved)
             needed = [v for v in changes.values() if v is not None and v != event_id]
             found = await lookup.get(needed)
             new_state = dict(snapshot.state)
@@ -151,10 +153,7 @@ class ContextApplier:
             else:
                 group_id += 1
                 current_group = group_id
-                delta: dict[StateKey, str | None] = {
-                    k: v for k, v in resolved.items() if after_ids.get(k) != v
-                }
-                delta.update({k: None for k in after_ids if k not in resolved})
+                delta = _difference(after_ids, resolved)
                 current_hops = self._new_group(
                     room_id, group_id, after_group, after_hops, delta, lambda: resolved, plan
                 )
@@ -192,16 +191,20 @@ class ContextApplier:
         )
         return persisted, new_snapshot, group_id
 
-    def _group_before(self, ctx: EventContext, snapshot: RoomSnapshot, group: int, plan: BatchPlan) -> int:
-        """Store `ctx.state_before` as group `group` (a delta on the room's current group when it
+    def _group_before(
+        self,
+        ctx: EventContext,
+        snapshot: RoomSnapshot,
+        group: int,
+        delta: dict[StateKey, str | None] | None,
+        plan: BatchPlan,
+    ) -> int:
+        """Store `ctx.state_before` as group `group` (`delta` on the room's current group when it
         has one); returns its hop count."""
         before = ctx.state_before
-        if snapshot.state_group is None:
+        if snapshot.state_group is None or delta is None:
             plan.groups.append(NewStateGroup(group, snapshot.room_id, None, 0, dict(before)))
             return 0
-        current = StateIds(snapshot.state)
-        delta: dict[StateKey, str | None] = {k: v for k, v in before.items() if current.get(k) != v}
-        delta.update({k: None for k in current if k not in before})
         return self._new_group(
             snapshot.room_id, group, snapshot.state_group, snapshot.group_hops, delta, lambda: before, plan
         )
@@ -271,3 +274,10 @@ class ContextApplier:
             rejected_reason=ctx.rejected_reason,
             soft_failed=ctx.soft_failed,
         )
+
+
+def _difference(old: Mapping[StateKey, str], new: Mapping[StateKey, str]) -> dict[StateKey, str | None]:
+    """What turns state `old` into `new`: changed and added keys, and None for removed ones."""
+    delta: dict[StateKey, str | None] = {k: v for k, v in new.items() if old.get(k) != v}
+    delta.update({k: None for k in old if k not in new})
+    return delta

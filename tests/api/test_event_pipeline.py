@@ -19,6 +19,8 @@ from homeserver.crypto.keys import ServerSigningKey
 from homeserver.events.builder import build_event
 from homeserver.events.context import EventContext, EventKind
 from homeserver.events.event import Event
+from homeserver.persist.apply import MAX_GROUP_HOPS
+from homeserver.persist.persister import EventDraft
 
 from ..conftest import services_of
 from .helpers import auth, register
@@ -300,3 +302,32 @@ async def test_room_from_before_state_groups_gets_one_on_its_next_event(any_engi
     assert await services.state_groups.get_current_group(room_id) == snapshot.state_group
     assert await services.state.state_ids_at_event(event_id, before=True) == state
     assert await services.state_groups.get_group_state(snapshot.state_group) == state
+
+
+async def test_long_delta_chains_are_cut_by_a_full_group(client: Any) -> None:
+    """State groups are deltas, but never more than MAX_GROUP_HOPS in a row: then a full group."""
+    services = services_of(client)
+    alice = await register(client)
+    resp = await client.post("/_matrix/client/v3/createRoom", json={}, headers=auth(alice["access_token"]))
+    room_id = (await resp.json())["room_id"]
+    drafts = [
+        EventDraft(room_id, "m.room.topic", alice["user_id"], {"topic": f"t{i}"}, state_key="")
+        for i in range(MAX_GROUP_HOPS + 5)
+    ]
+    persisted = [await services.persister.send_one(d) for d in drafts]
+    snapshot = await services.state.get(room_id)
+    assert snapshot is not None and snapshot.group_hops < MAX_GROUP_HOPS
+    hops = [await services.state_groups.get_group_hops(g) for g in range(1, snapshot.state_group + 1)]
+    assert max(h for h in hops if h is not None) == MAX_GROUP_HOPS
+    # Every event's state is still exact, across the cut.
+    for p in (persisted[0], persisted[len(persisted) // 2], persisted[-1]):
+        after = await services.state.state_ids_at_event(p.event.event_id)
+        assert after is not None and after[("m.room.topic", "")] == p.event.event_id
+        assert (
+            after[("m.room.member", alice["user_id"])]
+            == snapshot.state[("m.room.member", alice["user_id"])].event_id
+        )
+    resp = await client.get(
+        f"/_matrix/client/v3/rooms/{room_id}/state/m.room.topic", headers=auth(alice["access_token"])
+    )
+    assert (await resp.json()) == {"topic": f"t{MAX_GROUP_HOPS + 4}"}

@@ -376,7 +376,9 @@ class E2eStore:
     async def load_to_device_position(db: Database) -> int:
         """Max of the persisted watermark and the inbox (rows are deleted once delivered)."""
         inbox = await db.fetchval("SELECT COALESCE(MAX(stream_id), 0) FROM device_inbox")
-        mark = await db.fetchval("SELECT position FROM stream_watermarks WHERE stream_name = 'to_device'")
+        mark = await db.fetchval(
+            "SELECT position FROM stream_watermarks WHERE stream_name = $1", Stream.TO_DEVICE.value
+        )
         return max(int(inbox or 0), int(mark or 0))
 
     @staticmethod
