@@ -9,6 +9,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from homeserver.api.admin import register as admin_register
+from homeserver.api.admin import user_admin
 from homeserver.api.client import (
     account,
     account_data,
@@ -47,11 +48,15 @@ from homeserver.api.client import (
     voip,
 )
 from homeserver.api.media import authed_content_repo, content_repo
+from homeserver.config.sections import HomeserverConfig, ListenerConfig
 from homeserver.core.clock import Clock
-from homeserver.core.errors import MatrixError, missing_token
-from homeserver.http.auth import extract_access_token
+from homeserver.http.auth import authenticate
+from homeserver.http.forwarded import forwarded_middleware
+from homeserver.http.limits import check_declared_length, expect_handler
+from homeserver.http.metrics import note_client
 from homeserver.http.middleware import json_response, matrix_middleware
-from homeserver.http.routing import ApiRequest, Auth, JsonResponse, Route, Router
+from homeserver.http.params import check_path_and_query
+from homeserver.http.routing import ApiRequest, JsonResponse, Route, Router
 
 from .container import Services
 
@@ -65,6 +70,7 @@ CLIENT_ROUTERS: tuple[Router, ...] = (
     devices.routes,
     profile.routes,
     admin_register.routes,
+    user_admin.routes,
     rooms.routes,
     sync.routes,
     account_data.routes,
@@ -105,25 +111,26 @@ ALL_RESOURCES = ("client", "federation", "media", "metrics")
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
 
-def _wrap(route: Route) -> Any:
+def _wrap(route: Route, body_limit: int) -> Any:
     handler = route.handler
     auth_kind = route.auth
     limit = route.ratelimit
 
     async def endpoint(request: web.Request) -> web.StreamResponse:
+        # Refuse a declared oversized body before reading any of it.
+        check_declared_length(request, body_limit)
         services = request.app[SERVICES]
-        requester = None
-        if auth_kind is not Auth.NONE:
-            token = extract_access_token(request)
-            if token is not None:
-                requester = await services.auth.get_requester(token)
-            elif auth_kind is not Auth.OPTIONAL:
-                raise missing_token()
-            if auth_kind is Auth.ADMIN and (requester is None or not requester.is_admin):
-                raise MatrixError(403, "M_FORBIDDEN", "You are not a server admin")
+        api_request = ApiRequest(request, services, None)
+        await authenticate(auth_kind, api_request)
+        if api_request.requester is not None:
+            services.client_ips.record(
+                api_request.requester, request.remote, request.headers.get("User-Agent")
+            )
+        note_client(request.remote, api_request.requester.user_id if api_request.requester else None)
         if limit is not None:
-            services.check_route_ratelimit(limit, request.remote or "", requester)
-        result = await handler(ApiRequest(request, services, requester))
+            services.check_route_ratelimit(limit, request.remote or "", api_request.requester)
+        check_path_and_query(request.match_info, request.query.items())
+        result = await handler(api_request)
         if isinstance(result, web.StreamResponse):
             return result
         if isinstance(result, JsonResponse):
@@ -134,46 +141,84 @@ def _wrap(route: Route) -> Any:
     return endpoint
 
 
-def add_routers(app: web.Application, routers: Iterable[Router]) -> None:
+def add_routers(
+    app: web.Application, routers: Iterable[Router], body_limit: int = DEFAULT_MAX_BODY
+) -> None:
+    expect = expect_handler(body_limit)
     for router in routers:
         for route in router.routes:
-            wrapped = _wrap(route)
+            wrapped = _wrap(route, body_limit)
             for path in route.paths:
-                app.router.add_route(route.method, path, wrapped)
+                app.router.add_route(route.method, path, wrapped, expect_handler=expect)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def _build_app(config: Any, resources: Iterable[str]) -> web.Application:
-    max_body = int(getattr(config, "max_request_body_size", None) or DEFAULT_MAX_BODY)
-    app = web.Application(middlewares=[matrix_middleware], client_max_size=max_body)
+async def health_handler(request: web.Request) -> web.Response:
+    # Synapse's answer, byte for byte: load balancers and Docker HEALTHCHECKs match on it.
+    return web.Response(text="OK")
+
+
+def served_resources(config: HomeserverConfig, resources: Iterable[str]) -> tuple[str, ...]:
+    """The listed resources this process really serves (the start-up line shows these).
+
+    `health` is served on every listener, as Synapse does; `federation`, `keys`, `openid` and
+    `replication` are accepted in the config but have no endpoints yet.
+    """
     names = set(resources)
+    served = []
     if "client" in names:
-        add_routers(app, CLIENT_ROUTERS)
-    if "media" in names and getattr(config, "enable_media_repo", True):
-        add_routers(app, MEDIA_ROUTERS)
-    if "metrics" in names and getattr(config, "enable_metrics", False):
+        served.append("client")
+    if "media" in names and config.enable_media_repo:
+        served.append("media")
+    if "metrics" in names and config.enable_metrics:
+        served.append("metrics")
+    served.append("health")
+    return tuple(served)
+
+
+def _build_app(
+    config: HomeserverConfig, resources: Iterable[str], listener: ListenerConfig | None = None
+) -> web.Application:
+    max_body = config.max_request_body_size or DEFAULT_MAX_BODY
+    middlewares: list[Any] = [matrix_middleware]
+    if listener is not None and listener.x_forwarded:
+        # Outermost, so that errors, metrics, rate limits and last-seen see the client's address.
+        middlewares.insert(0, forwarded_middleware(listener.trusted_proxies))
+    app = web.Application(middlewares=middlewares, client_max_size=max_body)
+    served = served_resources(config, resources)
+    if "client" in served:
+        add_routers(app, CLIENT_ROUTERS, max_body)
+    if "media" in served:
+        # Uploads stream to disk; the media repository enforces max_upload_size precisely.
+        upload_limit = config.max_upload_size or max_body
+        add_routers(app, MEDIA_ROUTERS, max(upload_limit, max_body))
+    if "metrics" in served:
         app.router.add_get("/metrics", metrics_handler)
         app.router.add_get("/_synapse/metrics", metrics_handler)
+    app.router.add_get("/health", health_handler)
     return app
 
 
-def create_app(services: Services, resources: Iterable[str] = ALL_RESOURCES) -> web.Application:
+def create_app(
+    services: Services, resources: Iterable[str] = ALL_RESOURCES, listener: ListenerConfig | None = None
+) -> web.Application:
     """An application serving `resources` with already-built services (the CLI shares them
-    between listeners)."""
-    app = _build_app(services.config, resources)
+    between listeners). `listener` brings its `x_forwarded` setting."""
+    app = _build_app(services.config, resources, listener)
     app[SERVICES] = services
     return app
 
 
 def create_app_from_config(
-    config: Any,
+    config: HomeserverConfig,
     *,
     clock: Clock | None = None,
     role: str = "main",
     resources: Iterable[str] = ALL_RESOURCES,
+    listener: ListenerConfig | None = None,
 ) -> web.Application:
     """An application that builds its own services on startup and closes them on cleanup."""
 
@@ -185,6 +230,6 @@ def create_app_from_config(
         finally:
             await services.stop()
 
-    app = _build_app(config, resources)
+    app = _build_app(config, resources, listener)
     app.cleanup_ctx.append(services_ctx)
     return app

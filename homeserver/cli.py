@@ -9,8 +9,10 @@ import errno
 import getpass
 import logging
 import os
+import secrets
 import signal
 import sys
+import tempfile
 from typing import Any
 
 from aiohttp import web
@@ -43,10 +45,94 @@ def _install_uvloop() -> None:
 # -- run --------------------------------------------------------------------------------------------
 
 
-async def _serve(config: Any, embedded: bool) -> None:
-    from homeserver.app import create_app
-    from homeserver.container import Services
+class StartupError(RuntimeError):
+    """A failure an operator fixes (port taken, bad log_config ...): one line, no traceback."""
 
+
+def _fatal_message(exc: BaseException) -> str | None:
+    """The one line an operator needs for a failure outside the server's control, or None for
+    a bug (which keeps its traceback)."""
+    from homeserver.core.errors import DatabaseUnavailableError
+    from homeserver.storage.migrations import SchemaError
+
+    if isinstance(exc, DatabaseUnavailableError):
+        return exc.detail
+    if isinstance(exc, StartupError | SchemaError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:  # data dir, signing key, media store
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return None
+
+
+# Exit codes: 1 = may pass by itself (database unreachable, port still taken): a supervisor may
+# retry; 2 = needs the operator (bad config, a schema this version cannot run on): retrying is
+# pointless (the systemd unit in docker/ sets RestartPreventExitStatus=2).
+EXIT_RETRYABLE = 1
+EXIT_NEEDS_OPERATOR = 2
+
+
+def _run_or_exit(main: Any) -> int:
+    """asyncio.run(main), turning operator-fixable failures into one line and an exit code."""
+    from homeserver.storage.migrations import SchemaError
+
+    try:
+        result: int = asyncio.run(main)
+        return result
+    except Exception as exc:
+        message = _fatal_message(exc)
+        if message is None:
+            raise
+        logger.debug("startup failed", exc_info=True)
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        return EXIT_NEEDS_OPERATOR if isinstance(exc, SchemaError) else EXIT_RETRYABLE
+
+
+async def _start_site(runner: web.AppRunner, address: str, listener: Any) -> bool:
+    """Bind one address; False when it is already covered by another bind (see below)."""
+    site = web.TCPSite(runner, address, listener.port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        # Synapse's default ["::", "0.0.0.0"]: on Linux "::" already covers IPv4.
+        covered = address == "0.0.0.0" and "::" in listener.bind_addresses
+        if exc.errno == errno.EADDRINUSE and covered:
+            return False
+        shown = f"[{address}]" if ":" in address else address
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise StartupError(f"cannot listen on {shown}:{listener.port}: {reason}") from exc
+    return True
+
+
+def _check_writable(key: str, directory: str) -> None:
+    """Create `directory` and write a file in it, so a wrong path or owner stops the start with
+    one line instead of failing the first upload (or key generation) much later."""
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise StartupError(f"{key}: {directory} is not a directory")
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        where = f" ({exc.filename})" if exc.filename and exc.filename != directory else ""
+        raise StartupError(f"{key}: cannot write to {directory}: {reason}{where}") from exc
+
+
+def _preflight(config: Any) -> None:
+    if not os.path.exists(config.signing_key_path):  # generated on first start
+        _check_writable("signing_key_path", os.path.dirname(os.path.abspath(config.signing_key_path)))
+    if config.enable_media_repo:
+        _check_writable("media_store_path", config.media_store_path)
+
+
+async def _serve(config: Any, embedded: bool) -> int:
+    from homeserver.app import create_app, served_resources
+    from homeserver.container import Services
+    from homeserver.http.access_log import access_log_kwargs
+    from homeserver.http.server import MatrixAppRunner
+
+    await asyncio.to_thread(_preflight, config)
     services = await Services.create(config)
     runners: list[web.AppRunner] = []
     stop = asyncio.Event()
@@ -56,25 +142,23 @@ async def _serve(config: Any, embedded: bool) -> None:
     try:
         for listener in config.listeners:
             resources = ("metrics",) if listener.type == "metrics" else listener.resources
-            app = create_app(services, resources)
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+            app = create_app(services, resources, listener)
+            runner: web.AppRunner = MatrixAppRunner(
+                app, shutdown_timeout=SHUTDOWN_GRACE_SECONDS, **access_log_kwargs(listener.port)
+            )
             await runner.setup()
             runners.append(runner)
+            served = served_resources(config, resources)
+            not_served = [r for r in resources if r not in served]
             for address in listener.bind_addresses:
-                site = web.TCPSite(runner, address, listener.port, reuse_address=True)
-                try:
-                    await site.start()
-                except OSError as exc:
-                    # Synapse's default ["::", "0.0.0.0"]: on Linux "::" already covers IPv4.
-                    covered = address == "0.0.0.0" and "::" in listener.bind_addresses
-                    if exc.errno == errno.EADDRINUSE and covered:
-                        continue
-                    raise
+                if not await _start_site(runner, address, listener):
+                    continue
                 logger.info(
-                    "listening on http://%s:%d (%s)",
+                    "listening on http://%s:%d (%s)%s",
                     f"[{address}]" if ":" in address else address,
                     listener.port,
-                    ", ".join(resources),
+                    ", ".join(served),
+                    f"; listed but not served: {', '.join(not_served)}" if not_served else "",
                 )
         if embedded:
             first = config.listeners[0]
@@ -88,35 +172,82 @@ async def _serve(config: Any, embedded: bool) -> None:
                 flush=True,
             )
         await stop.wait()
-        logger.info("shutting down: no new requests, finishing in-flight ones")
+        logger.info("shutting down: answering waiting syncs, finishing in-flight requests")
     finally:
+        # Parked /sync long-polls would otherwise hold the shutdown for their whole timeout.
+        services.notifier.close()
         for runner in runners:
             await runner.cleanup()
         await services.stop()
         logger.info("stopped cleanly")
+    return 0
+
+
+def _setup_logging(config: Any) -> None:
+    from homeserver.config import ConfigError
+    from homeserver.config.logsetup import load_log_config
+    from homeserver.http.logcontext import apply_log_config, setup_logging
+
+    if not config.log_config:
+        setup_logging(config.log_level)
+        return
+    try:
+        apply_log_config(load_log_config(config.log_config))
+    except (ConfigError, ValueError, TypeError, AttributeError, ImportError) as exc:
+        # dictConfig wraps a handler that cannot be built (unwritable file...) in ValueError.
+        cause = exc.__cause__ or exc.__context__
+        detail = f"{exc}: {cause}" if cause and str(cause) not in str(exc) else str(exc)
+        print(f"configuration error: log_config {config.log_config}: {detail}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def raise_file_limit(soft_file_limit: int) -> None:
+    """Set the open-file soft limit (Synapse's `soft_file_limit`; 0 = up to the hard limit).
+
+    Every client connection, long-polling /sync and database file needs a descriptor; the usual
+    default soft limit of 1024 runs out with a few hundred users.
+    """
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = soft_file_limit or hard
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    if wanted == resource.RLIM_INFINITY:  # Linux refuses an infinite RLIMIT_NOFILE
+        wanted = 1 << 20
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError) as exc:
+        logger.warning("could not set the open-file limit to %d: %s", wanted, exc)
+        return
+    logger.info("open-file limit: %d (was %d, hard limit %d)", wanted, soft, hard)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from homeserver.http.logcontext import setup_logging
-
     config = _load(args)
-    setup_logging(config.log_level)
+    _setup_logging(config)
+    raise_file_limit(config.soft_file_limit)
     if config.unknown_keys:
         logger.warning(
             "ignoring configuration keys this server does not implement: %s",
             ", ".join(config.unknown_keys),
         )
     if config.pid_file:
-        with open(config.pid_file, "w") as fh:
-            fh.write(str(os.getpid()))
+        try:
+            with open(config.pid_file, "w") as fh:
+                fh.write(str(os.getpid()))
+        except OSError as exc:
+            print(f"error: cannot write pid_file {config.pid_file}: {exc.strerror}", file=sys.stderr)
+            return 1
     _install_uvloop()
     try:
-        asyncio.run(_serve(config, embedded=args.config is None))
+        return _run_or_exit(_serve(config, embedded=args.config is None))
     finally:
         if config.pid_file:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(config.pid_file)
-    return 0
 
 
 # -- migrate ----------------------------------------------------------------------------------------
@@ -135,10 +266,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             applied = await migrate(db)
         finally:
             await db.close()
-        print(f"applied {len(applied)} migration(s)" if applied else "schema is up to date")
+        if applied:
+            print(f"applied {len(applied)} migration(s), now at {applied[-1].label}")
+        else:
+            print("schema is up to date")
         return 0
 
-    return asyncio.run(run())
+    return _run_or_exit(run())
 
 
 # -- generate-config --------------------------------------------------------------------------------
@@ -147,14 +281,22 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_generate_config(args: argparse.Namespace) -> int:
     from homeserver.config import generate_config_yaml
 
-    text = generate_config_yaml(server_name=args.server_name, data_dir=args.data_dir)
+    # As Synapse's generator: a fresh secret (so `register-user` and the admin registration API
+    # work at once) and absolute paths (the file keeps working whatever the service's cwd).
+    text = generate_config_yaml(
+        server_name=args.server_name,
+        data_dir=os.path.abspath(args.data_dir),
+        registration_shared_secret=secrets.token_urlsafe(32),
+    )
     if args.output in (None, "-"):
         sys.stdout.write(text)
     else:
         if os.path.exists(args.output) and not args.force:
             print(f"{args.output} exists; pass --force to overwrite", file=sys.stderr)
             return 1
-        with open(args.output, "w") as fh:
+        # It holds a secret: readable by its owner only.
+        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
             fh.write(text)
         print(f"wrote {args.output}")
     return 0
@@ -192,7 +334,7 @@ def cmd_register_user(args: argparse.Namespace) -> int:
         print(f"registered {user_id}{' (admin)' if args.admin else ''}")
         return 0
 
-    return asyncio.run(run())
+    return _run_or_exit(run())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate-config", help="print a commented homeserver.yaml with every key")
     gen.add_argument("--server-name", default="localhost")
-    gen.add_argument("--data-dir", default="./data")
+    gen.add_argument("--data-dir", default="./data", help="made absolute in the output")
     gen.add_argument("-o", "--output", help="file to write (default: stdout)")
     gen.add_argument("--force", action="store_true", help="overwrite an existing file")
     gen.set_defaults(func=cmd_generate_config)

@@ -7,41 +7,60 @@ their collaborators through their constructors.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from homeserver.appservice.registry import InMemoryAppServiceRegistry
+from homeserver.config.sections import HomeserverConfig, RateLimit
 from homeserver.core.clock import Clock
 from homeserver.core.streams import Stream
+from homeserver.crypto.keyring import InMemoryKeyring, ServerVerifyKey
 from homeserver.crypto.keys import load_or_create_signing_key
 from homeserver.http.ratelimit import Bucket, RateLimiter
 from homeserver.http.requester import Requester
 from homeserver.media.setup import build_media_repository
+from homeserver.metrics import set_server_name
+from homeserver.metrics.process import LoopLagMonitor
+from homeserver.notifier import metrics as notifier_metrics
 from homeserver.notifier.notifier import Notifier
+from homeserver.persist.metrics import PersistMetrics
+from homeserver.persist.metrics import queue_length as persist_queue_length
 from homeserver.persist.persister import EventPersister
 from homeserver.replication.bus import StreamBus
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.accounts import AccountService, TokenSettings
 from homeserver.services.auth import AuthService
+from homeserver.services.client_ips import ClientIpTracker
 from homeserver.services.content_policy import ContentPolicy
 from homeserver.services.device_lists import DeviceListService
+from homeserver.services.devices import DeviceService
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2eKeysService
+from homeserver.services.filters import FilterService
 from homeserver.services.ignore import IgnoreService
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.membership import MembershipService
 from homeserver.services.messages import MessageService
+from homeserver.services.metrics import presence_pending_writes
 from homeserver.services.notifications import NotificationService
+from homeserver.services.notifications_list import NotificationsListService
 from homeserver.services.passwords import PasswordHasher
 from homeserver.services.presence import PresenceService
 from homeserver.services.profiles import ProfileService
 from homeserver.services.push_rules import PushRulesService
 from homeserver.services.pushers import PusherService
 from homeserver.services.receipts import ReceiptService
+from homeserver.services.registration_tokens import RegistrationTokenService
 from homeserver.services.reports import ReportService
 from homeserver.services.room_access import RoomAccess
+from homeserver.services.room_reads import RoomReadService
 from homeserver.services.room_upgrades import RoomUpgradeService
 from homeserver.services.rooms import RoomService
 from homeserver.services.search import SearchService
 from homeserver.services.serialize import EventSerializer
+from homeserver.services.server_admins import ServerAdminService
+from homeserver.services.shared_secret import SharedSecretRegistration
 from homeserver.services.spaces import SpaceHierarchyService
 from homeserver.services.tags import TagService
 from homeserver.services.timeline import TimelineService
@@ -54,8 +73,11 @@ from homeserver.state.indexes import MembershipIndex, RoomStreamIndex, RoomTailC
 from homeserver.state.service import StateService
 from homeserver.storage.database import Database
 from homeserver.storage.engine import open_database
-from homeserver.storage.migrations import migrate, pending
+from homeserver.storage.metrics import bind_pool_gauges
+from homeserver.storage.migrations import SchemaOutdatedError, migrate, pending
+from homeserver.storage.positions import max_position
 from homeserver.storage.stores.account_data import AccountDataStore
+from homeserver.storage.stores.client_ips import ClientIpStore
 from homeserver.storage.stores.devices import DeviceStore
 from homeserver.storage.stores.directory import DirectoryStore
 from homeserver.storage.stores.e2e import E2eStore
@@ -85,7 +107,7 @@ logger = logging.getLogger(__name__)
 
 async def load_stream_positions(db: Database) -> dict[Stream, int]:
     async def max_of(table: str, column: str) -> int:
-        return int(await db.fetchval(f"SELECT COALESCE(MAX({column}), 0) FROM {table}") or 0)
+        return await max_position(db, table, column)
 
     return {
         Stream.EVENTS: await max_of("events", "stream_ordering"),
@@ -97,8 +119,29 @@ async def load_stream_positions(db: Database) -> dict[Stream, int]:
     }
 
 
-def bucket(limit: Any) -> Bucket:
+def bucket(limit: RateLimit) -> Bucket:
     return Bucket(float(limit.per_second), float(limit.burst_count))
+
+
+@dataclass(frozen=True, slots=True)
+class RouteLimit:
+    """A rate limit a route declares by name (`Router.route(..., ratelimit=NAME)`)."""
+
+    limit: Callable[[HomeserverConfig], RateLimit]  # the config's bucket
+    by_ip: bool = False  # keyed by client IP; else by user, and anonymous requests pass
+    exempt_appservices: bool = False
+    bucket_name: str | None = None  # the limiter's name when it differs from the route's
+
+
+ROUTE_RATE_LIMITS: dict[str, RouteLimit] = {
+    "login": RouteLimit(lambda c: c.rc_login.address, by_ip=True, bucket_name="login_address"),
+    "registration": RouteLimit(lambda c: c.rc_registration, by_ip=True),
+    "message": RouteLimit(lambda c: c.rc_message, exempt_appservices=True),
+    "media_create": RouteLimit(lambda c: c.rc_media_create),
+    "url_preview": RouteLimit(lambda c: c.media.rc_url_preview),
+    "user_directory": RouteLimit(lambda c: c.rc_user_directory),
+    "reports": RouteLimit(lambda c: c.rc_reports),
+}
 
 
 class Services:
@@ -106,7 +149,7 @@ class Services:
 
     def __init__(
         self,
-        config: Any,
+        config: HomeserverConfig,
         db: Database,
         clock: Clock,
         role: str = "main",
@@ -123,15 +166,19 @@ class Services:
         self.users = UserStore(db)
         self.device_store = DeviceStore(db)
         self.uia_store = UiaStore(db)
-        self.registration_tokens = RegistrationTokenStore(db)
-        self.filters = FilterStore(db)
-        self.nonces = NonceStore(db)
+
+        # who is asking: appservice tokens (registration files load into this registry) and the
+        # verify keys of other servers for X-Matrix (federation will fetch remote keys)
+        self.appservices = InMemoryAppServiceRegistry()
+        self.keyring = InMemoryKeyring()
 
         # services
-        self.auth = AuthService(self.device_store, clock)
+        self.auth = AuthService(self.device_store, self.users, self.appservices, clock)
+        self.client_ips = ClientIpTracker(ClientIpStore(db), clock)
         self.uia = UiaService(self.uia_store, clock)
         self.profiles = ProfileService(self.users)
-        self.hasher = PasswordHasher(rounds=int(getattr(config, "bcrypt_rounds", 12) or 12))
+        self.server_admins = ServerAdminService(self.users, self.auth, server_name=config.server_name)
+        self.hasher = PasswordHasher(rounds=config.bcrypt_rounds)
         self.accounts = AccountService(
             db,
             self.users,
@@ -143,8 +190,8 @@ class Services:
             server_name=config.server_name,
             tokens=TokenSettings(
                 access_lifetime=config.refreshable_access_token_lifetime,
-                refresh_lifetime=getattr(config, "refresh_token_lifetime", None),
-                session_lifetime=getattr(config, "session_lifetime", None),
+                refresh_lifetime=config.refresh_token_lifetime,
+                session_lifetime=config.session_lifetime,
             ),
             rc_login_account=bucket(config.rc_login.account),
             rc_login_failed=bucket(config.rc_login.failed_attempts),
@@ -153,6 +200,9 @@ class Services:
         # rooms and events
         server_name = config.server_name
         self.signing_key = load_or_create_signing_key(config.signing_key_path)
+        # Our own key verifies forever for ourselves; rotation will give old keys an expiry.
+        own_key = ServerVerifyKey(server_name, self.signing_key.key_id, self.signing_key.verify_key, 2**62)
+        self.keyring.add(own_key)
         self.room_versions = RoomVersionLookup(db)
         self.events = EventStore(db, self.room_versions)
         self.rooms = RoomStore(db)
@@ -177,7 +227,7 @@ class Services:
         self.room_tails = RoomTailCache(self.room_streams)
         self.memberships = MembershipIndex(self.rooms, server_name)
         self.visibility = VisibilityService(self.rooms, self.events)
-        self.serializer = EventSerializer(db, self.events, clock)
+        self.serializer = EventSerializer(self.events, clock)
         self.account_data_stream = StreamIdGenerator(
             Stream.ACCOUNT_DATA, stream_positions[Stream.ACCOUNT_DATA]
         )
@@ -197,7 +247,7 @@ class Services:
             self.membership,
             clock,
             server_name=server_name,
-            default_room_version=getattr(config, "default_room_version", None) or "11",
+            default_room_version=config.default_room_version,
             may_publish=self._may_publish,
         )
         self.room_access = RoomAccess(self.state, self.rooms)
@@ -211,7 +261,7 @@ class Services:
             may_create_alias=config.may_create_alias,
             may_publish_room=config.may_publish_room,
             send_state=self.messages.send_state,
-            require_membership_for_aliases=bool(config.extras.get("require_membership_for_aliases", True)),
+            require_membership_for_aliases=config.require_membership_for_aliases,
             enable_room_list_search=config.enable_room_list_search,
         )
         self.spaces = SpaceHierarchyService(self.directory, self.memberships)
@@ -242,7 +292,9 @@ class Services:
         self._build_search()
         self._build_notifications()
         self._build_moderation()
+        self._build_client_services()
         self._wire_hooks()
+        self._wire_metrics()
 
     def _build_notifications(self) -> None:
         """Push-rule evaluation at persistence, unread counts in /sync, GET /notifications."""
@@ -260,6 +312,27 @@ class Services:
         self.receipts.receipt_hooks.append(on_read)
         self.pushers = PusherService(PusherStore(self.db), self.clock)
         self.accounts.devices_deleted_hooks.append(self.pushers.on_devices_deleted)
+
+    def _build_client_services(self) -> None:
+        """Services behind client endpoints that used to reach stores from their handlers."""
+        db, clock = self.db, self.clock
+        self.devices = DeviceService(self.device_store)
+        self.filters = FilterService(FilterStore(db))
+        self.registration_tokens = RegistrationTokenService(RegistrationTokenStore(db), clock)
+        self.shared_secret = SharedSecretRegistration(
+            NonceStore(db), self.accounts, clock, self.config.registration_shared_secret
+        )
+        self.notifications_list = NotificationsListService(
+            self.notifications.store, self.events, self.serializer
+        )
+        self.room_reads = RoomReadService(
+            self.room_access,
+            self.memberships,
+            self.events,
+            self.serializer,
+            state_ids_at=self.state.state_ids_at,
+        )
+        self.membership.forgotten_hooks.append(self.memberships.mark_forgotten)
 
     def _build_moderation(self) -> None:
         """Room upgrades, content reports, the word filter and the room-creation policy."""
@@ -414,6 +487,19 @@ class Services:
         self.accounts.registered_hooks.append(self.user_directory.on_profile_changed)
         self.accounts.deactivated_hooks.append(self.user_directory.on_deactivated)
 
+    def _wire_metrics(self) -> None:
+        """Prometheus families read from live objects (docs/metrics.md)."""
+        set_server_name(self.config.server_name)
+        self.bus.subscribe(Stream.EVENTS, PersistMetrics(self.state, self.config.server_name).on_events)
+        notifier_metrics.listeners.bind(self.notifier, lambda n: n.listeners)
+        notifier_metrics.users.bind(self.notifier, lambda n: n.tracked_users)
+        bind_pool_gauges(self.db)
+        persist_queue_length.bind(
+            self.persister, lambda p: sum(len(u.drafts) + len(u.contexts) for u in p._queue)
+        )
+        presence_pending_writes.bind(self.presence, lambda p: len(p._dirty))
+        self.loop_lag = LoopLagMonitor()
+
     def _may_publish(self, user_id: str, room_id: str, alias: str | None) -> bool:
         return bool(self.config.may_publish_room(user_id, room_id, [alias] if alias else []))
 
@@ -458,7 +544,9 @@ class Services:
         return [u for u, m in snapshot.memberships.items() if m == "join" and u.endswith(suffix)]
 
     @classmethod
-    async def create(cls, config: Any, *, clock: Clock | None = None, role: str = "main") -> Services:
+    async def create(
+        cls, config: HomeserverConfig, *, clock: Clock | None = None, role: str = "main"
+    ) -> Services:
         db = await open_database(config.database)
         try:
             if role == "main":
@@ -466,7 +554,7 @@ class Services:
                 if applied:
                     logger.info("applied %d migration(s)", len(applied))
             elif await pending(db):
-                raise RuntimeError("database schema is outdated: run `homeserver migrate` first")
+                raise SchemaOutdatedError("the database schema is outdated: run `homeserver migrate` first")
             positions = await load_stream_positions(db)
             services = cls(config, db, clock or Clock(), role, stream_positions=positions)
             await services.start()
@@ -477,7 +565,7 @@ class Services:
 
     async def start(self) -> None:
         """Load in-memory state once the schema is current, start background tasks."""
-        await self.room_streams.load(self.db)
+        await self.room_streams.load(self.events)
         positions = {
             Stream.EVENTS: self.persister.current_stream,
             Stream.ACCOUNT_DATA: self.account_data_stream.current,
@@ -495,10 +583,14 @@ class Services:
         if self.role == "main":
             await self.user_directory.start()
         self.persister.start()
+        self.client_ips.start()
+        self.loop_lag.start()
 
     async def stop(self) -> None:
+        self.loop_lag.stop()
         await self.content_policy.drain()
         await self.persister.stop()
+        await self.client_ips.stop()
         self.typing.stop()
         await self.presence.stop()
         await self.media.close()
@@ -507,18 +599,11 @@ class Services:
     # -- route-declared rate limits ------------------------------------------------------------
 
     def check_route_ratelimit(self, name: str, client_ip: str, requester: Requester | None) -> None:
-        config = self.config
-        if name == "login":
-            self.ratelimiter.check("login_address", client_ip, bucket(config.rc_login.address))
-        elif name == "registration":
-            self.ratelimiter.check("registration", client_ip, bucket(config.rc_registration))
-        elif name == "message" and requester is not None and requester.app_service_id is None:
-            self.ratelimiter.check("message", requester.user_id, bucket(config.rc_message))
-        elif name == "media_create" and requester is not None:
-            self.ratelimiter.check("media_create", requester.user_id, bucket(config.rc_media_create))
-        elif name == "url_preview" and requester is not None:
-            self.ratelimiter.check("url_preview", requester.user_id, bucket(config.media.rc_url_preview))
-        elif name == "user_directory" and requester is not None:
-            self.ratelimiter.check("user_directory", requester.user_id, bucket(config.rc_user_directory))
-        elif name == "reports" and requester is not None:
-            self.ratelimiter.check("reports", requester.user_id, bucket(config.rc_reports))
+        route_limit = ROUTE_RATE_LIMITS[name]
+        if route_limit.by_ip:
+            key = client_ip
+        elif requester is None or (route_limit.exempt_appservices and requester.app_service_id is not None):
+            return
+        else:
+            key = requester.user_id
+        self.ratelimiter.check(route_limit.bucket_name or name, key, bucket(route_limit.limit(self.config)))

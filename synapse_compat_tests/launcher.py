@@ -202,9 +202,17 @@ def _tail(path: Path, limit: int = 6000) -> str:
 
 
 def launch(
-    backend: str, workdir: Path, timeout: float = READY_TIMEOUT, overrides: dict[str, Any] | None = None
+    backend: str,
+    workdir: Path,
+    timeout: float = READY_TIMEOUT,
+    overrides: dict[str, Any] | None = None,
+    listener_overrides: dict[str, Any] | None = None,
 ) -> LaunchedServer:
-    """Start our homeserver on a free loopback port with a fresh database and wait until ready."""
+    """Start our homeserver on a free loopback port with a fresh database and wait until ready.
+
+    `overrides` replace top-level config keys; `listener_overrides` keys of the one listener
+    (e.g. ``x_forwarded``), which keeps its port.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "data").mkdir(exist_ok=True)
     shared_secret = secrets.token_hex(16)
@@ -216,6 +224,7 @@ def launch(
     base_url = f"http://127.0.0.1:{port}"
     config = build_config(workdir, port, backend, shared_secret, db_name)
     config.update(overrides or {})
+    config["listeners"][0].update(listener_overrides or {})
     (workdir / "data" / "signing.key").write_text(_signing_key_line())
     config_path = workdir / "homeserver.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))

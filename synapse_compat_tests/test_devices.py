@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from .client import V3, Response, q
@@ -39,6 +40,19 @@ def test_get_device(hs: Homeserver, user: User) -> None:
     resp = user.client.get(f"{V3}/devices/{q(user.device_id)}")
     body = _device_response(hs, resp, DEVICE)
     assert body["device_id"] == user.device_id
+
+
+def test_last_seen_of_the_current_device(hs: Homeserver, user: User) -> None:
+    """A device that made requests shows where and when it was last seen (not yet written to the
+    database is no excuse: the server has just seen this very request)."""
+    assert user.client.get(f"{V3}/account/whoami").status == 200
+    body = _device_response(hs, user.client.get(f"{V3}/devices"), "/devices")
+    device = next(d for d in body["devices"] if d["device_id"] == user.device_id)
+    ipaddress.ip_address(device["last_seen_ip"])  # a plain address, not "host:port" or a header
+    assert isinstance(device["last_seen_ts"], int) and device["last_seen_ts"] > 0
+    single = _device_response(hs, user.client.get(f"{V3}/devices/{q(user.device_id)}"), DEVICE)
+    assert single["last_seen_ip"] == device["last_seen_ip"]
+    assert single["last_seen_ts"] >= device["last_seen_ts"]
 
 
 def test_get_unknown_device(user: User) -> None:

@@ -242,6 +242,59 @@ def test_lazy_load_members_limited_gap(hs: Homeserver, user: User) -> None:
     assert speaker.user_id in members
 
 
+def member_keys(room: dict[str, Any] | None) -> set[str]:
+    """state_keys of the m.room.member events in a room section's `state`."""
+    return {ev["state_key"] for ev in state_events(room or {}) if ev["type"] == "m.room.member"}
+
+
+def test_lazy_load_members_not_repeated(hs: Homeserver, user: User) -> None:
+    # Element's filter: lazy-loading without redundant members. A member event the device was
+    # already sent is not sent again (spec: "the server MAY assume that clients will remember
+    # membership events they have already been sent"); Element refetches profiles otherwise.
+    room_id = create_room(user, preset="public_chat", name="No repeats")
+    bob = hs.register()
+    join_room(bob, room_id)
+    stream = SyncStream(user, filter={"room": {"state": {"lazy_load_members": True}}})
+    stream.sync()
+    for text in ("one", "two", "three"):
+        event_id = send_text(bob, room_id, text)
+        body = stream.until(lambda b, e=event_id: b if e in ids(timeline_events(b, room_id)) else None)
+        if text != "one":
+            assert member_keys(room_section(body, room_id)) == set(), body
+
+    # A room that shows up for a read receipt only carries no member state either.
+    resp = bob.client.post(room_path(room_id, "receipt", "m.read", event_id), {})
+    assert resp.status == 200, resp.describe()
+
+    def receipt(b: dict[str, Any]) -> dict[str, Any] | None:
+        room = room_section(b, room_id)
+        types = [e["type"] for e in (room or {}).get("ephemeral", {}).get("events", [])]
+        return room if "m.receipt" in types else None
+
+    assert member_keys(stream.until(receipt)) == set()
+
+
+def test_lazy_load_members_changed_member_sent_again(hs: Homeserver, user: User) -> None:
+    room_id = create_room(user, preset="public_chat", name="Renamed")
+    bob = hs.register()
+    join_room(bob, room_id)
+    lazy = {"room": {"state": {"lazy_load_members": True}, "timeline": {"limit": 1}}}
+    stream = SyncStream(user, filter=lazy)
+    stream.sync()
+    first = send_text(bob, room_id, "hello")
+    stream.until(lambda b: first in ids(timeline_events(b, room_id)))
+    # Bob renames himself inside a gap: the new member event must come in `state`.
+    content = {"membership": "join", "displayname": "Robert"}
+    rename = put_state(bob, room_id, "m.room.member", content, bob.user_id)
+    last = [send_text(bob, room_id, f"gap {i}") for i in range(3)][-1]
+    body = stream.until(lambda b: b if last in ids(timeline_events(b, room_id)) else None)
+    room = room_section(body, room_id)
+    assert room is not None and room["timeline"]["limited"] is True
+    sent = {ev["event_id"]: ev for ev in state_events(room) if ev["type"] == "m.room.member"}
+    assert rename in sent, body
+    assert sent[rename]["content"]["displayname"] == "Robert"
+
+
 # --------------------------------------------------------------------------- invites, knocks, leaves
 
 

@@ -11,10 +11,29 @@ fi
 "$VENV/bin/pip" install -q --upgrade pip >/dev/null
 "$VENV/bin/pip" install -q -e '.[dev]'
 
-# Optional system packages for media tests (virus scanning with a real clamd).
-if ! command -v clamd >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clamav-daemon >/dev/null) \
-    || echo "warning: could not install clamav-daemon; clamd tests will skip (or fail under CI=true)"
+# Optional system packages: clamd for media tests (virus scanning with a real clamd), nginx and
+# openssl for the reverse-proxy test (the sample docker/reverse-proxy/nginx.conf, with TLS).
+missing=()
+command -v clamd >/dev/null 2>&1 || missing+=(clamav-daemon)
+{ command -v nginx || [ -x /usr/sbin/nginx ]; } >/dev/null 2>&1 || missing+=(nginx)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null) \
+    || echo "warning: could not install ${missing[*]}; their tests will skip (or fail under CI=true)"
+  # The test runs its own nginx on loopback; do not leave the package's default site on :80.
+  if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now nginx >/dev/null 2>&1 || true
+  fi
+fi
+
+# PostgreSQL server binaries (initdb, pg_ctl) for the outage tests, which run their own throwaway
+# cluster on a spare port. Installing the package must not create a cluster of its own.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+  mkdir -p /etc/postgresql-common
+  grep -qs '^create_main_cluster' /etc/postgresql-common/createcluster.conf \
+    || echo 'create_main_cluster = false' >> /etc/postgresql-common/createcluster.conf
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+    || echo "warning: could not install postgresql; outage tests will skip (or fail under CI=true)"
 fi
 
 # Node client tests (matrix-js-sdk needs Node >= 22: the npm package `node` provides it).

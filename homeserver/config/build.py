@@ -26,7 +26,7 @@ from homeserver.config.ratelimits import (
     read_presence,
     read_rate_limit,
 )
-from homeserver.config.sections import HomeserverConfig, RoomDirectoryRule, UserDirectoryConfig
+from homeserver.config.sections import HomeserverConfig, RoomDirectoryRule, TurnConfig, UserDirectoryConfig
 from homeserver.core.ids import is_valid_room_alias, is_valid_room_id, is_valid_server_name
 
 # Old Synapse spellings still read, but not written by generate_config_yaml.
@@ -93,6 +93,7 @@ def _build(root: Section, raw: Mapping[str, Any], config_files: tuple[str, ...])
         serve_server_wellknown=root.get_bool("serve_server_wellknown", False),
         data_dir=data_dir,
         pid_file=root.get_opt_str("pid_file"),
+        soft_file_limit=root.get_int("soft_file_limit", 0, minimum=0),
         instance_name=instance_name,
         signing_key_path=root.get_str("signing_key_path", f"{data_dir}/{server_name}.signing.key"),
         key_refresh_interval=root.get_duration("key_refresh_interval", 24 * 3600 * 1000),
@@ -182,7 +183,9 @@ def _build(root: Section, raw: Mapping[str, Any], config_files: tuple[str, ...])
         ),
         word_filter=read_word_filter(root),
         room_creation=read_room_creation(root),
+        require_membership_for_aliases=root.get_bool("require_membership_for_aliases", True),
         app_service_config_files=root.get_str_list("app_service_config_files"),
+        turn=_turn(root),
         config_files=config_files,
         unknown_keys=(),
         extras=MappingProxyType(copy.deepcopy(dict(raw))),
@@ -310,3 +313,13 @@ def _auto_join_rooms(root: Section) -> tuple[str, ...]:
                 join_path("auto_join_rooms", index),
             )
     return rooms
+
+
+def _turn(root: Section) -> TurnConfig:
+    return TurnConfig(
+        uris=root.get_str_list("turn_uris"),
+        shared_secret=root.get_opt_str("turn_shared_secret"),
+        username=root.get_opt_str("turn_username"),
+        password=root.get_opt_str("turn_password"),
+        user_lifetime=root.get_duration("turn_user_lifetime", 3600 * 1000),
+    )

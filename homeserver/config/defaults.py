@@ -63,11 +63,14 @@ DEFAULT_IP_RANGE_BLACKLIST = (
 # Always blocked in addition to any configured list (unroutable "any" addresses).
 ALWAYS_BLOCKED = ("0.0.0.0/32", "::/128")
 
-# Rate limits: Synapse's defaults.
+# Rate limits: Synapse's defaults unless said otherwise.
 RC_MESSAGE = RateLimit(0.2, 10)
 RC_REGISTRATION = RateLimit(0.17, 3)
 RC_REGISTRATION_TOKEN_VALIDITY = RateLimit(0.1, 5)
-RC_LOGIN_ADDRESS = RateLimit(0.003, 5)
+# Logins per client address: far above Synapse's 0.003/5, because a whole school or office often
+# reaches the server from one NAT address (or, without x_forwarded, every user shares the proxy's
+# address). 100 at once, then one a second. The per-account limits below do the protecting.
+RC_LOGIN_ADDRESS = RateLimit(1, 100)
 RC_LOGIN_ACCOUNT = RateLimit(0.003, 5)
 RC_LOGIN_FAILED_ATTEMPTS = RateLimit(0.17, 3)
 RC_JOINS_LOCAL = RateLimit(0.1, 10)
@@ -96,7 +99,6 @@ IGNORED_KEYS = frozenset(
         "suppress_key_server_warning",
         "daemonize",
         "print_pidfile",
-        "soft_file_limit",
         "use_frozen_dicts",
         "gc_thresholds",
         "gc_min_interval",

@@ -39,6 +39,9 @@ serve_server_wellknown: false
 # Write the process id here at startup.
 #pid_file: $data_dir_pid
 
+# Open-file soft limit to set at start (each connection needs one); 0 = raise it to the hard limit.
+soft_file_limit: 0
+
 # Name of this process among workers (scale-out); the single process is "main".
 instance_name: main
 
@@ -188,10 +191,12 @@ rc_registration:
 rc_registration_token_validity:
   per_second: 0.1
   burst_count: 5
+# rc_login.address is far above Synapse's 0.003/5: a school or office behind one NAT address
+# (or users behind a proxy without x_forwarded) share it. The per-account limits protect accounts.
 rc_login:
   address:
-    per_second: 0.003
-    burst_count: 5
+    per_second: 1
+    burst_count: 100
   account:
     per_second: 0.003
     burst_count: 5
@@ -362,6 +367,8 @@ presence:
 
 require_auth_for_profile_requests: false
 limit_profile_requests_to_users_who_share_rooms: false
+# Creating an alias for a room needs membership in it.
+require_membership_for_aliases: true
 
 ## Moderation ##
 
@@ -381,6 +388,17 @@ word_filter:
 room_creation:
   allow: everyone
   allow_direct_messages: true
+
+## VoIP: TURN servers handed to clients (GET /voip/turnServer) ##
+
+turn_uris: []
+#  - "turn:turn.example.com:3478?transport=udp"
+# coturn's static-auth-secret (use-auth-secret): time-limited credentials per user...
+#turn_shared_secret: "<coturn static-auth-secret>"
+# ...or fixed credentials:
+#turn_username: "turnuser"
+#turn_password: "turnpassword"
+turn_user_lifetime: 1h
 
 ## Application services ##
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from urllib.parse import urlsplit
 
 from homeserver.config import defaults
@@ -88,9 +89,10 @@ def _read_listener(sec: Section, unsupported: list[str]) -> ListenerConfig | Non
         )
 
     x_forwarded = sec.get_bool("x_forwarded", False)
+    trusted = _read_trusted_proxies(sec)
     sec.mark_read("tag", "request_id_header")  # log labels only
     if kind == "metrics":
-        return ListenerConfig(port, tuple(bind), kind, False, x_forwarded, ("metrics",))
+        return ListenerConfig(port, tuple(bind), kind, False, x_forwarded, ("metrics",), trusted)
 
     names: list[str] = []
     for res in sec.sections("resources"):
@@ -106,7 +108,21 @@ def _read_listener(sec: Section, unsupported: list[str]) -> ListenerConfig | Non
                 )
             elif name not in names:
                 names.append(name)
-    return ListenerConfig(port, tuple(bind), kind, False, x_forwarded, tuple(names))
+    return ListenerConfig(port, tuple(bind), kind, False, x_forwarded, tuple(names), trusted)
+
+
+def _read_trusted_proxies(sec: Section) -> tuple[str, ...]:
+    """`trusted_proxies`: CIDRs (or single addresses) of proxies in front of the one we see."""
+    networks: list[str] = []
+    for position, value in enumerate(sec.get_str_list("trusted_proxies")):
+        try:
+            networks.append(str(ipaddress.ip_network(value, strict=False)))
+        except ValueError as exc:
+            raise ConfigError(
+                f"expected an IP address or CIDR such as 10.0.0.0/8, got {value!r}",
+                join_path(sec.key_path("trusted_proxies"), position),
+            ) from exc
+    return tuple(networks)
 
 
 def normalise_public_baseurl(value: str, path: str = "public_baseurl") -> str:

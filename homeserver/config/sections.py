@@ -24,9 +24,23 @@ class ListenerConfig:
     x_forwarded: bool  # trust X-Forwarded-For / X-Forwarded-Proto from the proxy
     # Flattened resource names: client, federation, media, metrics, keys, health, openid, replication
     resources: tuple[str, ...]
+    # With x_forwarded: further proxies (CIDRs) between the client and the one that connects to
+    # us; their X-Forwarded-For hops are skipped when looking for the client (our extension).
+    trusted_proxies: tuple[str, ...] = ()
 
     def has(self, resource: str) -> bool:
         return resource in self.resources
+
+
+@dataclass(frozen=True, slots=True)
+class TurnConfig:
+    """TURN servers handed to VoIP clients (Synapse's `turn_*` keys)."""
+
+    uris: tuple[str, ...]
+    shared_secret: str | None = field(repr=False)  # time-limited credentials (coturn use-auth-secret)
+    username: str | None
+    password: str | None = field(repr=False)
+    user_lifetime: int  # ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +266,7 @@ class HomeserverConfig:
     serve_server_wellknown: bool
     data_dir: str
     pid_file: str | None
+    soft_file_limit: int  # RLIMIT_NOFILE soft limit to set at start; 0 = raise to the hard limit
     instance_name: str
     signing_key_path: str
     key_refresh_interval: int  # ms
@@ -333,8 +348,10 @@ class HomeserverConfig:
     # -- moderation
     word_filter: WordFilterConfig
     room_creation: RoomCreationConfig
+    require_membership_for_aliases: bool
     # -- integrations
     app_service_config_files: tuple[str, ...]
+    turn: TurnConfig
     # -- bookkeeping
     config_files: tuple[str, ...]  # files read, in order (empty with embedded defaults)
     unknown_keys: tuple[str, ...]  # keys present but not implemented (logged once at startup)

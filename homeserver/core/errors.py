@@ -70,3 +70,25 @@ def unknown_token(msg: str = "Invalid access token passed.", soft_logout: bool =
 
 def missing_token() -> MatrixError:
     return MatrixError(401, "M_MISSING_TOKEN", "Missing access token.")
+
+
+# How long clients are asked to wait before retrying while the database is unreachable.
+DATABASE_RETRY_AFTER_MS = 5000
+
+
+class DatabaseUnavailableError(MatrixError):
+    """The database cannot be reached (down, restarting, network): a 503 the client retries.
+
+    `detail` is a one-line description for operators (logs, startup errors); clients only see a
+    generic message, never the server's addresses.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            503,
+            "M_UNKNOWN",
+            "The server's database is unavailable; try again shortly",
+            retry_after_ms=DATABASE_RETRY_AFTER_MS,
+        )
+        self.detail = detail
+        self.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_MS // 1000)

@@ -23,6 +23,19 @@ from homeserver.core.streams import Stream
 STREAM_NAMES = tuple(s.value for s in Stream)
 
 
+# Stream positions are BIGINT columns: a component beyond them would fail in SQL (PostgreSQL) with a
+# 500 instead of the 400 a made-up token deserves.
+_MAX_POSITION = 2**63 - 1
+
+
+def _position(part: str) -> int | None:
+    """A non-negative decimal stream position, or None (int() alone also takes "+1", " 1", "١")."""
+    if not part.isascii() or not part.isdigit() or len(part.lstrip("0")) > 19:
+        return None
+    value = int(part)
+    return value if value <= _MAX_POSITION else None
+
+
 @dataclass(frozen=True, slots=True)
 class StreamToken:
     events: int = 0
@@ -41,11 +54,10 @@ class StreamToken:
     def parse(cls, token: str) -> StreamToken:
         if not token or token[0] != "s":
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid stream token")
-        try:
-            parts = [int(p) for p in token[1:].split("_")]
-        except ValueError as exc:
-            raise MatrixError(400, "M_INVALID_PARAM", "Invalid stream token") from exc
-        if not parts or any(p < 0 for p in parts):
+        # Unknown extra components are ignored, but still have to be positions.
+        raw_parts = token[1:].split("_", 64)
+        parts = [p for p in map(_position, raw_parts) if p is not None]
+        if len(raw_parts) > 64 or len(parts) != len(raw_parts):
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid stream token")
         values = dict(zip(STREAM_NAMES, parts, strict=False))
         return cls(**values)
@@ -82,8 +94,7 @@ class PaginationToken:
         head = token[1:].split("_", 1)[0]
         if token[0] == "t":  # t<topo>-<stream>: accept Synapse-shaped tokens for robustness
             head = head.rsplit("-", 1)[-1]
-        try:
-            value = int(head)
-        except ValueError as exc:
-            raise MatrixError(400, "M_INVALID_PARAM", "Invalid pagination token") from exc
+        value = _position(head)
+        if value is None:
+            raise MatrixError(400, "M_INVALID_PARAM", "Invalid pagination token")
         return cls(value)

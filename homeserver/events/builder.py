@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from homeserver.core.errors import MatrixError
+from homeserver.core.json import MAX_EVENT_CONTENT_DEPTH, canonical_problem
 from homeserver.crypto.event_signing import hash_and_sign_event
 from homeserver.crypto.keys import ServerSigningKey
 from homeserver.events import constants as c
@@ -41,6 +43,13 @@ def build_event(
     event id (`event.room_id`). `unsigned_extra` (e.g. invite_room_state) goes into `unsigned`, which
     is covered by neither hash nor signature.
     """
+    # Refuse content the room version cannot sign (floats, unsafe integers in v6+; over-deep nesting)
+    # before hashing it: clients get 400 M_BAD_JSON, as from Synapse's EventValidator.
+    problem = canonical_problem(
+        content, strict=room_version.strict_canonical_json, max_depth=MAX_EVENT_CONTENT_DEPTH
+    )
+    if problem is not None:
+        raise MatrixError(400, "M_BAD_JSON", f"Bad JSON value in event content: {problem}")
     is_create = type == c.CREATE and state_key == ""
     pdu: dict[str, Any] = {
         "auth_events": list(auth_event_ids),

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import logging.config
+from typing import Any
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
+        request_id = request_id_var.get()
+        record.request_id = request_id
+        record.request = request_id  # the name Synapse's log formats use
         return True
 
 
@@ -22,3 +26,17 @@ def setup_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def apply_log_config(config: dict[str, Any]) -> None:
+    """Apply a logging dictConfig (the `log_config` file) and give every handler the request id.
+
+    The filter goes on the handlers themselves, so formats may use ``%(request_id)s`` (or
+    Synapse's ``%(request)s``) whether or not the file declares a filter.
+    """
+    logging.config.dictConfig(config)
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in config.get("loggers") or {})]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if not any(isinstance(f, RequestIdFilter) for f in handler.filters):
+                handler.addFilter(RequestIdFilter())

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from homeserver.core import json as hjson
 from homeserver.core.errors import MatrixError
+from homeserver.http.access_log import REQUEST_ID, REQUEST_METRICS
 from homeserver.http.logcontext import request_id_var
-from homeserver.http.metrics import REQUEST_SECONDS, REQUESTS
+from homeserver.http.metrics import finish_request, start_request
+from homeserver.metrics.usage import Measure
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +27,9 @@ HandlerT = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def json_response(body: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=hjson.dumps(body), status=status, content_type="application/json", headers=headers
-    )
+    with Measure("encode_json_response"):
+        data = hjson.dumps(body)
+    return web.Response(body=data, status=status, content_type="application/json", headers=headers)
 
 
 def error_response(err: MatrixError) -> web.Response:
@@ -48,17 +49,27 @@ def _from_http_exception(exc: web.HTTPException) -> MatrixError:
     return MatrixError(status, "M_UNKNOWN", exc.reason or "Request failed")
 
 
+def _servlet(request: web.Request) -> str:
+    """The metrics' `servlet` label: the route's operationId, never the raw path."""
+    if request.method == "OPTIONS":
+        return "cors_preflight"
+    match = request.match_info
+    if match.http_exception is not None:
+        return "unrecognised"
+    return getattr(match.handler, "__name__", "unknown")
+
+
 @web.middleware
 async def matrix_middleware(request: web.Request, handler: HandlerT) -> web.StreamResponse:
     request_id = f"{request.method}-{secrets.token_hex(4)}"
     token = request_id_var.set(request_id)
-    start = time.perf_counter()
-    route = "unmatched"
+    metrics, metric_tokens = start_request(request.method, _servlet(request))
+    metrics.remote = request.remote
+    request[REQUEST_METRICS] = metrics
+    request[REQUEST_ID] = request_id
     status = 500
+    body_bytes: int | None = None
     try:
-        resource = request.match_info.route.resource
-        if resource is not None:
-            route = resource.canonical
         if request.method == "OPTIONS":
             # CORS preflight: every path answers, whatever its auth.
             response: web.StreamResponse = json_response({})
@@ -71,6 +82,7 @@ async def matrix_middleware(request: web.Request, handler: HandlerT) -> web.Stre
                 response = error_response(err)
             except web.HTTPException as exc:
                 if exc.status < 400:  # redirects etc. pass through unchanged
+                    status = exc.status
                     raise
                 response = error_response(_from_http_exception(exc))
             except Exception:
@@ -79,9 +91,9 @@ async def matrix_middleware(request: web.Request, handler: HandlerT) -> web.Stre
         if not response.prepared:
             response.headers.update(CORS_HEADERS)
         status = response.status
+        if isinstance(response, web.Response):
+            body_bytes = response.content_length
         return response
     finally:
-        elapsed = time.perf_counter() - start
-        REQUEST_SECONDS.labels(route).observe(elapsed)
-        REQUESTS.labels(request.method, route, str(status)).inc()
+        finish_request(metrics, status, body_bytes, metric_tokens)
         request_id_var.reset(token)

@@ -32,6 +32,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from homeserver.metrics import counter
+
 logger = logging.getLogger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -47,9 +49,20 @@ METADATA_ADDRESSES = (
 )
 # Unusable as destinations whatever the lists say: "this network", broadcast, reserved.
 ALWAYS_BLOCKED = ("0.0.0.0/8", "255.255.255.255/32", "240.0.0.0/4", "::/128")
-# IPv6 forms that embed an IPv4 address we must check as well.
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# IPv6 forms that embed an IPv4 address in their last 32 bits, which we must check as well:
+# NAT64 (RFC 6052 well-known prefix, and the RFC 8215 local-use prefix at its usual /96) and the
+# deprecated IPv4-compatible ::a.b.c.d (Synapse blocks it too; some stacks still route it), and
+# SIIT's IPv4-translated ::ffff:0:a.b.c.d.
+_EMBED_LOW32 = (
+    ipaddress.ip_network("64:ff9b::/96"),
+    ipaddress.ip_network("64:ff9b:1::/48"),
+    ipaddress.ip_network("::/96"),
+    ipaddress.ip_network("::ffff:0:0:0/96"),
+)
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+client_requests = counter("synapse_http_client_requests", "Outbound HTTP requests (URL previews)", ["method"])
+client_responses = counter("synapse_http_client_responses", "Outbound HTTP responses", ["method", "code"])
 
 
 class OutboundError(Exception):
@@ -80,8 +93,9 @@ def _parse_networks(ranges: Iterable[str]) -> list[IPNetwork]:
 class IPFilter:
     """An address is allowed unless it is in the blacklist and not in the whitelist.
 
-    IPv4 addresses embedded in IPv6 ones (mapped ``::ffff:a.b.c.d``, NAT64, 6to4, Teredo) are
-    checked too, so a blocked IPv4 address cannot be reached through its IPv6 spelling.
+    IPv4 addresses embedded in IPv6 ones (mapped ``::ffff:a.b.c.d``, compatible ``::a.b.c.d``,
+    NAT64, 6to4, Teredo) are checked too, so a blocked IPv4 address cannot be reached through its
+    IPv6 spelling.
     """
 
     def __init__(
@@ -108,7 +122,8 @@ class IPFilter:
                 out.append(addr.sixtofour)
             if addr.teredo is not None:
                 out.append(addr.teredo[1])
-            if addr in _NAT64:
+            # `::` and `::1` are themselves (unspecified, loopback), not IPv4-compatible spellings.
+            if int(addr) > 1 and any(addr in net for net in _EMBED_LOW32):
                 out.append(ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF))
         return out
 
@@ -251,6 +266,7 @@ class OutboundClient:
         current = URL(url, encoded=False)
         for _hop in range(self.max_redirects + 1):
             self.check_url(current)
+            client_requests.labels("GET").inc()
             try:
                 async with session.get(
                     current,
@@ -259,6 +275,7 @@ class OutboundClient:
                     max_line_size=16384,
                     max_field_size=16384,
                 ) as resp:
+                    client_responses.labels("GET", str(resp.status)).inc()
                     peer = self._check_peer(resp)
                     if resp.status in REDIRECT_STATUSES and "Location" in resp.headers:
                         location = resp.headers["Location"]

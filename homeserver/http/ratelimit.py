@@ -7,6 +7,12 @@ from dataclasses import dataclass
 
 from homeserver.core.clock import Clock
 from homeserver.core.errors import limit_exceeded
+from homeserver.metrics import counter
+
+# Synapse's name (it counts its federation limiter there); here: every rc_* class that said no.
+rejected = counter(
+    "synapse_rate_limit_reject", "Requests rejected by the rate limiter", ["rate_limiter_name"]
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +43,7 @@ class RateLimiter:
         used = max(0.0, used - (now - last) * bucket.per_second)
         if used + cost > bucket.burst_count:
             retry_after = (used + cost - bucket.burst_count) / bucket.per_second
+            rejected.labels(limit_class).inc()
             raise limit_exceeded(int(retry_after * 1000) + 1)
         if update:
             self._state[state_key] = (used + cost, now)

@@ -29,6 +29,7 @@ from homeserver.http.outbound import (
 from homeserver.media import thumbnails
 from homeserver.media.ids import mxc_uri
 from homeserver.media.preview_html import MAX_HTML_BYTES, parse_html
+from homeserver.metrics.usage import background_process
 from homeserver.storage.stores.media import MediaStore, UrlPreviewRow
 
 logger = logging.getLogger(__name__)
@@ -122,7 +123,9 @@ class UrlPreviewService:
             return self._from_row(cached)
         task = self._inflight.get(url)
         if task is None:
-            task = asyncio.ensure_future(self._fetch_and_cache(user_id, url))
+            task = asyncio.ensure_future(
+                background_process("url_preview", self._fetch_and_cache(user_id, url))
+            )
             self._inflight[url] = task
             task.add_done_callback(functools.partial(self._done, url))
         return dict(await asyncio.shield(task))

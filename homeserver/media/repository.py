@@ -24,6 +24,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from homeserver.config.sections import HomeserverConfig
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError, forbidden, missing_token, not_found, too_large
 from homeserver.core.ids import is_valid_server_name
@@ -83,7 +84,7 @@ def _upload_too_large(max_size: int) -> MatrixError:
 class MediaRepository:
     def __init__(
         self,
-        config: Any,
+        config: HomeserverConfig,
         store: MediaStore,
         storage: LocalMediaStorage,
         clock: Clock,

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from homeserver.config.sections import HomeserverConfig
 from homeserver.core.clock import Clock
 from homeserver.http.outbound import IPFilter, OutboundClient
 from homeserver.media.filestore import LocalMediaStorage
@@ -17,7 +16,7 @@ PREVIEW_TIMEOUT_S = 10.0
 PREVIEW_MAX_REDIRECTS = 5
 
 
-def build_media_repository(config: Any, db: Database, clock: Clock) -> MediaRepository:
+def build_media_repository(config: HomeserverConfig, db: Database, clock: Clock) -> MediaRepository:
     options = config.media
     scanner = None
     if options.clamd.enabled:

@@ -8,6 +8,7 @@ notification between computing the empty result and parking is never lost.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable, Sequence
 
 from homeserver.core.streams import (
@@ -20,6 +21,7 @@ from homeserver.core.streams import (
     TypingRow,
 )
 from homeserver.core.tokens import StreamToken
+from homeserver.notifier.metrics import notified_events, users_woken_by_stream, wakeup_latency
 
 
 class _UserStream:
@@ -27,7 +29,7 @@ class _UserStream:
 
     def __init__(self, token: StreamToken) -> None:
         self.token = token
-        self.waiters: set[asyncio.Future[None]] = set()
+        self.waiters: set[asyncio.Future[float]] = set()
 
 
 class Notifier:
@@ -37,25 +39,31 @@ class Notifier:
         # room_id -> local users to wake for it (joined, plus invited/knocking for their own event)
         self.room_users: Callable[[str], Iterable[str]] = lambda room_id: ()
         self.global_listeners: list[Callable[[StreamToken], None]] = []
+        self._closed = False
 
     def advance(self, stream: Stream, position: int) -> StreamToken:
         if position > self.current.get(stream):
             self.current = self.current.with_stream(stream, position)
         return self.current
 
-    def notify_users(self, user_ids: Iterable[str]) -> None:
+    def notify_users(self, user_ids: Iterable[str]) -> int:
+        """Wake the users' parked syncs; returns how many users had one."""
         token = self.current
+        now = time.perf_counter()
+        woken = 0
         for user_id in user_ids:
             entry = self._users.get(user_id)
             if entry is None:
                 continue
             entry.token = token
             waiters, entry.waiters = entry.waiters, set()
+            woken += bool(waiters)
             for fut in waiters:
                 if not fut.done():
-                    fut.set_result(None)
+                    fut.set_result(now)
         for listener in self.global_listeners:
             listener(token)
+        return woken
 
     def on_room_event(
         self, stream: Stream, position: int, room_id: str, extra_users: Iterable[str] = ()
@@ -63,11 +71,12 @@ class Notifier:
         self.advance(stream, position)
         users = set(self.room_users(room_id))
         users.update(extra_users)
-        self.notify_users(users)
+        notified_events.inc()
+        users_woken_by_stream.labels(stream).inc(self.notify_users(users))
 
     def on_user_event(self, stream: Stream, position: int, user_ids: Iterable[str]) -> None:
         self.advance(stream, position)
-        self.notify_users(user_ids)
+        users_woken_by_stream.labels(stream).inc(self.notify_users(user_ids))
 
     # -- stream bus consumers (subscribed by the container) ---------------------------------------
 
@@ -126,17 +135,39 @@ class Notifier:
             entry = self._users[user_id] = _UserStream(StreamToken())
         if entry.token.advanced_past(since):
             return True
-        if timeout_s <= 0:
+        if timeout_s <= 0 or self._closed:
             return False
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         entry.waiters.add(fut)
         try:
-            await asyncio.wait_for(fut, timeout_s)
+            notified_at = await asyncio.wait_for(fut, timeout_s)
+            if self._closed:
+                return False
+            wakeup_latency.observe(time.perf_counter() - notified_at)
             return True
         except TimeoutError:
             return False
         finally:
             entry.waiters.discard(fut)
+
+    def close(self) -> None:
+        """Shutdown: answer every parked long-poll now, as if its timeout had ended (the client
+        gets what there is and its next token), and park no new ones."""
+        self._closed = True
+        for entry in self._users.values():
+            waiters, entry.waiters = entry.waiters, set()
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(time.perf_counter())
+
+    @property
+    def listeners(self) -> int:
+        """Parked /sync requests."""
+        return sum(len(e.waiters) for e in self._users.values())
+
+    @property
+    def tracked_users(self) -> int:
+        return len(self._users)
 
     @property
     def waiting_users(self) -> int:

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from homeserver.core.clock import Clock
-from homeserver.core.errors import MatrixError
+from homeserver.core.errors import DatabaseUnavailableError, MatrixError
 from homeserver.core.streams import EventsRow, Stream
 from homeserver.crypto.keys import ServerSigningKey
 from homeserver.events import constants as c
@@ -34,6 +35,7 @@ from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion
 from homeserver.persist.apply import ContextApplier
 from homeserver.persist.local import EventDraft, build_local_context
+from homeserver.persist.metrics import persist_latency
 from homeserver.persist.plan import BatchPlan, EventLookup, PersistedEvent
 from homeserver.replication.bus import StreamBus
 from homeserver.state.current import CurrentStateCache, RoomSnapshot
@@ -160,7 +162,10 @@ class EventPersister:
         self._drained.clear()
         self._wake.set()
         # The caller may be cancelled (client went away); the unit is still persisted.
-        return await asyncio.shield(unit.future)
+        started = time.perf_counter()
+        result = await asyncio.shield(unit.future)
+        persist_latency.observe(time.perf_counter() - started)
+        return result
 
     # -- the writer loop -------------------------------------------------------------------------
 
@@ -188,8 +193,7 @@ class EventPersister:
 
     async def _load_counters(self) -> None:
         self._last_group = await self.groups.max_group_id()
-        low = await self.db.fetchval("SELECT COALESCE(MIN(stream_ordering), 0) FROM events")
-        self._last_backfill = min(0, int(low or 0))
+        self._last_backfill = min(0, await self.events.min_stream_ordering())
 
     async def _process_isolating(self, batch: list[_Unit]) -> None:
         """Write the batch; if its transaction fails, write each half on its own, down to the one
@@ -199,7 +203,9 @@ class EventPersister:
             await self._process(batch)
         except _WriteFailed as failure:
             pending = [u for u in batch if not u.future.done()]
-            if len(pending) <= 1:
+            # Losing the database is no one event's fault: halving would only wait for it again
+            # per half. Everyone gets the 503 at once and retries.
+            if len(pending) <= 1 or isinstance(failure.cause, DatabaseUnavailableError):
                 logger.error("persisting an event failed: %r", failure.cause, exc_info=failure.cause)
                 self._fail(pending, failure.cause)
                 return
@@ -279,9 +285,9 @@ class EventPersister:
             except MatrixError as err:
                 unit.future.set_exception(err)
                 continue
-            except Exception as exc:
+            except Exception:
                 logger.exception("building events failed")
-                unit.future.set_exception(MatrixError(500, "M_UNKNOWN", f"Failed to build event: {exc}"))
+                unit.future.set_exception(MatrixError(500, "M_UNKNOWN", "Failed to build event"))
                 continue
             working, stream, backfill, group_id = trial, trial_stream, trial_backfill, trial_group
             plan.extend(trial_plan)

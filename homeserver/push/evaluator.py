@@ -30,6 +30,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from homeserver.core.paths import split_path
 from homeserver.push.default_rules import LEGACY_MENTION_RULES
 from homeserver.push.model import KINDS, USER_ID, USER_LOCALPART, PushRule
 from homeserver.push.rules import effective_rules
@@ -42,7 +43,6 @@ __all__ = [
     "glob_matches",
     "lookup",
     "prepare_event",
-    "split_path",
 ]
 
 _MISSING: Any = object()  # absent property
@@ -58,30 +58,6 @@ _CACHE_LIMIT = 50_000
 
 
 # -- dotted paths ---------------------------------------------------------------------------------
-
-
-def split_path(key: str) -> tuple[str, ...]:
-    """Split a dot-separated property path; `\\.` is a literal dot and `\\\\` a backslash, any
-    other backslash is literal (spec appendix "Dot-separated property paths")."""
-    if "\\" not in key:
-        return tuple(key.split("."))
-    parts: list[str] = []
-    current: list[str] = []
-    i, n = 0, len(key)
-    while i < n:
-        ch = key[i]
-        if ch == "\\" and i + 1 < n and key[i + 1] in ".\\":
-            current.append(key[i + 1])
-            i += 2
-            continue
-        if ch == ".":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-        i += 1
-    parts.append("".join(current))
-    return tuple(parts)
 
 
 def lookup(event: Any, path: tuple[str, ...]) -> Any:

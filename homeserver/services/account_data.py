@@ -38,7 +38,10 @@ class AccountDataService:
             await self.store.upsert(user_id, room_id, type, content, stream_id)
             for hook in self.put_hooks:
                 hook(user_id, room_id, type, content)
-        self.bus.publish(
-            Stream.ACCOUNT_DATA, self.stream.current, [AccountDataRow(stream_id, user_id, room_id, type)]
+        # Publish (and so wake) only once readers can see it: with an earlier write still in
+        # flight the stream's position does not include this one yet (StreamIdGenerator.when_visible).
+        rows = [AccountDataRow(stream_id, user_id, room_id, type)]
+        self.stream.when_visible(
+            stream_id, lambda: self.bus.publish(Stream.ACCOUNT_DATA, self.stream.current, rows)
         )
         return stream_id

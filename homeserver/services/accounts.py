@@ -16,6 +16,7 @@ from homeserver.core import ids
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError
 from homeserver.http.ratelimit import Bucket, RateLimiter
+from homeserver.services import metrics
 from homeserver.services.auth import AuthService
 from homeserver.services.passwords import PasswordHasher
 from homeserver.services.tokens import new_access_token, new_refresh_token, token_hash
@@ -139,7 +140,7 @@ class AccountService:
         now = self.clock.time_ms()
         result: LoginResult | None = None
         async with self.db.transaction() as conn:
-            if await conn.fetchval("SELECT 1 FROM users WHERE lower(user_id) = lower($1)", user_id):
+            if await self.users.user_id_taken_txn(conn, user_id):
                 raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
             await self.users.insert_user_txn(
                 conn,
@@ -157,6 +158,9 @@ class AccountService:
                 result = await self._create_session_txn(
                     conn, user_id, device_id, initial_device_display_name, want_refresh_token, now
                 )
+        metrics.registrations.labels("False", "False", "").inc()
+        if result is not None:
+            metrics.logins.labels("False", "").inc()
         for hook in self.registered_hooks:
             try:
                 await hook(user_id)
@@ -206,6 +210,7 @@ class AccountService:
             result = await self._create_session_txn(
                 conn, user_id, device_id, display_name, want_refresh_token, now
             )
+        metrics.logins.labels("False", "").inc()
         await self._run_device_hooks(self.device_created_hooks, user_id, [result.device_id])
         return result
 
@@ -302,7 +307,7 @@ class AccountService:
             device_ids = await self.devices.list_device_ids_txn(conn, user_id)
             hashes = await self.devices.list_token_hashes_txn(conn, user_id)
             await self.devices.delete_devices_txn(conn, user_id, device_ids)
-            await conn.execute("DELETE FROM access_tokens WHERE user_id = $1", user_id)
+            await self.devices.delete_access_tokens_txn(conn, user_id)
         self.auth.invalidate(hashes)
         await self._run_device_hooks(self.devices_deleted_hooks, user_id, device_ids)
 
@@ -333,11 +338,7 @@ class AccountService:
                 ]
                 hashes = await self.devices.list_token_hashes_txn(conn, user_id, keep_device_id)
                 await self.devices.delete_devices_txn(conn, user_id, removed)
-                await conn.execute(
-                    "DELETE FROM access_tokens WHERE user_id = $1 AND (device_id IS NULL OR device_id <> $2)",
-                    user_id,
-                    keep_device_id or "",
-                )
+                await self.devices.delete_access_tokens_txn(conn, user_id, keep_device_id)
         self.auth.invalidate(hashes)
         if removed:
             await self._run_device_hooks(self.devices_deleted_hooks, user_id, removed)
@@ -346,7 +347,7 @@ class AccountService:
         async with self.db.transaction() as conn:
             device_ids = await self.devices.list_device_ids_txn(conn, user_id)
             await self.devices.delete_devices_txn(conn, user_id, device_ids)
-            await conn.execute("DELETE FROM access_tokens WHERE user_id = $1", user_id)
+            await self.devices.delete_access_tokens_txn(conn, user_id)
             await self.users.set_password_hash_txn(conn, user_id, None)
             await self.users.set_deactivated_txn(conn, user_id, True)
             if erase:

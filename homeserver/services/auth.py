@@ -1,4 +1,4 @@
-"""Turns an access token into a Requester, with a small in-memory cache.
+"""Turns an access token (a user's, or an appservice's `as_token`) into a Requester.
 
 Every authenticated request hits this, so a valid token costs one dict lookup after the first use.
 Logout, device deletion and deactivation invalidate the cached entries (and, in scale-out, the
@@ -9,25 +9,61 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from homeserver.appservice.registry import ApplicationService, AppServiceRegistry, masquerade_target
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError, unknown_token
 from homeserver.http.requester import Requester
+from homeserver.metrics.caches import register_cache
 from homeserver.services.tokens import token_hash
 from homeserver.storage.stores.devices import DeviceStore
+from homeserver.storage.stores.users import UserStore
 
 
 class AuthService:
     CACHE_SIZE = 50_000
 
-    def __init__(self, devices: DeviceStore, clock: Clock) -> None:
+    def __init__(
+        self, devices: DeviceStore, users: UserStore, appservices: AppServiceRegistry, clock: Clock
+    ) -> None:
         self.devices = devices
+        self.users = users
+        self.appservices = appservices
         self.clock = clock
         self._cache: OrderedDict[str, tuple[Requester, int | None]] = OrderedDict()
+        self._metric = register_cache(
+            "get_user_by_access_token", self, lambda s: len(s._cache), self.CACHE_SIZE
+        )
+
+    async def get_requester_for_token(self, access_token: str, masquerade_as: str | None) -> Requester:
+        """An appservice's `as_token` (acting as `masquerade_as`, the `?user_id=` parameter, when
+        given) or else a user's access token (where `?user_id=` means nothing, as in Synapse)."""
+        service = self.appservices.get_by_token(access_token)
+        if service is not None:
+            return await self.get_appservice_requester(service, masquerade_as)
+        return await self.get_requester(access_token)
+
+    async def get_appservice_requester(self, service: ApplicationService, user_id: str | None) -> Requester:
+        target = masquerade_target(service, user_id)
+        user = await self.users.get_user(target)
+        if user is None and target != service.sender:
+            # Synapse lets an appservice act only as users that exist (its sender always does).
+            raise MatrixError(
+                403, "M_FORBIDDEN", f"Application service has not registered this user ({target})"
+            )
+        return Requester(
+            user_id=target,
+            device_id=None,
+            token_hash=None,
+            is_admin=user is not None and user.is_admin,
+            is_guest=False,
+            app_service_id=service.id,
+        )
 
     async def get_requester(self, access_token: str) -> Requester:
         digest = token_hash(access_token)
         cached = self._cache.get(digest)
         if cached is None:
+            self._metric.misses += 1
             row = await self.devices.get_access_token(digest)
             if row is None:
                 raise unknown_token()
@@ -48,6 +84,9 @@ class AuthService:
             self._cache[digest] = cached
             if len(self._cache) > self.CACHE_SIZE:
                 self._cache.popitem(last=False)
+                self._metric.evicted_size += 1
+        else:
+            self._metric.hits += 1
         requester, valid_until = cached
         if valid_until is not None and valid_until <= self.clock.time_ms():
             # Refreshable token expired: the client should refresh, not log the user out.

@@ -42,6 +42,7 @@ from homeserver.core import ids
 from homeserver.core.errors import MatrixError, forbidden
 from homeserver.core.streams import EventsRow, StreamRow
 from homeserver.events import constants as c
+from homeserver.metrics.usage import background_process
 from homeserver.services.messages import MessageService
 from homeserver.storage.stores.users import UserStore
 
@@ -167,8 +168,8 @@ def _is_direct_message(creator: str, body: Mapping[str, Any]) -> bool:
 
 
 class ContentPolicy:
-    """The word filter (a MessageService content check, a createRoom check and, in redact mode, a
-    post-commit hook) and the room-creation policy (a RoomService creation check)."""
+    """The word filter (a MessageService content check, a createRoom check and, in redact mode, an
+    events-stream consumer) and the room-creation policy (a RoomService creation check)."""
 
     def __init__(
         self,
@@ -283,7 +284,11 @@ class ContentPolicy:
             if ids.server_of(row.sender) != self.server_name:
                 continue
             # The content is not in the row: the check reads the event (cached by the persister).
-            task = asyncio.create_task(self._check_and_redact(row.sender, row.room_id, row.event_id))
+            task = asyncio.create_task(
+                background_process(
+                    "word_filter_redact", self._check_and_redact(row.sender, row.room_id, row.event_id)
+                )
+            )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 

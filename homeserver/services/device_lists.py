@@ -70,7 +70,7 @@ class DeviceListService:
         self.rooms = rooms
         self.clock = clock
         self.local_suffix = ":" + server_name
-        # room_id -> stream ordering of its latest member event, from the persister's commit hook;
+        # room_id -> stream ordering of its latest member event, from the events stream (on_events);
         # complete only for changes after `_member_index_from` (the events position at start).
         self._member_changed: dict[str, int] = {}
         self._member_index_from = events_position
@@ -100,16 +100,15 @@ class DeviceListService:
                         conn, stream_id, pending.changes, self.clock.time_ms()
                     )
         if pending.record and pending.changes:
-            rows = [DeviceListsRow(stream_id, user_id, visible_to) for user_id, visible_to in pending.changes]
-            self.bus.publish(Stream.DEVICE_LISTS, self.stream.current, rows)
-            await self._wake(pending.changes)
+            await self._wake(stream_id, pending.changes)
 
     async def record(self, changes: list[Change]) -> None:
         """A change with nothing else to write (e.g. a new device without keys yet)."""
         async with self.changing(changes):
             pass
 
-    async def _wake(self, changes: Iterable[Change]) -> None:
+    async def _wake(self, stream_id: int, changes: Iterable[Change]) -> None:
+        changes = list(changes)
         users: set[str] = set()
         for user_id, visible_to in changes:
             if visible_to is not None:
@@ -117,7 +116,18 @@ class DeviceListService:
             else:
                 users.add(user_id)
                 users |= await self.local_users_sharing_rooms(user_id)
-        self.notifier.on_user_event(Stream.DEVICE_LISTS, self.stream.current, users)
+        rows = [DeviceListsRow(stream_id, user_id, visible_to) for user_id, visible_to in changes]
+
+        def publish() -> None:
+            position = self.stream.current
+            self.bus.publish(Stream.DEVICE_LISTS, position, rows)
+            self.notifier.on_user_event(Stream.DEVICE_LISTS, position, users)
+
+        # Only once `stream_id` is visible: with an earlier change still in flight (a concurrent
+        # /keys/upload, say), waking now would hand the syncs a token without this change and
+        # nobody would wake them again (e.g. a client's own device not yet shown as signed by
+        # its self-signing key after bootstrapping cross-signing).
+        self.stream.when_visible(stream_id, publish)
 
     async def local_users_sharing_rooms(self, user_id: str) -> set[str]:
         users: set[str] = set()

@@ -294,15 +294,29 @@ class DirectoryService:
 
     # -- aliases ---------------------------------------------------------------------------------
 
-    async def resolve_alias(self, alias: str) -> dict[str, Any]:
-        """getRoomIdByAlias: the room id and servers to join through (this server first)."""
+    async def room_id_for_alias(self, alias: str) -> str:
+        """The one alias resolver (directory lookups, joins, knocks): 400 for a malformed alias,
+        404 for an unknown one; a remote alias needs federation, which is not there yet (502,
+        Synapse's answer when the alias's server cannot be reached)."""
         _check_alias_grammar(alias)
         if not self._is_local(alias):
             raise MatrixError(502, "M_UNKNOWN", "Failed to fetch alias: federation is not available")
         found = await self.rooms.get_alias(alias)
         if found is None:
             raise not_found(f"Room alias {alias} not found")
-        room_id = found[0]
+        return found[0]
+
+    async def resolve_room_id_or_alias(self, target: str) -> str:
+        """A `{roomIdOrAlias}` path parameter as a room id."""
+        if target.startswith("#"):
+            return await self.room_id_for_alias(target)
+        if ids.is_valid_room_id(target):
+            return target
+        raise MatrixError(400, "M_INVALID_PARAM", f"{target!r} is not a room id or alias")
+
+    async def resolve_alias(self, alias: str) -> dict[str, Any]:
+        """getRoomIdByAlias: the room id and servers to join through (this server first)."""
+        room_id = await self.room_id_for_alias(alias)
         others = sorted(s for s in await self.store.list_joined_servers(room_id) if s != self.server_name)
         return {"room_id": room_id, "servers": [self.server_name, *others]}
 

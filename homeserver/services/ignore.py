@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+from homeserver.metrics.caches import register_cache
 from homeserver.services.account_data import AccountDataService
 
 IGNORED_USER_LIST = "m.ignored_user_list"
@@ -32,17 +33,21 @@ class IgnoreService:
     def __init__(self, account_data: AccountDataService) -> None:
         self.account_data = account_data
         self._cache: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self._metric = register_cache("ignored_users", self, lambda s: len(s._cache), self.MAX_USERS)
 
     async def ignored_by(self, user_id: str) -> frozenset[str]:
         """The users `user_id` ignores (usually the shared empty set)."""
         found = self._cache.get(user_id)
         if found is not None:
+            self._metric.hits += 1
             return found
+        self._metric.misses += 1
         content = await self.account_data.get(user_id, "", IGNORED_USER_LIST)
         # A write while loading has already put the newer list in the cache: keep that one.
         found = self._cache.setdefault(user_id, parse_ignored(content))
         if len(self._cache) > self.MAX_USERS:
             self._cache.popitem(last=False)
+            self._metric.evicted_size += 1
         return found
 
     def on_account_data(self, user_id: str, room_id: str, type: str, content: dict[str, Any]) -> None:

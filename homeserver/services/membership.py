@@ -6,6 +6,7 @@ the room state at that instant, remain the authority.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from homeserver.core import ids
@@ -58,6 +59,8 @@ class MembershipService:
         self.rooms = rooms
         self.users = users
         self.server_name = server_name
+        # Called with (user_id, room_id) once a room is forgotten (the membership index hides it).
+        self.forgotten_hooks: list[Callable[[str, str], None]] = []
 
     async def member_content(
         self, user_id: str, membership: str, reason: str | None = None
@@ -183,6 +186,8 @@ class MembershipService:
         if membership.membership in (c.JOIN, c.INVITE, c.KNOCK):
             raise MatrixError(400, "M_UNKNOWN", "You must leave the room before forgetting it")
         await self.rooms.set_forgotten(room_id, user_id)
+        for hook in self.forgotten_hooks:
+            hook(user_id, room_id)
 
     async def leave_all_rooms(self, user_id: str) -> None:
         """On deactivation: leave (or reject) every room."""

@@ -18,6 +18,8 @@ from homeserver.core.clock import Clock
 from homeserver.core.streams import StreamRow
 from homeserver.events import constants as c
 from homeserver.events.auth import get_power_levels_content, user_power_level
+from homeserver.metrics.caches import register_cache
+from homeserver.metrics.usage import Measure
 from homeserver.persist.persister import PersistedEvent
 from homeserver.push.evaluator import evaluate_members
 from homeserver.services.push_rules import PushRulesService
@@ -61,6 +63,9 @@ class NotificationService:
         # have changed (a notifying event committed, a receipt, the user's own event); the next
         # read recounts that one room. The epoch stops a recount that raced a change from storing.
         self._counts: OrderedDict[tuple[str, str], list[UnreadCount]] = OrderedDict()
+        self._metric = register_cache(
+            "get_unread_event_push_actions_by_room_for_user", self, lambda s: len(s._counts), self.CACHE_SIZE
+        )
         self._epoch = 0
         self._writing = False
         self._pending: list[ActionRow] = []
@@ -113,13 +118,14 @@ class NotificationService:
             member_event = state.get((c.MEMBER, user_id))
             name = member_event.content.get("displayname") if member_event is not None else None
             names[user_id] = name if isinstance(name, str) else None
-        matched = evaluate_members(
-            event.pdu,
-            ((u, names[u], evaluators[u]) for u in members),
-            room_member_count=sum(1 for m in snapshot.memberships.values() if m == c.JOIN),
-            sender_power_level=user_power_level(event.sender, state),
-            notification_power_levels=power_levels.get("notifications"),
-        )
+        with Measure("evaluate_push_rules"):
+            matched = evaluate_members(
+                event.pdu,
+                ((u, names[u], evaluators[u]) for u in members),
+                room_member_count=sum(1 for m in snapshot.memberships.values() if m == c.JOIN),
+                sender_power_level=user_power_level(event.sender, state),
+                notification_power_levels=power_levels.get("notifications"),
+            )
         thread_id = thread_of(event.content)
         rows: list[ActionRow] = []
         for user_id, actions in matched:
@@ -173,7 +179,8 @@ class NotificationService:
         self._epoch += 1
 
     def _invalidate(self, key: tuple[str, str]) -> None:
-        self._counts.pop(key, None)
+        if self._counts.pop(key, None) is not None:
+            self._metric.evicted_invalidation += 1
         self._epoch += 1
 
     # -- reading ---------------------------------------------------------------------------------
@@ -182,13 +189,17 @@ class NotificationService:
         """Unread counts of one user in one room, per thread (cheap when unchanged)."""
         key = (user_id, room_id)
         counts = self._counts.get(key)
-        if counts is None:
+        if counts is not None:
+            self._metric.hits += 1
+        else:
+            self._metric.misses += 1
             epoch = self._epoch
             counts = await self.store.room_unread_counts(user_id, room_id)
             if self._epoch == epoch and not self._writing:
                 self._counts[key] = counts
                 if len(self._counts) > self.CACHE_SIZE:
                     self._counts.popitem(last=False)
+                    self._metric.evicted_size += 1
         return counts
 
     async def mark_read(self, user_id: str, room_id: str, upto: int, thread_id: str | None) -> None:

@@ -6,6 +6,16 @@ import asyncio
 
 import bcrypt
 
+# bcrypt only ever looked at the first 72 bytes of its input; bcrypt >= 5 raises instead of
+# truncating. Like Synapse, we truncate the UTF-8 bytes of password + pepper ourselves, which keeps
+# every hash made before (by us or by Synapse, whose users may migrate here) valid: a 25-syllable
+# Korean password (75 bytes) hashes and checks exactly as older bcrypt versions did.
+BCRYPT_MAX_BYTES = 72
+
+
+def _secret(password: str, pepper: str) -> bytes:
+    return (password + pepper).encode("utf-8")[:BCRYPT_MAX_BYTES]
+
 
 class PasswordHasher:
     def __init__(self, rounds: int = 12, pepper: str = "") -> None:
@@ -14,8 +24,7 @@ class PasswordHasher:
 
     async def hash(self, password: str) -> str:
         def work() -> str:
-            data = (password + self.pepper).encode()
-            return bcrypt.hashpw(data, bcrypt.gensalt(self.rounds)).decode("ascii")
+            return bcrypt.hashpw(_secret(password, self.pepper), bcrypt.gensalt(self.rounds)).decode("ascii")
 
         return await asyncio.get_running_loop().run_in_executor(None, work)
 
@@ -24,9 +33,8 @@ class PasswordHasher:
             return False
 
         def work() -> bool:
-            data = (password + self.pepper).encode()
             try:
-                return bcrypt.checkpw(data, stored_hash.encode("ascii"))
+                return bcrypt.checkpw(_secret(password, self.pepper), stored_hash.encode("ascii"))
             except ValueError:  # not a bcrypt hash
                 return False
 

@@ -34,8 +34,10 @@ from homeserver.core.errors import MatrixError, forbidden
 from homeserver.core.streams import EventsRow, PresenceStreamRow, Stream, StreamRow
 from homeserver.events import constants as c
 from homeserver.http.ratelimit import Bucket, RateLimiter
+from homeserver.metrics.usage import background_process
 from homeserver.notifier.notifier import Notifier
 from homeserver.replication.bus import StreamBus
+from homeserver.services import metrics
 from homeserver.services.changelog import ChangeLog
 from homeserver.state.current import CurrentStateCache
 from homeserver.state.indexes import MembershipIndex
@@ -217,6 +219,7 @@ class PresenceService:
         now = self.clock.time_ms()
         device = self._device(user_id, device_id, now)
         device.last_active_ts = now
+        metrics.presence_bump_active_time.inc()
         if device.state == UNAVAILABLE:
             device.state = ONLINE
             device.auto_idle = False
@@ -297,7 +300,10 @@ class PresenceService:
             last_user_sync_ts=now if last_sync else prev.last_user_sync_ts,
             currently_active=state == ONLINE and now - last_active < self.last_active_granularity_ms,
         )
+        if prev.state != state:
+            metrics.presence_state_transition.labels("local", prev.state, state).inc()
         if self._worth_telling(prev, row):
+            metrics.presence_updates.inc()
             self.position += 1
             row = replace(row, stream_id=self.position)
             self.log.add(self.position, user_id)
@@ -332,6 +338,7 @@ class PresenceService:
             if membership == c.JOIN:
                 await self.state.get(room_id)
                 users.update(self.notifier.room_users(room_id))
+        metrics.presence_notified.inc(len(users))
         self.notifier.on_user_event(Stream.PRESENCE, position, users)
 
     # -- timeouts --------------------------------------------------------------------------------
@@ -413,7 +420,7 @@ class PresenceService:
             await self._flush_wanted.wait()
             await asyncio.sleep(self.FLUSH_DELAY_S)  # batch what comes meanwhile
             self._flush_wanted.clear()
-            await self._flush()
+            await background_process("persist_presence_changes", self._flush())
 
     async def _flush(self) -> None:
         if not self._dirty:

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from homeserver.core.errors import not_found
-from homeserver.storage.stores.users import UserStore
+from homeserver.storage.stores.users import Profile, UserStore
 
 logger = logging.getLogger(__name__)
 
@@ -17,6 +17,12 @@ class ProfileService:
     def __init__(self, users: UserStore) -> None:
         self.users = users
         self.changed_hooks: list[ProfileHook] = []
+
+    async def get_profile(self, user_id: str) -> Profile:
+        profile = await self.users.get_profile(user_id)
+        if profile is None:
+            raise not_found("Profile was not found")
+        return profile
 
     async def set_displayname(self, user_id: str, displayname: str | None) -> None:
         if await self.users.get_profile(user_id) is None:

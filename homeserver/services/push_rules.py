@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from homeserver.core.errors import invalid_param, not_found
+from homeserver.metrics.caches import register_cache
 from homeserver.push.evaluator import PushRuleEvaluator, default_evaluator
 from homeserver.push.model import PushRule
 from homeserver.push.rules import (
@@ -60,6 +61,7 @@ class PushRulesService:
         self.account_data = account_data
         self.cache_size = cache_size
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
+        self._metric = register_cache("get_push_rules_for_user", self, lambda s: len(s._cache), cache_size)
         # Bumped by every invalidation: a load that raced with a change is used but not cached.
         self._epoch = 0
         self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
@@ -77,13 +79,16 @@ class PushRulesService:
             self._cache[user_id] = entry
             if len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
+                self._metric.evicted_size += 1
         return entry
 
     async def _entry(self, user_id: str) -> _Entry:
         entry = self._cache.get(user_id)
         if entry is not None:
+            self._metric.hits += 1
             self._cache.move_to_end(user_id)
             return entry
+        self._metric.misses += 1
         epoch = self._epoch
         return self._remember(user_id, await self.store.get_for_user(user_id), epoch)
 
@@ -157,6 +162,8 @@ class PushRulesService:
                 missing.append(user_id)
             else:
                 out[user_id] = self._evaluator(entry)
+        self._metric.misses += len(missing)
+        self._metric.hits += len(out)
         if missing:
             epoch = self._epoch
             loaded = await self.store.get_for_users(missing)

@@ -29,6 +29,7 @@ from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.core.streams import ReceiptRow, Stream
 from homeserver.events import constants as c
+from homeserver.metrics.caches import register_cache
 from homeserver.replication.bus import StreamBus
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.changelog import ChangeLog
@@ -86,6 +87,7 @@ class ReceiptService:
         self._private: dict[str, dict[str, int]] = {}
         # room_id -> its current receipts, least recently used first
         self._rooms: OrderedDict[str, RoomReceipts] = OrderedDict()
+        self._metric = register_cache("room_receipts", self, lambda s: len(s._rooms), self.CACHED_ROOMS)
         # write generation per room, so a slow load never caches rows older than a write
         self._generation = 0
         self._room_generation: dict[str, int] = {}
@@ -231,7 +233,10 @@ class ReceiptService:
             thread_id,
             private=receipt_type == READ_PRIVATE,
         )
-        self.bus.publish(Stream.RECEIPTS, self.stream.current, [row])
+        # Publish (and so wake) only once readers can see it (not while an earlier receipt is in flight).
+        self.stream.when_visible(
+            stream_id, lambda: self.bus.publish(Stream.RECEIPTS, self.stream.current, [row])
+        )
         if self.receipt_hooks and await self._read_position_moved(receipt):
             for hook in self.receipt_hooks:
                 try:
@@ -265,8 +270,10 @@ class ReceiptService:
         """The room's current receipts, keyed by (type, user, thread or '')."""
         rows = self._rooms.get(room_id)
         if rows is not None:
+            self._metric.hits += 1
             self._rooms.move_to_end(room_id)
             return rows
+        self._metric.misses += 1
         generation = self._generation
         loaded = {r.key: r for r in await self.store.list_room(room_id)}
         self._cache(room_id, loaded, generation)
@@ -274,7 +281,10 @@ class ReceiptService:
 
     async def prefetch(self, room_ids: Iterable[str]) -> None:
         """Load the receipts of the rooms not cached yet in one go (initial sync)."""
+        room_ids = list(room_ids)
         missing = [r for r in room_ids if r not in self._rooms]
+        self._metric.misses += len(missing)
+        self._metric.hits += len(room_ids) - len(missing)
         if not missing:
             return
         generation = self._generation
@@ -288,6 +298,7 @@ class ReceiptService:
         self._rooms[room_id] = rows
         while len(self._rooms) > self.CACHED_ROOMS:
             self._rooms.popitem(last=False)
+            self._metric.evicted_size += 1
 
     async def get_user_receipts(self, user_id: str, room_id: str) -> list[Receipt]:
         rows = await self.room_receipts(room_id)

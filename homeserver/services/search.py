@@ -28,6 +28,7 @@ from homeserver.core.errors import MatrixError
 from homeserver.core.tokens import PaginationToken
 from homeserver.events import constants as c
 from homeserver.events.event import Event
+from homeserver.events.filter import RoomEventFilter
 from homeserver.persist.persister import PersistedEvent
 from homeserver.services.serialize import EventSerializer
 from homeserver.services.timeline import TimelineService
@@ -38,7 +39,6 @@ from homeserver.storage.database import Connection
 from homeserver.storage.search_dialect import SearchQuery, parse_terms
 from homeserver.storage.stores.events import EventStore, StoredEvent
 from homeserver.storage.stores.search import SearchHit, SearchStore
-from homeserver.sync.filter import RoomEventFilter
 
 logger = logging.getLogger(__name__)
 

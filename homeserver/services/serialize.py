@@ -14,15 +14,13 @@ from homeserver.core.clock import Clock
 from homeserver.core.streams import EventsRow, StreamRow
 from homeserver.events.client_format import client_event
 from homeserver.events.redaction import prune_event_dict
-from homeserver.storage.database import Database
 from homeserver.storage.stores.events import EventStore, StoredEvent
 
 
 class EventSerializer:
     TXN_CACHE = 100_000
 
-    def __init__(self, db: Database, events: EventStore, clock: Clock) -> None:
-        self.db = db
+    def __init__(self, events: EventStore, clock: Clock) -> None:
         self.events = events
         self.clock = clock
         # event_id -> (device_id, txn_id) of recent client sends
@@ -54,15 +52,7 @@ class EventSerializer:
             else:
                 missing.append(event_id)
         if missing:
-            placeholders = ", ".join(f"${i + 3}" for i in range(len(missing)))
-            rows = await self.db.fetch(
-                "SELECT event_id, txn_id FROM event_txn_ids WHERE user_id = $1 AND device_id = $2"
-                f" AND event_id IN ({placeholders})",
-                user_id,
-                device_id,
-                *missing,
-            )
-            found.update({r[0]: r[1] for r in rows})
+            found.update(await self.events.list_txn_ids(user_id, device_id, missing))
         return found
 
     async def serialize(

@@ -26,13 +26,13 @@ from homeserver.core.errors import MatrixError, not_found
 from homeserver.core.tokens import PaginationToken
 from homeserver.events import constants as c
 from homeserver.events.event import Event
+from homeserver.events.filter import RoomEventFilter
 from homeserver.services.room_access import ReadAccess, RoomAccess
 from homeserver.services.serialize import EventSerializer
 from homeserver.services.visibility import VisibilityService
 from homeserver.state.current import RoomSnapshot
 from homeserver.storage.stores.events import EventStore, StoredEvent, relation_of
 from homeserver.storage.stores.timeline import MAX_POSITION, EventPushdown, PageRow, TimelineStore
-from homeserver.sync.filter import RoomEventFilter
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000

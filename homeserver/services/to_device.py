@@ -122,7 +122,11 @@ class ToDeviceService:
                 ToDeviceRow(stream_id, user_id, device_id)
                 for stream_id, (user_id, device_id, _) in zip(stream_ids, targets, strict=False)
             ]
-            self.bus.publish(Stream.TO_DEVICE, self.stream.current, rows)
+            # Publish (and so wake) once readers can see the messages (not while an earlier send
+            # is in flight).
+            self.stream.when_visible(
+                stream_ids[-1], lambda: self.bus.publish(Stream.TO_DEVICE, self.stream.current, rows)
+            )
         await self._cleanup_txns(now)
 
     async def _cleanup_txns(self, now: int) -> None:

@@ -76,6 +76,12 @@ class UiaService:
         auth = body.get("auth")
         if auth is not None and not isinstance(auth, dict):
             raise MatrixError(400, "M_BAD_JSON", "'auth' must be an object")
+        # Wrong types are a malformed request (400 M_BAD_JSON, as Synapse's request models answer),
+        # not a failed stage: the session is neither created nor advanced.
+        if auth and "type" in auth and not isinstance(auth["type"], str):
+            raise MatrixError(400, "M_BAD_JSON", "'auth.type' must be a string")
+        if auth and auth.get("session") is not None and not isinstance(auth["session"], str):
+            raise MatrixError(400, "M_BAD_JSON", "'auth.session' must be a string")
         now = self.clock.time_ms()
         session_id = auth.get("session") if auth else None
         session = await self.store.get_session(session_id) if isinstance(session_id, str) else None
@@ -101,13 +107,13 @@ class UiaService:
             stage = auth["type"]
             allowed = {s for flow in flows for s in flow}
             checker = checkers.get(stage)
-            if stage not in allowed or checker is None:
+            if checker is None or stage not in allowed:
                 raise UiaRequired(
                     flows,
                     session_id,
                     list(completed),
                     params,
-                    MatrixError(400, "M_UNRECOGNIZED", f"Unrecognised login type {stage!r}"),
+                    MatrixError(400, "M_UNRECOGNIZED", f"Unrecognised login type {stage[:100]!r}"),
                 )
             try:
                 completed[stage] = await checker(auth, user_id)

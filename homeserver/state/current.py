@@ -15,6 +15,7 @@ from typing import Any
 from homeserver.events import constants as c
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion
+from homeserver.metrics.caches import register_cache
 from homeserver.storage.stores.events import EventStore, RoomVersionLookup
 from homeserver.storage.stores.rooms import RoomStore
 from homeserver.storage.stores.state import StateStore
@@ -81,6 +82,7 @@ class CurrentStateCache:
         self.versions = versions
         self.groups = groups
         self._snapshots: dict[str, RoomSnapshot] = {}
+        self._metric = register_cache("current_state_snapshot", self, lambda s: len(s._snapshots))
 
     def cached(self, room_id: str) -> RoomSnapshot | None:
         return self._snapshots.get(room_id)
@@ -88,10 +90,13 @@ class CurrentStateCache:
     async def get(self, room_id: str) -> RoomSnapshot | None:
         snapshot = self._snapshots.get(room_id)
         if snapshot is None:
+            self._metric.misses += 1
             snapshot = await self._load(room_id)
             if snapshot is not None:
                 self._snapshots.setdefault(room_id, snapshot)
                 snapshot = self._snapshots[room_id]
+        else:
+            self._metric.hits += 1
         return snapshot
 
     def publish(self, snapshot: RoomSnapshot) -> None:
@@ -109,9 +114,7 @@ class CurrentStateCache:
         state = {key: found[eid].event for key, eid in state_ids.items() if eid in found}
         extremities = await self.rooms.get_forward_extremities(room_id)
         depth = await self.rooms.get_max_depth(room_id)
-        last = await self.rooms.db.fetchval(
-            "SELECT COALESCE(MAX(stream_ordering), 0) FROM events WHERE room_id = $1", room_id
-        )
+        last = await self.events.room_max_stream_ordering(room_id)
         group = await self.groups.get_current_group(room_id)
         hops = (await self.groups.get_group_hops(group) or 0) if group is not None else 0
         forks: dict[str, Mapping[StateKey, str]] | None = None

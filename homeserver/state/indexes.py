@@ -3,7 +3,7 @@
 - `RoomStreamIndex`: the stream ordering of each room's latest event (which rooms changed since a
   token is then a dict lookup per room).
 - `MembershipIndex`: each user's rooms and membership, loaded per user on first use and kept
-  current by the persister's commit hook.
+  current from the events stream.
 
 Both are events-stream consumers on the stream bus, called synchronously after each commit and
 before the notifier's position moves, so a reader that takes the position and reads an index
@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from homeserver.core.streams import EventsRow, StreamRow
-from homeserver.storage.database import Database
+from homeserver.metrics.caches import register_cache
+from homeserver.storage.stores.events import EventStore
 from homeserver.storage.stores.rooms import RoomStore
 
 
@@ -24,9 +25,8 @@ class RoomStreamIndex:
     def __init__(self) -> None:
         self.last: dict[str, int] = {}
 
-    async def load(self, db: Database) -> None:
-        rows = await db.fetch("SELECT room_id, MAX(stream_ordering) FROM events GROUP BY room_id")
-        self.last = {r[0]: int(r[1]) for r in rows}
+    async def load(self, events: EventStore) -> None:
+        self.last = await events.max_stream_ordering_per_room()
 
     def on_events(self, position: int, rows: Sequence[StreamRow]) -> None:
         for row in rows:
@@ -91,6 +91,7 @@ class RoomTailCache:
     def __init__(self, room_streams: RoomStreamIndex) -> None:
         self.room_streams = room_streams
         self._rooms: dict[str, tuple[list[tuple[int, str]], list[int]]] = {}
+        self._metric = register_cache("room_tails", self, lambda s: len(s._rooms))
 
     def on_events(self, position: int, rows: Sequence[StreamRow]) -> None:
         """Subscribe BEFORE RoomStreamIndex.on_events (it reads the room's previous position)."""
@@ -121,7 +122,9 @@ class RoomTailCache:
             return [] if self.room_streams.last.get(room_id, 0) <= after else None
         events, complete_from = entry
         if after < complete_from[0]:
+            self._metric.misses += 1
             return None
+        self._metric.hits += 1
         selected = [(eid, pos) for pos, eid in events if after < pos <= upto]
         if newest_first:
             selected.reverse()

@@ -38,8 +38,13 @@ class Connection(Protocol):
 class Database(Connection, Protocol):
     dialect: Dialect
 
-    def transaction(self) -> AbstractAsyncContextManager[Connection]:
-        """One atomic transaction: committed on normal exit, rolled back on exception."""
+    def transaction(self, desc: str | None = None) -> AbstractAsyncContextManager[Connection]:
+        """One atomic transaction: committed on normal exit, rolled back on exception. `desc` names
+        it in the metrics (default: the calling function's name)."""
+        ...
+
+    def pool_stats(self) -> tuple[int, int, int]:
+        """(connections in use, idle connections, tasks waiting for one), for the metrics."""
         ...
 
     async def execute_script(self, sql: str) -> None:

@@ -13,15 +13,26 @@ from homeserver.storage.sqlite import SqliteDatabase
 
 
 class DatabaseSettings(Protocol):
-    engine: str
-    sqlite_path: str
-    pg_user: str | None
-    pg_password: str | None
-    pg_database: str | None
-    pg_host: str | None
-    pg_port: int | None
-    cp_min: int
-    cp_max: int
+    """What opening a database reads (config.DatabaseConfig has it; read-only, so frozen fits)."""
+
+    @property
+    def engine(self) -> str: ...
+    @property
+    def sqlite_path(self) -> str: ...
+    @property
+    def pg_user(self) -> str | None: ...
+    @property
+    def pg_password(self) -> str | None: ...
+    @property
+    def pg_database(self) -> str | None: ...
+    @property
+    def pg_host(self) -> str | None: ...
+    @property
+    def pg_port(self) -> int | None: ...
+    @property
+    def cp_min(self) -> int: ...
+    @property
+    def cp_max(self) -> int: ...
 
 
 async def open_database(settings: DatabaseSettings) -> Database:

@@ -14,13 +14,16 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import lru_cache
 from typing import Any, TypeVar
 
+from homeserver.core.errors import DatabaseUnavailableError
 from homeserver.storage.database import Connection, Dialect, Row, Statement
+from homeserver.storage.metrics import caller_name, observe_statement, observe_txn
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,6 +51,12 @@ def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
+def _open_writer(path: str) -> sqlite3.Connection:
+    if path != ":memory:":
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return _connect(path, readonly=False)
+
+
 class _SyncOps:
     """Statement helpers that run on a given sqlite3 connection (inside a worker thread)."""
 
@@ -61,11 +70,14 @@ class _SyncOps:
 
     @staticmethod
     def run_batch(conn: sqlite3.Connection, statements: Sequence[Statement], _args: Any) -> None:
+        # Timed here, per statement: _on_writer only sees the whole batch.
         for sql, rows in statements:
+            start = time.perf_counter()
             if len(rows) == 1:
                 conn.execute(_adapt_sql(sql), rows[0])
             else:
                 conn.executemany(_adapt_sql(sql), rows)
+            observe_statement(sql, time.perf_counter() - start)
 
     @staticmethod
     def fetch(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[Row]:
@@ -114,8 +126,6 @@ class SqliteDatabase:
 
     def __init__(self, path: str, readers: int = 4) -> None:
         self.path = path
-        if path != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._reader_pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="sqlite-reader")
         self._write_lock = asyncio.Lock()
@@ -124,12 +134,16 @@ class SqliteDatabase:
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_conns_lock = threading.Lock()
         self._closed = False
+        self._write_waiters = 0  # tasks waiting for the writer (a gauge)
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
-        self._writer = await loop.run_in_executor(
-            self._writer_pool, lambda: _connect(self.path, readonly=False)
-        )
+        try:
+            self._writer = await loop.run_in_executor(self._writer_pool, _open_writer, self.path)
+        except (OSError, sqlite3.Error) as exc:
+            # Startup only (an unwritable or missing data directory): one line for the operator.
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise DatabaseUnavailableError(f"cannot open SQLite database {self.path}: {reason}") from exc
 
     # -- thread dispatch ----------------------------------------------------------------------
 
@@ -137,7 +151,12 @@ class SqliteDatabase:
         assert self._writer is not None, "database not opened"
         loop = asyncio.get_running_loop()
         writer = self._writer
-        return await loop.run_in_executor(self._writer_pool, fn, writer, sql, args)
+        start = time.perf_counter()
+        try:
+            return await loop.run_in_executor(self._writer_pool, fn, writer, sql, args)
+        finally:
+            if isinstance(sql, str):  # a batch (run_batch) times its statements itself
+                observe_statement(sql, time.perf_counter() - start)
 
     def _reader_conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -148,41 +167,83 @@ class SqliteDatabase:
                 self._reader_conns.append(conn)
         return conn
 
-    async def _on_reader(self, fn: Callable[..., T], sql: str, args: Any) -> T:
+    async def _on_reader(self, fn: Callable[..., T], sql: str, args: Any, desc: str) -> T:
         if self._closed:
             raise RuntimeError("database closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._reader_pool, lambda: fn(self._reader_conn(), sql, args))
+        submitted = time.perf_counter()
+        times = [submitted, submitted]  # started, finished: measured on the reader thread
+
+        def run() -> T:
+            times[0] = time.perf_counter()
+            try:
+                return fn(self._reader_conn(), sql, args)
+            finally:
+                times[1] = time.perf_counter()
+
+        try:
+            return await loop.run_in_executor(self._reader_pool, run)
+        finally:
+            # A cancelled wait may leave the thread's times unset: never report a negative time.
+            started, finished = times
+            run_sec = max(0.0, finished - started)
+            observe_statement(sql, run_sec)
+            observe_txn(desc, started - submitted, run_sec, write=False)
+
+    def pool_stats(self) -> tuple[int, int, int]:
+        """(connections in use, idle, tasks waiting) for the writer: SQLite has one."""
+        busy = 1 if self._write_lock.locked() else 0
+        return busy, 1 - busy, self._write_waiters
+
+    @asynccontextmanager
+    async def _writer_lock(self, desc: str) -> AsyncIterator[None]:
+        """Hold the writer; the wait and the hold are the transaction's schedule and run time."""
+        requested = time.perf_counter()
+        self._write_waiters += 1
+        try:
+            await self._write_lock.acquire()
+        finally:
+            self._write_waiters -= 1
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._write_lock.release()
+            observe_txn(desc, start - requested, time.perf_counter() - start, write=True)
 
     # -- autocommit statements ------------------------------------------------------------------
 
     async def execute(self, sql: str, *args: Any) -> None:
-        async with self._write_lock:
+        async with self._writer_lock(caller_name()):
             await self._on_writer(_SyncOps.execute, sql, args)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        async with self.transaction() as conn:
+        async with self.transaction(caller_name()) as conn:
             await conn.executemany(sql, rows)
 
     async def run_batch(self, statements: Sequence[Statement]) -> None:
-        async with self.transaction() as conn:
+        async with self.transaction(caller_name()) as conn:
             await conn.run_batch(statements)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        result: list[Row] = await self._on_reader(_SyncOps.fetch, sql, args)
+        result: list[Row] = await self._on_reader(_SyncOps.fetch, sql, args, caller_name())
         return result
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        return await self._on_reader(_SyncOps.fetchrow, sql, args)
+        return await self._on_reader(_SyncOps.fetchrow, sql, args, caller_name())
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
-        return await self._on_reader(_SyncOps.fetchval, sql, args)
+        return await self._on_reader(_SyncOps.fetchval, sql, args, caller_name())
 
     # -- transactions --------------------------------------------------------------------------
 
+    def transaction(self, desc: str | None = None) -> AbstractAsyncContextManager[Connection]:
+        """One write transaction; `desc` (default: the calling function's name) labels its metrics."""
+        return self._transaction(desc or caller_name())
+
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Connection]:
-        async with self._write_lock:
+    async def _transaction(self, desc: str) -> AsyncIterator[Connection]:
+        async with self._writer_lock(desc):
             await self._on_writer(_SyncOps.execute, "BEGIN IMMEDIATE", ())
             try:
                 yield _WriterConnection(self)

@@ -14,6 +14,8 @@ from typing import Any
 
 from homeserver.core.tokens import PaginationToken, StreamToken
 from homeserver.events import constants as c
+from homeserver.events.filter import Filter, RoomEventFilter
+from homeserver.metrics.usage import Measure
 from homeserver.notifier.notifier import Notifier
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.serialize import EventSerializer
@@ -23,7 +25,8 @@ from homeserver.state.indexes import MembershipIndex, RoomStreamIndex, RoomTailC
 from homeserver.state.service import StateService
 from homeserver.storage.stores.events import EventStore, StoredEvent
 from homeserver.storage.stores.rooms import RoomStore
-from homeserver.sync.filter import Filter, RoomEventFilter
+from homeserver.sync import metrics as sync_metrics
+from homeserver.sync.lazy_members import LazyMemberSession, LazyMemberTracker
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +81,9 @@ class SyncRequest:
     set_presence: str | None = None
     # Extensions (receipts, typing, e2ee...) read these.
     extras: dict[str, Any] = field(default_factory=dict)
+    # The `filter` parameter as sent (lazy-loaded members are tracked per device and filter).
+    filter_key: str = ""
+    lazy_members: LazyMemberSession | None = None
 
 
 class SyncService:
@@ -110,6 +116,7 @@ class SyncService:
         # Run when a /sync request starts and when it ends (presence: set_presence, "is syncing").
         self.started_hooks: list[Callable[[SyncRequest], Awaitable[None]]] = []
         self.finished_hooks: list[Callable[[SyncRequest], None]] = []
+        self.lazy_members = LazyMemberTracker()
 
     # -- entry point -----------------------------------------------------------------------------
 
@@ -125,14 +132,28 @@ class SyncService:
     async def _sync(self, req: SyncRequest) -> dict[str, Any]:
         self.notifier.track(req.user_id)
         await self.memberships.load_user(req.user_id)
-        result, now = await self._compute(req)
+        req.lazy_members = self.lazy_members.begin(req)
+        async with Measure("compute_sync"):
+            result, now = await self._compute(req)
         if result is None and req.timeout_ms > 0:
             if await self.notifier.wait_for_change(req.user_id, now, req.timeout_ms / 1000):
-                result, now = await self._compute(req)
+                async with Measure("compute_sync"):
+                    result, now = await self._compute(req)
         if result is None:
             result = self._empty(now)
+        else:
+            kind = (
+                "initial_sync"
+                if req.since is None
+                else "full_state_sync"
+                if req.full_state
+                else "incremental_sync"
+            )
+            sync_metrics.nonempty.labels(kind, str(req.filter.lazy_load_members)).inc()
         for ext in self.extensions:
             await ext.finish(req, result)
+        if req.lazy_members is not None:
+            self.lazy_members.finish(req.lazy_members, result["next_batch"])
         return result
 
     @staticmethod
@@ -152,6 +173,8 @@ class SyncService:
         since = None if req.full_state else req.since
         if since is not None and not now.advanced_past(since):
             return None, now
+        if req.lazy_members is not None:
+            req.lazy_members.sent.clear()  # a second computation after a long-poll starts over
 
         response = self._empty(now)
         sections = response["rooms"]
@@ -275,7 +298,7 @@ class SyncService:
         assert snapshot is not None
         timeline, limited, start = await self._timeline(req, room_id, since or 0, upto)
         state_filter = req.filter.room.state
-        lazy = state_filter.lazy_load_members
+        lazy = req.filter.lazy_load_members
         # State: everything at the timeline start on a full sync; on an incremental one, only keys
         # that changed between the token and the timeline start (a gap the timeline does not show).
         state_ids: dict[tuple[str, str], str]
@@ -296,8 +319,8 @@ class SyncService:
             wanted = {s.event.sender for s in timeline} | {req.user_id}
             if since is not None:
                 # Senders' member events (as at the timeline start), unless the timeline itself
-                # carries them. We do not track what each client already has, so they are
-                # resent: redundant but correct.
+                # carries them; those this device was already sent are dropped below
+                # (sync/lazy_members.py).
                 in_timeline = {s.event.state_key for s in timeline if s.event.type == c.MEMBER}
                 wanted -= in_timeline
                 at = at_start if limited else await self.state.state_ids_at(snapshot, start)
@@ -305,9 +328,17 @@ class SyncService:
             # Membership changes inside a limited gap stay: the client would miss them otherwise.
             keep = wanted | (changed_members if limited and since is not None else set())
             state_ids = {k: v for k, v in state_ids.items() if k[0] != c.MEMBER or k[1] in keep}
+            sent = req.lazy_members
+            if sent is not None and since is not None:
+                # Not again what this device already has (the same member event).
+                state_ids = {
+                    k: v for k, v in state_ids.items() if k[0] != c.MEMBER or not sent.has(room_id, k[1], v)
+                }
         state_events = await self.events.get_events_ordered(list(state_ids.values()))
         if not state_filter.is_unconstrained:
             state_events = [s for s in state_events if state_filter.matches_event(s.event, room_id)]
+        if lazy and req.lazy_members is not None:
+            self._record_members(req.lazy_members, room_id, state_events, timeline)
 
         room: dict[str, Any] = {
             "timeline": {
@@ -324,6 +355,15 @@ class SyncService:
         if since is None or any(s.event.type == c.MEMBER for s in timeline) or limited:
             room["summary"] = self._summary(snapshot, req.user_id)
         return room
+
+    @staticmethod
+    def _record_members(
+        sent: LazyMemberSession, room_id: str, state: list[StoredEvent], timeline: list[StoredEvent]
+    ) -> None:
+        for stored in (*state, *timeline):
+            event = stored.event
+            if event.type == c.MEMBER and event.state_key is not None:
+                sent.record(room_id, event.state_key, event.event_id)
 
     @staticmethod
     def _summary(snapshot: RoomSnapshot, user_id: str) -> dict[str, Any]:
@@ -374,7 +414,7 @@ class SyncService:
         assert snapshot is not None
         timeline, limited, start = await self._timeline(req, room_id, since or 0, leave_pos)
         state_ids = await self.state.state_ids_at(snapshot, start) if since is None or limited else {}
-        if req.filter.room.state.lazy_load_members:
+        if req.filter.lazy_load_members:
             wanted = {s.event.sender for s in timeline} | {req.user_id}
             state_ids = {k: v for k, v in state_ids.items() if k[0] != c.MEMBER or k[1] in wanted}
         state_events = await self.events.get_events_ordered(list(state_ids.values()))

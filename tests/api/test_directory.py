@@ -217,6 +217,26 @@ async def test_get_alias_errors(client: Any) -> None:
     await expect_error(await client.get(alias_url("#room:remote.example")), 502, "M_UNKNOWN")
 
 
+async def test_join_and_knock_resolve_aliases_like_the_directory(client: Any) -> None:
+    # One resolver answers GET /directory/room and the {roomIdOrAlias} of /join and /knock.
+    owner = await register(client)
+    guest = await register(client)
+    room_id = await create_room(client, owner["access_token"])
+    assert (await set_alias(client, owner["access_token"], "#joinme:test.local", room_id)).status == 200
+    headers = auth(guest["access_token"])
+    resp = await client.post(f"{V3}/join/{quote('#joinme:test.local')}", json={}, headers=headers)
+    assert (resp.status, await resp.json()) == (200, {"room_id": room_id})
+    for action in ("join", "knock"):
+        for target, status, errcode in (
+            ("#nothing:test.local", 404, "M_NOT_FOUND"),
+            ("#room:remote.example", 502, "M_UNKNOWN"),
+            ("#bad alias:test.local", 400, "M_INVALID_PARAM"),
+            ("nohash", 400, "M_INVALID_PARAM"),
+        ):
+            url = f"{V3}/{action}/{quote(target, safe='')}"
+            await expect_error(await client.post(url, json={}, headers=headers), status, errcode)
+
+
 async def test_delete_alias_permissions(client: Any) -> None:
     alice = await register(client)  # room creator, power 100
     bob = await register(client)  # member who made the alias, power 0

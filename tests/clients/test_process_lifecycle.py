@@ -45,7 +45,7 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
         _, event_ids = _send_messages(server.base_url, server.shared_secret, 20)
         with urllib.request.urlopen(server.base_url + "/_synapse/metrics") as resp:
             metrics = resp.read().decode()
-        assert "homeserver_http_requests_total" in metrics
+        assert "synapse_http_server_requests_received_total" in metrics
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=20) == 0
         stderr = server.stderr_path.read_text()

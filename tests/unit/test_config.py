@@ -167,8 +167,10 @@ def test_embedded_defaults() -> None:
     assert config.registration_shared_secret is None
     assert config.rc_message == RateLimit(0.2, 10)
     assert config.rc_registration == RateLimit(0.17, 3)
-    assert config.rc_login.address == RateLimit(0.003, 5)
+    assert config.rc_login.address == RateLimit(1, 100)
+    assert config.rc_login.account == RateLimit(0.003, 5)
     assert config.rc_login.failed_attempts == RateLimit(0.17, 3)
+    assert config.soft_file_limit == 0
     assert config.rc_joins.local == RateLimit(0.1, 10)
     assert config.rc_joins.remote == RateLimit(0.01, 10)
     assert config.rc_admin_redaction is None
@@ -244,7 +246,7 @@ def test_synapse_postgres_config(tmp_path: Path) -> None:
     assert [s.server_name for s in config.trusted_key_servers] == ["matrix.org"]
     assert config.rc_message == RateLimit(0.5, 20)
     # Missing fields fall back to the default one by one, as in Synapse.
-    assert config.rc_login.address == RateLimit(1, 5)
+    assert config.rc_login.address == RateLimit(1, 100)
     assert config.rc_login.account == RateLimit(0.003, 5)
     assert config.rc_login.failed_attempts == RateLimit(0.5, 7)
     assert config.rc_admin_redaction == RateLimit(1, 50)

@@ -1,4 +1,4 @@
-"""Unit tests for the filter model (homeserver/sync/filter.py)."""
+"""Unit tests for the filter model (homeserver/events/filter.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from homeserver.core.errors import MatrixError
-from homeserver.sync.filter import (
+from homeserver.core.paths import split_path
+from homeserver.events.filter import (
     DEFAULT_FILTER,
     EventFilter,
     Filter,
@@ -21,7 +22,6 @@ from homeserver.sync.filter import (
     parse_filter,
     parse_filter_param,
     parse_room_event_filter,
-    split_field_path,
 )
 
 # The example filter from filter.yaml (defineFilter request body / getFilter response).
@@ -562,7 +562,7 @@ def test_parse_filter_param_bad_json(value: str) -> None:
     ],
 )
 def test_split_field_path(path: str, expected: tuple[str, ...]) -> None:
-    assert split_field_path(path) == expected
+    assert split_path(path) == expected
 
 
 EVENT: dict[str, Any] = {

@@ -41,7 +41,17 @@ from homeserver.http.outbound import (
         "::ffff:127.0.0.1",
         "::ffff:169.254.169.254",
         "64:ff9b::7f00:1",
+        "64:ff9b::a9fe:a9fe",  # NAT64 of the metadata address
+        "64:ff9b:1::a00:1",  # RFC 8215 local-use NAT64 prefix, 10.0.0.1
         "2002:7f00:0001::1",
+        "2002:c0a8:0101::1",  # 6to4 of 192.168.1.1
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo, client 127.0.0.1
+        "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo, client 10.0.0.1
+        "::127.0.0.1",  # IPv4-compatible (deprecated) loopback
+        "::10.1.2.3",
+        "::169.254.169.254",
+        "::ffff:10.0.0.1",
+        "::ffff:0:127.0.0.1",  # SIIT IPv4-translated
         "::",
         "not-an-ip",
     ],
@@ -50,7 +60,18 @@ def test_blocked_addresses(ip: str) -> None:
     assert not IPFilter(DEFAULT_IP_RANGE_BLACKLIST).allows(ip)
 
 
-@pytest.mark.parametrize("ip", ["93.184.215.14", "1.1.1.1", "2606:4700:4700::1111", "::ffff:1.1.1.1"])
+@pytest.mark.parametrize(
+    "ip",
+    [
+        "93.184.215.14",
+        "1.1.1.1",
+        "2606:4700:4700::1111",
+        "::ffff:1.1.1.1",
+        "::1.1.1.1",
+        "64:ff9b::101:101",
+        "2002:101:101::1",
+    ],
+)
 def test_public_addresses(ip: str) -> None:
     assert IPFilter(DEFAULT_IP_RANGE_BLACKLIST).allows(ip)
 
@@ -59,6 +80,10 @@ def test_whitelist_exceptions() -> None:
     f = IPFilter(DEFAULT_IP_RANGE_BLACKLIST, ["127.0.0.1/32", "10.0.0.0/24"])
     assert f.allows("127.0.0.1") and f.allows("::ffff:127.0.0.1") and f.allows("10.0.0.5")
     assert not f.allows("127.0.0.2") and not f.allows("10.0.1.5")
+    # ...the same for the other IPv6 spellings of a whitelisted IPv4 address.
+    assert f.allows("::127.0.0.1") and f.allows("64:ff9b::a00:5") and not f.allows("::10.0.1.5")
+    # ::1 is IPv6 loopback (not an IPv4-compatible address): the whitelist can open it.
+    assert IPFilter(DEFAULT_IP_RANGE_BLACKLIST, ["::1/128"]).allows("::1")
     # Unusable addresses stay blocked whatever the whitelist says.
     assert not IPFilter([], ["0.0.0.0/0"]).allows("0.0.0.0")
     # Metadata endpoints are blocked even with an empty blacklist, unless whitelisted.

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from homeserver.core.errors import MatrixError
+from homeserver.core.paths import split_path
 from homeserver.push.default_rules import ALL_DEFAULT_RULES
 from homeserver.push.evaluator import (
     PushRuleEvaluator,
@@ -20,7 +21,6 @@ from homeserver.push.evaluator import (
     is_missing,
     lookup,
     prepare_event,
-    split_path,
 )
 from homeserver.push.rules import (
     check_actions,

@@ -29,25 +29,23 @@ def _device_json(device: Device) -> dict[str, Any]:
 
 @routes.get("/devices")
 async def getDevices(req: ApiRequest) -> Any:
-    devices = await req.services.device_store.list_devices(req.user.user_id)
-    return {"devices": [_device_json(d) for d in devices]}
+    devices = await req.services.devices.list_devices(req.user)
+    return {"devices": [_device_json(d) for d in req.services.client_ips.with_pending(devices)]}
 
 
 @routes.get("/devices/{deviceId}")
 async def getDevice(req: ApiRequest) -> Any:
-    device = await req.services.device_store.get_device(req.user.user_id, req.path["deviceId"])
+    device = await req.services.devices.get_device(req.user, req.path["deviceId"])
     if device is None:
         raise not_found("Device not found")
-    return _device_json(device)
+    return _device_json(req.services.client_ips.with_pending([device])[0])
 
 
 @routes.put("/devices/{deviceId}")
 async def updateDevice(req: ApiRequest) -> Any:
     body = await req.json()
     display_name = get_str(body, "display_name")
-    found = await req.services.device_store.set_display_name(
-        req.user.user_id, req.path["deviceId"], display_name
-    )
+    found = await req.services.devices.set_display_name(req.user, req.path["deviceId"], display_name)
     if not found:
         raise not_found("Device not found")
     return {}
@@ -57,7 +55,7 @@ async def updateDevice(req: ApiRequest) -> Any:
 async def deleteDevice(req: ApiRequest) -> Any:
     body = await req.json()
     device_id = req.path["deviceId"]
-    if await req.services.device_store.get_device(req.user.user_id, device_id) is None:
+    if await req.services.devices.get_device(req.user, device_id) is None:
         raise not_found("Device not found")
     await require_password_uia(req, body)
     await req.services.accounts.delete_devices(req.user.user_id, [device_id])

@@ -8,10 +8,10 @@ from typing import Any
 
 from homeserver.core import ids
 from homeserver.core.errors import MatrixError
+from homeserver.events.filter import RoomEventFilter
 from homeserver.http.params import query_int
 from homeserver.http.routing import ApiRequest, Router
 from homeserver.services.timeline import DEFAULT_LIMIT, MAX_LIMIT
-from homeserver.sync.filter import RoomEventFilter, parse_filter, parse_filter_param, parse_room_event_filter
 
 routes = Router()
 
@@ -38,20 +38,7 @@ def direction_param(query: Mapping[str, str], *, required: bool = False) -> bool
 async def room_event_filter_param(req: ApiRequest) -> RoomEventFilter:
     """The `filter` query parameter: an inline RoomEventFilter, or the id of a filter the user
     uploaded (its room timeline filter is used)."""
-    value = req.query.get("filter")
-    if not value:
-        return parse_room_event_filter(None)
-    inline = parse_filter_param(value)
-    if inline is not None:
-        return parse_room_event_filter(inline, errcode="M_INVALID_PARAM")
-    try:
-        filter_id = int(value)
-    except ValueError as exc:
-        raise MatrixError(400, "M_INVALID_PARAM", "filter must be a JSON RoomEventFilter") from exc
-    stored = await req.services.filters.get_filter(req.user.user_id, filter_id)
-    if stored is None:
-        raise MatrixError(400, "M_INVALID_PARAM", "Unknown filter id")
-    return parse_filter(stored).room.timeline
+    return await req.services.filters.room_event_filter(req.user, req.query.get("filter"))
 
 
 @routes.get("/rooms/{roomId}/messages")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.core import ids
-from homeserver.core.errors import MatrixError, forbidden, not_found
+from homeserver.core.errors import MatrixError, forbidden
 from homeserver.http.routing import ApiRequest, Auth, Router
 
 routes = Router()
@@ -22,9 +22,7 @@ def _target_user(req: ApiRequest) -> str:
 
 
 async def _profile(req: ApiRequest, user_id: str) -> dict[str, Any]:
-    profile = await req.services.users.get_profile(user_id)
-    if profile is None:
-        raise not_found("Profile was not found")
+    profile = await req.services.profiles.get_profile(user_id)
     body: dict[str, Any] = {}
     if profile.displayname is not None:
         body["displayname"] = profile.displayname

@@ -21,26 +21,13 @@ def _registration_flows(req: ApiRequest) -> list[list[str]]:
 
 
 def _checkers(req: ApiRequest) -> dict[str, StageChecker]:
-    tokens = req.services.registration_tokens
-
     async def dummy(auth: dict[str, Any], _user: str | None) -> bool:
         return True
 
-    async def registration_token(auth: dict[str, Any], _user: str | None) -> str:
-        token = auth.get("token")
-        if not isinstance(token, str):
-            raise MatrixError(400, "M_MISSING_PARAM", "Missing registration token")
-        found = await tokens.get_token(token)
-        now = req.services.clock.time_ms()
-        if (
-            found is None
-            or (found.expiry_time is not None and found.expiry_time < now)
-            or (found.uses_allowed is not None and found.completed >= found.uses_allowed)
-        ):
-            raise MatrixError(401, "M_FORBIDDEN", "Invalid registration token")
-        return token
-
-    return {"m.login.dummy": dummy, "m.login.registration_token": registration_token}
+    return {
+        "m.login.dummy": dummy,
+        "m.login.registration_token": req.services.registration_tokens.check_stage,
+    }
 
 
 def _login_body(result: LoginResult, server_name: str) -> dict[str, Any]:
@@ -91,15 +78,6 @@ async def register(req: ApiRequest) -> Any:
         raise MatrixError(400, "M_MISSING_PARAM", "Missing password")
     localpart = username.lower() if username else await accounts.generate_localpart()
     token = result.completed.get("m.login.registration_token")
-
-    async def consume_token(conn: Any) -> None:
-        if isinstance(token, str):
-            used = await req.services.registration_tokens.use_token_txn(
-                conn, token, req.services.clock.time_ms()
-            )
-            if not used:
-                raise MatrixError(401, "M_FORBIDDEN", "Invalid registration token")
-
     user_id, login = await accounts.register(
         localpart,
         password,
@@ -107,7 +85,7 @@ async def register(req: ApiRequest) -> Any:
         initial_device_display_name=get_str(params, "initial_device_display_name"),
         inhibit_login=bool(get_bool(params, "inhibit_login", default=False)),
         want_refresh_token=bool(get_bool(params, "refresh_token", default=False)),
-        in_transaction=consume_token,
+        in_transaction=req.services.registration_tokens.consumer(token),
     )
     await req.services.uia.finish(result.session_id)
     if login is None:
@@ -135,11 +113,4 @@ async def registrationTokenValidity(req: ApiRequest) -> Any:
     token = req.query.get("token")
     if not token:
         raise MatrixError(400, "M_MISSING_PARAM", "Missing token")
-    found = await req.services.registration_tokens.get_token(token)
-    now = req.services.clock.time_ms()
-    valid = (
-        found is not None
-        and (found.expiry_time is None or found.expiry_time >= now)
-        and (found.uses_allowed is None or found.completed < found.uses_allowed)
-    )
-    return JsonResponse({"valid": valid})
+    return JsonResponse({"valid": await req.services.registration_tokens.is_valid(token)})

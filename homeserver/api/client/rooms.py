@@ -7,8 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.core import ids
-from homeserver.core.errors import MatrixError, forbidden, not_found
-from homeserver.core.tokens import PaginationToken
+from homeserver.core.errors import MatrixError, forbidden
 from homeserver.events import constants as c
 from homeserver.http.params import get_str
 from homeserver.http.routing import ApiRequest, Router
@@ -53,18 +52,7 @@ async def joinRoomById(req: ApiRequest) -> Any:
 
 
 async def _resolve_room(req: ApiRequest) -> str:
-    """{roomIdOrAlias} as a room id (aliases looked up in the local directory)."""
-    target = req.path["roomIdOrAlias"]
-    if target.startswith("#"):
-        if not ids.is_valid_room_alias(target):
-            raise MatrixError(400, "M_INVALID_PARAM", "Invalid room alias")
-        found = await req.services.rooms.get_alias(target)
-        if found is None:
-            raise not_found(f"Room alias {target} not found")
-        return found[0]
-    if ids.is_valid_room_id(target):
-        return target
-    raise MatrixError(400, "M_INVALID_PARAM", f"{target!r} is not a room id or alias")
+    return await req.services.directory.resolve_room_id_or_alias(req.path["roomIdOrAlias"])
 
 
 @routes.post("/join/{roomIdOrAlias}")
@@ -96,7 +84,6 @@ async def leaveRoom(req: ApiRequest) -> Any:
 async def forgetRoom(req: ApiRequest) -> Any:
     room_id = _room_id(req)
     await req.services.membership.forget(req.user.user_id, room_id)
-    req.services.memberships.mark_forgotten(req.user.user_id, room_id)
     return {}
 
 
@@ -137,55 +124,24 @@ async def knockRoom(req: ApiRequest) -> Any:
 
 @routes.get("/joined_rooms")
 async def getJoinedRooms(req: ApiRequest) -> Any:
-    rooms = await req.services.memberships.load_user(req.user.user_id)
-    return {"joined_rooms": sorted(r for r, (m, _) in rooms.items() if m == c.JOIN)}
+    return {"joined_rooms": await req.services.room_reads.joined_rooms(req.user)}
 
 
 @routes.get("/rooms/{roomId}/members")
 async def getMembersByRoom(req: ApiRequest) -> Any:
-    room_id = _room_id(req)
-    access = await req.services.room_access.check_can_read(req.user.user_id, room_id)
-    upto = access.upto
-    at = req.query.get("at")
-    if at:
-        position = PaginationToken.parse(at).stream
-        upto = position if upto is None else min(upto, position)
-    if upto is None:
-        state_ids = {k: e.event_id for k, e in access.snapshot.state.items() if k[0] == c.MEMBER}
-    else:
-        state_ids = {
-            k: v
-            for k, v in (await req.services.state.state_ids_at(access.snapshot, upto)).items()
-            if k[0] == c.MEMBER
-        }
-    membership = req.query.get("membership")
-    not_membership = req.query.get("not_membership")
-    stored = await req.services.events.get_events_ordered(sorted(state_ids.values()))
-    chosen = []
-    for s in stored:
-        value = s.event.content.get("membership")
-        if membership and value != membership:
-            continue
-        if not_membership and value == not_membership:
-            continue
-        chosen.append(s)
-    return {"chunk": await req.services.serializer.serialize(chosen)}
+    chunk = await req.services.room_reads.members(
+        req.user,
+        _room_id(req),
+        at=req.query.get("at"),
+        membership=req.query.get("membership"),
+        not_membership=req.query.get("not_membership"),
+    )
+    return {"chunk": chunk}
 
 
 @routes.get("/rooms/{roomId}/joined_members")
 async def getJoinedMembersByRoom(req: ApiRequest) -> Any:
-    room_id = _room_id(req)
-    access = await req.services.room_access.check_can_read(req.user.user_id, room_id)
-    joined: dict[str, Any] = {}
-    for (etype, user_id), event in access.snapshot.state.items():
-        if etype == c.MEMBER and event.content.get("membership") == c.JOIN:
-            entry: dict[str, Any] = {}
-            if isinstance(event.content.get("displayname"), str):
-                entry["display_name"] = event.content["displayname"]
-            if isinstance(event.content.get("avatar_url"), str):
-                entry["avatar_url"] = event.content["avatar_url"]
-            joined[user_id] = entry
-    return {"joined": joined}
+    return {"joined": await req.services.room_reads.joined_members(req.user, _room_id(req))}
 
 
 # -- sending ----------------------------------------------------------------------------------------
@@ -253,23 +209,10 @@ async def setRoomStateEmptyKey(req: ApiRequest) -> Any:
 
 async def _get_state(req: ApiRequest, state_key: str) -> Any:
     room_id = _room_id(req)
-    access = await req.services.room_access.check_can_read(req.user.user_id, room_id)
-    event_type = req.path["eventType"]
-    if access.upto is None:
-        event = access.snapshot.get(event_type, state_key)
-        event_id = event.event_id if event is not None else None
-    else:
-        state = await req.services.state.state_ids_at(access.snapshot, access.upto)
-        event_id = state.get((event_type, state_key))
-    if event_id is None:
-        raise not_found("Event not found")
-    stored = await req.services.events.get_event(event_id)
-    if stored is None:
-        raise not_found("Event not found")
-    if req.query.get("format") == "event":
-        return await req.services.serializer.serialize_one(stored)
-    serialized = await req.services.serializer.serialize_one(stored)
-    return serialized["content"]
+    as_event = req.query.get("format") == "event"
+    return await req.services.room_reads.state_event(
+        req.user, room_id, req.path["eventType"], state_key, as_event=as_event
+    )
 
 
 @routes.get("/rooms/{roomId}/state/{eventType}/{stateKey}")
@@ -289,14 +232,7 @@ async def getRoomStateEmptyKey(req: ApiRequest) -> Any:
 
 @routes.get("/rooms/{roomId}/state")
 async def getRoomState(req: ApiRequest) -> Any:
-    room_id = _room_id(req)
-    access = await req.services.room_access.check_can_read(req.user.user_id, room_id)
-    if access.upto is None:
-        event_ids = [e.event_id for e in access.snapshot.state.values()]
-    else:
-        event_ids = list((await req.services.state.state_ids_at(access.snapshot, access.upto)).values())
-    stored = await req.services.events.get_events_ordered(event_ids)
-    return await req.services.serializer.serialize(stored)
+    return await req.services.room_reads.state(req.user, _room_id(req))
 
 
 @routes.put("/rooms/{roomId}/redact/{eventId}/{txnId}", ratelimit="message")

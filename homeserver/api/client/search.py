@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.core.errors import MatrixError
+from homeserver.events.filter import parse_room_event_filter
 from homeserver.http.params import get_bool, get_dict, get_int, get_list, get_str, get_str_list
 from homeserver.http.routing import ApiRequest, Router
 from homeserver.services.search import (
@@ -14,7 +15,6 @@ from homeserver.services.search import (
     MAX_CONTEXT,
     RoomEventsCriteria,
 )
-from homeserver.sync.filter import parse_room_event_filter
 
 routes = Router()
 

@@ -37,9 +37,39 @@ SUPPORTED_VERSIONS = [
 ]
 
 
+# Unstable features (MSC1497): clients such as Element decide on behaviour from these flags, e.g.
+# without `org.matrix.e2e_cross_signing` Element says "Your homeserver does not support
+# cross-signing" and never sets it up. Only what works here is listed as true, each flag backed by
+# a check in synapse_compat_tests/test_unstable_features.py; false says "asked, not supported" for
+# flags Element and Element X read. Not listed (so also false): label-based filtering (MSC2326),
+# mutual rooms (MSC2666), forced encryption presets, busy presence, appservice ping, profile fields
+# (MSC4133), sliding sync (`org.matrix.simplified_msc3575`).
+UNSTABLE_FEATURES: dict[str, bool] = {
+    # Cross-signing keys and signatures (MSC1756).
+    "org.matrix.e2e_cross_signing": True,
+    # GET /rooms/{roomId}/aliases and alias checks on m.room.canonical_alias (MSC2432).
+    "org.matrix.msc2432": True,
+    # Private read receipts, m.read.private (MSC2285).
+    "org.matrix.msc2285.stable": True,
+    # publicRooms filtered by room type, e.g. spaces (MSC3827).
+    "org.matrix.msc3827.stable": True,
+    # Threads: m.thread relations, /threads (MSC3440).
+    "org.matrix.msc3440.stable": True,
+    # Threaded read receipts (MSC3771) and per-thread notification counts in /sync (MSC3773).
+    "org.matrix.msc3771": True,
+    "org.matrix.msc3773": True,
+    # /relations?recurse=true (MSC3981).
+    "org.matrix.msc3981": True,
+    # Authenticated media under /_matrix/client/v1/media (MSC3916; stable in v1.11).
+    "org.matrix.msc3916.stable": True,
+    # Signing in a new device from an existing one (MSC3882, POST /login/get_token): not served.
+    "org.matrix.msc3882": False,
+}
+
+
 @routes.get("/_matrix/client/versions", auth=Auth.NONE, prefixes=())
 async def getVersions(req: ApiRequest) -> dict[str, Any]:
-    return {"versions": SUPPORTED_VERSIONS, "unstable_features": {}}
+    return {"versions": SUPPORTED_VERSIONS, "unstable_features": UNSTABLE_FEATURES}
 
 
 @routes.get("/.well-known/matrix/client", auth=Auth.NONE, prefixes=())
@@ -57,7 +87,7 @@ async def getCapabilities(req: ApiRequest) -> dict[str, Any]:
         "capabilities": {
             "m.change_password": {"enabled": True},
             "m.room_versions": {
-                "default": getattr(config, "default_room_version", None) or DEFAULT_ROOM_VERSION,
+                "default": config.default_room_version or DEFAULT_ROOM_VERSION,
                 # v12 (room ids from create event hashes) is not creatable yet.
                 "available": {
                     v: "stable" for v, rv in KNOWN_ROOM_VERSIONS.items() if not rv.room_ids_as_hashes

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from homeserver.core.errors import MatrixError, missing_param
+from homeserver.http.limits import body_chunks
 from homeserver.http.middleware import CORS_HEADERS
 from homeserver.http.params import query_bool, query_int
 from homeserver.http.routing import ApiRequest
@@ -24,8 +25,9 @@ MEDIA_V1 = ("/_matrix/media/v1",)
 
 
 async def request_chunks(req: ApiRequest) -> AsyncIterator[bytes]:
-    """The request body, chunk by chunk (aiohttp applies back-pressure while we write)."""
-    async for chunk in req.raw.content.iter_chunked(UPLOAD_CHUNK):
+    """The request body, chunk by chunk (aiohttp applies back-pressure while we write); a client
+    that stops sending for BODY_IDLE_TIMEOUT gets 408."""
+    async for chunk in body_chunks(req.raw, chunk_size=UPLOAD_CHUNK):
         yield chunk
 
 

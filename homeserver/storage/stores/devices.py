@@ -127,19 +127,6 @@ class DeviceStore:
             )
             return True
 
-    async def update_last_seen(
-        self, user_id: str, device_id: str, ts: int, ip: str | None, ua: str | None
-    ) -> None:
-        await self.db.execute(
-            "UPDATE devices SET last_seen_ts = $3, last_seen_ip = $4, last_seen_user_agent = $5"
-            " WHERE user_id = $1 AND device_id = $2",
-            user_id,
-            device_id,
-            ts,
-            ip,
-            ua,
-        )
-
     async def delete_devices_txn(self, conn: Connection, user_id: str, device_ids: list[str]) -> None:
         for device_id in device_ids:
             await conn.execute(
@@ -210,6 +197,19 @@ class DeviceStore:
             except_device_id,
         )
         return [r[0] for r in rows]
+
+    async def delete_access_tokens_txn(
+        self, conn: Connection, user_id: str, except_device_id: str | None = None
+    ) -> None:
+        """Every access token of the user, or all but those of `except_device_id`."""
+        if except_device_id is None:
+            await conn.execute("DELETE FROM access_tokens WHERE user_id = $1", user_id)
+            return
+        await conn.execute(
+            "DELETE FROM access_tokens WHERE user_id = $1 AND (device_id IS NULL OR device_id <> $2)",
+            user_id,
+            except_device_id,
+        )
 
     async def list_token_hashes_for_device_txn(
         self, conn: Connection, user_id: str, device_id: str

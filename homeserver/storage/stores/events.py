@@ -11,6 +11,8 @@ from homeserver.core import json as hjson
 from homeserver.core.streams import EventsRow
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion, get_room_version
+from homeserver.metrics.caches import register_cache
+from homeserver.metrics.usage import record_events_fetched
 from homeserver.storage.database import Connection, Database
 
 
@@ -68,6 +70,7 @@ class EventStore:
         self.db = db
         self.room_versions = room_versions
         self._cache: OrderedDict[str, StoredEvent] = OrderedDict()
+        self.cache_metric = register_cache("*getEvent*", self, lambda s: len(s._cache), self.CACHE_SIZE)
 
     # -- cache -----------------------------------------------------------------------------------
 
@@ -75,15 +78,19 @@ class EventStore:
         self._cache[stored.event_id] = stored
         if len(self._cache) > self.CACHE_SIZE:
             self._cache.popitem(last=False)
+            self.cache_metric.evicted_size += 1
 
     def invalidate(self, event_id: str) -> None:
-        self._cache.pop(event_id, None)
+        if self._cache.pop(event_id, None) is not None:
+            self.cache_metric.evicted_invalidation += 1
 
     def cache_new(self, stored: StoredEvent) -> None:
         self._remember(stored)
 
     async def _from_rows(self, rows: Iterable[Any]) -> list[StoredEvent]:
         result = []
+        rows = list(rows)
+        record_events_fetched(len(rows))
         for row in rows:
             version = await self.room_versions.version_of(row["room_id"])
             event = Event(hjson.loads(row["json"]), version, row["event_id"])
@@ -113,6 +120,9 @@ class EventStore:
                 missing.append(event_id)
             else:
                 result[event_id] = stored
+        metric = self.cache_metric
+        metric.misses += len(missing)
+        metric.hits += len(event_ids) - len(missing)
         for start in range(0, len(missing), 500):
             chunk = missing[start : start + 500]
             placeholders = ", ".join(f"${i + 1}" for i in range(len(chunk)))
@@ -195,6 +205,20 @@ class EventStore:
     async def max_stream_ordering(self) -> int:
         return int(await self.db.fetchval("SELECT COALESCE(MAX(stream_ordering), 0) FROM events"))
 
+    async def min_stream_ordering(self) -> int:
+        """The lowest ordering (negative once history was backfilled), 0 for no events."""
+        return int(await self.db.fetchval("SELECT COALESCE(MIN(stream_ordering), 0) FROM events") or 0)
+
+    async def room_max_stream_ordering(self, room_id: str) -> int:
+        value = await self.db.fetchval(
+            "SELECT COALESCE(MAX(stream_ordering), 0) FROM events WHERE room_id = $1", room_id
+        )
+        return int(value or 0)
+
+    async def max_stream_ordering_per_room(self) -> dict[str, int]:
+        rows = await self.db.fetch("SELECT room_id, MAX(stream_ordering) FROM events GROUP BY room_id")
+        return {r[0]: int(r[1]) for r in rows}
+
     async def get_txn_event_id(
         self, user_id: str, device_id: str, room_id: str, event_type: str, txn_id: str
     ) -> str | None:
@@ -208,6 +232,20 @@ class EventStore:
             txn_id,
         )
         return str(value) if value is not None else None
+
+    async def list_txn_ids(self, user_id: str, device_id: str, event_ids: Sequence[str]) -> dict[str, str]:
+        """event id -> the transaction id its sender's device sent it with, for those in `event_ids`."""
+        if not event_ids:
+            return {}
+        placeholders = ", ".join(f"${i + 3}" for i in range(len(event_ids)))
+        rows = await self.db.fetch(
+            "SELECT event_id, txn_id FROM event_txn_ids WHERE user_id = $1 AND device_id = $2"
+            f" AND event_id IN ({placeholders})",
+            user_id,
+            device_id,
+            *event_ids,
+        )
+        return {r[0]: r[1] for r in rows}
 
     # -- writes (inside the persister's transaction) -----------------------------------------------
 

@@ -64,6 +64,10 @@ class UserStore:
         )
         return [_user(r) for r in rows]
 
+    async def user_id_taken_txn(self, conn: Connection, user_id: str) -> bool:
+        """Whether a user id equal to `user_id` up to case exists (ids differing in case collide)."""
+        return bool(await conn.fetchval("SELECT 1 FROM users WHERE lower(user_id) = lower($1)", user_id))
+
     async def insert_user_txn(
         self,
         conn: Connection,
@@ -94,8 +98,13 @@ class UserStore:
     async def set_deactivated_txn(self, conn: Connection, user_id: str, deactivated: bool) -> None:
         await conn.execute("UPDATE users SET deactivated = $2 WHERE user_id = $1", user_id, deactivated)
 
-    async def set_admin(self, user_id: str, is_admin: bool) -> None:
-        await self.db.execute("UPDATE users SET is_admin = $2 WHERE user_id = $1", user_id, is_admin)
+    async def set_admin(self, user_id: str, is_admin: bool) -> bool:
+        """Sets the server-admin flag; False when there is no such user."""
+        async with self.db.transaction() as conn:
+            found = await conn.fetchval(
+                "UPDATE users SET is_admin = $2 WHERE user_id = $1 RETURNING user_id", user_id, is_admin
+            )
+        return found is not None
 
     async def count_users(self) -> int:
         return int(await self.db.fetchval("SELECT COUNT(*) FROM users"))

@@ -20,7 +20,6 @@ absent, and unknown keys are ignored for forward compatibility.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import Any, Final, Literal, Protocol, TypeVar
 
 from homeserver.core import json as mjson
 from homeserver.core.errors import MatrixError
+from homeserver.core.paths import split_path
 
 __all__ = [
     "DEFAULT_FILTER",
@@ -41,7 +41,6 @@ __all__ = [
     "parse_filter",
     "parse_filter_param",
     "parse_room_event_filter",
-    "split_field_path",
 ]
 
 EventFormat = Literal["client", "federation"]
@@ -438,7 +437,7 @@ class Filter:
     def __post_init__(self) -> None:
         fields = _as_tuple(self.event_fields)
         object.__setattr__(self, "event_fields", fields)
-        object.__setattr__(self, "_field_paths", tuple(split_field_path(f) for f in fields or ()))
+        object.__setattr__(self, "_field_paths", tuple(split_path(f) for f in fields or ()))
 
     # Flags the sync code asks for. Clients set lazy-loading on ``state`` (matrix-js-sdk, Synapse)
     # or on ``timeline``; either enables it.
@@ -489,32 +488,6 @@ DEFAULT_FILTER: Final = Filter()
 # event_fields
 
 
-@functools.lru_cache(maxsize=1024)
-def split_field_path(path: str) -> tuple[str, ...]:
-    """Split a dot-separated property path (spec appendix): ``\\.`` is a literal dot, ``\\\\`` a
-    literal backslash, and any other backslash is kept as is (``\\x`` stays backslash + ``x``)."""
-    if "\\" not in path:
-        return tuple(path.split("."))
-    parts: list[str] = []
-    current: list[str] = []
-    i = 0
-    n = len(path)
-    while i < n:
-        ch = path[i]
-        if ch == "\\" and i + 1 < n and path[i + 1] in ".\\":
-            current.append(path[i + 1])
-            i += 2
-            continue
-        if ch == ".":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-        i += 1
-    parts.append("".join(current))
-    return tuple(parts)
-
-
 def apply_event_fields(client_event: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
     """Keep only the listed dot-separated paths of ``client_event``.
 
@@ -524,7 +497,7 @@ def apply_event_fields(client_event: Mapping[str, Any], fields: Sequence[str]) -
     """
     if not fields:
         return dict(client_event)
-    return _only_paths(client_event, [split_field_path(f) for f in fields])
+    return _only_paths(client_event, [split_path(f) for f in fields])
 
 
 def _only_paths(src: Mapping[str, Any], paths: Iterable[tuple[str, ...]]) -> dict[str, Any]:
@@ -575,6 +548,11 @@ def parse_filter_param(value: str) -> dict[str, Any] | None:
         raise MatrixError(400, "M_NOT_JSON", "filter parameter is not valid JSON") from exc
     if not isinstance(obj, dict):  # cannot happen with a leading "{", but keep the contract exact
         raise MatrixError(400, "M_INVALID_PARAM", "filter parameter must be a JSON object")
+    # The same limits as request bodies (homeserver/http/routing.py): no U+0000, bounded nesting.
+    if "\\u0000" in value and mjson.contains_nul(obj):
+        raise MatrixError(400, "M_INVALID_PARAM", "filter parameter must not contain NUL characters")
+    if mjson.depth_exceeds(obj):
+        raise MatrixError(400, "M_INVALID_PARAM", "filter parameter is nested too deeply")
     return obj
 
 

@@ -1,0 +1,70 @@
+"""Uploaded filters (filter.yaml) and the `filter` query parameter of /sync and /messages, which is
+either inline JSON or the id of a filter the requester uploaded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeserver.core.errors import MatrixError, forbidden, not_found
+from homeserver.events.filter import (
+    DEFAULT_FILTER,
+    Filter,
+    RoomEventFilter,
+    parse_filter,
+    parse_filter_param,
+    parse_room_event_filter,
+)
+from homeserver.http.requester import Requester
+from homeserver.storage.stores.misc import FilterStore
+
+
+class FilterService:
+    def __init__(self, store: FilterStore) -> None:
+        self.store = store
+
+    def check_owner(self, requester: Requester, user_id: str) -> None:
+        if user_id != requester.user_id:
+            raise forbidden("Cannot access another user's filters")
+
+    async def define(self, requester: Requester, user_id: str, body: dict[str, Any]) -> str:
+        self.check_owner(requester, user_id)
+        parse_filter(body)  # validate
+        return str(await self.store.insert_filter(user_id, body))
+
+    async def get(self, requester: Requester, user_id: str, filter_id: str) -> dict[str, Any]:
+        self.check_owner(requester, user_id)
+        if not filter_id.isascii() or not filter_id.isdigit() or len(filter_id) > 18:  # small BIGINTs
+            raise not_found("No such filter")
+        number = int(filter_id)
+        stored = await self.store.get_filter(user_id, number)
+        if stored is None:
+            raise not_found("No such filter")
+        return stored
+
+    async def _stored(self, requester: Requester, value: str, invalid_id: str) -> dict[str, Any]:
+        if not value.isascii() or not value.isdigit() or len(value) > 18:  # ids are small BIGINTs
+            raise MatrixError(400, "M_INVALID_PARAM", invalid_id)
+        filter_id = int(value)
+        stored = await self.store.get_filter(requester.user_id, filter_id)
+        if stored is None:
+            raise MatrixError(400, "M_INVALID_PARAM", "Unknown filter id")
+        return stored
+
+    async def sync_filter(self, requester: Requester, value: str | None) -> Filter:
+        """/sync's `filter`: inline JSON, an uploaded filter's id, or none."""
+        if not value:
+            return DEFAULT_FILTER
+        inline = parse_filter_param(value)
+        if inline is not None:
+            return parse_filter(inline, errcode="M_INVALID_PARAM")
+        return parse_filter(await self._stored(requester, value, "Invalid filter id"))
+
+    async def room_event_filter(self, requester: Requester, value: str | None) -> RoomEventFilter:
+        """/messages' `filter`: an inline RoomEventFilter, or an uploaded filter's room timeline part."""
+        if not value:
+            return parse_room_event_filter(None)
+        inline = parse_filter_param(value)
+        if inline is not None:
+            return parse_room_event_filter(inline, errcode="M_INVALID_PARAM")
+        stored = await self._stored(requester, value, "filter must be a JSON RoomEventFilter")
+        return parse_filter(stored).room.timeline
