@@ -7,6 +7,7 @@ newer than the token are read from the database.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -136,7 +137,15 @@ class SyncService:
         async with Measure("compute_sync"):
             result, now = await self._compute(req)
         if result is None and req.timeout_ms > 0:
-            if await self.notifier.wait_for_change(req.user_id, now, req.timeout_ms / 1000):
+            # A wake-up may bring nothing for this request (a presence or device-list notification
+            # whose position the token already had, or a change its filter drops): park again for
+            # the rest of the timeout instead of answering empty, as Synapse does.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + req.timeout_ms / 1000
+            while result is None:
+                remaining = deadline - loop.time()
+                if remaining <= 0 or not await self.notifier.wait_for_change(req.user_id, now, remaining):
+                    break
                 async with Measure("compute_sync"):
                     result, now = await self._compute(req)
         if result is None:
