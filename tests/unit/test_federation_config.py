@@ -50,7 +50,11 @@ def test_tls_listener_with_certificate(tmp_path: Path) -> None:
     [
         ({}, "tls_certificate_path", "missing"),
         ({"tls_certificate_path": "CERT"}, "tls_private_key_path", "missing"),
-        ({"tls_certificate_path": "/nonexistent.pem", "tls_private_key_path": "KEY"}, "tls_certificate_path", "no such file"),
+        (
+            {"tls_certificate_path": "/nonexistent.pem", "tls_private_key_path": "KEY"},
+            "tls_certificate_path",
+            "no such file",
+        ),
     ],
 )
 def test_tls_listener_errors(tmp_path: Path, extra: dict[str, str], path: str, message: str) -> None:

@@ -96,12 +96,16 @@ async def test_delegated_srv() -> None:
 )
 async def test_well_known_failure_falls_back(failure: WellKnownResponse | None) -> None:
     fetch = FakeWellKnown({"example.org": failure})
-    assert await resolve("example.org", fetch) == ServerAddress("example.org", 8448, "example.org", "example.org")
+    assert await resolve("example.org", fetch) == ServerAddress(
+        "example.org", 8448, "example.org", "example.org"
+    )
 
 
 async def test_srv_without_well_known_and_deprecated_srv() -> None:
     srv = FakeSrv({"_matrix._tcp.example.org": [("old.example.net", 8009)]})
-    assert await resolve("example.org", srv=srv) == ServerAddress("old.example.net", 8009, "example.org", "example.org")
+    assert await resolve("example.org", srv=srv) == ServerAddress(
+        "old.example.net", 8009, "example.org", "example.org"
+    )
     srv = FakeSrv(
         {
             "_matrix-fed._tcp.example.org": [("new.example.net", 8010)],
