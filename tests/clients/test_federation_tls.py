@@ -54,9 +54,10 @@ def make_ca_and_leaf(workdir: Path) -> tuple[Path, Path, Path]:
     def run(*args: str) -> None:
         subprocess.run([openssl, *args], check=True, capture_output=True, cwd=workdir)
 
+    ca_ext = ["-addext", "basicConstraints=critical,CA:TRUE"]
+    ca_ext += ["-addext", "keyUsage=critical,keyCertSign,cRLSign"]
     run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Test Federation CA",
-        "-keyout", "ca.key", "-out", "ca.pem",
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
+        "-keyout", "ca.key", "-out", "ca.pem", *ca_ext)  # fmt: skip
     run(
         "req",
         "-newkey",
@@ -115,7 +116,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fed, Fed]]:
     name_a, name_b = f"localhost:{port_a}", f"127.0.0.1:{port_b}"
     launched: list[Fed] = []
     try:
-        for name, port, other in ((name_a, port_a, name_b), (name_b, port_b, name_a)):
+        for name, port in ((name_a, port_a), (name_b, port_b)):
             overrides = {
                 "server_name": name,
                 "tls_certificate_path": str(chain),
@@ -157,7 +158,7 @@ def test_key_server_and_notary(pair: tuple[Fed, Fed]) -> None:
     a, b = pair
     status, own = a.https("GET", "/_matrix/key/v2/server")
     assert status == 200 and own["server_name"] == a.name
-    key_id_a, key_a = verify_key_of(a)
+    _, key_a = verify_key_of(a)
     verify_signed_json(own, a.name, key_a)
     assert own["old_verify_keys"] == {}
     # A, as a notary, fetches B's keys over TLS, checks them and countersigns.
@@ -183,7 +184,7 @@ def test_remote_profile_and_alias(pair: tuple[Fed, Fed]) -> None:
     a, b = pair
     bob, bob_token, _ = register_user(b.client, b.server.shared_secret, "bob", displayname="Bob on B")
     assert bob == f"@bob:{b.name}"
-    alice, alice_token, _ = register_user(a.client, a.server.shared_secret, "alice")
+    _, alice_token, _ = register_user(a.client, a.server.shared_secret, "alice")
     on_a = a.client.with_token(alice_token)
 
     resp = on_a.get(f"/_matrix/client/v3/profile/{q(bob)}")
