@@ -135,7 +135,11 @@ def _wrap(route: Route, body_limit: int) -> Any:
         if limit is not None:
             services.check_route_ratelimit(limit, request.remote or "", api_request.requester)
         check_path_and_query(request.match_info, request.query.items())
-        result = await handler(api_request)
+        if api_request.server is not None:
+            async with services.federation_ratelimiter.ratelimit(api_request.server.server_name):
+                result = await handler(api_request)
+        else:
+            result = await handler(api_request)
         if isinstance(result, web.StreamResponse):
             return result
         if isinstance(result, JsonResponse):

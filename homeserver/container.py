@@ -21,6 +21,7 @@ from homeserver.federation.client import FederationClient
 from homeserver.federation.keyring import FederationKeyring
 from homeserver.federation.keyserver import KeyServer
 from homeserver.federation.queries import RemoteQueries
+from homeserver.http.federation_ratelimit import FederationRateLimiter
 from homeserver.http.ratelimit import Bucket, RateLimiter
 from homeserver.http.requester import Requester
 from homeserver.media.setup import build_media_repository
@@ -317,6 +318,7 @@ class Services:
             key_refresh_interval=config.key_refresh_interval,
         )
         self.remote_queries = RemoteQueries(self.federation_client)
+        self.federation_ratelimiter = FederationRateLimiter(clock, config.rc_federation)
         self.profiles.remote_lookup = self.remote_queries.profile
 
     def _build_notifications(self) -> None:

@@ -139,3 +139,43 @@ async def test_well_known_is_cached_and_failures_expire() -> None:
 def test_split_rejects_bad_names(bad: str) -> None:
     with pytest.raises(ValueError):
         split_server_name(bad)
+
+
+async def test_aiodns_srv_resolver_orders_and_filters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The optional aiodns-backed SRV resolver, against a stand-in aiodns module."""
+    import sys
+    import types
+    from dataclasses import dataclass
+
+    from homeserver.federation.discovery import default_srv_resolver
+
+    @dataclass
+    class Answer:
+        host: str
+        port: int
+        priority: int
+        weight: int
+
+    class FakeResolver:
+        async def query(self, name: str, kind: str) -> list[Answer]:
+            assert kind == "SRV"
+            if name != "_matrix-fed._tcp.example.org":
+                raise OSError("NXDOMAIN")
+            return [
+                Answer("b.example.net.", 8002, 10, 5),
+                Answer("a.example.net.", 8001, 5, 0),
+                Answer(".", 1, 0, 0),
+            ]
+
+    fake = types.ModuleType("aiodns")
+    fake.DNSResolver = FakeResolver  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "aiodns", fake)
+    srv = default_srv_resolver()
+    assert srv is not None
+    assert await srv.resolve_srv("_matrix-fed._tcp.example.org") == [
+        ("a.example.net", 8001),
+        ("b.example.net", 8002),
+    ]
+    assert await srv.resolve_srv("_matrix._tcp.example.org") == []
+    monkeypatch.setitem(sys.modules, "aiodns", None)  # not installed
+    assert default_srv_resolver() is None
