@@ -213,7 +213,7 @@ async def test_alias_creation_rules(make_client: ClientFactory) -> None:
 async def test_get_alias_errors(client: Any) -> None:
     await expect_error(await client.get(alias_url("#nothing:test.local")), 404, "M_NOT_FOUND")
     await expect_error(await client.get(alias_url("nohash")), 400, "M_INVALID_PARAM")
-    # Remote aliases need federation, which is not available yet (as Synapse when unreachable).
+    # Remote aliases are asked over federation; remote.example cannot be reached: 502, as Synapse.
     await expect_error(await client.get(alias_url("#room:remote.example")), 502, "M_UNKNOWN")
 
 
