@@ -100,4 +100,5 @@ def read_federation_config(root: Section, listeners: tuple[ListenerConfig, ...])
         destination_retry_multiplier=multiplier,
         destination_max_retry_interval=max_retry,
         client_timeout=client_timeout,
+        allow_profile_lookup_over_federation=root.get_bool("allow_profile_lookup_over_federation", True),
     )

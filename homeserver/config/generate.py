@@ -120,6 +120,9 @@ federation_verify_certificates: true
 #federation_custom_ca_list:
 #  - /etc/homeserver/my-ca.pem
 
+# Answer other servers' profile lookups (GET /_matrix/federation/v1/query/profile).
+allow_profile_lookup_over_federation: true
+
 # Keys this server used to sign with, published as expired so old signatures still verify.
 #old_signing_keys:
 #  "ed25519:id": { key: "base64+public+key", expired_ts: 123456789123 }

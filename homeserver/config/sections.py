@@ -218,6 +218,7 @@ class FederationConfig:
     destination_retry_multiplier: float
     destination_max_retry_interval: int  # ms
     client_timeout: int  # ms for one outbound request (federation.client_timeout)
+    allow_profile_lookup_over_federation: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,13 @@ from homeserver.federation.discovery import (
     default_srv_resolver,
     split_server_name,
 )
-from homeserver.http.outbound import IPFilter, OutboundClient, OutboundError, _is_blocked_error
+from homeserver.http.outbound import (
+    GuardedResolver,
+    IPFilter,
+    OutboundClient,
+    OutboundError,
+    _is_blocked_error,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +107,6 @@ class _TlsOutboundClient(OutboundClient):
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            from homeserver.http.outbound import GuardedResolver
-
             connector = aiohttp.TCPConnector(
                 resolver=GuardedResolver(self.ip_filter, self._inner_resolver),
                 socket_factory=self._socket_factory,

@@ -167,3 +167,10 @@ async def test_server_well_known(aiohttp_client: Any, tmp_path: Path) -> None:
         aiohttp_client, third, serve_server_wellknown=True, public_baseurl="https://m.example.com:8443/"
     )
     assert await (await client.get("/.well-known/matrix/server")).json() == {"m.server": "m.example.com:8443"}
+
+
+async def test_profile_lookup_over_federation_can_be_disabled(aiohttp_client: Any, tmp_path: Path) -> None:
+    client = await start(aiohttp_client, tmp_path, allow_profile_lookup_over_federation=False)
+    alice = await register(client, "alice")
+    resp = await signed_get(client, "/_matrix/federation/v1/query/profile", {"user_id": alice["user_id"]})
+    assert (resp.status, (await resp.json())["errcode"]) == (403, "M_FORBIDDEN")

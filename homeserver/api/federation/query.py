@@ -22,6 +22,8 @@ def _required(req: ApiRequest, name: str) -> str:
 
 @routes.get("/query/profile", auth=Auth.SERVER, prefixes=FED_V1)
 async def queryProfile(req: ApiRequest) -> dict[str, Any]:
+    if not req.services.config.federation.allow_profile_lookup_over_federation:
+        raise MatrixError(403, "M_FORBIDDEN", "Profile lookup over federation is disabled on this homeserver")
     user_id = _required(req, "user_id")
     if not ids.is_valid_user_id(user_id):
         raise MatrixError(400, "M_INVALID_PARAM", "Invalid user id")
