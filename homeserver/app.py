@@ -48,6 +48,7 @@ from homeserver.api.client import (
     voip,
 )
 from homeserver.api.federation import keys as federation_keys
+from homeserver.api.federation import media as federation_media
 from homeserver.api.federation import query as federation_query
 from homeserver.api.federation import version as federation_version
 from homeserver.api.media import authed_content_repo, content_repo
@@ -110,6 +111,8 @@ MEDIA_ROUTERS: tuple[Router, ...] = (authed_content_repo.routes, content_repo.ro
 # The server-server API; as in Synapse, the `federation` resource also serves /_matrix/key/v2.
 FEDERATION_ROUTERS: tuple[Router, ...] = (federation_version.routes, federation_query.routes)
 KEY_ROUTERS: tuple[Router, ...] = (federation_keys.routes,)
+# Served with `federation` when the media repository is enabled.
+FEDERATION_MEDIA_ROUTERS: tuple[Router, ...] = (federation_media.routes,)
 
 ALL_RESOURCES = ("client", "federation", "media", "metrics")
 
@@ -206,6 +209,8 @@ def _build_app(
         add_routers(app, CLIENT_ROUTERS, max_body)
     if "federation" in served:
         add_routers(app, FEDERATION_ROUTERS, max_body)
+        if config.enable_media_repo:
+            add_routers(app, FEDERATION_MEDIA_ROUTERS, max_body)
     if "keys" in served:
         add_routers(app, KEY_ROUTERS, max_body)
     if "media" in served:

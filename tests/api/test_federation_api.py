@@ -3,10 +3,14 @@ directory queries (X-Matrix signed as a remote server would), and /.well-known/m
 
 from __future__ import annotations
 
+import io
+import json
 import urllib.parse
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+from PIL import Image
 from signedjson.key import generate_signing_key
 from signedjson.sign import verify_signed_json
 from yarl import URL
@@ -174,3 +178,42 @@ async def test_profile_lookup_over_federation_can_be_disabled(aiohttp_client: An
     alice = await register(client, "alice")
     resp = await signed_get(client, "/_matrix/federation/v1/query/profile", {"user_id": alice["user_id"]})
     assert (resp.status, (await resp.json())["errcode"]) == (403, "M_FORBIDDEN")
+
+
+async def _parts(resp: Any) -> list[tuple[str, bytes]]:
+    reader = aiohttp.MultipartReader.from_response(resp)
+    parts = []
+    while (part := await reader.next()) is not None:
+        assert isinstance(part, aiohttp.BodyPartReader)
+        parts.append((part.headers.get("Content-Type", ""), bytes(await part.read())))
+    return parts
+
+
+async def test_federation_media_download_and_thumbnail(aiohttp_client: Any, tmp_path: Path) -> None:
+    client = await start(aiohttp_client, tmp_path)
+    alice = await register(client)
+    buf = io.BytesIO()
+    Image.new("RGB", (300, 200), (10, 200, 30)).save(buf, "PNG")
+    resp = await client.post(
+        "/_matrix/media/v3/upload?filename=a.png",
+        data=buf.getvalue(),
+        headers={**auth(alice["access_token"]), "Content-Type": "image/png"},
+    )
+    media_id = (await resp.json())["content_uri"].rsplit("/", 1)[1]
+    resp = await signed_get(client, f"/_matrix/federation/v1/media/download/{media_id}", {})
+    assert resp.status == 200 and resp.headers["Content-Type"].startswith("multipart/mixed")
+    (json_type, metadata), (content_type, content) = await _parts(resp)
+    assert (json_type, json.loads(metadata)) == ("application/json", {})
+    assert (content_type, content) == ("image/png", buf.getvalue())
+
+    resp = await signed_get(
+        client, f"/_matrix/federation/v1/media/thumbnail/{media_id}", {"width": "32", "height": "32"}
+    )
+    assert resp.status == 200
+    (_, _), (thumb_type, thumb) = await _parts(resp)
+    assert thumb_type.startswith("image/") and Image.open(io.BytesIO(thumb)).width <= 300
+
+    resp = await signed_get(client, "/_matrix/federation/v1/media/download/nonexistent", {})
+    assert (resp.status, (await resp.json())["errcode"]) == (404, "M_NOT_FOUND")
+    resp = await client.get(f"/_matrix/federation/v1/media/download/{media_id}")  # unsigned
+    assert (resp.status, (await resp.json())["errcode"]) == (401, "M_UNAUTHORIZED")
