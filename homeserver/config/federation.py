@@ -13,6 +13,7 @@ import os
 from homeserver.config.errors import ConfigError
 from homeserver.config.parsing import Section, join_path
 from homeserver.config.sections import FederationConfig, ListenerConfig, OldSigningKey
+from homeserver.crypto.keys import decode_verify_key
 
 DEFAULT_MIN_RETRY = 10 * 60 * 1000
 DEFAULT_RETRY_MULTIPLIER = 2.0
@@ -20,7 +21,7 @@ DEFAULT_MAX_RETRY = 7 * 24 * 3600 * 1000
 DEFAULT_CLIENT_TIMEOUT = 60 * 1000
 
 
-def _readable_file(root: Section, key: str, path: str, what: str) -> None:
+def _readable_file(key: str, path: str, what: str) -> None:
     if not os.path.isfile(path):
         raise ConfigError(f"no such file: {path!r} ({what})", key)
     if not os.access(path, os.R_OK):
@@ -43,8 +44,6 @@ def _old_signing_keys(root: Section) -> tuple[OldSigningKey, ...]:
             raise ConfigError(
                 "missing: when the key expired, in ms since the epoch", join_path(path, "expired_ts")
             )
-        from homeserver.crypto.keys import decode_verify_key  # crypto does not import config
-
         try:
             decode_verify_key(key_id, key)
         except ValueError as exc:
@@ -67,12 +66,12 @@ def read_federation_config(root: Section, listeners: tuple[ListenerConfig, ...])
                 "missing: a listener has `tls: true`, so a private key is needed", "tls_private_key_path"
             )
     if cert:
-        _readable_file(root, "tls_certificate_path", cert, "PEM certificate, leaf first then the chain")
+        _readable_file("tls_certificate_path", cert, "PEM certificate, leaf first then the chain")
     if key:
-        _readable_file(root, "tls_private_key_path", key, "PEM private key")
+        _readable_file("tls_private_key_path", key, "PEM private key")
     cas = root.get_str_list("federation_custom_ca_list")
     for index, ca in enumerate(cas):
-        _readable_file(root, join_path("federation_custom_ca_list", index), ca, "PEM CA certificate")
+        _readable_file(join_path("federation_custom_ca_list", index), ca, "PEM CA certificate")
     sec = root.section("federation")
     min_retry = sec.get_duration("destination_min_retry_interval", DEFAULT_MIN_RETRY)
     max_retry = sec.get_duration("destination_max_retry_interval", DEFAULT_MAX_RETRY)
