@@ -144,9 +144,6 @@ class FederationKeyring:
         stored = await self._cached(server_name, key_id, valid_at_ts)
         if stored is not None:
             return stored
-        failed = self._failed_at.get(server_name)
-        if failed is not None and self.clock.time_ms() - failed < NEGATIVE_CACHE_MS:
-            return None
         await self.fetch_keys(server_name, {key_id: valid_at_ts})
         return await self._cached(server_name, key_id, valid_at_ts)
 
@@ -159,7 +156,14 @@ class FederationKeyring:
     # -- fetching ----------------------------------------------------------------------------
 
     async def fetch_keys(self, server_name: str, wanted: Mapping[str, int]) -> None:
-        """Fetch `server_name`'s keys (one fetch at a time per server); failures are logged."""
+        """Fetch `server_name`'s keys (one fetch at a time per server); failures are logged.
+
+        After a failed fetch the server is left alone for NEGATIVE_CACHE_MS, so neither requests
+        signed with unknown keys nor notary queries can turn into a stream of outbound fetches.
+        """
+        failed = self._failed_at.get(server_name)
+        if failed is not None and self.clock.time_ms() - failed < NEGATIVE_CACHE_MS:
+            return
         pending = self._inflight.get(server_name)
         if pending is not None:
             await asyncio.shield(pending)

@@ -241,3 +241,18 @@ async def test_backoff_grows_and_resets(mdb: Database) -> None:
     assert stored is not None and (stored.retry_interval, stored.failure_ts) == (0, None)
     await fresh.record_failure(dest)
     assert (await DestinationStore(mdb).get_destination(dest)).retry_interval == 10_000  # type: ignore[union-attr]
+
+
+async def test_failed_fetches_are_not_repeated_at_once(
+    mdb: Database, keys: dict[str, ServerSigningKey]
+) -> None:
+    clock, client = FakeClock(NOW), FakeClient()
+    ring = keyring(mdb, client, clock)
+    server = KeyServer(US, keys[US], (), clock, ServerKeyStore(mdb), ring, key_refresh_interval=DAY)
+    assert await ring.get_verify_key(REMOTE, "ed25519:nope", valid_at_ts=NOW) is None
+    assert await ring.get_verify_key(REMOTE, "ed25519:other", valid_at_ts=NOW) is None
+    assert await server.query({REMOTE: {}}) == []
+    assert client.calls == [("GET", REMOTE)]  # one fetch for all three
+    clock.advance(31_000)
+    await server.query({REMOTE: {}})
+    assert client.calls == [("GET", REMOTE), ("GET", REMOTE)]
