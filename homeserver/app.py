@@ -53,6 +53,10 @@ from homeserver.api.client import (
     versions,
     voip,
 )
+from homeserver.api.federation import keys as federation_keys
+from homeserver.api.federation import media as federation_media
+from homeserver.api.federation import query as federation_query
+from homeserver.api.federation import version as federation_version
 from homeserver.api.media import authed_content_repo, content_repo
 from homeserver.config.sections import HomeserverConfig, ListenerConfig
 from homeserver.core.clock import Clock
@@ -118,6 +122,12 @@ CLIENT_ROUTERS: tuple[Router, ...] = (
 # The media repository: authenticated /_matrix/client/v1/media and /_matrix/media (uploads, legacy).
 MEDIA_ROUTERS: tuple[Router, ...] = (authed_content_repo.routes, content_repo.routes)
 
+# The server-server API; as in Synapse, the `federation` resource also serves /_matrix/key/v2.
+FEDERATION_ROUTERS: tuple[Router, ...] = (federation_version.routes, federation_query.routes)
+KEY_ROUTERS: tuple[Router, ...] = (federation_keys.routes,)
+# Served with `federation` when the media repository is enabled.
+FEDERATION_MEDIA_ROUTERS: tuple[Router, ...] = (federation_media.routes,)
+
 ALL_RESOURCES = ("client", "federation", "media", "metrics")
 
 # Cap on JSON request bodies; media uploads stream past it.
@@ -144,7 +154,11 @@ def _wrap(route: Route, body_limit: int) -> Any:
         if limit is not None:
             services.check_route_ratelimit(limit, request.remote or "", api_request.requester)
         check_path_and_query(request.match_info, request.query.items())
-        result = await handler(api_request)
+        if api_request.server is not None:
+            async with services.federation_ratelimiter.ratelimit(api_request.server.server_name):
+                result = await handler(api_request)
+        else:
+            result = await handler(api_request)
         if isinstance(result, web.StreamResponse):
             return result
         if isinstance(result, JsonResponse):
@@ -178,13 +192,17 @@ async def health_handler(request: web.Request) -> web.Response:
 def served_resources(config: HomeserverConfig, resources: Iterable[str]) -> tuple[str, ...]:
     """The listed resources this process really serves (the start-up line shows these).
 
-    `health` is served on every listener, as Synapse does; `federation`, `keys`, `openid` and
-    `replication` are accepted in the config but have no endpoints yet.
+    `health` is served on every listener, as Synapse does; `openid` and `replication` are accepted
+    in the config but have no endpoints yet.
     """
     names = set(resources)
     served = []
     if "client" in names:
         served.append("client")
+    if "federation" in names:
+        served.append("federation")
+    if "keys" in names or "federation" in names:
+        served.append("keys")
     if "media" in names and config.enable_media_repo:
         served.append("media")
     if "metrics" in names and config.enable_metrics:
@@ -205,6 +223,12 @@ def _build_app(
     served = served_resources(config, resources)
     if "client" in served:
         add_routers(app, CLIENT_ROUTERS, max_body)
+    if "federation" in served:
+        add_routers(app, FEDERATION_ROUTERS, max_body)
+        if config.enable_media_repo:
+            add_routers(app, FEDERATION_MEDIA_ROUTERS, max_body)
+    if "keys" in served:
+        add_routers(app, KEY_ROUTERS, max_body)
     if "media" in served:
         # Uploads stream to disk; the media repository enforces max_upload_size precisely.
         upload_limit = config.max_upload_size or max_body

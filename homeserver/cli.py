@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import signal
+import ssl
 import sys
 import tempfile
 from typing import Any
@@ -88,9 +89,26 @@ def _run_or_exit(main: Any) -> int:
         return EXIT_NEEDS_OPERATOR if isinstance(exc, SchemaError) else EXIT_RETRYABLE
 
 
-async def _start_site(runner: web.AppRunner, address: str, listener: Any) -> bool:
+def _server_ssl_context(config: Any) -> ssl.SSLContext:
+    """The context of `tls: true` listeners: Synapse's tls_certificate_path (leaf first, then the
+    chain) and tls_private_key_path, TLS 1.2 or later."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        fed = config.federation
+        context.load_cert_chain(fed.tls_certificate_path, fed.tls_private_key_path)
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"tls_certificate_path / tls_private_key_path: cannot load: {exc}") from exc
+    return context
+
+
+async def _start_site(
+    runner: web.AppRunner, address: str, listener: Any, ssl_context: ssl.SSLContext | None = None
+) -> bool:
     """Bind one address; False when it is already covered by another bind (see below)."""
-    site = web.TCPSite(runner, address, listener.port, reuse_address=True)
+    site = web.TCPSite(
+        runner, address, listener.port, reuse_address=True, ssl_context=ssl_context if listener.tls else None
+    )
     try:
         await site.start()
     except OSError as exc:
@@ -140,6 +158,7 @@ async def _serve(config: Any, embedded: bool) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
+        tls_context = _server_ssl_context(config) if any(lst.tls for lst in config.listeners) else None
         for listener in config.listeners:
             resources = ("metrics",) if listener.type == "metrics" else listener.resources
             app = create_app(services, resources, listener)
@@ -151,10 +170,11 @@ async def _serve(config: Any, embedded: bool) -> int:
             served = served_resources(config, resources)
             not_served = [r for r in resources if r not in served]
             for address in listener.bind_addresses:
-                if not await _start_site(runner, address, listener):
+                if not await _start_site(runner, address, listener, tls_context):
                     continue
                 logger.info(
-                    "listening on http://%s:%d (%s)%s",
+                    "listening on %s://%s:%d (%s)%s",
+                    "https" if listener.tls else "http",
                     f"[{address}]" if ":" in address else address,
                     listener.port,
                     ", ".join(served),

@@ -15,8 +15,14 @@ from homeserver.appservice.registry import InMemoryAppServiceRegistry
 from homeserver.config.sections import HomeserverConfig, RateLimit
 from homeserver.core.clock import Clock
 from homeserver.core.streams import Stream
-from homeserver.crypto.keyring import InMemoryKeyring, ServerVerifyKey
-from homeserver.crypto.keys import load_or_create_signing_key
+from homeserver.crypto.keyring import Keyring
+from homeserver.crypto.keys import decode_verify_key, load_or_create_signing_key
+from homeserver.federation.backoff import DestinationBackoff
+from homeserver.federation.client import FederationClient
+from homeserver.federation.keyring import FederationKeyring
+from homeserver.federation.keyserver import KeyServer
+from homeserver.federation.queries import RemoteQueries
+from homeserver.http.federation_ratelimit import FederationRateLimiter
 from homeserver.http.ratelimit import Bucket, RateLimiter
 from homeserver.http.requester import Requester
 from homeserver.jobs.runner import JobRunner
@@ -96,6 +102,7 @@ from homeserver.storage.stores.devices import DeviceStore
 from homeserver.storage.stores.directory import DirectoryStore
 from homeserver.storage.stores.e2e import E2eStore
 from homeserver.storage.stores.events import EventStore, RoomVersionLookup
+from homeserver.storage.stores.federation import DestinationStore, ServerKeyStore
 from homeserver.storage.stores.jobs import JobStore
 from homeserver.storage.stores.key_backup import KeyBackupStore
 from homeserver.storage.stores.misc import FilterStore, NonceStore, RegistrationTokenStore, UiaStore
@@ -182,10 +189,9 @@ class Services:
         self.device_store = DeviceStore(db)
         self.uia_store = UiaStore(db)
 
-        # who is asking: appservice tokens (registration files load into this registry) and the
-        # verify keys of other servers for X-Matrix (federation will fetch remote keys)
+        # who is asking: appservice tokens (registration files load into this registry); the
+        # verify keys of other servers for X-Matrix come from the keyring (_build_federation)
         self.appservices = InMemoryAppServiceRegistry()
-        self.keyring = InMemoryKeyring()
 
         # the audit log and admin-set restrictions come first: account and room services record
         # into / consult them (docs/admin.md)
@@ -203,7 +209,7 @@ class Services:
         self.auth = AuthService(self.device_store, self.users, self.appservices, clock)
         self.client_ips = ClientIpTracker(ClientIpStore(db), clock)
         self.uia = UiaService(self.uia_store, clock)
-        self.profiles = ProfileService(self.users)
+        self.profiles = ProfileService(self.users, config.server_name)
         self.server_admins = ServerAdminService(self.users, self.auth, server_name=config.server_name)
         self.hasher = PasswordHasher(rounds=config.bcrypt_rounds)
         self.accounts = AccountService(
@@ -228,9 +234,7 @@ class Services:
         # rooms and events
         server_name = config.server_name
         self.signing_key = load_or_create_signing_key(config.signing_key_path)
-        # Our own key verifies forever for ourselves; rotation will give old keys an expiry.
-        own_key = ServerVerifyKey(server_name, self.signing_key.key_id, self.signing_key.verify_key, 2**62)
-        self.keyring.add(own_key)
+        self._build_federation()
         self.room_versions = RoomVersionLookup(db)
         self.events = EventStore(db, self.room_versions)
         self.rooms = RoomStore(db)
@@ -304,6 +308,7 @@ class Services:
             require_membership_for_aliases=config.require_membership_for_aliases,
             enable_room_list_search=config.enable_room_list_search,
         )
+        self.directory.remote_alias = self.remote_queries.directory
         self.spaces = SpaceHierarchyService(self.directory, self.memberships)
         self.sync = SyncService(
             self.notifier,
@@ -393,6 +398,45 @@ class Services:
             server_name=server_name,
             audit=self.admin_audit,
         )
+
+    def _build_federation(self) -> None:
+        """Outbound federation client with backoff, the remote keyring, the key server."""
+        config, clock = self.config, self.clock
+        fed = config.federation
+        self.destinations = DestinationBackoff(
+            DestinationStore(self.db),
+            clock,
+            min_interval=fed.destination_min_retry_interval,
+            multiplier=fed.destination_retry_multiplier,
+            max_interval=fed.destination_max_retry_interval,
+        )
+        self.federation_client = FederationClient(config, self.signing_key, clock, self.destinations)
+        self.server_key_store = ServerKeyStore(self.db)
+        # Our current key verifies forever for ourselves; old keys until they expired.
+        own_keys = {self.signing_key.key_id: (self.signing_key.verify_key, 2**62)}
+        for old in fed.old_signing_keys:
+            own_keys.setdefault(old.key_id, (decode_verify_key(old.key_id, old.key), old.expired_ts))
+        self.federation_keyring = FederationKeyring(
+            self.server_key_store,
+            self.federation_client,
+            clock,
+            server_name=config.server_name,
+            own_keys=own_keys,
+            trusted_key_servers=config.trusted_key_servers,
+        )
+        self.keyring: Keyring = self.federation_keyring  # what X-Matrix checks use (tests swap it)
+        self.key_server = KeyServer(
+            config.server_name,
+            self.signing_key,
+            fed.old_signing_keys,
+            clock,
+            self.server_key_store,
+            self.federation_keyring,
+            key_refresh_interval=config.key_refresh_interval,
+        )
+        self.remote_queries = RemoteQueries(self.federation_client)
+        self.federation_ratelimiter = FederationRateLimiter(clock, config.rc_federation)
+        self.profiles.remote_lookup = self.remote_queries.profile
 
     def _build_notifications(self) -> None:
         """Push-rule evaluation at persistence, unread counts in /sync, GET /notifications."""
@@ -730,6 +774,7 @@ class Services:
         self.typing.stop()
         await self.presence.stop()
         await self.media.close()
+        await self.federation_client.close()
         await self.db.close()
 
     # -- route-declared rate limits ------------------------------------------------------------

@@ -216,11 +216,13 @@ def launch(
     timeout: float = READY_TIMEOUT,
     overrides: dict[str, Any] | None = None,
     listener_overrides: dict[str, Any] | None = None,
+    extra_listeners: list[dict[str, Any]] | None = None,
 ) -> LaunchedServer:
     """Start our homeserver on a free loopback port with a fresh database and wait until ready.
 
     `overrides` replace top-level config keys; `listener_overrides` keys of the one listener
-    (e.g. ``x_forwarded``), which keeps its port.
+    (e.g. ``x_forwarded``), which keeps its port; `extra_listeners` are added after it (e.g. a
+    TLS federation listener).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "data").mkdir(exist_ok=True)
@@ -234,6 +236,7 @@ def launch(
     config = build_config(workdir, port, backend, shared_secret, db_name)
     config.update(overrides or {})
     config["listeners"][0].update(listener_overrides or {})
+    config["listeners"].extend(extra_listeners or [])
     (workdir / "data" / "signing.key").write_text(_signing_key_line())
     config_path = workdir / "homeserver.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))

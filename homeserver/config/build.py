@@ -12,6 +12,7 @@ from typing import Any
 from homeserver.config import defaults as d
 from homeserver.config.database import read_database, read_redis, read_secret_file
 from homeserver.config.errors import ConfigError
+from homeserver.config.federation import read_federation_config
 from homeserver.config.listeners import derive_public_baseurl, normalise_public_baseurl, read_listeners
 from homeserver.config.lists import read_ip_ranges, read_rules, read_thumbnail_sizes, read_trusted_key_servers
 from homeserver.config.media import read_media_options
@@ -120,6 +121,7 @@ def _build(root: Section, raw: Mapping[str, Any], config_files: tuple[str, ...])
             if root.has("federation_domain_whitelist")
             else None
         ),
+        federation=read_federation_config(root, listeners),
         database=read_database(root, data_dir),
         redis=read_redis(root),
         enable_registration=registration["enable_registration"],

@@ -57,9 +57,10 @@ log_level: INFO
 # A Python logging dictConfig YAML file (Synapse's log.config works as is). Overrides log_level.
 #log_config: "/etc/homeserver/log.config"
 
-# Sockets to listen on. TLS is not supported here: put a reverse proxy in front and set
-# x_forwarded: true. Resource names: client, federation, keys, media, openid, health,
-# metrics, replication. Without bind_addresses a listener binds "::" and "0.0.0.0".
+# Sockets to listen on. Behind a reverse proxy set x_forwarded: true. `tls: true` serves HTTPS
+# with tls_certificate_path / tls_private_key_path (typical for a federation listener on 8448).
+# Resource names: client, federation (includes keys), keys, media, openid, health, metrics,
+# replication. Without bind_addresses a listener binds "::" and "0.0.0.0".
 listeners:
   - port: 8008
     type: http
@@ -105,6 +106,34 @@ ip_range_whitelist: []
 # Federate only with these servers (unset: with everyone).
 #federation_domain_whitelist:
 #  - example.com
+
+## Federation transport (see docs/federation.md) ##
+
+# Certificate (PEM, leaf first then the chain) and key for listeners with `tls: true`.
+#tls_certificate_path: "/etc/homeserver/fullchain.pem"
+#tls_private_key_path: "/etc/homeserver/privkey.pem"
+
+# Check other servers' certificates (only ever turn this off in tests).
+federation_verify_certificates: true
+
+# Trust these CA certificates (PEM files) instead of the system's for federation.
+#federation_custom_ca_list:
+#  - /etc/homeserver/my-ca.pem
+
+# Answer other servers' profile lookups (GET /_matrix/federation/v1/query/profile).
+allow_profile_lookup_over_federation: true
+
+# Keys this server used to sign with, published as expired so old signatures still verify.
+#old_signing_keys:
+#  "ed25519:id": { key: "base64+public+key", expired_ts: 123456789123 }
+
+# Backoff for servers that cannot be reached: the first retry after the minimum, each further
+# failure multiplies the wait, up to the maximum. client_timeout caps one outbound request.
+federation:
+  destination_min_retry_interval: 10m
+  destination_retry_multiplier: 2
+  destination_max_retry_interval: 7d
+  client_timeout: 60s
 
 ## Signing keys ##
 

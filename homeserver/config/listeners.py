@@ -10,10 +10,6 @@ from homeserver.config.errors import ConfigError
 from homeserver.config.parsing import Section, join_path
 from homeserver.config.sections import ListenerConfig
 
-TLS_UNSUPPORTED = (
-    "TLS listeners are not supported: terminate TLS at a reverse proxy (nginx, Caddy, HAProxy, ...) "
-    "and listen on plain HTTP with `x_forwarded: true`"
-)
 _WILDCARDS = frozenset({"", "0.0.0.0", "::", "*"})
 
 
@@ -73,8 +69,8 @@ def _read_listener(sec: Section, unsupported: list[str]) -> ListenerConfig | Non
         raise sec.error("type", "one of 'http', 'metrics'", kind)
     if sec.has("path"):
         raise ConfigError("UNIX socket listeners are not supported; use `port`", sec.key_path("path"))
-    if sec.get_bool("tls", False):
-        raise ConfigError(TLS_UNSUPPORTED, sec.key_path("tls"))
+    # As Synapse: HTTPS with tls_certificate_path / tls_private_key_path (checked in config/federation.py).
+    tls = sec.get_bool("tls", False)
     if not sec.has("port"):
         raise ConfigError("missing: every listener needs a port", sec.key_path("port"))
     port = sec.get_int("port", 0, minimum=1, maximum=65535)
@@ -92,7 +88,7 @@ def _read_listener(sec: Section, unsupported: list[str]) -> ListenerConfig | Non
     trusted = _read_trusted_proxies(sec)
     sec.mark_read("tag", "request_id_header")  # log labels only
     if kind == "metrics":
-        return ListenerConfig(port, tuple(bind), kind, False, x_forwarded, ("metrics",), trusted)
+        return ListenerConfig(port, tuple(bind), kind, tls, x_forwarded, ("metrics",), trusted)
 
     names: list[str] = []
     for res in sec.sections("resources"):
@@ -108,7 +104,7 @@ def _read_listener(sec: Section, unsupported: list[str]) -> ListenerConfig | Non
                 )
             elif name not in names:
                 names.append(name)
-    return ListenerConfig(port, tuple(bind), kind, False, x_forwarded, tuple(names), trusted)
+    return ListenerConfig(port, tuple(bind), kind, tls, x_forwarded, tuple(names), trusted)
 
 
 def _read_trusted_proxies(sec: Section) -> tuple[str, ...]:

@@ -15,12 +15,12 @@ from urllib.parse import quote
 
 @dataclass(frozen=True, slots=True)
 class ListenerConfig:
-    """One socket to listen on (Synapse's `listeners` entries, TCP only, no TLS)."""
+    """One socket to listen on (Synapse's `listeners` entries, TCP only)."""
 
     port: int
     bind_addresses: tuple[str, ...]
     type: str  # "http" or "metrics"
-    tls: bool  # always False: TLS terminates at the reverse proxy
+    tls: bool  # serve HTTPS with tls_certificate_path / tls_private_key_path (Synapse's `tls: true`)
     x_forwarded: bool  # trust X-Forwarded-For / X-Forwarded-Proto from the proxy
     # Flattened resource names: client, federation, media, metrics, keys, health, openid, replication
     resources: tuple[str, ...]
@@ -209,6 +209,32 @@ class TrustedKeyServer:
 
 
 @dataclass(frozen=True, slots=True)
+class OldSigningKey:
+    """One `old_signing_keys` entry: a key this server used to sign with, published as expired."""
+
+    key_id: str
+    key: str  # unpadded base64 verify key
+    expired_ts: int  # ms
+
+
+@dataclass(frozen=True, slots=True)
+class FederationConfig:
+    """Federation transport settings, with Synapse's key names (mostly top-level keys; the retry
+    intervals come from Synapse's `federation:` section)."""
+
+    tls_certificate_path: str | None  # PEM, leaf first then the chain
+    tls_private_key_path: str | None
+    verify_certificates: bool  # federation_verify_certificates
+    custom_ca_list: tuple[str, ...]  # federation_custom_ca_list: PEM files trusted instead of the system CAs
+    old_signing_keys: tuple[OldSigningKey, ...]
+    destination_min_retry_interval: int  # ms
+    destination_retry_multiplier: float
+    destination_max_retry_interval: int  # ms
+    client_timeout: int  # ms for one outbound request (federation.client_timeout)
+    allow_profile_lookup_over_federation: bool
+
+
+@dataclass(frozen=True, slots=True)
 class RoomDirectoryRule:
     """One rule of `alias_creation_rules` / `room_list_publication_rules` (globs with * and ?)."""
 
@@ -294,6 +320,7 @@ class HomeserverConfig:
     ip_range_blacklist: tuple[str, ...]
     ip_range_whitelist: tuple[str, ...]
     federation_domain_whitelist: tuple[str, ...] | None
+    federation: FederationConfig
     # -- storage and scale-out
     database: DatabaseConfig
     redis: RedisConfig

@@ -10,10 +10,8 @@ directory"), with Synapse's permission model where the spec leaves it open:
 - the listing shows published rooms that are joinable or knockable (or world-readable) and have
   joined members, largest first.
 
-Federation (remote aliases, remote directories) is not available yet. This server federates with
-no one, like a Synapse whose `federation_domain_whitelist` is empty, so a remote alias is one it
-cannot know (404 M_NOT_FOUND) and a remote directory is refused (403 M_FORBIDDEN, as Synapse's
-FederationDeniedError); never a 5xx, which would tell the client to retry.
+Remote aliases are resolved over federation (`remote_alias`, set by the container); remote room
+directories are not available yet.
 """
 
 from __future__ import annotations
@@ -290,6 +288,8 @@ class DirectoryService:
         self.send_state = send_state
         self.require_membership_for_aliases = require_membership_for_aliases
         self.enable_room_list_search = enable_room_list_search
+        # Resolves a remote alias over federation (federation/queries.py); None: 502.
+        self.remote_alias: Callable[[str], Awaitable[dict[str, Any]]] | None = None
 
     def _is_local(self, alias: str) -> bool:
         return ids.server_of(alias) == self.server_name
@@ -301,7 +301,10 @@ class DirectoryService:
         404 for an unknown one, and for a remote alias while this server does not federate."""
         _check_alias_grammar(alias)
         if not self._is_local(alias):
-            raise not_found(f"Room alias {alias} not found: this server does not federate")
+            if self.remote_alias is None:
+                raise MatrixError(502, "M_UNKNOWN", "Failed to fetch alias: federation is not available")
+            remote = await self.remote_alias(alias)
+            return str(remote["room_id"])
         found = await self.rooms.get_alias(alias)
         if found is None:
             raise not_found(f"Room alias {alias} not found")
@@ -317,6 +320,9 @@ class DirectoryService:
 
     async def resolve_alias(self, alias: str) -> dict[str, Any]:
         """getRoomIdByAlias: the room id and servers to join through (this server first)."""
+        _check_alias_grammar(alias)
+        if not self._is_local(alias) and self.remote_alias is not None:
+            return await self.remote_alias(alias)
         room_id = await self.room_id_for_alias(alias)
         others = sorted(s for s in await self.store.list_joined_servers(room_id) if s != self.server_name)
         return {"room_id": room_id, "servers": [self.server_name, *others]}

@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+from homeserver.core import ids
 from homeserver.core.errors import not_found
 from homeserver.storage.stores.users import Profile, UserStore
 
 logger = logging.getLogger(__name__)
 
 ProfileHook = Callable[[str], Awaitable[None]]
+# Looks a remote user's profile up over federation (federation/queries.py).
+RemoteProfileLookup = Callable[[str], Awaitable[dict[str, Any]]]
 
 
 class ProfileService:
-    def __init__(self, users: UserStore) -> None:
+    def __init__(self, users: UserStore, server_name: str | None = None) -> None:
         self.users = users
+        self.server_name = server_name
         self.changed_hooks: list[ProfileHook] = []
+        self.remote_lookup: RemoteProfileLookup | None = None
 
     async def get_profile(self, user_id: str) -> Profile:
+        if self.remote_lookup is not None and self.server_name is not None:
+            if ids.server_of(user_id) != self.server_name:
+                remote = await self.remote_lookup(user_id)
+                return Profile(user_id, remote.get("displayname"), remote.get("avatar_url"))
         profile = await self.users.get_profile(user_id)
         if profile is None:
             raise not_found("Profile was not found")

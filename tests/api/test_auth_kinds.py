@@ -92,8 +92,10 @@ async def _client(aiohttp_client: Any, tmp_path: Path, **extra: Any) -> Any:
     services = services_of(client)
     assert isinstance(services.appservices, InMemoryAppServiceRegistry)
     services.appservices.add(IRC)
-    assert isinstance(services.keyring, InMemoryKeyring)
-    services.keyring.add(ServerVerifyKey(REMOTE, REMOTE_KEY.key_id, REMOTE_KEY.verify_key, 2**62))
+    # The remote server's key as if already fetched (the federation keyring would fetch it).
+    services.keyring = InMemoryKeyring(
+        (ServerVerifyKey(REMOTE, REMOTE_KEY.key_id, REMOTE_KEY.verify_key, 2**62),)
+    )
     return client
 
 

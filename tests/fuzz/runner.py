@@ -469,6 +469,10 @@ def main(argv: list[str] | None = None) -> int:
 SERVER_OVERRIDES: dict[str, Any] = {
     "enable_registration": True,
     "enable_registration_without_verification": True,
+    # The fuzzer's ids name made-up servers: with federation allowed, looking them up is a real
+    # network request that fails with 502 (as Synapse). Federating with no one keeps the fuzzer on
+    # this server: remote lookups are refused (403 M_FORBIDDEN) before any traffic.
+    "federation_domain_whitelist": [],
 }
 
 

@@ -378,12 +378,11 @@ def test_null_durations_mean_forever(tmp_path: Path) -> None:
 # -- TLS ---------------------------------------------------------------------------------------
 
 
-def test_tls_listener_rejected(tmp_path: Path) -> None:
+def test_tls_listener_needs_a_certificate(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_raw(tmp_path, {"listeners": [{"port": 8448, "type": "http", "tls": True, "resources": []}]})
-    assert info.value.path == "listeners[0].tls"
-    assert str(info.value).startswith("listeners[0].tls: ")
-    assert "reverse proxy" in str(info.value)
+    assert info.value.path == "tls_certificate_path"
+    assert str(info.value).startswith("tls_certificate_path: missing")
 
 
 # -- environment ------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ Spec files: versions.yaml, wellknown.yaml, capabilities.yaml.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from homeserver.core.errors import not_found
 from homeserver.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
@@ -99,3 +100,17 @@ async def getCapabilities(req: ApiRequest) -> dict[str, Any]:
             "m.get_login_token": {"enabled": False},
         }
     }
+
+
+@routes.get("/.well-known/matrix/server", auth=Auth.NONE, prefixes=())
+async def getServerWellknown(req: ApiRequest) -> dict[str, Any]:
+    """Federation delegation, as Synapse: with `serve_server_wellknown`, point other servers at
+    public_baseurl's host on its port, or 443 (a reverse proxy forwards it to the federation
+    listener)."""
+    config = req.services.config
+    if not config.serve_server_wellknown:
+        raise not_found(".well-known not available")
+    parts = urlsplit(config.public_baseurl)
+    host = parts.hostname or config.server_name
+    host = f"[{host}]" if ":" in host else host
+    return {"m.server": f"{host}:{parts.port or 443}"}

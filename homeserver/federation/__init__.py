@@ -1,0 +1,1 @@
+"""Server-server transport: discovery, signed requests with backoff, the remote keyring, ACLs."""
