@@ -21,7 +21,7 @@ from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError
 from homeserver.crypto.keys import ServerSigningKey
 from homeserver.events import constants as c
-from homeserver.events.auth import auth_types_for_event, check_auth_rules
+from homeserver.events.auth import auth_types_for_event, check_auth_rules, with_create_event
 from homeserver.events.builder import build_event
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion
@@ -175,11 +175,16 @@ class EventPersister:
             trial_stream = stream
             try:
                 results = []
+                # v12+: a new room's id derives from its create event; the unit's drafts share a
+                # provisional id until then.
+                room_ids: dict[str, str] = {}
                 for draft in unit.drafts:
+                    draft.room_id = room_ids.get(draft.room_id, draft.room_id)
                     snapshot = trial.get(draft.room_id) or await self._snapshot_for(draft, unit)
                     trial_stream += 1
                     built, new_snapshot = self._build_one(draft, snapshot, trial_stream)
-                    trial[draft.room_id] = new_snapshot
+                    room_ids[draft.room_id] = built.event.room_id
+                    trial[built.event.room_id] = new_snapshot
                     results.append(built)
             except MatrixError as err:
                 unit.future.set_exception(err)
@@ -264,7 +269,7 @@ class EventPersister:
             unsigned_extra=draft.unsigned_extra,
         )
         validate_pdu_size_and_fields(event.pdu)
-        check_auth_rules(version, event, auth_state)
+        check_auth_rules(version, event, with_create_event(auth_state, snapshot.state))
 
         state = snapshot.state
         memberships = snapshot.memberships
@@ -275,7 +280,7 @@ class EventPersister:
                 memberships = dict(memberships)
                 memberships[event.state_key] = str(event.content.get("membership"))
         new_snapshot = RoomSnapshot(
-            snapshot.room_id, version, state, (event.event_id,), event.depth, stream_ordering, memberships
+            event.room_id, version, state, (event.event_id,), event.depth, stream_ordering, memberships
         )
         return PersistedEvent(event, stream_ordering, snapshot, draft.txn), new_snapshot
 
