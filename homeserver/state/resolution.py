@@ -28,12 +28,12 @@ Complexity, with V events and E auth edges in the graphs walked, and k state set
 - iterative auth checks: O(V) calls to `check_auth_rules`, each O(size of the auth state).
 Nothing is quadratic in the number of events.
 
-Deviations from the letter of the spec, all matching Synapse (so that resolved states converge):
-- A key missing from some state set is conflicted (the spec's definition agrees; noted since Synapse
-  comments otherwise).
-- `m.room.create` counts as a power event.
-- Rejected events are never used as auth events (the spec says so for auth events); rejected events
-  in the sorted lists are re-checked like any other, per the spec's "Rejected events" section.
+Choices where the spec is loose or silent:
+- A key missing from some state set is conflicted (as in Synapse).
+- `m.room.create` counts as a power event (as in Synapse).
+- Rejected events are never used as auth events (the spec says so). A rejected event in the sorted
+  lists is checked again like any other, per the spec's "Rejected events" section; Synapse instead
+  never admits a previously rejected event (its issue #13797 calls that non-compliant).
 """
 
 from __future__ import annotations
