@@ -75,8 +75,10 @@ def is_valid_event_id(event_id: str) -> bool:
 
 
 def server_of(identifier: str) -> str:
-    """Domain part of @user:domain, !room:domain, #alias:domain."""
-    return identifier.split(":", 1)[1]
+    """Domain part of @user:domain, !room:domain, #alias:domain; "" for an identifier without one
+    (room v12 ids are `!` + the create event's hash: they name no server)."""
+    _, _, domain = identifier.partition(":")
+    return domain
 
 
 def localpart_of(identifier: str) -> str:

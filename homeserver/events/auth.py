@@ -298,6 +298,19 @@ def check_auth_events(
     return state
 
 
+def with_create_event(auth_state: AuthState, state: AuthState) -> AuthState:
+    """`auth_state` plus the create event of `state` when it lacks one.
+
+    From room v12 the create event is not selected for auth_events, but `check_auth_rules` still
+    needs it (room id, creators); a caller that selected the auth events from a state map passes
+    them through this before checking. Earlier versions: `auth_state` already has it (returned as is).
+    """
+    if CREATE_KEY in auth_state:
+        return auth_state
+    create = state.get(CREATE_KEY)
+    return auth_state if create is None else {**auth_state, CREATE_KEY: create}
+
+
 # -- the rules -----------------------------------------------------------------------------------
 
 

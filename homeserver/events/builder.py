@@ -39,9 +39,9 @@ def build_event(
     """Build a signed PDU and wrap it as an Event.
 
     `content` is used as given (not copied) unless `redacts` has to be added to it. `depth` is capped
-    at the version's maximum. For a v12 m.room.create pass room_id=None: its room id derives from its
-    event id (`event.room_id`). `unsigned_extra` (e.g. invite_room_state) goes into `unsigned`, which
-    is covered by neither hash nor signature.
+    at the version's maximum. For a v12 m.room.create the room_id argument is ignored (None or a
+    provisional id): its room id derives from its event id (`event.room_id`). `unsigned_extra`
+    (e.g. invite_room_state) goes into `unsigned`, which is covered by neither hash nor signature.
     """
     # Refuse content the room version cannot sign (floats, unsafe integers in v6+; over-deep nesting)
     # before hashing it: clients get 400 M_BAD_JSON, as from Synapse's EventValidator.
@@ -60,12 +60,11 @@ def build_event(
         "depth": min(depth, room_version.max_depth),
         "origin_server_ts": origin_server_ts,
     }
-    if room_version.room_ids_as_hashes and is_create:
-        if room_id is not None:
-            raise ValueError("A v12+ create event has no room_id")
-    elif room_id is None:
-        raise ValueError("room_id is required")
-    else:
+    # v12+: the create event has no room_id (the room id is not known before this event is hashed;
+    # a caller may pass a provisional one, e.g. the key its drafts share).
+    if not (room_version.room_ids_as_hashes and is_create):
+        if room_id is None:
+            raise ValueError("room_id is required")
         pdu["room_id"] = room_id
     if state_key is not None:
         pdu["state_key"] = state_key

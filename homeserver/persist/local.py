@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.crypto.keys import ServerSigningKey
-from homeserver.events.auth import auth_types_for_event, check_auth_rules
+from homeserver.events.auth import auth_types_for_event, check_auth_rules, with_create_event
 from homeserver.events.builder import build_event
 from homeserver.events.context import EventContext, EventKind, StateIds
 from homeserver.events.validation import validate_pdu_size_and_fields
@@ -69,7 +69,8 @@ def build_local_context(
         unsigned_extra=draft.unsigned_extra,
     )
     validate_pdu_size_and_fields(event.pdu)
-    check_auth_rules(version, event, auth_state)
+    # v12+: the create event is not an auth event, but the rules still read it.
+    check_auth_rules(version, event, with_create_event(auth_state, snapshot.state))
     return EventContext(
         event,
         EventKind.LOCAL_NEW,

@@ -249,7 +249,12 @@ class EventPersister:
             try:
                 results = []
                 items: list[EventDraft | EventContext] = [*unit.drafts, *unit.contexts]
+                # v12+: a new room's id derives from its create event; the unit's drafts share a
+                # provisional id until then.
+                room_ids: dict[str, str] = {}
                 for item in items:
+                    if isinstance(item, EventDraft):
+                        item.room_id = room_ids.get(item.room_id, item.room_id)
                     room_id = item.room_id if isinstance(item, EventDraft) else item.event.room_id
                     snapshot = trial.get(room_id)
                     if snapshot is None:
@@ -280,6 +285,10 @@ class EventPersister:
                         ctx, snapshot, ordering, trial_group, trial_plan, lookup
                     )
                     trial_events[ctx.event.event_id] = ctx.event
+                    if ctx.event.room_id != room_id:  # the create event fixed a v12 room id
+                        room_ids[room_id] = ctx.event.room_id
+                        start_groups.setdefault(ctx.event.room_id, start_groups.pop(room_id, None))
+                        room_id = ctx.event.room_id
                     trial[room_id] = snapshot
                     results.append(result)
             except MatrixError as err:

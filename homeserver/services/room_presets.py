@@ -26,11 +26,21 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def default_power_levels(creator: str, invitees: list[str], invitees_are_admins: bool) -> dict[str, Any]:
-    users = {creator: 100}
-    if invitees_are_admins:
+# Room v12+: the tombstone level must be above state_default (create_room.yaml); 150 also puts
+# upgrades above ordinary admins (100), leaving them to the creators, who have infinite power.
+TOMBSTONE_LEVEL_V12 = 150
+
+
+def default_power_levels(
+    creator: str, invitees: list[str], invitees_are_admins: bool, *, privileged_creators: bool = False
+) -> dict[str, Any]:
+    """Synapse's default m.room.power_levels. With `privileged_creators` (room v12+) the creator is
+    not listed (creators have infinite power and may not appear in `users`; trusted_private_chat
+    invitees become additional creators instead) and the tombstone level is raised."""
+    users = {} if privileged_creators else {creator: 100}
+    if invitees_are_admins and not privileged_creators:
         users.update({user: 100 for user in invitees})
-    return {
+    content: dict[str, Any] = {
         "users": users,
         "users_default": 0,
         "events": {
@@ -52,6 +62,9 @@ def default_power_levels(creator: str, invitees: list[str], invitees_are_admins:
         "historical": 100,
         "notifications": {"room": 50},
     }
+    if privileged_creators:
+        content["events"]["m.room.tombstone"] = TOMBSTONE_LEVEL_V12
+    return content
 
 
 # State included (stripped) in invites and knocks so the invitee can show the room.

@@ -24,20 +24,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from homeserver.core import ids
 from homeserver.core.errors import MatrixError, forbidden, not_found
 from homeserver.events import constants as c
-from homeserver.events.auth import can_send, parse_power_level
+from homeserver.events.auth import CREATOR_POWER_LEVEL, can_send, parse_power_level, room_creators
 from homeserver.events.room_versions import RoomVersion, get_room_version
 from homeserver.http.requester import Requester
 from homeserver.persist.persister import EventDraft, EventPersister
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.membership import MembershipService
 from homeserver.services.push_rules import PushRulesService
-from homeserver.services.room_presets import default_power_levels
+from homeserver.services.room_presets import TOMBSTONE_LEVEL_V12, default_power_levels
 from homeserver.state.current import CurrentStateCache, RoomSnapshot
 from homeserver.storage.stores.rooms import RoomStore
 
@@ -110,6 +110,60 @@ def _user_level(power_levels: Mapping[str, Any], user_id: str) -> int:
     return default
 
 
+def old_creators(snapshot: RoomSnapshot) -> set[str]:
+    """The old room's privileged creators (room v12+; empty before): they are not listed in its power
+    levels, so an upgrade has to say what they become."""
+    create = snapshot.get(c.CREATE)
+    if create is None or not create.room_version.privileged_creators:
+        return set()
+    return set(room_creators(create))
+
+
+def _power_levels_for_creators(
+    power_levels: dict[str, Any], old: set[str], version: RoomVersion, new: set[str]
+) -> dict[str, Any]:
+    """Power levels for the replacement room: the old room's creators who are not creators of the new
+    one keep admin rights (100) rather than falling to users_default; in a v12+ room the new
+    creators are left out (the auth rules refuse them) and the tombstone level is made higher than
+    state_default (create_room.yaml's rule for v12 rooms)."""
+    content = dict(power_levels)
+    users = dict(content.get("users") or {})
+    for user_id in sorted(old):
+        if not (version.privileged_creators and user_id in new):
+            users.setdefault(user_id, 100)
+    if version.privileged_creators:
+        users = {u: level for u, level in users.items() if u not in new}
+        events = dict(content.get("events") or {})
+        state_default = _int(content.get("state_default"), 50)
+        if _int(events.get(TOMBSTONE), state_default) <= state_default:
+            events[TOMBSTONE] = max(TOMBSTONE_LEVEL_V12, state_default + 1)
+        content["events"] = events
+    content["users"] = users
+    return content
+
+
+class _ReplacementRoomId:
+    """Carries the replacement room's id from its first events to the old room's tombstone.
+
+    The drafts of an upgrade form one atomic unit, built in order. From room v12 the new room's id
+    is only known once its create event is built, so the upgrader's join (the next draft) records
+    the id from the snapshot it is built on, and the tombstone, built last, takes it into its
+    content. Before v12 the recorded id is the one the drafts already use.
+    """
+
+    def __init__(self, provisional: str) -> None:
+        self.room_id = provisional
+
+    def record(self, snapshot: RoomSnapshot) -> None:
+        self.room_id = snapshot.room_id
+
+    def fill(self, tombstone: EventDraft) -> Callable[[RoomSnapshot], None]:
+        def precondition(_: RoomSnapshot) -> None:
+            tombstone.content["replacement_room"] = self.room_id
+
+        return precondition
+
+
 # How long a repeated upgrade request by the same user returns the same replacement room.
 RETRY_WINDOW_MS = 5 * 60 * 1000
 
@@ -154,10 +208,21 @@ class RoomUpgradeService:
             raise MatrixError(400, "M_MISSING_PARAM", "Missing params: ['new_version']")
         requested = body["new_version"]
         version = get_room_version(requested) if isinstance(requested, str) else None
-        if version is None or version.room_ids_as_hashes:
+        if version is None:
             raise MatrixError(
                 400, "M_UNSUPPORTED_ROOM_VERSION", "Your homeserver does not support this room version"
             )
+        additional_creators = body.get("additional_creators", [])
+        if not isinstance(additional_creators, list) or not all(
+            isinstance(u, str) and ids.is_valid_user_id(u) for u in additional_creators
+        ):
+            raise MatrixError(400, "M_BAD_JSON", "'additional_creators' must be a list of user ids")
+        # Only meaningful where the new version has creators besides the upgrader (v12+).
+        extra_creators = (
+            [u for u in dict.fromkeys(additional_creators) if u != requester.user_id]
+            if version.privileged_creators
+            else []
+        )
         if not ids.is_valid_room_id(room_id) or await self.rooms.get_room(room_id) is None:
             raise not_found(f"Unknown room id {room_id}")
         user_id = requester.user_id
@@ -173,7 +238,7 @@ class RoomUpgradeService:
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._running[room_id] = (user_id, future)
         try:
-            new_room_id = await self._upgrade(user_id, room_id, version)
+            new_room_id = await self._upgrade(user_id, room_id, version, extra_creators)
             future.set_result(new_room_id)
             self._recent = {k: v for k, v in self._recent.items() if now - v[1] < RETRY_WINDOW_MS}
             self._recent[(room_id, user_id)] = (new_room_id, self.clock.time_ms())
@@ -185,37 +250,47 @@ class RoomUpgradeService:
         finally:
             del self._running[room_id]
 
-    async def _upgrade(self, user_id: str, old_room_id: str, version: RoomVersion) -> str:
+    async def _upgrade(
+        self, user_id: str, old_room_id: str, version: RoomVersion, extra_creators: list[str]
+    ) -> str:
         snapshot = await self.state.get(old_room_id)
         if snapshot is None:
             raise not_found(f"Unknown room id {old_room_id}")
         if not can_send(user_id, TOMBSTONE, "", snapshot.state):
             raise forbidden("You don't have permission to upgrade this room")
         room = await self.rooms.get_room(old_room_id)
+        # Room v12+: provisional; the replacement room's id derives from its create event, known
+        # only once the persister has built it (see _ReplacementRoomId).
         new_room_id = ids.new_room_id(self.server_name)
-        logger.info(
-            "%s upgrades %s to version %s as %s", user_id, old_room_id, version.identifier, new_room_id
-        )
 
         old_pl_event = snapshot.get(c.POWER_LEVELS)
         original_pl = (
             fixup_power_levels(old_pl_event.content)
             if old_pl_event is not None
-            else default_power_levels(user_id, [], False)
+            else default_power_levels(user_id, [], False, privileged_creators=version.privileged_creators)
+        )
+        original_pl = _power_levels_for_creators(
+            original_pl, old_creators(snapshot), version, {user_id, *extra_creators}
         )
         drafts, raised = await self._replacement_room_drafts(
-            user_id, snapshot, new_room_id, version, original_pl
+            user_id, snapshot, new_room_id, version, original_pl, extra_creators
         )
-        drafts.append(
-            EventDraft(
-                old_room_id,
-                TOMBSTONE,
-                user_id,
-                {"body": "This room has been replaced", "replacement_room": new_room_id},
-                "",
-            )
+        replacement = _ReplacementRoomId(new_room_id)
+        drafts[1].precondition = replacement.record  # the upgrader's join, first event after the create
+        tombstone = EventDraft(
+            old_room_id,
+            TOMBSTONE,
+            user_id,
+            {"body": "This room has been replaced", "replacement_room": new_room_id},
+            "",
         )
-        await self.persister.send(drafts, new_room_version=version)
+        tombstone.precondition = replacement.fill(tombstone)
+        drafts.append(tombstone)
+        persisted = await self.persister.send(drafts, new_room_version=version)
+        new_room_id = persisted[0].event.room_id
+        logger.info(
+            "%s upgraded %s to version %s as %s", user_id, old_room_id, version.identifier, new_room_id
+        )
 
         await self._move_aliases(user_id, snapshot, new_room_id)
         if room is not None and room.is_public:
@@ -235,6 +310,7 @@ class RoomUpgradeService:
         new_room_id: str,
         version: RoomVersion,
         original_pl: dict[str, Any],
+        extra_creators: list[str],
     ) -> tuple[list[EventDraft], bool]:
         """The events creating the replacement room, and whether the upgrader was raised."""
 
@@ -255,16 +331,23 @@ class RoomUpgradeService:
             create_content["type"] = room_type
         if not version.implicit_room_creator:
             create_content["creator"] = user_id
+        if extra_creators:
+            create_content["additional_creators"] = list(extra_creators)
+        creators = {user_id, *extra_creators} if version.privileged_creators else set()
 
         power_levels = fixup_power_levels(original_pl)
         users = power_levels.get("users")
         if not isinstance(users, dict):
             users = power_levels["users"] = {}
-        needed = _level_needed_to_copy_state(power_levels)
-        raised = _user_level(power_levels, user_id) < needed
-        if raised:
-            users[user_id] = needed
-        own_level = _user_level(power_levels, user_id)
+        if version.privileged_creators:
+            raised = False  # the upgrader is a creator: infinite power
+            own_level = CREATOR_POWER_LEVEL
+        else:
+            needed = _level_needed_to_copy_state(power_levels)
+            raised = _user_level(power_levels, user_id) < needed
+            if raised:
+                users[user_id] = needed
+            own_level = _user_level(power_levels, user_id)
 
         drafts = [
             draft(c.CREATE, create_content),
@@ -289,7 +372,7 @@ class RoomUpgradeService:
                     drafts.append(draft(SPACE_CHILD, event.content, state_key))
         for banned in sorted(snapshot.members_with(c.BAN)):
             event = snapshot.get(c.MEMBER, banned)
-            if event is None or _user_level(power_levels, banned) >= own_level:
+            if event is None or banned in creators or _user_level(power_levels, banned) >= own_level:
                 continue  # the auth rules would refuse the ban (and the whole upgrade with it)
             drafts.append(draft(c.MEMBER, event.content, banned))
         return drafts, raised

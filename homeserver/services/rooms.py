@@ -51,7 +51,7 @@ class RoomService:
         if not isinstance(version_id, str):
             raise MatrixError(400, "M_BAD_JSON", "'room_version' must be a string")
         version = get_room_version(version_id)
-        if version is None or version.room_ids_as_hashes:
+        if version is None:
             raise MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", f"Unsupported room version {version_id}")
 
         visibility = body.get("visibility", "private")
@@ -93,6 +93,7 @@ class RoomService:
         for check in self.creation_checks:
             await check(creator, body)
 
+        # Room v12+: a provisional id the drafts share; the room's id derives from its create event.
         room_id = ids.new_room_id(self.server_name)
         alias = None
         alias_localpart = body.get("room_alias_name")
@@ -112,8 +113,14 @@ class RoomService:
         create_content["room_version"] = version.identifier
         if not version.implicit_room_creator:
             create_content["creator"] = creator
+        if version.privileged_creators:
+            additional = _additional_creators(creator, create_content, invites, preset["invitees_are_admins"])
+            if additional:
+                create_content["additional_creators"] = additional
         member_content = await self.membership.member_content(creator, c.JOIN)
-        power_levels = default_power_levels(creator, invites, preset["invitees_are_admins"])
+        power_levels = default_power_levels(
+            creator, invites, preset["invitees_are_admins"], privileged_creators=version.privileged_creators
+        )
         if pl_override:
             power_levels.update(pl_override)
 
@@ -143,6 +150,7 @@ class RoomService:
             drafts.append(draft("m.room.topic", {"topic": body["topic"]}))
 
         persisted = await self.persister.send(drafts, new_room_version=version)
+        room_id = persisted[0].event.room_id
         if alias is not None:
             await self.rooms.insert_alias(alias, room_id, creator, self.clock.time_ms())
         if visibility == "public" and (self.may_publish is None or self.may_publish(creator, room_id, alias)):
@@ -159,3 +167,16 @@ class RoomService:
                 detail={"room_version": version.identifier, "preset": preset_name, "visibility": visibility},
             )
         return room_id, alias
+
+
+def _additional_creators(
+    creator: str, create_content: dict[str, Any], invites: list[str], invitees_are_creators: bool
+) -> list[str]:
+    """Room v12+: creation_content's additional_creators, plus the invitees of trusted_private_chat
+    (create_room.yaml), deduplicated, in order, without the creator. 400 if not a list of user ids
+    (the auth rules would refuse the create event with a less helpful 403)."""
+    given = create_content.get("additional_creators", [])
+    if not isinstance(given, list) or not all(isinstance(u, str) and ids.is_valid_user_id(u) for u in given):
+        raise MatrixError(400, "M_BAD_JSON", "'additional_creators' must be a list of user ids")
+    combined = [*given, *(invites if invitees_are_creators else [])]
+    return [u for u in dict.fromkeys(combined) if u != creator]

@@ -160,8 +160,14 @@ def test_v12_create_event_room_id_is_derived() -> None:
     )
     assert "room_id" not in create.pdu
     assert create.room_id == "!" + create.event_id[1:]
-    with pytest.raises(ValueError):
-        _build(V12, type="m.room.create", state_key="", content={}, prev_event_ids=[], auth_event_ids=[])
+    # A provisional room id (what the persister's drafts share until the create event exists) is
+    # not part of the event.
+    provisional = _build(
+        V12, room_id="!provisional:x", type="m.room.create", state_key="", content={}, prev_event_ids=[],
+        auth_event_ids=[], depth=1,
+    )  # fmt: skip
+    assert "room_id" not in provisional.pdu
+    assert provisional.room_id == "!" + provisional.event_id[1:]
 
 
 # -- Event ------------------------------------------------------------------------------------------

@@ -89,10 +89,7 @@ async def getCapabilities(req: ApiRequest) -> dict[str, Any]:
             "m.change_password": {"enabled": True},
             "m.room_versions": {
                 "default": config.default_room_version or DEFAULT_ROOM_VERSION,
-                # v12 (room ids from create event hashes) is not creatable yet.
-                "available": {
-                    v: "stable" for v, rv in KNOWN_ROOM_VERSIONS.items() if not rv.room_ids_as_hashes
-                },
+                "available": {v: rv.disposition for v, rv in KNOWN_ROOM_VERSIONS.items()},
             },
             "m.set_displayname": {"enabled": True},
             "m.set_avatar_url": {"enabled": True},
