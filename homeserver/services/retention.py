@@ -196,14 +196,16 @@ class RetentionService:
         name = re.sub(r"[^A-Za-z0-9._-]", "_", room_id)
         return os.path.join(self.config.export_dir, f"{name}.jsonl")
 
-    def _export(self, room_id: str, rows: list[str]) -> None:
+    def _export(self, room_id: str, rows: list[tuple[str, str]]) -> None:
+        """Append (event_id, PDU JSON) rows as one JSON object per line: the PDU plus its event_id."""
         path = self.export_path(room_id)
         if path is None:
             return
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "a", encoding="utf-8") as out:
-            for row in rows:
-                out.write(json.dumps(json.loads(row), ensure_ascii=False, separators=(",", ":")) + "\n")
+            for event_id, row in rows:
+                record = {"event_id": event_id, **json.loads(row)}
+                out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
 
     def _local_media(self, rows: list[str]) -> list[str]:
         found: set[str] = set()
@@ -261,10 +263,12 @@ class _RetentionPurgeJob:
             )
             return Step(progress, done=True)
         ids = [event_id for event_id, _, _ in batch]
-        related = await s.store.list_related(room_id, ids, keep=keep)
-        rows = [row for _, _, row in batch] + [row for _, row in related]
-        all_ids = ids + [event_id for event_id, _ in related]
-        s._export(room_id, rows)
+        in_batch = set(ids)
+        related = [r for r in await s.store.list_related(room_id, ids, keep=keep) if r[0] not in in_batch]
+        pairs = [(event_id, row) for event_id, _, row in batch] + related
+        all_ids = [event_id for event_id, _ in pairs]
+        rows = [row for _, row in pairs]
+        s._export(room_id, pairs)
         progress.update(
             after=batch[-1][1],
             deleted=int(progress.get("deleted", 0)) + len(all_ids),
