@@ -108,7 +108,9 @@ async def test_server_default_hides_then_purges(
 
     # The room still works: state intact, new members join, messages flow.
     state = await alice.call("GET", f"{V3}/rooms/{q(room)}/state")
-    assert {"m.room.create", "m.room.power_levels", "m.room.name", "m.room.avatar"} <= {e["type"] for e in state}
+    assert {"m.room.create", "m.room.power_levels", "m.room.name", "m.room.avatar"} <= {
+        e["type"] for e in state
+    }
     carol = await User.new(client, "carol")
     await carol.join(room)
     await carol.say(room, "hello")
