@@ -102,24 +102,29 @@ class RetentionService:
 
     # -- policy --------------------------------------------------------------------------------------
 
-    async def policy(self, room_id: str) -> Policy:
-        """The room's policy with the server default filled in (uncapped)."""
-        snapshot = await self.state.get(room_id)
-        event = snapshot.get(RETENTION) if snapshot is not None else None
-        if event is None:
-            return Policy(self.config.default_min_lifetime, self.config.default_max_lifetime)
-        min_lifetime = _lifetime(event.content, "min_lifetime")
-        max_lifetime = _lifetime(event.content, "max_lifetime")
+    def policy_of(self, content: Any) -> Policy:
+        """A room's policy from its m.room.retention content (None: no such event), with the
+        server default filling what it leaves out (uncapped)."""
+        min_lifetime = _lifetime(content, "min_lifetime")
+        max_lifetime = _lifetime(content, "max_lifetime")
         return Policy(
             self.config.default_min_lifetime if min_lifetime is None else min_lifetime,
             self.config.default_max_lifetime if max_lifetime is None else max_lifetime,
         )
 
+    async def policy(self, room_id: str) -> Policy:
+        # The room's current state is cached in memory (and kept current by the persister).
+        snapshot = await self.state.get(room_id)
+        event = snapshot.get(RETENTION) if snapshot is not None else None
+        return self.policy_of(event.content if event is not None else None)
+
     async def max_lifetime(self, room_id: str) -> int | None:
         """The effective max_lifetime (capped into the allowed range), None: keep forever."""
         if not self.config.enabled:
             return None
-        lifetime = (await self.policy(room_id)).max_lifetime
+        return self._capped((await self.policy(room_id)).max_lifetime)
+
+    def _capped(self, lifetime: int | None) -> int | None:
         if lifetime is None:
             return None
         if self.config.allowed_lifetime_min is not None:
@@ -177,10 +182,16 @@ class RetentionService:
         running = {
             job.subject for job in await self.jobs.store.list_jobs(kind=RETENTION_PURGE, statuses=UNFINISHED)
         }
-        for room_id in await self.store.list_room_ids():
+        contents = await self.store.list_retention_contents()
+        # Without a default max_lifetime only rooms with their own policy can expire.
+        if self.config.default_max_lifetime is None:
+            room_ids = sorted(contents)
+        else:
+            room_ids = await self.store.list_room_ids()
+        for room_id in room_ids:
             if room_id in running:
                 continue
-            lifetime = await self.max_lifetime(room_id)
+            lifetime = self._capped(self.policy_of(contents.get(room_id)).max_lifetime)
             if lifetime is None or not self._in_range(spec, lifetime):
                 continue
             params = {"room_id": room_id, "before_ts": self.clock.time_ms() - lifetime}

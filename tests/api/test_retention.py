@@ -10,7 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from homeserver.app import create_app_from_config
+from homeserver.config.errors import ConfigError
 from homeserver.config.sections import HomeserverConfig
 from homeserver.core.clock import FakeClock
 
@@ -178,3 +181,42 @@ async def test_retention_disabled_keeps_everything(aiohttp_client: Any, tmp_path
     await alice.say(room, "new")
     assert _bodies(await alice.messages(room)) == ["new", "old"]
     assert await services_of(client).retention.schedule_purges() == []
+
+
+async def test_purge_jobs_split_rooms_by_max_lifetime(aiohttp_client: Any, tmp_path: Path) -> None:
+    config = make_config(
+        tmp_path,
+        retention={
+            "enabled": True,
+            "default_policy": {"max_lifetime": "30d"},
+            "purge_jobs": [
+                {"longest_max_lifetime": "3d", "interval": "12h"},
+                {"shortest_max_lifetime": "3d", "interval": "1d"},
+            ],
+        },
+    )
+    client, _clock = await _start(aiohttp_client, config)
+    services = services_of(client)
+    short_spec, long_spec = services.config.compliance.retention.purge_jobs
+    assert (short_spec.interval, long_spec.interval) == (12 * 3600 * 1000, DAY)
+    alice = await User.new(client, "alice")
+    short = await alice.create_room()
+    await alice.state(short, "m.room.retention", {"max_lifetime": DAY})
+    default = await alice.create_room()
+    jobs = await services.retention.schedule_purges(short_spec)
+    assert [job.subject for job in jobs] == [short]
+    for job in jobs:
+        await services.jobs.wait(job.job_id)
+    jobs = await services.retention.schedule_purges(long_spec)
+    assert [job.subject for job in jobs] == [default]
+    for job in jobs:
+        await services.jobs.wait(job.job_id)
+
+
+def test_retention_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="min_lifetime"):
+        make_config(tmp_path, retention={"default_policy": {"min_lifetime": "2d", "max_lifetime": "1d"}})
+    with pytest.raises(ConfigError, match="allowed_lifetime_min"):
+        make_config(tmp_path, retention={"allowed_lifetime_min": "2d", "allowed_lifetime_max": "1d"})
+    with pytest.raises(ConfigError, match=r"retention\.purge_jobs"):
+        make_config(tmp_path, retention={"purge_jobs": [{"interval": "often"}]})

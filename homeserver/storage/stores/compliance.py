@@ -113,6 +113,15 @@ class ComplianceStore:
     async def list_room_ids(self) -> list[str]:
         return [r[0] for r in await self.db.fetch("SELECT room_id FROM rooms ORDER BY room_id")]
 
+    async def list_retention_contents(self) -> dict[str, Any]:
+        """The content of every room's current m.room.retention event (one query for all rooms,
+        so scheduling purges never loads whole room states)."""
+        rows = await self.db.fetch(
+            "SELECT c.room_id, e.json FROM current_state c JOIN events e ON e.event_id = c.event_id"
+            " WHERE c.type = 'm.room.retention' AND c.state_key = ''"
+        )
+        return {r[0]: hjson.loads(r[1]).get("content") for r in rows}
+
     async def list_expired_batch(
         self, room_id: str, *, before_ts: int, after: int, keep: int, limit: int
     ) -> list[tuple[str, int, str]]:
