@@ -118,6 +118,7 @@ async def test_server_default_hides_then_purges(
     await carol.join(room)
     await carol.say(room, "hello")
     assert _bodies(await bob.messages(room)) == ["hello", "new notice 숙제"]
+    assert _bodies(await bob.timeline(room)) == ["new notice 숙제", "hello"]
     # A second run finds nothing more to delete.
     assert [p.get("deleted", 0) for p in await _purge(client)] == [0]
 
