@@ -50,6 +50,11 @@ async def test_erased_user_is_redacted_for_new_members_and_their_data_is_gone(
         },
     )
 
+    master = {"user_id": alice.user_id, "usage": ["master"], "keys": {"ed25519:" + "A" * 43: "A" * 43}}
+    await alice.call("POST", f"{V3}/keys/device_signing/upload", {"master_key": master})
+    backup = {"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": {"public_key": "abc"}}
+    await alice.call("POST", f"{V3}/room_keys/version", backup)
+
     # The export before erasure holds what the server keeps about her.
     export = await admin.call("GET", f"{ADMIN}/users/{q(alice.user_id)}/export")
     assert export["user_id"] == alice.user_id
@@ -61,6 +66,11 @@ async def test_erased_user_is_redacted_for_new_members_and_their_data_is_gone(
     assert {"room_id": room, "membership": "join"} in export["rooms"]
     await alice.call("GET", f"{ADMIN}/users/{q(alice.user_id)}/export", expect=403)
     await admin.call("GET", f"{ADMIN}/users/{q('@nobody:test.local')}/export", expect=404)
+
+    db = services_of(client).db
+    for table in ("e2e_cross_signing_keys", "e2e_room_keys_versions", "user_directory"):
+        count = await db.fetchval(f"SELECT COUNT(*) FROM {table} WHERE user_id = $1", alice.user_id)
+        assert count > 0, table  # present before, so the check after erasure means something
 
     await _deactivate(alice, erase=True)
 
@@ -84,8 +94,7 @@ async def test_erased_user_is_redacted_for_new_members_and_their_data_is_gone(
     after = await services.erasure.store.export_user(alice.user_id)
     assert after["account_data"] == [] and after["pushers"] == [] and after["media"] == []
     assert after["devices"] == []
-    db = services.db
-    for table in ("e2e_device_keys", "e2e_cross_signing_keys", "user_directory", "push_rules"):
+    for table in ("e2e_device_keys", "e2e_cross_signing_keys", "e2e_room_keys_versions", "user_directory"):
         count = await db.fetchval(f"SELECT COUNT(*) FROM {table} WHERE user_id = $1", alice.user_id)
         assert count == 0, table
     found = await bob.call("POST", f"{V3}/user_directory/search", {"search_term": "alice"})
