@@ -9,6 +9,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from homeserver.api.admin import background_updates as admin_background_updates
+from homeserver.api.admin import compliance as admin_compliance
 from homeserver.api.admin import media as admin_media
 from homeserver.api.admin import register as admin_register
 from homeserver.api.admin import rooms as admin_rooms
@@ -81,6 +82,7 @@ CLIENT_ROUTERS: tuple[Router, ...] = (
     devices.routes,
     profile.routes,
     admin_register.routes,
+    admin_compliance.routes,
     user_admin.routes,
     admin_rooms.routes,
     admin_media.routes,

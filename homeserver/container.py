@@ -7,6 +7,7 @@ their collaborators through their constructors.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,7 @@ from homeserver.services.device_lists import DeviceListService
 from homeserver.services.devices import DeviceService
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2eKeysService
+from homeserver.services.erasure import ErasureService
 from homeserver.services.filters import FilterService
 from homeserver.services.ignore import IgnoreService
 from homeserver.services.key_backup import KeyBackupService
@@ -67,6 +69,7 @@ from homeserver.services.receipts import ReceiptService
 from homeserver.services.registration_tokens import RegistrationTokenService
 from homeserver.services.reports import ReportService
 from homeserver.services.restrictions import UserRestrictions
+from homeserver.services.retention import RetentionService
 from homeserver.services.room_access import RoomAccess
 from homeserver.services.room_deletion import RoomDeletionService
 from homeserver.services.room_reads import RoomReadService
@@ -98,6 +101,7 @@ from homeserver.storage.stores.admin_rooms import AdminRoomStore
 from homeserver.storage.stores.admin_users import AdminUserStore
 from homeserver.storage.stores.audit import AuditStore
 from homeserver.storage.stores.client_ips import ClientIpStore
+from homeserver.storage.stores.compliance import ComplianceStore
 from homeserver.storage.stores.devices import DeviceStore
 from homeserver.storage.stores.directory import DirectoryStore
 from homeserver.storage.stores.e2e import E2eStore
@@ -340,6 +344,7 @@ class Services:
         self._build_client_services()
         self._build_admin()
         self._build_admin_users()
+        self._build_compliance()
         self._wire_hooks()
         self._wire_metrics()
 
@@ -437,6 +442,39 @@ class Services:
         self.remote_queries = RemoteQueries(self.federation_client)
         self.federation_ratelimiter = FederationRateLimiter(clock, config.rc_federation)
         self.profiles.remote_lookup = self.remote_queries.profile
+
+    def _build_compliance(self) -> None:
+        """Retention (hide, then purge expired events), GDPR erasure and search masking."""
+        config = self.config.compliance
+        store = ComplianceStore(self.db)
+        self.retention = RetentionService(
+            config.retention,
+            self.jobs,
+            store,
+            AdminRoomStore(self.db),
+            SearchStore(self.db),
+            self.events,
+            self.state,
+            self.media,
+            self.clock,
+            server_name=self.config.server_name,
+            audit=self.admin_audit,
+        )
+        self.erasure = ErasureService(
+            self.db, store, self.users, self.media, self.clock, audit=self.admin_audit
+        )
+        if config.retention.enabled:
+            self.visibility.retention_cutoff = self.retention.cutoff
+        self.visibility.erased_senders = self.erasure.erased_among
+        self.erasure.erased_hooks.append(self._forget_erased)
+        self.accounts.erase_hooks.append(self._erase_deactivated)
+        self.search.mask_patterns = [re.compile(p) for p in config.search_mask_patterns]
+
+    async def _erase_deactivated(self, user_id: str) -> None:
+        await self.erasure.erase_user(user_id)
+
+    async def _forget_erased(self, user_id: str) -> None:
+        self.push_rules.invalidate(user_id)
 
     def _build_notifications(self) -> None:
         """Push-rule evaluation at persistence, unread counts in /sync, GET /notifications."""
@@ -763,11 +801,13 @@ class Services:
         self.client_ips.start()
         self.loop_lag.start()
         await self.jobs.start()  # after the persister: jobs send events
+        self.retention.start()
 
     async def stop(self) -> None:
         self.loop_lag.stop()
         await self.audit.stop()
         await self.content_policy.drain()
+        await self.retention.stop()
         await self.jobs.stop()  # unfinished jobs resume at the next start
         await self.persister.stop()
         await self.client_ips.stop()

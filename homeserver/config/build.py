@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from homeserver.config import defaults as d
+from homeserver.config.compliance import read_compliance
 from homeserver.config.database import read_database, read_redis, read_secret_file
 from homeserver.config.errors import ConfigError
 from homeserver.config.federation import read_federation_config
@@ -200,6 +201,7 @@ def _build(root: Section, raw: Mapping[str, Any], config_files: tuple[str, ...])
         unknown_keys=(),
         extras=MappingProxyType(copy.deepcopy(dict(raw))),
         server_notices=_server_notices(root),
+        compliance=read_compliance(root),
     )
     unknown = root.unread_paths(d.IGNORED_KEYS) + unsupported
     return dataclasses.replace(config, unknown_keys=tuple(sorted(unknown)))

@@ -415,6 +415,30 @@ require_membership_for_aliases: true
 #  room_topic: Messages from the server administrators
 #  auto_join: false
 
+## Retention and compliance ##
+
+# Message retention (MSC1763, docs/retention-erasure.md). Non-state events older than the room's
+# max_lifetime (its m.room.retention, else default_policy, capped into the allowed range) are
+# hidden from clients at once and deleted by the purge jobs. export_dir (ours): expired events
+# are appended there as JSON lines, one file per room, before they are deleted.
+#retention:
+#  enabled: true
+#  default_policy:
+#    min_lifetime: 1d
+#    max_lifetime: 30d
+#  allowed_lifetime_min: 1d
+#  allowed_lifetime_max: 1y
+#  purge_jobs:
+#    - longest_max_lifetime: 3d
+#      interval: 12h
+#    - shortest_max_lifetime: 3d
+#      interval: 1d
+#  export_dir: /var/lib/homeserver/retention-archive
+
+# Regexes masked with '*' in search results (highlights and result bodies), e.g. phone numbers.
+#search_mask_patterns:
+#  - '01[016789]-?\\d{3,4}-?\\d{4}'
+
 ## Moderation ##
 
 # Refuse (or redact) messages, room names and topics containing these words. Case-insensitive;

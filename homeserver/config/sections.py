@@ -295,6 +295,37 @@ class RoomCreationConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RetentionPurgeJob:
+    """One entry of `retention.purge_jobs`: rooms whose max_lifetime lies in the (inclusive) range
+    are purged every `interval` ms. None bounds are open."""
+
+    shortest_max_lifetime: int | None
+    longest_max_lifetime: int | None
+    interval: int
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionConfig:
+    """Synapse's `retention` section (MSC1763), plus `export_dir` (ours): where expired events are
+    written as JSON lines, one file per room, before they are purged."""
+
+    enabled: bool = False
+    default_min_lifetime: int | None = None
+    default_max_lifetime: int | None = None
+    allowed_lifetime_min: int | None = None
+    allowed_lifetime_max: int | None = None
+    purge_jobs: tuple[RetentionPurgeJob, ...] = ()
+    export_dir: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ComplianceConfig:
+    retention: RetentionConfig = RetentionConfig()
+    # Regexes whose matches are masked in search results (highlights and result bodies).
+    search_mask_patterns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class HomeserverConfig:
     """The whole, validated configuration. Build it with `load_config()`."""
 
@@ -400,6 +431,7 @@ class HomeserverConfig:
     extras: Mapping[str, Any] = field(repr=False)  # the raw merged mapping, for later sections
     # -- admin
     server_notices: ServerNoticesConfig | None = None  # None: server notices are not configured
+    compliance: ComplianceConfig = ComplianceConfig()  # retention, search masking
 
     def serves_metrics(self, listener: ListenerConfig) -> bool:
         """Whether /metrics is served on this listener (needs `enable_metrics`, as in Synapse)."""
@@ -411,3 +443,4 @@ class HomeserverConfig:
 
     def may_create_alias(self, user_id: str, room_id: str, alias: str) -> bool:
         return first_matching_action(self.alias_creation_rules, user_id, room_id, [alias])
+

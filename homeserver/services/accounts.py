@@ -100,6 +100,8 @@ class AccountService:
         self.devices_deleted_hooks: list[DeviceHook] = []
         self.device_created_hooks: list[DeviceHook] = []
         self.deactivated_hooks: list[UserHook] = []
+        # GDPR erasure (services/erasure.py), run after deactivation when `erase` is asked for.
+        self.erase_hooks: list[UserHook] = []
         self.registered_hooks: list[UserHook] = []
         self.profile_changed_hooks: list[UserHook] = []
 
@@ -463,6 +465,9 @@ class AccountService:
         await self._run_device_hooks(self.devices_deleted_hooks, user_id, device_ids)
         for hook in self.deactivated_hooks:
             await hook(user_id)
+        if erase:
+            for hook in self.erase_hooks:
+                await hook(user_id)
 
     async def run_device_created_hooks(self, user_id: str, device_ids: list[str]) -> None:
         await self._run_device_hooks(self.device_created_hooks, user_id, device_ids)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -173,6 +174,8 @@ class SearchService:
         self.state = state
         self.state_ids_at = state_ids_at
         self.current_position = current_position
+        # Set by the composition root from `search_mask_patterns`.
+        self.mask_patterns: list[re.Pattern[str]] = []
 
     async def start(self) -> None:
         for problem in await self.store.check_engine():
@@ -264,8 +267,11 @@ class SearchService:
             by_room.setdefault(hit.room_id, []).append(stored)
         visible: dict[str, StoredEvent] = {}
         for room_id, candidates in by_room.items():
+            originals = {id(s) for s in candidates}
             for stored in await self.visibility.filter_events(user_id, room_id, candidates):
-                visible[stored.event_id] = stored
+                # A pruned copy (erased sender) has no text left to match: never a search hit.
+                if id(stored) in originals:
+                    visible[stored.event_id] = stored
         return visible
 
     async def _indexed(
@@ -379,8 +385,11 @@ class SearchService:
         body: dict[str, Any] = {
             "results": results,
             "count": found.count,
-            "highlights": [t.text for t in terms],
+            "highlights": [self._mask(t.text) for t in terms],
         }
+        if self.mask_patterns:
+            for entry in results:
+                self._mask_event(entry["result"])
         if found.next_batch is not None:
             body["next_batch"] = found.next_batch.serialize()
         if criteria.group_by:
@@ -388,6 +397,24 @@ class SearchService:
         if criteria.include_state and by_room:
             body["state"] = {room_id: await self._room_state(user_id, room_id) for room_id in by_room}
         return body
+
+    def _mask(self, text: str) -> str:
+        """`search_mask_patterns`: every match becomes as many '*' (personal data in results)."""
+        for pattern in self.mask_patterns:
+            text = pattern.sub(lambda m: "*" * len(m.group(0)), text)
+        return text
+
+    def _mask_event(self, event: dict[str, Any]) -> None:
+        content = event.get("content")
+        if not isinstance(content, dict):
+            return
+        masked = dict(content)
+        for key in ("body", "formatted_body", "name", "topic"):
+            value = masked.get(key)
+            if isinstance(value, str):
+                masked[key] = self._mask(value)
+        # A fresh dict: the serialised event may be shared with caches.
+        event["content"] = masked
 
     @staticmethod
     def _groups(group_by: Sequence[str], found: _Found) -> dict[str, Any]:

@@ -3,12 +3,17 @@
 For an event, with the history visibility and the user's membership at that event:
 world_readable → visible; joined → visible; shared → visible if the user is, or became, joined
 after the event; invited → visible if the user was invited; otherwise hidden.
+
+Two compliance rules come on top (services/retention.py, services/erasure.py), as in Synapse's
+`filter_events_for_client`: non-state events older than the room's retention cutoff are hidden;
+events of erased senders are served pruned unless the user was joined when they were sent.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import replace
 
 from homeserver.core.streams import EventsRow, StreamRow
 from homeserver.events import constants as c
@@ -26,6 +31,10 @@ class VisibilityService:
         self._histories: dict[tuple[str, str, str], History] = {}
         # Optional (services/ignore.py): the users a user ignores; their non-state events are hidden.
         self.ignored_users: Callable[[str], Awaitable[frozenset[str]]] | None = None
+        # Optional (services/retention.py): the oldest origin_server_ts a room's readers may see.
+        self.retention_cutoff: Callable[[str], Awaitable[int | None]] | None = None
+        # Optional (services/erasure.py): which of these senders are erased.
+        self.erased_senders: Callable[[Iterable[str]], Awaitable[set[str]]] | None = None
 
     def invalidate(self, room_id: str, type: str, state_key: str) -> None:
         self._histories.pop((room_id, type, state_key), None)
@@ -67,24 +76,40 @@ class VisibilityService:
         join_positions = [p for p, m in member_history if m == c.JOIN]
         last_join = join_positions[-1] if join_positions else None
 
+        cutoff = await self.retention_cutoff(room_id) if self.retention_cutoff is not None else None
+        erased = (
+            await self.erased_senders({s.event.sender for s in events})
+            if self.erased_senders is not None
+            else set()
+        )
+
         visible = []
         for stored in events:
             pos = stored.stream_ordering
             event = stored.event
+            if cutoff is not None and event.state_key is None and event.origin_server_ts < cutoff:
+                continue  # expired under the room's retention policy (MSC1763: never state)
             if event.type == c.MEMBER and event.state_key == user_id:
                 visible.append(stored)  # a user always sees their own membership changes
                 continue
             hv = self._value_before(hv_history, hv_positions, pos) or "shared"
-            if hv == "world_readable":
+            sender_erased = event.sender in erased
+            if hv == "world_readable" and not sender_erased:
                 visible.append(stored)
                 continue
             membership = self._value_before(member_history, member_positions, pos)
-            if membership == c.JOIN:
-                visible.append(stored)
-            elif hv == "shared" and last_join is not None and last_join > pos:
-                visible.append(stored)
-            elif hv == "invited" and membership == c.INVITE:
-                visible.append(stored)
+            joined = membership == c.JOIN
+            if not (
+                joined
+                or hv == "world_readable"
+                or (hv == "shared" and last_join is not None and last_join > pos)
+                or (hv == "invited" and membership == c.INVITE)
+            ):
+                continue
+            if sender_erased and not joined:
+                # Synapse: readers who were not joined at the time only get the redacted form.
+                stored = replace(stored, event=event.redacted())
+            visible.append(stored)
         if self.ignored_users is not None and visible:
             ignored = await self.ignored_users(user_id)
             if ignored:
