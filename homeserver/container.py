@@ -11,9 +11,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from homeserver.appservice.loading import load_registrations
 from homeserver.appservice.registry import InMemoryAppServiceRegistry
 from homeserver.config.sections import HomeserverConfig, RateLimit
 from homeserver.core.clock import Clock
+from homeserver.core.errors import MatrixError
 from homeserver.crypto.keyring import InMemoryKeyring, ServerVerifyKey
 from homeserver.crypto.keys import load_or_create_signing_key
 from homeserver.http.ratelimit import Bucket, RateLimiter
@@ -175,7 +177,9 @@ class Services:
 
         # who is asking: appservice tokens (registration files load into this registry) and the
         # verify keys of other servers for X-Matrix (federation will fetch remote keys)
-        self.appservices = InMemoryAppServiceRegistry()
+        self.appservices = InMemoryAppServiceRegistry(
+            load_registrations(config.app_service_config_files, config.server_name)
+        )
         self.keyring = InMemoryKeyring()
 
         # services
@@ -614,10 +618,26 @@ class Services:
         await self.search.start()
         if self.role == "main":
             await self.user_directory.start()
+            await self._register_appservice_senders()
         self.persister.start()
         self.client_ips.start()
         self.loop_lag.start()
         await self.jobs.start()  # after the persister: jobs send events
+
+    async def _register_appservice_senders(self) -> None:
+        # Each appservice acts as its `sender_localpart` user, which must exist like any other
+        # (profile, memberships); it is created on the first start after the registration is added.
+        for service in self.appservices.all():
+            if await self.users.get_user(service.sender) is not None:
+                continue
+            localpart = service.sender[1:].split(":", 1)[0]
+            try:
+                await self.accounts.register(
+                    localpart, None, inhibit_login=True, appservice_id=service.id, validate_localpart=False
+                )
+            except MatrixError as exc:
+                if exc.errcode != "M_USER_IN_USE":  # another process got there first: fine
+                    raise
 
     async def stop(self) -> None:
         self.loop_lag.stop()

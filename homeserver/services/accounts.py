@@ -131,8 +131,12 @@ class AccountService:
         appservice_id: str | None = None,
         want_refresh_token: bool = False,
         in_transaction: Callable[[Any], Awaitable[None]] | None = None,
+        validate_localpart: bool = True,
     ) -> tuple[str, LoginResult | None]:
-        self.check_new_localpart(localpart)
+        # Appservices own their namespaces (bridges use `_prefix_` ids), so the ordinary-user
+        # localpart rules do not apply to the users they register.
+        if validate_localpart:
+            self.check_new_localpart(localpart)
         if password is not None and len(password) > MAX_PASSWORD_LENGTH:
             raise MatrixError(400, "M_INVALID_PARAM", "Password too long")
         user_id = self.user_id_for(localpart)
