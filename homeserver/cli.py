@@ -25,9 +25,8 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from homeserver.config import ConfigError, load_config
-
     from homeserver.appservice.loading import load_registrations
+    from homeserver.config import ConfigError, load_config
 
     try:
         config = load_config(args.config)

@@ -79,7 +79,7 @@ def test_bad_registration_names_file_and_key(tmp_path: Path, old: str, new: str,
 
 
 def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="nope.yaml"):
+    with pytest.raises(ConfigError, match=r"nope\.yaml"):
         load_registrations([str(tmp_path / "nope.yaml")], "example.org")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_registrations([_write(tmp_path, "y.yaml", "id: [")], "example.org")
