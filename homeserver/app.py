@@ -54,7 +54,8 @@ from homeserver.api.client import (
 from homeserver.api.media import authed_content_repo, content_repo
 from homeserver.config.sections import HomeserverConfig, ListenerConfig
 from homeserver.core.clock import Clock
-from homeserver.http.auth import authenticate
+from homeserver.core.errors import MatrixError
+from homeserver.http.auth import authenticate, extract_access_token
 from homeserver.http.forwarded import forwarded_middleware
 from homeserver.http.limits import check_declared_length, expect_handler
 from homeserver.http.metrics import note_client
@@ -119,6 +120,13 @@ ALL_RESOURCES = ("client", "federation", "media", "metrics")
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
 
+def _token_or_none(request: web.Request) -> str | None:
+    try:
+        return extract_access_token(request)
+    except MatrixError:  # a malformed header: authentication (if the route has any) said so already
+        return None
+
+
 def _wrap(route: Route, body_limit: int) -> Any:
     handler = route.handler
     auth_kind = route.auth
@@ -136,7 +144,9 @@ def _wrap(route: Route, body_limit: int) -> Any:
             )
         note_client(request.remote, api_request.requester.user_id if api_request.requester else None)
         if limit is not None:
-            services.check_route_ratelimit(limit, request.remote or "", api_request.requester)
+            services.check_route_ratelimit(
+                limit, request.remote or "", api_request.requester, _token_or_none(request)
+            )
         check_path_and_query(request.match_info, request.query.items())
         result = await handler(api_request)
         if isinstance(result, web.StreamResponse):

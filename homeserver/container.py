@@ -137,14 +137,13 @@ class RouteLimit:
 
     limit: Callable[[HomeserverConfig], RateLimit]  # the config's bucket
     by_ip: bool = False  # keyed by client IP; else by user, and anonymous requests pass
-    exempt_appservices: bool = False
     bucket_name: str | None = None  # the limiter's name when it differs from the route's
 
 
 ROUTE_RATE_LIMITS: dict[str, RouteLimit] = {
     "login": RouteLimit(lambda c: c.rc_login.address, by_ip=True, bucket_name="login_address"),
     "registration": RouteLimit(lambda c: c.rc_registration, by_ip=True),
-    "message": RouteLimit(lambda c: c.rc_message, exempt_appservices=True),
+    "message": RouteLimit(lambda c: c.rc_message),
     "media_create": RouteLimit(lambda c: c.rc_media_create),
     "url_preview": RouteLimit(lambda c: c.media.rc_url_preview),
     "user_directory": RouteLimit(lambda c: c.rc_user_directory),
@@ -652,11 +651,16 @@ class Services:
 
     # -- route-declared rate limits ------------------------------------------------------------
 
-    def check_route_ratelimit(self, name: str, client_ip: str, requester: Requester | None) -> None:
+    def check_route_ratelimit(
+        self, name: str, client_ip: str, requester: Requester | None, access_token: str | None = None
+    ) -> None:
         route_limit = ROUTE_RATE_LIMITS[name]
+        service = self.appservices.get_by_token(access_token) if access_token else None
+        if service is not None and not service.rate_limited:
+            return  # as Synapse: requests with a `rate_limited: false` appservice's token are never limited
         if route_limit.by_ip:
             key = client_ip
-        elif requester is None or (route_limit.exempt_appservices and requester.app_service_id is not None):
+        elif requester is None:
             return
         else:
             key = requester.user_id

@@ -52,6 +52,8 @@ class EventDraft:
     unsigned_extra: dict[str, Any] | None = None
     # Extra check run against the room snapshot just before building (e.g. "must still be joined").
     precondition: Callable[[RoomSnapshot], None] | None = None
+    # An appservice's `?ts=` (timestamp massaging); None: now.
+    origin_server_ts: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +264,9 @@ class EventPersister:
             prev_event_ids=list(snapshot.extremities),
             auth_event_ids=[e.event_id for e in auth_state.values()],
             depth=snapshot.depth + 1,
-            origin_server_ts=self.clock.time_ms(),
+            origin_server_ts=(
+                draft.origin_server_ts if draft.origin_server_ts is not None else self.clock.time_ms()
+            ),
             server_name=self.server_name,
             signing_key=self.signing_key,
             redacts=draft.redacts,
