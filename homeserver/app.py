@@ -17,6 +17,7 @@ from homeserver.api.admin import user_admin
 from homeserver.api.client import (
     account,
     account_data,
+    appservice,
     cross_signing,
     devices,
     directory,
@@ -69,6 +70,7 @@ SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
 
 CLIENT_ROUTERS: tuple[Router, ...] = (
     versions.routes,
+    appservice.routes,
     registration.routes,
     login.routes,
     account.routes,

@@ -11,7 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from homeserver.appservice.api import AppServiceApi
 from homeserver.appservice.loading import load_registrations
+from homeserver.appservice.queries import AppServiceQueries
 from homeserver.appservice.registry import InMemoryAppServiceRegistry
 from homeserver.config.sections import HomeserverConfig, RateLimit
 from homeserver.core.clock import Clock
@@ -183,9 +185,12 @@ class Services:
 
         # services
         self.auth = AuthService(self.device_store, self.users, self.appservices, clock)
+        self.appservice_api = AppServiceApi()
+        self.appservice_queries = AppServiceQueries(self.appservices, self.appservice_api)
         self.client_ips = ClientIpTracker(ClientIpStore(db), clock)
         self.uia = UiaService(self.uia_store, clock)
         self.profiles = ProfileService(self.users)
+        self.profiles.unknown_user_query = self.appservice_queries.query_user
         self.server_admins = ServerAdminService(self.users, self.auth, server_name=config.server_name)
         self.hasher = PasswordHasher(rounds=config.bcrypt_rounds)
         self.accounts = AccountService(
@@ -265,6 +270,7 @@ class Services:
             require_membership_for_aliases=config.require_membership_for_aliases,
             enable_room_list_search=config.enable_room_list_search,
         )
+        self.directory.unknown_alias_query = self.appservice_queries.query_alias
         self.spaces = SpaceHierarchyService(self.directory, self.memberships)
         self.sync = SyncService(
             self.notifier,
@@ -647,6 +653,7 @@ class Services:
         self.typing.stop()
         await self.presence.stop()
         await self.media.close()
+        await self.appservice_api.close()
         await self.db.close()
 
     # -- route-declared rate limits ------------------------------------------------------------

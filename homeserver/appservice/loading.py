@@ -99,9 +99,7 @@ def parse_registration(path: str, info: Any, server_name: str) -> ApplicationSer
         ),
         protocols=tuple(protocols or ()),
         msc3202=bool(info.get("org.matrix.msc3202", False)),
-        push_to_device=bool(
-            info.get("push_to_device", info.get("org.matrix.msc2409.push_to_device", False))
-        ),
+        push_to_device=bool(info.get("push_to_device", info.get("org.matrix.msc2409.push_to_device", False))),
     )
 
 

@@ -290,6 +290,8 @@ class DirectoryService:
         self.send_state = send_state
         self.require_membership_for_aliases = require_membership_for_aliases
         self.enable_room_list_search = enable_room_list_search
+        # Asks appservices about aliases in their namespaces that do not exist yet (may create them).
+        self.unknown_alias_query: Callable[[str], Awaitable[bool]] | None = None
 
     def _is_local(self, alias: str) -> bool:
         return ids.server_of(alias) == self.server_name
@@ -303,6 +305,8 @@ class DirectoryService:
         if not self._is_local(alias):
             raise not_found(f"Room alias {alias} not found: this server does not federate")
         found = await self.rooms.get_alias(alias)
+        if found is None and self.unknown_alias_query is not None and await self.unknown_alias_query(alias):
+            found = await self.rooms.get_alias(alias)  # the appservice created it just now
         if found is None:
             raise not_found(f"Room alias {alias} not found")
         return found[0]

@@ -17,9 +17,13 @@ class ProfileService:
     def __init__(self, users: UserStore) -> None:
         self.users = users
         self.changed_hooks: list[ProfileHook] = []
+        # Asks appservices about users in their namespaces that do not exist yet (may create them).
+        self.unknown_user_query: Callable[[str], Awaitable[bool]] | None = None
 
     async def get_profile(self, user_id: str) -> Profile:
         profile = await self.users.get_profile(user_id)
+        if profile is None and self.unknown_user_query is not None and await self.unknown_user_query(user_id):
+            profile = await self.users.get_profile(user_id)
         if profile is None:
             raise not_found("Profile was not found")
         return profile
