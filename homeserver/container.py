@@ -6,6 +6,7 @@ their collaborators through their constructors.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any
 from homeserver.appservice.api import AppServiceApi
 from homeserver.appservice.loading import load_registrations
 from homeserver.appservice.queries import AppServiceQueries
-from homeserver.appservice.registry import InMemoryAppServiceRegistry
+from homeserver.appservice.registry import InMemoryAppServiceRegistry, check_user_id_not_exclusive
 from homeserver.config.sections import HomeserverConfig, RateLimit
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError
@@ -210,6 +211,7 @@ class Services:
             rc_login_account=bucket(config.rc_login.account),
             rc_login_failed=bucket(config.rc_login.failed_attempts),
         )
+        self.accounts.reserved_user_check = functools.partial(check_user_id_not_exclusive, self.appservices)
 
         # rooms and events
         server_name = config.server_name

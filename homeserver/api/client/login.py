@@ -42,18 +42,7 @@ async def _appservice_login(req: ApiRequest, body: dict[str, Any]) -> LoginResul
     service = req.services.appservices.get_by_token(token)
     if service is None:
         raise unknown_token()
-    accounts = req.services.accounts
-    user_id = accounts.resolve_user_identifier(body)
-    if not service.is_interested_in_user(user_id):
-        raise MatrixError(403, "M_FORBIDDEN", "Invalid access_token for this user")
-    user = await req.services.users.get_user(user_id)
-    if user is None:
-        raise MatrixError(403, "M_FORBIDDEN", "Invalid username or password")
-    if user.deactivated:
-        raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
-    device_id = get_str(body, "device_id")
-    display_name = get_str(body, "initial_device_display_name")
-    return await accounts.create_session(user_id, device_id, display_name, body.get("refresh_token") is True)
+    return await req.services.accounts.login_appservice_user(service, body)
 
 
 @routes.post("/refresh", auth=Auth.NONE, prefixes=CLIENT_V3)

@@ -122,6 +122,7 @@ async def register(req: ApiRequest) -> Any:
     get_bool(body, "refresh_token")
     if username is not None:
         username = username.lower()
+        accounts.check_new_localpart(username)
         check_user_id_not_exclusive(req.services.appservices, accounts.user_id_for(username))
         if not await accounts.is_available(username):
             raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
@@ -136,7 +137,6 @@ async def register(req: ApiRequest) -> Any:
     if password is None:
         raise MatrixError(400, "M_MISSING_PARAM", "Missing password")
     localpart = username.lower() if username else await accounts.generate_localpart()
-    check_user_id_not_exclusive(req.services.appservices, accounts.user_id_for(localpart))
     token = result.completed.get("m.login.registration_token")
     user_id, login = await accounts.register(
         localpart,
