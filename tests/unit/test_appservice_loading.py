@@ -98,3 +98,21 @@ def test_duplicates_refuse_to_start(tmp_path: Path, field: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_registrations([first, second], "example.org")
     assert "b.yaml" in str(err.value) and field in str(err.value)
+
+
+def test_cli_refuses_to_start_with_a_bad_registration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from homeserver.cli import _load
+
+    bad = _write(tmp_path, "bad.yaml", GOOD.replace("exclusive: true", "exclusive: 1"))
+    config = tmp_path / "homeserver.yaml"
+    config.write_text(f"server_name: example.org\ndata_dir: {tmp_path}\napp_service_config_files: [{bad}]\n")
+    with pytest.raises(SystemExit) as exit_info:
+        _load(argparse.Namespace(config=str(config)))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "bad.yaml" in err and "namespaces.users[0].exclusive" in err
