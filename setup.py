@@ -6,7 +6,10 @@ pyproject.toml."""
 from setuptools import find_packages, setup
 
 setup(
-    packages=[*find_packages(include=["homeserver", "homeserver.*"]), "homeserver._schema"],
+    packages=[
+        *find_packages(include=["homeserver", "homeserver.*", "bridges", "bridges.*"]),
+        "homeserver._schema",
+    ],
     package_dir={"homeserver._schema": "schema"},
     package_data={"homeserver": ["py.typed"], "homeserver._schema": ["*.sql"]},
 )

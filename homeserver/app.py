@@ -12,8 +12,10 @@ from homeserver.api.admin import background_updates as admin_background_updates
 from homeserver.api.admin import media as admin_media
 from homeserver.api.admin import register as admin_register
 from homeserver.api.admin import rooms as admin_rooms
+from homeserver.api.admin import server as admin_server
 from homeserver.api.admin import server_notices as admin_server_notices
 from homeserver.api.admin import user_admin
+from homeserver.api.admin import users as admin_users
 from homeserver.api.client import (
     account,
     account_data,
@@ -63,6 +65,7 @@ from homeserver.http.metrics import note_client
 from homeserver.http.middleware import json_response, matrix_middleware
 from homeserver.http.params import check_path_and_query
 from homeserver.http.routing import ApiRequest, JsonResponse, Route, Router
+from homeserver.services.audit import set_request_origin
 
 from .container import Services
 
@@ -82,6 +85,8 @@ CLIENT_ROUTERS: tuple[Router, ...] = (
     admin_media.routes,
     admin_server_notices.routes,
     admin_background_updates.routes,
+    admin_users.routes,
+    admin_server.routes,
     rooms.routes,
     sync.routes,
     account_data.routes,
@@ -138,6 +143,7 @@ def _wrap(route: Route, body_limit: int) -> Any:
         # Refuse a declared oversized body before reading any of it.
         check_declared_length(request, body_limit)
         services = request.app[SERVICES]
+        set_request_origin(request.remote, request.headers.get("User-Agent"))
         api_request = ApiRequest(request, services, None)
         await authenticate(auth_kind, api_request)
         if api_request.requester is not None:

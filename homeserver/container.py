@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from homeserver.appservice.registry import InMemoryAppServiceRegistry, check_use
 from homeserver.config.sections import HomeserverConfig, RateLimit
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError
+from homeserver.core.streams import Stream
 from homeserver.crypto.keyring import InMemoryKeyring, ServerVerifyKey
 from homeserver.crypto.keys import load_or_create_signing_key
 from homeserver.http.ratelimit import Bucket, RateLimiter
@@ -31,12 +32,16 @@ from homeserver.notifier import metrics as notifier_metrics
 from homeserver.notifier.notifier import Notifier
 from homeserver.persist.metrics import PersistMetrics
 from homeserver.persist.metrics import queue_length as persist_queue_length
-from homeserver.persist.persister import EventPersister, PersistedEvent
+from homeserver.persist.persister import EventPersister
+from homeserver.replication.bus import StreamBus
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.accounts import AccountService, TokenSettings
 from homeserver.services.admin_media import AdminMediaService
+from homeserver.services.admin_reports import AdminReportService
 from homeserver.services.admin_rooms import AdminRoomService
-from homeserver.services.audit_sink import AuditSink, NoAudit
+from homeserver.services.admin_users import AdminUserService
+from homeserver.services.audit import AuditLog
+from homeserver.services.audit_sink import AuditSink
 from homeserver.services.auth import AuthService
 from homeserver.services.client_ips import ClientIpTracker
 from homeserver.services.content_policy import ContentPolicy
@@ -60,6 +65,7 @@ from homeserver.services.pushers import PusherService
 from homeserver.services.receipts import ReceiptService
 from homeserver.services.registration_tokens import RegistrationTokenService
 from homeserver.services.reports import ReportService
+from homeserver.services.restrictions import UserRestrictions
 from homeserver.services.room_access import RoomAccess
 from homeserver.services.room_deletion import RoomDeletionService
 from homeserver.services.room_reads import RoomReadService
@@ -78,8 +84,8 @@ from homeserver.services.typing import TypingService
 from homeserver.services.uia import UiaService
 from homeserver.services.user_directory import UserDirectoryService
 from homeserver.services.visibility import VisibilityService
-from homeserver.state.current import CurrentStateCache
 from homeserver.state.indexes import MembershipIndex, RoomStreamIndex, RoomTailCache
+from homeserver.state.service import StateService
 from homeserver.storage.database import Database
 from homeserver.storage.engine import open_database
 from homeserver.storage.metrics import bind_pool_gauges
@@ -88,6 +94,8 @@ from homeserver.storage.positions import max_position
 from homeserver.storage.stores.account_data import AccountDataStore
 from homeserver.storage.stores.admin_media import AdminMediaStore
 from homeserver.storage.stores.admin_rooms import AdminRoomStore
+from homeserver.storage.stores.admin_users import AdminUserStore
+from homeserver.storage.stores.audit import AuditStore
 from homeserver.storage.stores.client_ips import ClientIpStore
 from homeserver.storage.stores.devices import DeviceStore
 from homeserver.storage.stores.directory import DirectoryStore
@@ -104,6 +112,7 @@ from homeserver.storage.stores.receipts import ReceiptStore
 from homeserver.storage.stores.reports import ReportStore
 from homeserver.storage.stores.rooms import RoomStore
 from homeserver.storage.stores.search import SearchStore
+from homeserver.storage.stores.state import StateStore
 from homeserver.storage.stores.timeline import TimelineStore
 from homeserver.storage.stores.user_directory import UserDirectoryStore
 from homeserver.storage.stores.users import UserStore
@@ -116,17 +125,17 @@ from homeserver.sync.unread import UnreadCountsExtension
 logger = logging.getLogger(__name__)
 
 
-async def load_stream_positions(db: Database) -> dict[str, int]:
+async def load_stream_positions(db: Database) -> dict[Stream, int]:
     async def max_of(table: str, column: str) -> int:
         return await max_position(db, table, column)
 
     return {
-        "events": await max_of("events", "stream_ordering"),
-        "account_data": await max_of("account_data", "stream_id"),
-        "to_device": await E2eStore.load_to_device_position(db),
-        "device_lists": await E2eStore.load_device_lists_position(db),
-        "receipts": await max_of("receipts", "stream_id"),
-        "presence": await max_of("presence", "stream_id"),
+        Stream.EVENTS: await max_of("events", "stream_ordering"),
+        Stream.ACCOUNT_DATA: await max_of("account_data", "stream_id"),
+        Stream.TO_DEVICE: await E2eStore.load_to_device_position(db),
+        Stream.DEVICE_LISTS: await E2eStore.load_device_lists_position(db),
+        Stream.RECEIPTS: await max_of("receipts", "stream_id"),
+        Stream.PRESENCE: await max_of("presence", "stream_id"),
     }
 
 
@@ -164,7 +173,7 @@ class Services:
         clock: Clock,
         role: str = "main",
         *,
-        stream_positions: dict[str, int],
+        stream_positions: dict[Stream, int],
     ) -> None:
         self.config = config
         self.db = db
@@ -183,6 +192,18 @@ class Services:
             load_registrations(config.app_service_config_files, config.server_name)
         )
         self.keyring = InMemoryKeyring()
+
+        # the audit log and admin-set restrictions come first: account and room services record
+        # into / consult them (docs/admin.md)
+        self.audit = AuditLog(
+            db,
+            AuditStore(db),
+            clock,
+            retention_ms=config.audit_log_retention_period,
+            log_admin_room_reads=config.audit_log_admin_room_reads,
+        )
+        self.admin_user_store = AdminUserStore(db)
+        self.restrictions = UserRestrictions(self.admin_user_store)
 
         # services
         self.auth = AuthService(self.device_store, self.users, self.appservices, clock)
@@ -210,6 +231,7 @@ class Services:
             ),
             rc_login_account=bucket(config.rc_login.account),
             rc_login_failed=bucket(config.rc_login.failed_attempts),
+            audit=self.audit,
         )
         self.accounts.reserved_user_check = functools.partial(check_user_id_not_exclusive, self.appservices)
 
@@ -222,8 +244,11 @@ class Services:
         self.room_versions = RoomVersionLookup(db)
         self.events = EventStore(db, self.room_versions)
         self.rooms = RoomStore(db)
-        self.state = CurrentStateCache(self.rooms, self.events, self.room_versions)
+        self.state_groups = StateStore(db)
+        self.state = StateService(self.rooms, self.events, self.room_versions, self.state_groups)
         self.notifier = Notifier()
+        # Typed rows of every stream after each commit; see replication/bus.py and _wire_hooks.
+        self.bus = StreamBus()
         self.persister = EventPersister(
             db,
             self.events,
@@ -232,21 +257,37 @@ class Services:
             clock,
             server_name,
             self.signing_key,
-            stream_positions["events"],
+            stream_positions[Stream.EVENTS],
+            bus=self.bus,
+            groups=self.state_groups,
         )
         self.room_streams = RoomStreamIndex()
         self.room_tails = RoomTailCache(self.room_streams)
         self.memberships = MembershipIndex(self.rooms, server_name)
         self.visibility = VisibilityService(self.rooms, self.events)
         self.serializer = EventSerializer(self.events, clock)
-        self.account_data_stream = StreamIdGenerator("account_data", stream_positions["account_data"])
-        self.account_data = AccountDataService(AccountDataStore(db), self.account_data_stream, self.notifier)
+        self.account_data_stream = StreamIdGenerator(
+            Stream.ACCOUNT_DATA, stream_positions[Stream.ACCOUNT_DATA]
+        )
+        self.account_data_store = AccountDataStore(db)
+        self.account_data = AccountDataService(self.account_data_store, self.account_data_stream, self.bus)
         self.push_rules = PushRulesService(db, PushRuleStore(db), self.account_data)
         self.membership = MembershipService(
-            self.persister, self.state, self.rooms, self.users, server_name=server_name
+            self.persister,
+            self.state,
+            self.rooms,
+            self.users,
+            server_name=server_name,
+            audit=self.audit,
+            restrictions=self.restrictions,
         )
         self.messages = MessageService(
-            self.persister, self.state, self.events, self.rooms, server_name=server_name
+            self.persister,
+            self.state,
+            self.events,
+            self.rooms,
+            server_name=server_name,
+            restrictions=self.restrictions,
         )
         self.room_service = RoomService(
             self.persister,
@@ -257,6 +298,7 @@ class Services:
             server_name=server_name,
             default_room_version=config.default_room_version,
             may_publish=self._may_publish,
+            audit=self.audit,
         )
         self.room_access = RoomAccess(self.state, self.rooms)
         self.directory = DirectoryService(
@@ -292,7 +334,7 @@ class Services:
             self.room_access,
             self.visibility,
             self.serializer,
-            state_ids_at=self.sync.state_ids_at,
+            state_ids_at=self.state.state_ids_at,
             current_position=lambda: self.notifier.current.events,
         )
         self.media = build_media_repository(config, db, clock)
@@ -303,6 +345,7 @@ class Services:
         self._build_moderation()
         self._build_client_services()
         self._build_admin()
+        self._build_admin_users()
         self._wire_hooks()
         self._wire_metrics()
 
@@ -312,8 +355,7 @@ class Services:
         server_name = config.server_name
         # Only the main process runs jobs; other roles leave them to it.
         self.jobs = JobRunner(JobStore(db), clock, enabled=self.role == "main")
-        # The audit log (another module) replaces this sink when wired; records are dropped until then.
-        self.admin_audit: AuditSink = NoAudit()
+        self.admin_audit: AuditSink = self.audit
         admin_store = AdminRoomStore(db)
         self.admin_rooms = AdminRoomService(
             admin_store,
@@ -369,7 +411,8 @@ class Services:
             PushActionStore(self.db), self.push_rules, self.clock, self.config.server_name
         )
         self.persister.batch_hooks.append(self.notifications.on_batch)
-        self.persister.commit_hooks.append(self.notifications.on_commit)
+        self.persister.abort_hooks.append(self.notifications.on_batch_failed)
+        self.bus.subscribe(Stream.EVENTS, self.notifications.on_events)
         self.sync.extensions.append(UnreadCountsExtension(self.notifications))
 
         async def on_read(user_id: str, room_id: str, thread_id: str | None, _event: str, pos: int) -> None:
@@ -396,9 +439,41 @@ class Services:
             self.memberships,
             self.events,
             self.serializer,
-            state_ids_at=self.sync.state_ids_at,
+            state_ids_at=self.state.state_ids_at,
         )
         self.membership.forgotten_hooks.append(self.memberships.mark_forgotten)
+
+    def _build_admin_users(self) -> None:
+        """The admin API's user and report services (docs/admin.md); the audit log is built first."""
+        self.admin_users = AdminUserService(
+            self.db,
+            self.admin_user_store,
+            self.device_store,
+            self.accounts,
+            self.auth,
+            self.profiles,
+            self.restrictions,
+            self.audit,
+            self.clock,
+            self.rooms,
+            AccountDataStore(self.db),
+            self.client_ips,
+            self.media.delete_media,
+            server_name=self.config.server_name,
+        )
+        self.admin_reports = AdminReportService(
+            self.db,
+            self.report_store,
+            self.events,
+            self.state,
+            self.registration_tokens.store,
+            self.audit,
+            self.clock,
+        )
+        self.room_service.creation_checks.append(self._check_not_suspended)
+
+    async def _check_not_suspended(self, creator: str, _body: dict[str, Any]) -> None:
+        await self.restrictions.check_not_suspended(creator)
 
     def _build_moderation(self) -> None:
         """Room upgrades, content reports, the word filter and the room-creation policy."""
@@ -429,14 +504,16 @@ class Services:
         )
         self.messages.content_checks.append(self.content_policy.check_content)
         self.room_service.creation_checks.append(self.content_policy.check_room_creation)
-        self.persister.commit_hooks.append(self.content_policy.on_persisted)
+        self.bus.subscribe(Stream.EVENTS, self.content_policy.on_events)
 
-    def _build_e2ee(self, stream_positions: dict[str, int]) -> None:
+    def _build_e2ee(self, stream_positions: dict[Stream, int]) -> None:
         """Device keys, cross-signing, device lists, to-device messages and key backups."""
         db, clock, server_name = self.db, self.clock, self.config.server_name
         self.e2e_store = E2eStore(db)
-        self.device_lists_stream = StreamIdGenerator("device_lists", stream_positions.get("device_lists", 0))
-        self.to_device_stream = StreamIdGenerator("to_device", stream_positions.get("to_device", 0))
+        self.device_lists_stream = StreamIdGenerator(
+            Stream.DEVICE_LISTS, stream_positions.get(Stream.DEVICE_LISTS, 0)
+        )
+        self.to_device_stream = StreamIdGenerator(Stream.TO_DEVICE, stream_positions.get(Stream.TO_DEVICE, 0))
         self.device_lists = DeviceListService(
             db,
             self.e2e_store,
@@ -447,9 +524,10 @@ class Services:
             self.rooms,
             clock,
             server_name=server_name,
-            events_position=stream_positions["events"],
+            events_position=stream_positions[Stream.EVENTS],
+            bus=self.bus,
         )
-        self.persister.commit_hooks.append(self.device_lists.on_persisted)
+        self.bus.subscribe(Stream.EVENTS, self.device_lists.on_events)
         self.e2e_keys = E2eKeysService(
             db, self.e2e_store, self.device_store, self.device_lists, clock, server_name=server_name
         )
@@ -458,7 +536,7 @@ class Services:
             self.e2e_store,
             self.device_store,
             self.to_device_stream,
-            self.notifier,
+            self.bus,
             clock,
             server_name=server_name,
         )
@@ -466,32 +544,35 @@ class Services:
         self.sync.extensions.append(E2eeSyncExtension(self.e2e_keys, self.to_device, self.device_lists))
         self.accounts.devices_deleted_hooks.append(self.e2e_keys.on_devices_deleted)
 
-    def _build_ephemeral(self, stream_positions: dict[str, int]) -> None:
+    def _build_ephemeral(self, stream_positions: dict[Stream, int]) -> None:
         """Receipts, read markers, typing, presence, room tags and ignored users."""
         db, clock, config = self.db, self.clock, self.config
-        self.receipts_stream = StreamIdGenerator("receipts", stream_positions.get("receipts", 0))
+        self.receipts_stream = StreamIdGenerator(Stream.RECEIPTS, stream_positions.get(Stream.RECEIPTS, 0))
+        self.receipt_store = ReceiptStore(db)
         self.receipts = ReceiptService(
-            ReceiptStore(db),
+            self.receipt_store,
             self.events,
             self.state,
             self.visibility,
             self.account_data,
             self.receipts_stream,
-            self.notifier,
+            self.bus,
             clock,
         )
         # In memory only; positions start at the wall clock so they keep growing across restarts.
-        self.typing = TypingService(self.state, self.notifier, start_position=clock.time_ms())
+        self.typing = TypingService(self.state, self.bus, start_position=clock.time_ms())
+        self.presence_store = PresenceStore(db)
         self.presence = PresenceService(
-            PresenceStore(db),
+            self.presence_store,
             self.memberships,
             self.state,
             self.notifier,
             clock,
             self.ratelimiter,
             bucket(config.rc_presence.per_user),
-            enabled=config.presence_enabled,
-            start_position=stream_positions.get("presence", 0),
+            enabled=bool(getattr(config, "presence_enabled", True)),
+            start_position=stream_positions.get(Stream.PRESENCE, 0),
+            bus=self.bus,
         )
         self.tags = TagService(self.account_data, self.memberships)
         self.ignore = IgnoreService(self.account_data)
@@ -501,8 +582,8 @@ class Services:
         self.sync.extensions.append(IgnoreExtension(self.ignore, self.state))
 
     def _wire_ephemeral_hooks(self) -> None:
-        self.persister.commit_hooks.append(self.typing.on_persisted)
-        self.persister.commit_hooks.append(self.presence.on_persisted)
+        self.bus.subscribe(Stream.EVENTS, self.typing.on_events)
+        self.bus.subscribe(Stream.EVENTS, self.presence.on_events)
         self.receipts.activity_hooks.append(self.presence.bump_active)
         self.typing.activity_hooks.append(self.presence.bump_active)
         self.account_data.put_hooks.append(self.ignore.on_account_data)
@@ -529,7 +610,7 @@ class Services:
             self.timeline,
             self.serializer,
             self.state,
-            state_ids_at=self.sync.state_ids_at,
+            state_ids_at=self.state.state_ids_at,
             current_position=lambda: self.notifier.current.events,
         )
         directory = config.user_directory
@@ -550,11 +631,13 @@ class Services:
     def _wire_metrics(self) -> None:
         """Prometheus families read from live objects (docs/metrics.md)."""
         set_server_name(self.config.server_name)
-        self.persister.commit_hooks.append(PersistMetrics(self.state, self.config.server_name).on_commit)
+        self.bus.subscribe(Stream.EVENTS, PersistMetrics(self.state, self.config.server_name).on_events)
         notifier_metrics.listeners.bind(self.notifier, lambda n: n.listeners)
         notifier_metrics.users.bind(self.notifier, lambda n: n.tracked_users)
         bind_pool_gauges(self.db)
-        persist_queue_length.bind(self.persister, lambda p: sum(len(u.drafts) for u in p._queue))
+        persist_queue_length.bind(
+            self.persister, lambda p: sum(len(u.drafts) + len(u.contexts) for u in p._queue)
+        )
         presence_pending_writes.bind(self.presence, lambda p: len(p._dirty))
         self.loop_lag = LoopLagMonitor()
 
@@ -562,27 +645,37 @@ class Services:
         return bool(self.config.may_publish_room(user_id, room_id, [alias] if alias else []))
 
     def _wire_hooks(self) -> None:
-        self.persister.commit_hooks.append(self._on_events_persisted)
+        self._subscribe_consumers()
         self.sync.default_global_account_data["m.push_rules"] = self.push_rules.account_data_content
         self.notifier.room_users = self._local_users_to_wake
         self.profiles.changed_hooks.append(self.membership.refresh_profile_in_rooms)
         self.accounts.deactivated_hooks.append(self.membership.leave_all_rooms)
         self._wire_ephemeral_hooks()
 
-    def _on_events_persisted(self, persisted: Sequence[PersistedEvent]) -> None:
-        """Runs synchronously after each commit: indexes first, then wake-ups (see state/indexes)."""
-        self.room_tails.on_persisted(persisted)  # before room_streams: reads previous positions
-        self.room_streams.on_persisted(persisted)
-        self.memberships.on_persisted(persisted)
-        self.serializer.on_persisted(persisted)
-        for p in persisted:
-            event = p.event
-            if event.state_key is not None:
-                self.visibility.invalidate(event.room_id, event.type, event.state_key)
-        for p in persisted:
-            event = p.event
-            extra = [event.state_key] if event.type == "m.room.member" and event.state_key else []
-            self.notifier.on_room_event("events", p.stream_ordering, event.room_id, extra)
+    def _subscribe_consumers(self) -> None:
+        """Stream-bus consumers, called synchronously after each commit in this order: indexes
+        and caches first, then the notifier's wake-ups (see state/indexes.py). Services that
+        react to events (device lists, notifications, content policy) subscribed while built
+        above; typing and presence subscribe after the notifier (_wire_ephemeral_hooks)."""
+        bus, notifier = self.bus, self.notifier
+        bus.subscribe(Stream.EVENTS, self.room_tails.on_events)  # before room_streams (see it)
+        bus.subscribe(Stream.EVENTS, self.room_streams.on_events)
+        bus.subscribe(Stream.EVENTS, self.memberships.on_events)
+        bus.subscribe(Stream.EVENTS, self.serializer.on_events)
+        bus.subscribe(Stream.EVENTS, self.visibility.on_events)
+        bus.subscribe(Stream.EVENTS, notifier.on_events)
+        bus.subscribe(Stream.ACCOUNT_DATA, notifier.on_account_data)
+        bus.subscribe(Stream.RECEIPTS, notifier.on_receipts)
+        bus.subscribe(Stream.TYPING, notifier.on_typing)
+        bus.subscribe(Stream.PRESENCE, notifier.on_presence)
+        bus.subscribe(Stream.TO_DEVICE, notifier.on_to_device)
+        bus.subscribe(Stream.DEVICE_LISTS, notifier.on_device_lists)
+        # Catch-up after a gap (workers): each stream's rows read back from its store.
+        bus.register_source(Stream.EVENTS, self.events.rows_since)
+        bus.register_source(Stream.ACCOUNT_DATA, self.account_data_store.rows_since)
+        bus.register_source(Stream.RECEIPTS, self.receipt_store.rows_since)
+        bus.register_source(Stream.PRESENCE, self.presence_store.rows_since)
+        bus.register_source(Stream.DEVICE_LISTS, self.e2e_store.device_list_rows_since)
 
     def _local_users_to_wake(self, room_id: str) -> list[str]:
         snapshot = self.state.cached(room_id)
@@ -613,16 +706,24 @@ class Services:
 
     async def start(self) -> None:
         """Load in-memory state once the schema is current, start background tasks."""
-        await self.room_streams.load(self.db)
-        self.notifier.advance("events", self.persister.current_stream)
-        self.notifier.advance("account_data", self.account_data_stream.current)
-        self.notifier.advance("to_device", self.to_device_stream.current)
-        self.notifier.advance("device_lists", self.device_lists_stream.current)
-        self.notifier.advance("receipts", self.receipts_stream.current)
-        self.notifier.advance("typing", self.typing.position)
-        self.notifier.advance("presence", self.presence.position)
+        await self.room_streams.load(self.events)
+        positions = {
+            Stream.EVENTS: self.persister.current_stream,
+            Stream.ACCOUNT_DATA: self.account_data_stream.current,
+            Stream.TO_DEVICE: self.to_device_stream.current,
+            Stream.DEVICE_LISTS: self.device_lists_stream.current,
+            Stream.RECEIPTS: self.receipts_stream.current,
+            Stream.TYPING: self.typing.position,
+            Stream.PRESENCE: self.presence.position,
+        }
+        for stream, position in positions.items():
+            self.notifier.advance(stream, position)
+            self.bus.positions[stream] = position
         await self.presence.start()
         await self.search.start()
+        await self.restrictions.load()
+        if self.role == "main":
+            self.audit.start_retention()
         if self.role == "main":
             await self.user_directory.start()
             await self._register_appservice_senders()
@@ -648,6 +749,7 @@ class Services:
 
     async def stop(self) -> None:
         self.loop_lag.stop()
+        await self.audit.stop()
         await self.content_policy.drain()
         await self.jobs.stop()  # unfinished jobs resume at the next start
         await self.persister.stop()
@@ -673,4 +775,8 @@ class Services:
             return
         else:
             key = requester.user_id
-        self.ratelimiter.check(route_limit.bucket_name or name, key, bucket(route_limit.limit(self.config)))
+        limit = bucket(route_limit.limit(self.config))
+        if name == "message":
+            # An admin's per-user override (override_ratelimit) replaces rc_message.
+            limit = self.restrictions.message_bucket(key, limit)
+        self.ratelimiter.check(route_limit.bucket_name or name, key, limit)

@@ -181,6 +181,8 @@ def _build(root: Section, raw: Mapping[str, Any], config_files: tuple[str, ...])
             root, "redaction_retention_period", 7 * 24 * 3600 * 1000
         ),
         user_ips_max_age=_nullable_duration(root, "user_ips_max_age", 28 * 24 * 3600 * 1000),
+        audit_log_retention_period=root.get_opt_duration("audit_log_retention_period"),
+        audit_log_admin_room_reads=root.get_bool("audit_log_admin_room_reads", False),
         user_directory=_user_directory(root),
         presence_enabled=presence,
         require_auth_for_profile_requests=root.get_bool("require_auth_for_profile_requests", False),

@@ -355,6 +355,10 @@ forget_rooms_on_leave: false
 redaction_retention_period: 7d
 # How long client IPs and user agents are kept (null: forever).
 user_ips_max_age: 28d
+# How long audit log records are kept (unset or null: forever); see docs/admin.md.
+#audit_log_retention_period: 365d
+# Also record admins reading rooms through the admin API in the audit log.
+audit_log_admin_room_reads: false
 
 user_directory:
   enabled: true

@@ -354,6 +354,8 @@ class HomeserverConfig:
     forget_rooms_on_leave: bool
     redaction_retention_period: int | None  # ms
     user_ips_max_age: int | None  # ms
+    audit_log_retention_period: int | None  # ms; None keeps audit records forever
+    audit_log_admin_room_reads: bool  # also record admins reading rooms through the admin API
     user_directory: UserDirectoryConfig
     presence_enabled: bool
     require_auth_for_profile_requests: bool

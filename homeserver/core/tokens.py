@@ -17,17 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 from homeserver.core.errors import MatrixError
+from homeserver.core.streams import Stream
 
-STREAM_NAMES = (
-    "events",
-    "account_data",
-    "receipts",
-    "typing",
-    "presence",
-    "to_device",
-    "device_lists",
-    "invites",
-)
+# One position per stream, in the order of the Stream enum (the token format).
+STREAM_NAMES = tuple(s.value for s in Stream)
 
 
 # Stream positions are BIGINT columns: a component beyond them would fail in SQL (PostgreSQL) with a
@@ -69,8 +62,12 @@ class StreamToken:
         values = dict(zip(STREAM_NAMES, parts, strict=False))
         return cls(**values)
 
-    def with_stream(self, name: str, value: int) -> StreamToken:
-        return replace(self, **{name: value})
+    def get(self, stream: Stream) -> int:
+        value: int = getattr(self, stream.value)
+        return value
+
+    def with_stream(self, stream: Stream, value: int) -> StreamToken:
+        return replace(self, **{stream.value: value})
 
     def advanced_past(self, other: StreamToken) -> bool:
         """True when any stream of self is ahead of other."""

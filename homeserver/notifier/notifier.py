@@ -9,8 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
+from homeserver.core.streams import (
+    AccountDataRow,
+    EventsRow,
+    ReceiptRow,
+    Stream,
+    StreamRow,
+    ToDeviceRow,
+    TypingRow,
+)
 from homeserver.core.tokens import StreamToken
 from homeserver.notifier.metrics import notified_events, users_woken_by_stream, wakeup_latency
 
@@ -32,8 +41,8 @@ class Notifier:
         self.global_listeners: list[Callable[[StreamToken], None]] = []
         self._closed = False
 
-    def advance(self, stream: str, position: int) -> StreamToken:
-        if position > getattr(self.current, stream):
+    def advance(self, stream: Stream, position: int) -> StreamToken:
+        if position > self.current.get(stream):
             self.current = self.current.with_stream(stream, position)
         return self.current
 
@@ -57,7 +66,7 @@ class Notifier:
         return woken
 
     def on_room_event(
-        self, stream: str, position: int, room_id: str, extra_users: Iterable[str] = ()
+        self, stream: Stream, position: int, room_id: str, extra_users: Iterable[str] = ()
     ) -> None:
         self.advance(stream, position)
         users = set(self.room_users(room_id))
@@ -65,9 +74,53 @@ class Notifier:
         notified_events.inc()
         users_woken_by_stream.labels(stream).inc(self.notify_users(users))
 
-    def on_user_event(self, stream: str, position: int, user_ids: Iterable[str]) -> None:
+    def on_user_event(self, stream: Stream, position: int, user_ids: Iterable[str]) -> None:
         self.advance(stream, position)
         users_woken_by_stream.labels(stream).inc(self.notify_users(user_ids))
+
+    # -- stream bus consumers (subscribed by the container) ---------------------------------------
+
+    def on_events(self, position: int, rows: Sequence[StreamRow]) -> None:
+        """Wake the local members of each room with a new live event (and a member event's
+        target: an invitee or knocker is not joined yet), then the stream's position."""
+        for row in rows:
+            if isinstance(row, EventsRow) and row.is_live:
+                extra = [row.state_key] if row.membership is not None and row.state_key else []
+                self.on_room_event(Stream.EVENTS, row.stream_ordering, row.room_id, extra)
+        self.advance(Stream.EVENTS, position)
+
+    def on_account_data(self, position: int, rows: Sequence[StreamRow]) -> None:
+        self.on_user_event(
+            Stream.ACCOUNT_DATA, position, {r.user_id for r in rows if isinstance(r, AccountDataRow)}
+        )
+
+    def on_receipts(self, position: int, rows: Sequence[StreamRow]) -> None:
+        self.advance(Stream.RECEIPTS, position)
+        for row in rows:
+            if isinstance(row, ReceiptRow):
+                if row.private:
+                    self.notify_users([row.user_id])
+                else:
+                    self.on_room_event(Stream.RECEIPTS, position, row.room_id)
+
+    def on_to_device(self, position: int, rows: Sequence[StreamRow]) -> None:
+        self.on_user_event(
+            Stream.TO_DEVICE, position, {r.user_id for r in rows if isinstance(r, ToDeviceRow)}
+        )
+
+    def on_presence(self, position: int, rows: Sequence[StreamRow]) -> None:
+        # Whom to wake needs a membership lookup: PresenceService wakes them (on_user_event).
+        self.advance(Stream.PRESENCE, position)
+
+    def on_device_lists(self, position: int, rows: Sequence[StreamRow]) -> None:
+        # As for presence: DeviceListService wakes the users sharing a room.
+        self.advance(Stream.DEVICE_LISTS, position)
+
+    def on_typing(self, position: int, rows: Sequence[StreamRow]) -> None:
+        self.advance(Stream.TYPING, position)
+        for row in rows:
+            if isinstance(row, TypingRow):
+                self.on_room_event(Stream.TYPING, position, row.room_id)
 
     def track(self, user_id: str) -> None:
         """Start recording notifications for a user. A sync calls this BEFORE it snapshots the

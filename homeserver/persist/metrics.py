@@ -1,14 +1,15 @@
-"""Event-persistence families (Synapse's `synapse_storage_events_*` names), fed after each commit."""
+"""Event-persistence families (Synapse's `synapse_storage_events_*` names), fed by the events stream
+after each commit."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from homeserver.core.streams import EventsRow, StreamRow
 from homeserver.metrics import CallbackGauge, counter, gauge, histogram
 
-if TYPE_CHECKING:  # the persister imports this module
-    from homeserver.persist.persister import PersistedEvent
+if TYPE_CHECKING:
     from homeserver.state.current import CurrentStateCache
 
 persisted_events = counter("synapse_storage_events_persisted_events", "Events persisted")
@@ -52,25 +53,27 @@ TRACKED_TYPES = frozenset(
 
 
 class PersistMetrics:
-    """A persister commit hook."""
+    """An events-stream consumer (replication/bus.py): counts what each commit persisted.
+
+    It runs after the persister published the new current state, so the forward extremities it
+    samples are those after the event's commit."""
 
     def __init__(self, state: CurrentStateCache, server_name: str) -> None:
         self.state = state
         self.suffix = ":" + server_name
 
-    def on_commit(self, persisted: Sequence[PersistedEvent]) -> None:
-        if not persisted:
+    def on_events(self, position: int, rows: Sequence[StreamRow]) -> None:
+        events = [row for row in rows if isinstance(row, EventsRow)]
+        if not events:
             return
-        persisted_events.inc(len(persisted))
-        batch_size.observe(len(persisted))
-        top = 0
-        for p in persisted:
-            event = p.event
-            kind = event.type if event.type in TRACKED_TYPES else "*other*"
-            origin = "local" if event.sender.endswith(self.suffix) else "remote"
+        persisted_events.inc(len(events))
+        batch_size.observe(len(events))
+        for row in events:
+            kind = row.type if row.type in TRACKED_TYPES else "*other*"
+            origin = "local" if row.sender.endswith(self.suffix) else "remote"
             persisted_events_sep.labels(kind, origin).inc()
-            snapshot = self.state.cached(event.room_id)
+            snapshot = self.state.cached(row.room_id)
             if snapshot is not None:
                 forward_extremities.observe(len(snapshot.extremities))
-            top = max(top, p.stream_ordering)
-        persisted_position.set(top)
+        # Backfilled events have negative orderings: the position is the stream's, not theirs.
+        persisted_position.set(position)

@@ -1,4 +1,5 @@
-"""Account data (global and per room): writes advance the account_data stream and wake the user."""
+"""Account data (global and per room): writes advance the account_data stream; the row on the bus
+wakes the user."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from homeserver.core.errors import MatrixError
-from homeserver.notifier.notifier import Notifier
+from homeserver.core.streams import AccountDataRow, Stream
+from homeserver.replication.bus import StreamBus
 from homeserver.storage.stores.account_data import AccountDataStore
 from homeserver.storage.streams import StreamIdGenerator
 
@@ -15,10 +17,10 @@ SERVER_MANAGED = {"m.fully_read", "m.push_rules"}
 
 
 class AccountDataService:
-    def __init__(self, store: AccountDataStore, stream: StreamIdGenerator, notifier: Notifier) -> None:
+    def __init__(self, store: AccountDataStore, stream: StreamIdGenerator, bus: StreamBus) -> None:
         self.store = store
         self.stream = stream
-        self.notifier = notifier
+        self.bus = bus
         # (user_id, room_id, type, content) after each write (e.g. the ignore list cache)
         self.put_hooks: list[Callable[[str, str, str, dict[str, Any]], None]] = []
 
@@ -36,8 +38,10 @@ class AccountDataService:
             await self.store.upsert(user_id, room_id, type, content, stream_id)
             for hook in self.put_hooks:
                 hook(user_id, room_id, type, content)
-        # Wake once readers can see it (not while an earlier write is in flight).
+        # Publish (and so wake) only once readers can see it: with an earlier write still in
+        # flight the stream's position does not include this one yet (StreamIdGenerator.when_visible).
+        rows = [AccountDataRow(stream_id, user_id, room_id, type)]
         self.stream.when_visible(
-            stream_id, lambda: self.notifier.on_user_event("account_data", self.stream.current, [user_id])
+            stream_id, lambda: self.bus.publish(Stream.ACCOUNT_DATA, self.stream.current, rows)
         )
         return stream_id

@@ -18,6 +18,7 @@ from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError
 from homeserver.http.ratelimit import Bucket, RateLimiter
 from homeserver.services import metrics
+from homeserver.services.audit import AuditLog
 from homeserver.services.auth import AuthService
 from homeserver.services.passwords import PasswordHasher
 from homeserver.services.tokens import new_access_token, new_refresh_token, token_hash
@@ -32,6 +33,21 @@ _NUMERIC = re.compile(r"^\d+$")
 
 DeviceHook = Callable[[str, list[str]], Awaitable[None]]
 UserHook = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditAs:
+    """How an account operation is recorded in the audit log when someone other than the user
+    (an admin) does it: the action name and the actor. Without it the user is the actor and the
+    operation's own action name is used."""
+
+    action: str
+    actor: str | None
+    detail: dict[str, Any] | None = None
+
+
+# For a step of a larger operation that records its own single audit record.
+NOT_AUDITED = AuditAs("", None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +83,7 @@ class AccountService:
         tokens: TokenSettings,
         rc_login_account: Bucket,
         rc_login_failed: Bucket,
+        audit: AuditLog | None = None,
     ) -> None:
         self.db = db
         self.users = users
@@ -79,6 +96,7 @@ class AccountService:
         self.tokens = tokens
         self.rc_login_account = rc_login_account
         self.rc_login_failed = rc_login_failed
+        self.audit = audit
         # Other services hook in here (device keys, rooms) without this module importing them.
         self.devices_deleted_hooks: list[DeviceHook] = []
         self.device_created_hooks: list[DeviceHook] = []
@@ -87,6 +105,26 @@ class AccountService:
         # Raises 400 M_EXCLUSIVE for a user id an appservice reserves (ordinary registrations).
         self.reserved_user_check: Callable[[str], None] | None = None
         self.profile_changed_hooks: list[UserHook] = []
+
+    async def _audit_txn(
+        self,
+        conn: Any,
+        audit_as: AuditAs | None,
+        action: str,
+        user_id: str,
+        target: str | None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """One audit record inside the operation's transaction (see services/audit.py)."""
+        if self.audit is None or audit_as is NOT_AUDITED:
+            return
+        if audit_as is not None:
+            merged = {**(detail or {}), **(audit_as.detail or {})}
+            await self.audit.record_txn(
+                conn, audit_as.action, actor=audit_as.actor, target=user_id, detail=merged
+            )
+        else:
+            await self.audit.record_txn(conn, action, actor=user_id, target=target, detail=detail)
 
     # -- user ids ------------------------------------------------------------------------------
 
@@ -135,6 +173,7 @@ class AccountService:
         want_refresh_token: bool = False,
         in_transaction: Callable[[Any], Awaitable[None]] | None = None,
         validate_localpart: bool = True,
+        audit_as: AuditAs | None = None,
     ) -> tuple[str, LoginResult | None]:
         # Appservices own their namespaces (bridges use `_prefix_` ids), so the ordinary-user
         # localpart rules do not apply to the users they register.
@@ -167,6 +206,14 @@ class AccountService:
                 result = await self._create_session_txn(
                     conn, user_id, device_id, initial_device_display_name, want_refresh_token, now
                 )
+            await self._audit_txn(
+                conn,
+                audit_as,
+                "register",
+                user_id,
+                user_id,
+                {"device_id": result.device_id} if result is not None else None,
+            )
         metrics.registrations.labels("False", "False", "").inc()
         if result is not None:
             metrics.logins.labels("False", "").inc()
@@ -212,13 +259,24 @@ class AccountService:
         return LoginResult(user_id, device_id, access_token, refresh_token, expires_in)
 
     async def create_session(
-        self, user_id: str, device_id: str | None, display_name: str | None, want_refresh_token: bool
+        self,
+        user_id: str,
+        device_id: str | None,
+        display_name: str | None,
+        want_refresh_token: bool,
+        *,
+        login_type: str | None = None,
     ) -> LoginResult:
+        """A new device and token; with `login_type` the login is recorded in the audit log."""
         now = self.clock.time_ms()
         async with self.db.transaction() as conn:
             result = await self._create_session_txn(
                 conn, user_id, device_id, display_name, want_refresh_token, now
             )
+            if login_type is not None:
+                await self._audit_txn(
+                    conn, None, "login", user_id, result.device_id, {"type": login_type}
+                )
         metrics.logins.labels("False", "").inc()
         await self._run_device_hooks(self.device_created_hooks, user_id, [result.device_id])
         return result
@@ -249,10 +307,20 @@ class AccountService:
         user = await self.users.get_user(user_id)
         if user is None or not await self.hasher.check(password, user.password_hash):
             self.ratelimiter.check("login_failed", user_id, self.rc_login_failed)
+            await self._record_failed_login(user_id, "invalid password")
             raise MatrixError(403, "M_FORBIDDEN", "Invalid username or password")
         if user.deactivated:
+            await self._record_failed_login(user_id, "deactivated")
             raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
+        if user.locked:
+            await self._record_failed_login(user_id, "locked")
+            raise MatrixError(401, "M_USER_LOCKED", "This account has been locked", soft_logout=False)
         return user
+
+    async def _record_failed_login(self, user_id: str, reason: str) -> None:
+        if self.audit is not None:
+            # The claimed user is both actor and target: nobody proved who they are.
+            await self.audit.record("login.failed", actor=user_id, target=user_id, detail={"reason": reason})
 
     async def login_with_password(self, body: dict[str, Any]) -> LoginResult:
         user_id = self.resolve_user_identifier(body)
@@ -265,7 +333,9 @@ class AccountService:
         if display_name is not None and not isinstance(display_name, str):
             raise MatrixError(400, "M_BAD_JSON", "'initial_device_display_name' must be a string")
         want_refresh = body.get("refresh_token") is True
-        return await self.create_session(user.user_id, device_id, display_name, want_refresh)
+        return await self.create_session(
+            user.user_id, device_id, display_name, want_refresh, login_type="m.login.password"
+        )
 
     async def login_appservice_user(self, service: ApplicationService, body: dict[str, Any]) -> LoginResult:
         """`m.login.application_service`: a session for an existing user in the namespace."""
@@ -323,11 +393,14 @@ class AccountService:
 
     async def logout(self, user_id: str, device_id: str | None, token_digest: str | None) -> None:
         if device_id is None:
+            # A token without a device (an admin's "login as" token): only the token goes.
             if token_digest is not None:
-                await self.devices.delete_access_token(token_digest)
+                async with self.db.transaction() as conn:
+                    await self.devices.delete_access_token_txn(conn, token_digest)
+                    await self._audit_txn(conn, None, "logout", user_id, None)
                 self.auth.invalidate([token_digest])
             return
-        await self.delete_devices(user_id, [device_id])
+        await self._delete_devices(user_id, [device_id], "logout", None)
 
     async def logout_all(self, user_id: str) -> None:
         async with self.db.transaction() as conn:
@@ -335,22 +408,40 @@ class AccountService:
             hashes = await self.devices.list_token_hashes_txn(conn, user_id)
             await self.devices.delete_devices_txn(conn, user_id, device_ids)
             await self.devices.delete_access_tokens_txn(conn, user_id)
+            # As Synapse: an admin's /logout/all also ends the "login as" tokens they made.
+            hashes += await self.devices.delete_puppet_tokens_txn(conn, user_id)
+            await self._audit_txn(conn, None, "logout.all", user_id, user_id, {"devices": device_ids})
         self.auth.invalidate(hashes)
         await self._run_device_hooks(self.devices_deleted_hooks, user_id, device_ids)
 
-    async def delete_devices(self, user_id: str, device_ids: list[str]) -> None:
+    async def delete_devices(
+        self, user_id: str, device_ids: list[str], *, audit_as: AuditAs | None = None
+    ) -> None:
+        await self._delete_devices(user_id, device_ids, "device.delete", audit_as)
+
+    async def _delete_devices(
+        self, user_id: str, device_ids: list[str], action: str, audit_as: AuditAs | None
+    ) -> None:
         hashes: list[str] = []
         async with self.db.transaction() as conn:
             for device_id in device_ids:
                 hashes += await self.devices.list_token_hashes_for_device_txn(conn, user_id, device_id)
             await self.devices.delete_devices_txn(conn, user_id, device_ids)
+            target = device_ids[0] if action == "logout" and device_ids else user_id
+            await self._audit_txn(conn, audit_as, action, user_id, target, {"devices": device_ids})
         self.auth.invalidate(hashes)
         await self._run_device_hooks(self.devices_deleted_hooks, user_id, device_ids)
 
     # -- passwords and deactivation ------------------------------------------------------------
 
     async def change_password(
-        self, user_id: str, new_password: str, *, keep_device_id: str | None, logout_devices: bool
+        self,
+        user_id: str,
+        new_password: str,
+        *,
+        keep_device_id: str | None,
+        logout_devices: bool,
+        audit_as: AuditAs | None = None,
     ) -> None:
         if len(new_password) > MAX_PASSWORD_LENGTH:
             raise MatrixError(400, "M_INVALID_PARAM", "Password too long")
@@ -366,23 +457,42 @@ class AccountService:
                 hashes = await self.devices.list_token_hashes_txn(conn, user_id, keep_device_id)
                 await self.devices.delete_devices_txn(conn, user_id, removed)
                 await self.devices.delete_access_tokens_txn(conn, user_id, keep_device_id)
+            await self._audit_txn(
+                conn, audit_as, "password.change", user_id, user_id, {"logout_devices": logout_devices}
+            )
         self.auth.invalidate(hashes)
         if removed:
             await self._run_device_hooks(self.devices_deleted_hooks, user_id, removed)
 
-    async def deactivate(self, user_id: str, *, erase: bool = False) -> None:
+    async def deactivate(
+        self,
+        user_id: str,
+        *,
+        erase: bool = False,
+        audit_as: AuditAs | None = None,
+        in_transaction: Callable[[Any], Awaitable[None]] | None = None,
+    ) -> None:
         async with self.db.transaction() as conn:
             device_ids = await self.devices.list_device_ids_txn(conn, user_id)
             await self.devices.delete_devices_txn(conn, user_id, device_ids)
             await self.devices.delete_access_tokens_txn(conn, user_id)
             await self.users.set_password_hash_txn(conn, user_id, None)
             await self.users.set_deactivated_txn(conn, user_id, True)
+            # As Synapse: third-party ids go, so nobody can reset the password through them.
+            await self.users.delete_threepids_txn(conn, user_id)
             if erase:
                 await self.users.clear_profile_txn(conn, user_id)
+                await self.users.mark_erased_txn(conn, user_id)
+            if in_transaction is not None:
+                await in_transaction(conn)
+            await self._audit_txn(conn, audit_as, "account.deactivate", user_id, user_id, {"erase": erase})
         self.auth.invalidate_user(user_id)
         await self._run_device_hooks(self.devices_deleted_hooks, user_id, device_ids)
         for hook in self.deactivated_hooks:
             await hook(user_id)
+
+    async def run_device_created_hooks(self, user_id: str, device_ids: list[str]) -> None:
+        await self._run_device_hooks(self.device_created_hooks, user_id, device_ids)
 
     async def _run_device_hooks(self, hooks: list[DeviceHook], user_id: str, device_ids: list[str]) -> None:
         for hook in hooks:

@@ -77,6 +77,9 @@ class AuthService:
                 raise unknown_token()
             if row.deactivated:
                 raise unknown_token("This account has been deactivated")
+            if row.locked:
+                # Synapse's account locking: the client should log out softly and show why.
+                raise MatrixError(401, "M_USER_LOCKED", "This account has been locked", soft_logout=True)
             requester = Requester(
                 user_id=row.user_id,
                 device_id=row.device_id,

@@ -63,6 +63,12 @@ class ClientIpTracker:
             result.append(device)
         return result
 
+    async def list_seen(self, user_id: str) -> list[ClientSeen]:
+        """Every (device, address, user agent) the user was seen with, newest first, including
+        sightings not flushed yet (the admin API's whois)."""
+        await self.flush()
+        return await self.store.list_seen(user_id)
+
     async def flush(self) -> None:
         if not self._pending:
             return

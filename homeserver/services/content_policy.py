@@ -40,9 +40,9 @@ from typing import Any
 from homeserver.config.sections import RoomCreationConfig, WordFilterConfig
 from homeserver.core import ids
 from homeserver.core.errors import MatrixError, forbidden
+from homeserver.core.streams import EventsRow, StreamRow
 from homeserver.events import constants as c
 from homeserver.metrics.usage import background_process
-from homeserver.persist.persister import PersistedEvent
 from homeserver.services.messages import MessageService
 from homeserver.storage.stores.users import UserStore
 
@@ -168,8 +168,8 @@ def _is_direct_message(creator: str, body: Mapping[str, Any]) -> bool:
 
 
 class ContentPolicy:
-    """The word filter (a MessageService content check, a createRoom check and, in redact mode, a
-    post-commit hook) and the room-creation policy (a RoomService creation check)."""
+    """The word filter (a MessageService content check, a createRoom check and, in redact mode, an
+    events-stream consumer) and the room-creation policy (a RoomService creation check)."""
 
     def __init__(
         self,
@@ -267,34 +267,36 @@ class ContentPolicy:
             if word is not None and not await self._exempt(creator):
                 raise self._refusal(word)
 
-    # -- EventPersister.commit_hooks (redact mode) -------------------------------------------------
+    # -- events stream consumer (redact mode) ----------------------------------------------------
 
-    def on_persisted(self, persisted: Sequence[PersistedEvent]) -> None:
+    def on_events(self, position: int, rows: Sequence[StreamRow]) -> None:
         if not self.redacting:
             return
-        for p in persisted:
-            event = p.event
-            if event.type not in CHECKED_TYPES or event.redacts is not None:
+        for row in rows:
+            if not isinstance(row, EventsRow) or not row.is_live:
+                continue
+            if row.type not in CHECKED_TYPES or row.redacts is not None:
                 continue
             # Messages are not state; names and topics are state with the empty key.
-            expected_key = None if event.type in MESSAGE_TYPES else ""
-            if event.state_key != expected_key:
+            expected_key = None if row.type in MESSAGE_TYPES else ""
+            if row.state_key != expected_key:
                 continue
-            if ids.server_of(event.sender) != self.server_name:
+            if ids.server_of(row.sender) != self.server_name:
                 continue
-            word = self.blocked_word(event.type, event.content)
-            if word is None:
-                continue
+            # The content is not in the row: the check reads the event (cached by the persister).
             task = asyncio.create_task(
                 background_process(
-                    "word_filter_redact", self._redact(event.sender, event.room_id, event.event_id)
+                    "word_filter_redact", self._check_and_redact(row.sender, row.room_id, row.event_id)
                 )
             )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _redact(self, sender: str, room_id: str, event_id: str) -> None:
+    async def _check_and_redact(self, sender: str, room_id: str, event_id: str) -> None:
         try:
+            stored = await self.messages.events.get_event(event_id)
+            if stored is None or self.blocked_word(stored.event.type, stored.event.content) is None:
+                return
             if await self._exempt(sender):
                 return
             await self.messages.redact(sender, None, room_id, event_id, {"reason": REDACTION_REASON}, None)

@@ -18,10 +18,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from homeserver.core.clock import Clock
+from homeserver.core.streams import DeviceListsRow, EventsRow, Stream, StreamRow
 from homeserver.core.tokens import StreamToken
 from homeserver.events import constants as c
 from homeserver.notifier.notifier import Notifier
-from homeserver.persist.persister import PersistedEvent
+from homeserver.replication.bus import StreamBus
 from homeserver.state.current import CurrentStateCache
 from homeserver.state.indexes import MembershipIndex
 from homeserver.storage.database import Connection, Database
@@ -57,25 +58,28 @@ class DeviceListService:
         *,
         server_name: str,
         events_position: int = 0,
+        bus: StreamBus,
     ) -> None:
         self.db = db
         self.store = store
         self.stream = stream
         self.notifier = notifier
+        self.bus = bus
         self.memberships = memberships
         self.state = state
         self.rooms = rooms
         self.clock = clock
         self.local_suffix = ":" + server_name
-        # room_id -> stream ordering of its latest member event, from the persister's commit hook;
+        # room_id -> stream ordering of its latest member event, from the events stream (on_events);
         # complete only for changes after `_member_index_from` (the events position at start).
         self._member_changed: dict[str, int] = {}
         self._member_index_from = events_position
 
-    def on_persisted(self, persisted: Sequence[PersistedEvent]) -> None:
-        for p in persisted:
-            if p.event.type == c.MEMBER:
-                self._member_changed[p.event.room_id] = p.stream_ordering
+    def on_events(self, position: int, rows: Sequence[StreamRow]) -> None:
+        """Events stream consumer: remember which rooms' members changed, and when."""
+        for row in rows:
+            if isinstance(row, EventsRow) and row.membership is not None and row.is_live:
+                self._member_changed[row.room_id] = row.stream_ordering
 
     def _members_may_have_changed(self, room_id: str, after: int) -> bool:
         return after < self._member_index_from or self._member_changed.get(room_id, 0) > after
@@ -104,6 +108,7 @@ class DeviceListService:
             pass
 
     async def _wake(self, stream_id: int, changes: Iterable[Change]) -> None:
+        changes = list(changes)
         users: set[str] = set()
         for user_id, visible_to in changes:
             if visible_to is not None:
@@ -111,13 +116,18 @@ class DeviceListService:
             else:
                 users.add(user_id)
                 users |= await self.local_users_sharing_rooms(user_id)
+        rows = [DeviceListsRow(stream_id, user_id, visible_to) for user_id, visible_to in changes]
+
+        def publish() -> None:
+            position = self.stream.current
+            self.bus.publish(Stream.DEVICE_LISTS, position, rows)
+            self.notifier.on_user_event(Stream.DEVICE_LISTS, position, users)
+
         # Only once `stream_id` is visible: with an earlier change still in flight (a concurrent
         # /keys/upload, say), waking now would hand the syncs a token without this change and
         # nobody would wake them again (e.g. a client's own device not yet shown as signed by
         # its self-signing key after bootstrapping cross-signing).
-        self.stream.when_visible(
-            stream_id, lambda: self.notifier.on_user_event("device_lists", self.stream.current, users)
-        )
+        self.stream.when_visible(stream_id, publish)
 
     async def local_users_sharing_rooms(self, user_id: str) -> set[str]:
         users: set[str] = set()

@@ -13,6 +13,8 @@ from homeserver.core import ids
 from homeserver.core.errors import MatrixError, forbidden, not_found
 from homeserver.events import constants as c
 from homeserver.persist.persister import EventDraft, EventPersister, PersistedEvent
+from homeserver.services.audit import AuditLog
+from homeserver.services.restrictions import UserRestrictions
 from homeserver.services.room_presets import STRIPPED_STATE_TYPES
 from homeserver.state.current import CurrentStateCache, RoomSnapshot
 from homeserver.storage.stores.rooms import RoomStore
@@ -53,12 +55,17 @@ class MembershipService:
         users: UserStore,
         *,
         server_name: str,
+        audit: AuditLog | None = None,
+        restrictions: UserRestrictions | None = None,
     ) -> None:
         self.persister = persister
         self.state = state
         self.rooms = rooms
         self.users = users
         self.server_name = server_name
+        # Kicks, bans, unbans and server admins' changes to others' membership are audited.
+        self.audit = audit
+        self.restrictions = restrictions
         # Called with (user_id, room_id) once a room is forgotten (the membership index hides it).
         self.forgotten_hooks: list[Callable[[str, str], None]] = []
         # (user_id, room_id) checks before a join or an invite (e.g. admin-blocked rooms); raise to refuse.
@@ -89,6 +96,20 @@ class MembershipService:
     async def _send(self, draft: EventDraft) -> PersistedEvent:
         return await self.persister.send_one(draft)
 
+    async def _audit(
+        self, action: str, sender: str, target: str, room_id: str, membership: str, reason: str | None
+    ) -> None:
+        if self.audit is None:
+            return
+        detail: dict[str, Any] = {"room_id": room_id, "membership": membership}
+        if reason is not None:
+            detail["reason"] = reason
+        await self.audit.record(action, actor=sender, target=target, detail=detail)
+
+    async def _check_suspended(self, user_id: str) -> None:
+        if self.restrictions is not None:
+            await self.restrictions.check_not_suspended(user_id)
+
     # -- operations ------------------------------------------------------------------------------
 
     async def join(
@@ -102,6 +123,7 @@ class MembershipService:
         snapshot = await self._room(room_id)
         if snapshot.membership(user_id) == c.BAN:
             raise forbidden("You are banned from this room")
+        await self._check_suspended(user_id)
         if content is not None:
             content = {**content, "membership": c.JOIN}
         else:
@@ -115,8 +137,11 @@ class MembershipService:
 
     async def invite(
         self, sender: str, room_id: str, target: str, *, reason: str | None = None, is_direct: bool = False
-    ) -> PersistedEvent:
+    ) -> PersistedEvent | None:
+        """The invite event; None when the sender is shadow-banned (the invite is silently dropped)."""
         ids.check_user_id(target)
+        if self.restrictions is not None and await self.restrictions.gate_send(sender):
+            return None
         snapshot = await self._room(room_id)
         if snapshot.membership(sender) != c.JOIN:
             raise forbidden("You are not in this room")
@@ -134,9 +159,13 @@ class MembershipService:
             content["is_direct"] = True
         sender_member = snapshot.get(c.MEMBER, sender)
         unsigned = {"invite_room_state": stripped_state(snapshot, [sender_member] if sender_member else [])}
-        return await self._send(
+        persisted = await self._send(
             EventDraft(room_id, c.MEMBER, sender, content, target, unsigned_extra=unsigned)
         )
+        sender_user = await self.users.get_user(sender) if self.audit is not None else None
+        if sender_user is not None and sender_user.is_admin:
+            await self._audit("room.membership", sender, target, room_id, c.INVITE, reason)
+        return persisted
 
     async def leave(self, user_id: str, room_id: str, reason: str | None = None) -> PersistedEvent:
         snapshot = await self._room(room_id)
@@ -150,27 +179,36 @@ class MembershipService:
 
     async def kick(self, sender: str, room_id: str, target: str, reason: str | None = None) -> PersistedEvent:
         ids.check_user_id(target)
+        await self._check_suspended(sender)
         snapshot = await self._room(room_id)
         if snapshot.membership(target) not in (c.JOIN, c.INVITE, c.KNOCK):
             raise forbidden(f"{target} is not in the room")
         content = await self.member_content(target, c.LEAVE, reason)
-        return await self._send(EventDraft(room_id, c.MEMBER, sender, content, target))
+        persisted = await self._send(EventDraft(room_id, c.MEMBER, sender, content, target))
+        await self._audit("room.kick", sender, target, room_id, c.LEAVE, reason)
+        return persisted
 
     async def ban(self, sender: str, room_id: str, target: str, reason: str | None = None) -> PersistedEvent:
         ids.check_user_id(target)
+        await self._check_suspended(sender)
         await self._room(room_id)
         content = await self.member_content(target, c.BAN, reason)
-        return await self._send(EventDraft(room_id, c.MEMBER, sender, content, target))
+        persisted = await self._send(EventDraft(room_id, c.MEMBER, sender, content, target))
+        await self._audit("room.ban", sender, target, room_id, c.BAN, reason)
+        return persisted
 
     async def unban(
         self, sender: str, room_id: str, target: str, reason: str | None = None
     ) -> PersistedEvent:
         ids.check_user_id(target)
+        await self._check_suspended(sender)
         snapshot = await self._room(room_id)
         if snapshot.membership(target) != c.BAN:
             raise forbidden(f"{target} is not banned")
         content = await self.member_content(target, c.LEAVE, reason)
-        return await self._send(EventDraft(room_id, c.MEMBER, sender, content, target))
+        persisted = await self._send(EventDraft(room_id, c.MEMBER, sender, content, target))
+        await self._audit("room.unban", sender, target, room_id, c.LEAVE, reason)
+        return persisted
 
     async def knock(self, user_id: str, room_id: str, reason: str | None = None) -> PersistedEvent:
         snapshot = await self._room(room_id)
@@ -179,6 +217,7 @@ class MembershipService:
             raise forbidden("You are already in the room")
         if current == c.BAN:
             raise forbidden("You are banned from this room")
+        await self._check_suspended(user_id)
         content = await self.member_content(user_id, c.KNOCK, reason)
         unsigned = {"knock_room_state": stripped_state(snapshot)}
         return await self._send(

@@ -15,6 +15,7 @@ from homeserver.core.errors import MatrixError, forbidden, not_found
 from homeserver.events import constants as c
 from homeserver.events.auth import get_named_level, get_power_levels_content, user_power_level
 from homeserver.persist.persister import EventDraft, EventPersister, PersistedEvent
+from homeserver.services.restrictions import UserRestrictions, fake_event_id
 from homeserver.state.current import CurrentStateCache, RoomSnapshot
 from homeserver.storage.stores.events import EventStore
 from homeserver.storage.stores.rooms import RoomStore
@@ -34,8 +35,11 @@ class MessageService:
         rooms: RoomStore,
         *,
         server_name: str,
+        restrictions: UserRestrictions | None = None,
     ) -> None:
         self.persister = persister
+        # Suspended users may not send; shadow-banned users' sends are faked (services/restrictions).
+        self.restrictions = restrictions
         self.state = state
         self.events = events
         self.rooms = rooms
@@ -97,6 +101,8 @@ class MessageService:
         snapshot = await self._room(room_id)
         if snapshot.membership(user_id) != c.JOIN:
             raise forbidden(f"User {user_id} not in room {room_id}")
+        if self.restrictions is not None and await self.restrictions.gate_send(user_id):
+            return fake_event_id()
         if event_type == c.REDACTION:
             redacts = content.get("redacts")
             if not isinstance(redacts, str):
@@ -156,6 +162,8 @@ class MessageService:
         current = snapshot.get(event_type, state_key)
         if snapshot.membership(user_id) != c.JOIN:
             raise forbidden(f"User {user_id} not in room {room_id}")
+        if self.restrictions is not None and await self.restrictions.gate_send(user_id):
+            return fake_event_id()
         if current is not None and dict(current.content) == content and current.sender == user_id:
             return current.event_id  # identical state: no new event, as Synapse does
         if event_type == "m.room.canonical_alias":
@@ -194,6 +202,13 @@ class MessageService:
         target = await self.events.get_event(target_id)
         if target is None or target.event.room_id != room_id:
             raise not_found("Event not found")
+        if self.restrictions is not None:
+            # As Synapse: a suspended user may still redact their own events (cleaning up).
+            own = target.event.sender == user_id
+            if own and await self.restrictions.is_shadow_banned(user_id):
+                return fake_event_id()
+            if not own and await self.restrictions.gate_send(user_id):
+                return fake_event_id()
         if target.event.sender != user_id:
             # Others' events need the redact level (the spec's same-server rule is for federation).
             level = get_named_level("redact", get_power_levels_content(snapshot.state))

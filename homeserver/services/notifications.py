@@ -15,6 +15,7 @@ from typing import Any
 
 from homeserver.core import json as hjson
 from homeserver.core.clock import Clock
+from homeserver.core.streams import StreamRow
 from homeserver.events import constants as c
 from homeserver.events.auth import get_power_levels_content, user_power_level
 from homeserver.metrics.caches import register_cache
@@ -52,6 +53,7 @@ def _notifies(actions: list[Any]) -> tuple[bool, bool]:
 
 class NotificationService:
     CACHE_SIZE = 200_000
+
     def __init__(self, store: PushActionStore, push_rules: PushRulesService, clock: Clock, server_name: str):
         self.store = store
         self.push_rules = push_rules
@@ -73,8 +75,8 @@ class NotificationService:
 
     async def on_batch(self, conn: Connection, persisted: Sequence[PersistedEvent]) -> None:
         """Persister batch hook: evaluate and store push actions in the event transaction."""
-        # From here until on_commit, recounts read a database that may or may not hold this
-        # batch: they must not be cached (on_commit adds the batch to cached counts itself).
+        # From here until on_events, recounts read a database that may or may not hold this
+        # batch: they must not be cached (on_events adds the batch to cached counts itself).
         self._writing = True
         self._epoch += 1
         self._pending = []
@@ -143,8 +145,9 @@ class NotificationService:
                 )
         return rows
 
-    def on_commit(self, persisted: Sequence[PersistedEvent]) -> None:
-        # New notifications: add them to cached counts (no recount per woken sync).
+    def on_events(self, position: int, rows: Sequence[StreamRow]) -> None:
+        """Events stream consumer (after the commit of the batch `on_batch` saw): add the new
+        notifications to cached counts (no recount per woken sync)."""
         for user_id, _event_id, room_id, _pos, thread_id, _actions, highlight, _ts in self._pending:
             key = (user_id, room_id)
             counts = self._counts.get(key)
@@ -164,6 +167,13 @@ class NotificationService:
         self._pending = []
         for key in self._touched:
             self._invalidate(key)
+        self._touched.clear()
+        self._writing = False
+        self._epoch += 1
+
+    def on_batch_failed(self) -> None:
+        """The transaction `on_batch` joined was rolled back: forget what it planned."""
+        self._pending = []
         self._touched.clear()
         self._writing = False
         self._epoch += 1

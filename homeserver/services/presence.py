@@ -31,11 +31,12 @@ from typing import Any
 
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError, forbidden
+from homeserver.core.streams import EventsRow, PresenceStreamRow, Stream, StreamRow
 from homeserver.events import constants as c
 from homeserver.http.ratelimit import Bucket, RateLimiter
 from homeserver.metrics.usage import background_process
 from homeserver.notifier.notifier import Notifier
-from homeserver.persist.persister import PersistedEvent
+from homeserver.replication.bus import StreamBus
 from homeserver.services import metrics
 from homeserver.services.changelog import ChangeLog
 from homeserver.state.current import CurrentStateCache
@@ -95,6 +96,7 @@ class PresenceService:
         *,
         enabled: bool,
         start_position: int,
+        bus: StreamBus,
         idle_timeout_ms: int = IDLE_TIMEOUT_MS,
         sync_online_timeout_ms: int = SYNC_ONLINE_TIMEOUT_MS,
         last_active_granularity_ms: int = LAST_ACTIVE_GRANULARITY_MS,
@@ -103,6 +105,7 @@ class PresenceService:
         self.memberships = memberships
         self.state = state
         self.notifier = notifier
+        self.bus = bus
         self.clock = clock
         self.ratelimiter = ratelimiter
         self.rc_presence = rc_presence
@@ -222,11 +225,11 @@ class PresenceService:
             device.auto_idle = False
         self._update(user_id, now, bump=True)
 
-    def on_persisted(self, persisted: Sequence[PersistedEvent]) -> None:
-        """Commit hook: events a client sent (through a transaction id) count as activity."""
+    def on_events(self, position: int, rows: Sequence[StreamRow]) -> None:
+        """Events stream consumer: events a client sent (through a transaction id) count as activity."""
         if not self.enabled:
             return
-        senders = {(p.txn[0], p.txn[1]) for p in persisted if p.txn is not None}
+        senders = {(r.sender, r.device_id) for r in rows if isinstance(r, EventsRow) and r.txn_id is not None}
         for user_id, device_id in senders:
             self._spawn(self.bump_active(user_id, device_id))
 
@@ -304,7 +307,9 @@ class PresenceService:
             self.position += 1
             row = replace(row, stream_id=self.position)
             self.log.add(self.position, user_id)
-            self.notifier.advance("presence", self.position)
+            self.bus.publish(
+                Stream.PRESENCE, self.position, [PresenceStreamRow(self.position, user_id, state)]
+            )
             self._spawn(self._notify(user_id, self.position))
         self._states[user_id] = row
         if state == OFFLINE:
@@ -334,7 +339,7 @@ class PresenceService:
                 await self.state.get(room_id)
                 users.update(self.notifier.room_users(room_id))
         metrics.presence_notified.inc(len(users))
-        self.notifier.on_user_event("presence", position, users)
+        self.notifier.on_user_event(Stream.PRESENCE, position, users)
 
     # -- timeouts --------------------------------------------------------------------------------
 

@@ -40,6 +40,10 @@ class ProfileService:
         await self.users.set_avatar_url(user_id, avatar_url)
         await self._changed(user_id)
 
+    async def notify_changed(self, user_id: str) -> None:
+        """Run the hooks after a profile was changed elsewhere (the admin API's user update)."""
+        await self._changed(user_id)
+
     async def _changed(self, user_id: str) -> None:
         for hook in self.changed_hooks:
             try:

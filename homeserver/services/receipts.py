@@ -27,9 +27,10 @@ from weakref import WeakValueDictionary
 
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError, forbidden, invalid_param, not_found
+from homeserver.core.streams import ReceiptRow, Stream
 from homeserver.events import constants as c
 from homeserver.metrics.caches import register_cache
-from homeserver.notifier.notifier import Notifier
+from homeserver.replication.bus import StreamBus
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.changelog import ChangeLog
 from homeserver.services.visibility import VisibilityService
@@ -67,7 +68,7 @@ class ReceiptService:
         visibility: VisibilityService,
         account_data: AccountDataService,
         stream: StreamIdGenerator,
-        notifier: Notifier,
+        bus: StreamBus,
         clock: Clock,
     ) -> None:
         self.store = store
@@ -76,7 +77,7 @@ class ReceiptService:
         self.visibility = visibility
         self.account_data = account_data
         self.stream = stream
-        self.notifier = notifier
+        self.bus = bus
         self.clock = clock
         self.receipt_hooks: list[ReceiptHook] = []
         self.activity_hooks: list[ActivityHook] = []
@@ -223,15 +224,19 @@ class ReceiptService:
                 self._remember(receipt)
         if not moved:
             return
-        # Wake once readers can see it (not while an earlier receipt is in flight).
-        if receipt_type == READ_PRIVATE:
-            self.stream.when_visible(
-                stream_id, lambda: self.notifier.on_user_event("receipts", self.stream.current, [user_id])
-            )
-        else:
-            self.stream.when_visible(
-                stream_id, lambda: self.notifier.on_room_event("receipts", self.stream.current, room_id)
-            )
+        row = ReceiptRow(
+            stream_id,
+            room_id,
+            receipt_type,
+            user_id,
+            stored.event_id,
+            thread_id,
+            private=receipt_type == READ_PRIVATE,
+        )
+        # Publish (and so wake) only once readers can see it (not while an earlier receipt is in flight).
+        self.stream.when_visible(
+            stream_id, lambda: self.bus.publish(Stream.RECEIPTS, self.stream.current, [row])
+        )
         if self.receipt_hooks and await self._read_position_moved(receipt):
             for hook in self.receipt_hooks:
                 try:

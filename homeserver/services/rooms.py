@@ -10,6 +10,7 @@ from homeserver.core.errors import MatrixError
 from homeserver.events import constants as c
 from homeserver.events.room_versions import DEFAULT_ROOM_VERSION, get_room_version
 from homeserver.persist.persister import EventDraft, EventPersister
+from homeserver.services.audit import AuditLog
 from homeserver.services.membership import MembershipService
 from homeserver.services.room_presets import PRESETS, default_power_levels
 from homeserver.storage.stores.rooms import RoomStore
@@ -28,7 +29,9 @@ class RoomService:
         server_name: str,
         default_room_version: str = DEFAULT_ROOM_VERSION,
         may_publish: Any = None,
+        audit: AuditLog | None = None,
     ) -> None:
+        self.audit = audit
         self.persister = persister
         self.rooms = rooms
         self.users = users
@@ -148,4 +151,11 @@ class RoomService:
 
         for user_id in invites:
             await self.membership.invite(creator, room_id, user_id, is_direct=is_direct)
+        if self.audit is not None:
+            await self.audit.record(
+                "room.create",
+                actor=creator,
+                target=room_id,
+                detail={"room_version": version.identifier, "preset": preset_name, "visibility": visibility},
+            )
         return room_id, alias

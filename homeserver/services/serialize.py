@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from homeserver.core.clock import Clock
+from homeserver.core.streams import EventsRow, StreamRow
 from homeserver.events.client_format import client_event
 from homeserver.events.redaction import prune_event_dict
-from homeserver.persist.persister import PersistedEvent
 from homeserver.storage.stores.events import EventStore, StoredEvent
 
 
@@ -26,10 +26,11 @@ class EventSerializer:
         # event_id -> (device_id, txn_id) of recent client sends
         self._txns: OrderedDict[str, tuple[str, str]] = OrderedDict()
 
-    def on_persisted(self, persisted: Sequence[PersistedEvent]) -> None:
-        for p in persisted:
-            if p.txn is not None:
-                self._txns[p.event.event_id] = (p.txn[1], p.txn[2])
+    def on_events(self, position: int, rows: Sequence[StreamRow]) -> None:
+        """Events stream consumer: remember the transaction ids of client sends (sync echoes them)."""
+        for row in rows:
+            if isinstance(row, EventsRow) and row.txn_id is not None and row.device_id is not None:
+                self._txns[row.event_id] = (row.device_id, row.txn_id)
                 if len(self._txns) > self.TXN_CACHE:
                     self._txns.popitem(last=False)
 

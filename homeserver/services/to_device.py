@@ -20,7 +20,8 @@ from typing import Any
 from homeserver.core import ids
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError
-from homeserver.notifier.notifier import Notifier
+from homeserver.core.streams import Stream, ToDeviceRow
+from homeserver.replication.bus import StreamBus
 from homeserver.storage.database import Database
 from homeserver.storage.stores.devices import DeviceStore
 from homeserver.storage.stores.e2e import E2eStore, ToDeviceMessage
@@ -48,7 +49,7 @@ class ToDeviceService:
         store: E2eStore,
         devices: DeviceStore,
         stream: StreamIdGenerator,
-        notifier: Notifier,
+        bus: StreamBus,
         clock: Clock,
         *,
         server_name: str,
@@ -57,7 +58,7 @@ class ToDeviceService:
         self.store = store
         self.devices = devices
         self.stream = stream
-        self.notifier = notifier
+        self.bus = bus
         self.clock = clock
         self.server_name = server_name
         self._reserved = stream.current
@@ -69,7 +70,7 @@ class ToDeviceService:
             needed = self.stream.peek_next() + count - 1
             if needed > self._reserved:
                 self._reserved = needed + RESERVE_BLOCK
-                await self.store.set_watermark("to_device", self._reserved)
+                await self.store.set_watermark(Stream.TO_DEVICE, self._reserved)
 
     async def send(
         self,
@@ -117,10 +118,14 @@ class ToDeviceService:
                         ],
                     )
         if fresh and targets:
-            users = {t[0] for t in targets}
-            # Wake once readers can see the messages (not while an earlier send is in flight).
+            rows = [
+                ToDeviceRow(stream_id, user_id, device_id)
+                for stream_id, (user_id, device_id, _) in zip(stream_ids, targets, strict=False)
+            ]
+            # Publish (and so wake) once readers can see the messages (not while an earlier send
+            # is in flight).
             self.stream.when_visible(
-                stream_ids[-1], lambda: self.notifier.on_user_event("to_device", self.stream.current, users)
+                stream_ids[-1], lambda: self.bus.publish(Stream.TO_DEVICE, self.stream.current, rows)
             )
         await self._cleanup_txns(now)
 

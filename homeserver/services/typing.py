@@ -18,9 +18,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from homeserver.core.errors import forbidden
+from homeserver.core.streams import EventsRow, Stream, StreamRow, TypingRow
 from homeserver.events import constants as c
-from homeserver.notifier.notifier import Notifier
-from homeserver.persist.persister import PersistedEvent
+from homeserver.replication.bus import StreamBus
 from homeserver.services.changelog import ChangeLog
 from homeserver.state.current import CurrentStateCache
 
@@ -33,9 +33,9 @@ ActivityHook = Callable[[str, str | None], Awaitable[None]]
 
 
 class TypingService:
-    def __init__(self, state: CurrentStateCache, notifier: Notifier, start_position: int) -> None:
+    def __init__(self, state: CurrentStateCache, bus: StreamBus, start_position: int) -> None:
         self.state = state
-        self.notifier = notifier
+        self.bus = bus
         self.position = start_position
         self.log: ChangeLog[str] = ChangeLog(start_position)
         self.activity_hooks: list[ActivityHook] = []
@@ -97,7 +97,8 @@ class TypingService:
         self.position += 1
         self._serial[room_id] = self.position
         self.log.add(self.position, room_id)
-        self.notifier.on_room_event("typing", self.position, room_id)
+        row = TypingRow(self.position, room_id, tuple(self.typing_users(room_id)))
+        self.bus.publish(Stream.TYPING, self.position, [row])
 
     # -- expiry ----------------------------------------------------------------------------------
 
@@ -139,14 +140,13 @@ class TypingService:
 
     # -- membership ------------------------------------------------------------------------------
 
-    def on_persisted(self, persisted: Sequence[PersistedEvent]) -> None:
-        """Commit hook: a user who is no longer joined stops typing."""
-        for p in persisted:
-            event = p.event
-            if event.type != c.MEMBER or event.state_key is None:
+    def on_events(self, position: int, rows: Sequence[StreamRow]) -> None:
+        """Events stream consumer: a user who is no longer joined stops typing."""
+        for row in rows:
+            if not isinstance(row, EventsRow) or not row.is_live or row.state_key is None:
                 continue
-            if event.content.get("membership") != c.JOIN:
-                self.stopped(event.room_id, event.state_key)
+            if row.membership is not None and row.membership != c.JOIN:
+                self.stopped(row.room_id, row.state_key)
 
     # -- /sync -----------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Awaitable, Callable, Sequence
 
+from homeserver.core.streams import EventsRow, StreamRow
 from homeserver.events import constants as c
 from homeserver.storage.stores.events import EventStore, StoredEvent
 from homeserver.storage.stores.rooms import RoomStore
@@ -28,6 +29,12 @@ class VisibilityService:
 
     def invalidate(self, room_id: str, type: str, state_key: str) -> None:
         self._histories.pop((room_id, type, state_key), None)
+
+    def on_events(self, position: int, rows: Sequence[StreamRow]) -> None:
+        """Events stream consumer: a state change makes that key's cached history stale."""
+        for row in rows:
+            if isinstance(row, EventsRow) and row.state_key is not None:
+                self.invalidate(row.room_id, row.type, row.state_key)
 
     async def _history(self, room_id: str, type: str, state_key: str, field: str) -> History:
         key = (room_id, type, state_key)

@@ -1,7 +1,9 @@
 """In-memory current state of rooms, loaded lazily and replaced (never mutated) after each commit.
 
 A `RoomSnapshot` is immutable once published: the persister builds the next one copy-on-write and
-publishes it only after its transaction commits, so readers never see uncommitted state.
+publishes it only after its transaction commits, so readers never see uncommitted state. The
+cache is owned by the state service (`state/service.py`), which adds state at a stream position
+and state at an event.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from homeserver.events.room_versions import RoomVersion
 from homeserver.metrics.caches import register_cache
 from homeserver.storage.stores.events import EventStore, RoomVersionLookup
 from homeserver.storage.stores.rooms import RoomStore
+from homeserver.storage.stores.state import StateStore
 
 StateKey = tuple[str, str]
 
@@ -31,6 +34,14 @@ class RoomSnapshot:
     last_stream: int
     # user_id -> membership, derived from state once per snapshot.
     memberships: Mapping[str, str] = field(default_factory=dict)
+    # The state group holding `state` (None: the empty state, or a room from before state groups
+    # until its next event) and its number of delta hops down to a full group.
+    state_group: int | None = None
+    group_hops: int = 0
+    # With several forward extremities: the state after each of them, as ids (what the next
+    # resolution merges). None while the room is linear (the state after its one extremity is
+    # `state`).
+    forks: Mapping[str, Mapping[StateKey, str]] | None = None
 
     def get(self, type: str, state_key: str = "") -> Event | None:
         return self.state.get((type, state_key))
@@ -63,10 +74,13 @@ def memberships_from_state(state: Mapping[StateKey, Event]) -> dict[str, str]:
 
 
 class CurrentStateCache:
-    def __init__(self, rooms: RoomStore, events: EventStore, versions: RoomVersionLookup) -> None:
+    def __init__(
+        self, rooms: RoomStore, events: EventStore, versions: RoomVersionLookup, groups: StateStore
+    ) -> None:
         self.rooms = rooms
         self.events = events
         self.versions = versions
+        self.groups = groups
         self._snapshots: dict[str, RoomSnapshot] = {}
         self._metric = register_cache("current_state_snapshot", self, lambda s: len(s._snapshots))
 
@@ -100,9 +114,23 @@ class CurrentStateCache:
         state = {key: found[eid].event for key, eid in state_ids.items() if eid in found}
         extremities = await self.rooms.get_forward_extremities(room_id)
         depth = await self.rooms.get_max_depth(room_id)
-        last = await self.rooms.db.fetchval(
-            "SELECT COALESCE(MAX(stream_ordering), 0) FROM events WHERE room_id = $1", room_id
-        )
+        last = await self.events.room_max_stream_ordering(room_id)
+        group = await self.groups.get_current_group(room_id)
+        hops = (await self.groups.get_group_hops(group) or 0) if group is not None else 0
+        forks: dict[str, Mapping[StateKey, str]] | None = None
+        if len(extremities) > 1:
+            groups = await self.groups.get_event_groups(extremities)
+            if all(e in groups for e in extremities):
+                forks = {e: await self.groups.get_group_state(groups[e].after_group) for e in extremities}
         return RoomSnapshot(
-            room_id, version, state, tuple(extremities), depth, int(last or 0), memberships_from_state(state)
+            room_id,
+            version,
+            state,
+            tuple(extremities),
+            depth,
+            int(last or 0),
+            memberships_from_state(state),
+            group,
+            hops,
+            forks,
         )

@@ -3,20 +3,21 @@
 - `RoomStreamIndex`: the stream ordering of each room's latest event (which rooms changed since a
   token is then a dict lookup per room).
 - `MembershipIndex`: each user's rooms and membership, loaded per user on first use and kept
-  current by the persister's commit hook.
+  current from the events stream.
 
-Both are updated synchronously in the commit hook together with the stream position, so a reader
-that takes the position and reads an index without awaiting in between sees a consistent pair.
+Both are events-stream consumers on the stream bus, called synchronously after each commit and
+before the notifier's position moves, so a reader that takes the position and reads an index
+without awaiting in between sees a consistent pair. Rows of events clients never see (outliers,
+rejected or soft-failed events) are skipped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from homeserver.events import constants as c
+from homeserver.core.streams import EventsRow, StreamRow
 from homeserver.metrics.caches import register_cache
-from homeserver.persist.persister import PersistedEvent
-from homeserver.storage.database import Database
+from homeserver.storage.stores.events import EventStore
 from homeserver.storage.stores.rooms import RoomStore
 
 
@@ -24,13 +25,13 @@ class RoomStreamIndex:
     def __init__(self) -> None:
         self.last: dict[str, int] = {}
 
-    async def load(self, db: Database) -> None:
-        rows = await db.fetch("SELECT room_id, MAX(stream_ordering) FROM events GROUP BY room_id")
-        self.last = {r[0]: int(r[1]) for r in rows}
+    async def load(self, events: EventStore) -> None:
+        self.last = await events.max_stream_ordering_per_room()
 
-    def on_persisted(self, persisted: Sequence[PersistedEvent]) -> None:
-        for p in persisted:
-            self.last[p.event.room_id] = p.stream_ordering
+    def on_events(self, position: int, rows: Sequence[StreamRow]) -> None:
+        for row in rows:
+            if isinstance(row, EventsRow) and row.is_live:
+                self.last[row.room_id] = row.stream_ordering
 
 
 class MembershipIndex:
@@ -63,17 +64,18 @@ class MembershipIndex:
     def mark_forgotten(self, user_id: str, room_id: str) -> None:
         self.forgotten.setdefault(user_id, set()).add(room_id)
 
-    def on_persisted(self, persisted: Sequence[PersistedEvent]) -> None:
-        for p in persisted:
-            event = p.event
-            if event.type != c.MEMBER or event.state_key is None:
+    def on_events(self, position: int, rows: Sequence[StreamRow]) -> None:
+        for row in rows:
+            if not isinstance(row, EventsRow) or row.membership is None or row.state_key is None:
                 continue
-            rooms = self._users.get(event.state_key)
+            if not row.is_live:
+                continue
+            rooms = self._users.get(row.state_key)
             if rooms is not None:
-                rooms[event.room_id] = (str(event.content.get("membership")), p.stream_ordering)
-                forgotten = self.forgotten.get(event.state_key)
+                rooms[row.room_id] = (row.membership, row.stream_ordering)
+                forgotten = self.forgotten.get(row.state_key)
                 if forgotten:
-                    forgotten.discard(event.room_id)
+                    forgotten.discard(row.room_id)
 
 
 class RoomTailCache:
@@ -91,22 +93,24 @@ class RoomTailCache:
         self._rooms: dict[str, tuple[list[tuple[int, str]], list[int]]] = {}
         self._metric = register_cache("room_tails", self, lambda s: len(s._rooms))
 
-    def on_persisted(self, persisted: Sequence[PersistedEvent]) -> None:
-        """Call BEFORE RoomStreamIndex.on_persisted (it reads the room's previous position)."""
-        for p in persisted:
-            room_id = p.event.room_id
+    def on_events(self, position: int, rows: Sequence[StreamRow]) -> None:
+        """Subscribe BEFORE RoomStreamIndex.on_events (it reads the room's previous position)."""
+        for row in rows:
+            if not isinstance(row, EventsRow) or not row.is_live:
+                continue
+            room_id = row.room_id
             entry = self._rooms.get(room_id)
             if entry is None:
                 entry = ([], [self.room_streams.last.get(room_id, 0)])
                 self._rooms[room_id] = entry
             events, complete_from = entry
-            events.append((p.stream_ordering, p.event.event_id))
+            events.append((row.stream_ordering, row.event_id))
             if len(events) > self.KEEP:
                 dropped = events[: len(events) - self.KEEP]
                 del events[: len(events) - self.KEEP]
                 complete_from[0] = dropped[-1][0]
             # keep the room's position current for the next event of this batch
-            self.room_streams.last[room_id] = p.stream_ordering
+            self.room_streams.last[room_id] = row.stream_ordering
 
     def between(
         self, room_id: str, after: int, upto: int, limit: int, newest_first: bool

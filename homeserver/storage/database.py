@@ -12,6 +12,8 @@ from typing import Any, Literal, Protocol
 
 Dialect = Literal["sqlite", "postgres"]
 Row = Any  # sqlite3.Row or asyncpg.Record: both index by name and position
+# (sql, rows): one statement run once per row
+Statement = tuple[str, Sequence[Sequence[Any]]]
 
 
 class Connection(Protocol):
@@ -20,6 +22,11 @@ class Connection(Protocol):
     async def execute(self, sql: str, *args: Any) -> None: ...
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+    async def run_batch(self, statements: Sequence[Statement]) -> None:
+        """Several write statements in order, in one round trip to the engine where it can (the
+        SQLite writer thread): see storage/batching.py."""
+        ...
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Protocol
+
+import asyncpg
 
 from homeserver.storage.database import Database
 from homeserver.storage.postgres import PostgresDatabase
@@ -50,3 +53,9 @@ async def open_database(settings: DatabaseSettings) -> Database:
         await pg.open()
         return pg
     raise ValueError(f"unknown database engine {settings.engine!r}")
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """True when a statement failed because of the data it was given (PostgreSQL's class 22, e.g.
+    a NUL character in text; SQLite's DataError), not because of the database or the code."""
+    return isinstance(exc, asyncpg.DataError | sqlite3.DataError)

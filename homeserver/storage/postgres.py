@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from homeserver.core.errors import DatabaseUnavailableError
-from homeserver.storage.database import Connection, Dialect, Row
+from homeserver.storage.database import Connection, Dialect, Row, Statement
 from homeserver.storage.metrics import caller_name, observe_statement, observe_txn
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,16 @@ class _PgConnection(Connection):
         with _unavailable_on_loss():
             await self._conn.executemany(sql, list(rows))
         observe_statement(sql, time.perf_counter() - start)
+
+    async def run_batch(self, statements: Sequence[Statement]) -> None:
+        for sql, rows in statements:
+            start = time.perf_counter()
+            with _unavailable_on_loss():
+                if len(rows) == 1:
+                    await self._conn.execute(sql, *rows[0])
+                else:
+                    await self._conn.executemany(sql, rows)
+            observe_statement(sql, time.perf_counter() - start)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         start = time.perf_counter()
@@ -175,6 +185,10 @@ class PostgresDatabase:
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         async with self.transaction(caller_name()) as conn:
             await conn.executemany(sql, rows)
+
+    async def run_batch(self, statements: Sequence[Statement]) -> None:
+        async with self.transaction(caller_name()) as conn:
+            await conn.run_batch(statements)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         async with self._connection(caller_name(), write=False) as conn:

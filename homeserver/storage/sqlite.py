@@ -22,7 +22,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 from homeserver.core.errors import DatabaseUnavailableError
-from homeserver.storage.database import Connection, Dialect, Row
+from homeserver.storage.database import Connection, Dialect, Row, Statement
 from homeserver.storage.metrics import caller_name, observe_statement, observe_txn
 
 logger = logging.getLogger(__name__)
@@ -69,6 +69,17 @@ class _SyncOps:
         conn.executemany(_adapt_sql(sql), rows)
 
     @staticmethod
+    def run_batch(conn: sqlite3.Connection, statements: Sequence[Statement], _args: Any) -> None:
+        # Timed here, per statement: _on_writer only sees the whole batch.
+        for sql, rows in statements:
+            start = time.perf_counter()
+            if len(rows) == 1:
+                conn.execute(_adapt_sql(sql), rows[0])
+            else:
+                conn.executemany(_adapt_sql(sql), rows)
+            observe_statement(sql, time.perf_counter() - start)
+
+    @staticmethod
     def fetch(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[Row]:
         return conn.execute(_adapt_sql(sql), args).fetchall()
 
@@ -94,6 +105,10 @@ class _WriterConnection(Connection):
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         await self._db._on_writer(_SyncOps.executemany, sql, list(rows))
+
+    async def run_batch(self, statements: Sequence[Statement]) -> None:
+        if statements:
+            await self._db._on_writer(_SyncOps.run_batch, statements, None)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         result: list[Row] = await self._db._on_writer(_SyncOps.fetch, sql, args)
@@ -132,7 +147,7 @@ class SqliteDatabase:
 
     # -- thread dispatch ----------------------------------------------------------------------
 
-    async def _on_writer(self, fn: Callable[..., T], sql: str, args: Any) -> T:
+    async def _on_writer(self, fn: Callable[..., T], sql: Any, args: Any) -> T:
         assert self._writer is not None, "database not opened"
         loop = asyncio.get_running_loop()
         writer = self._writer
@@ -140,7 +155,8 @@ class SqliteDatabase:
         try:
             return await loop.run_in_executor(self._writer_pool, fn, writer, sql, args)
         finally:
-            observe_statement(sql, time.perf_counter() - start)
+            if isinstance(sql, str):  # a batch (run_batch) times its statements itself
+                observe_statement(sql, time.perf_counter() - start)
 
     def _reader_conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -204,6 +220,10 @@ class SqliteDatabase:
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         async with self.transaction(caller_name()) as conn:
             await conn.executemany(sql, rows)
+
+    async def run_batch(self, statements: Sequence[Statement]) -> None:
+        async with self.transaction(caller_name()) as conn:
+            await conn.run_batch(statements)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         result: list[Row] = await self._on_reader(_SyncOps.fetch, sql, args, caller_name())

@@ -14,28 +14,29 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+from homeserver.core.streams import Stream
 from homeserver.storage.database import Database
 
 logger = logging.getLogger(__name__)
 
 
 class StreamIdGenerator:
-    def __init__(self, name: str, start: int) -> None:
+    def __init__(self, name: Stream, start: int) -> None:
         self.name = name
         self._last_issued = start
         self._current = start
         self._in_flight: set[int] = set()
-        self._listeners: list[Callable[[str, int], None]] = []
+        self._listeners: list[Callable[[Stream, int], None]] = []
         # (position, tie-breaker, callback): run once the current position reaches `position`.
         self._on_visible: list[tuple[int, int, Callable[[], None]]] = []
         self._seq = itertools.count()
 
     @classmethod
-    async def load(cls, db: Database, name: str, table: str, column: str) -> StreamIdGenerator:
+    async def load(cls, db: Database, name: Stream, table: str, column: str) -> StreamIdGenerator:
         value = await db.fetchval(f"SELECT COALESCE(MAX({column}), 0) FROM {table}")
         return cls(name, int(value or 0))
 
-    def add_listener(self, fn: Callable[[str, int], None]) -> None:
+    def add_listener(self, fn: Callable[[Stream, int], None]) -> None:
         """Called with (stream name, new current position) whenever it advances."""
         self._listeners.append(fn)
 

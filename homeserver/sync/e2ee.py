@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from homeserver.core.streams import Stream
 from homeserver.core.tokens import StreamToken
 from homeserver.services.device_lists import DeviceListService
 from homeserver.services.e2e_keys import E2eKeysService
@@ -32,7 +33,7 @@ class E2eeSyncExtension(SyncExtension):
                 news = True
                 response["to_device"] = {"events": delivery.events}
                 if delivery.position != now.to_device:
-                    response["next_batch"] = now.with_stream("to_device", delivery.position).serialize()
+                    response["next_batch"] = now.with_stream(Stream.TO_DEVICE, delivery.position).serialize()
         if since is not None and (now.device_lists > since.device_lists or now.events > since.events):
             changed, left = await self.device_lists.changes_between(req.user_id, since, now)
             if changed or left:

@@ -7,6 +7,7 @@ newer than the token are read from the database.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,8 +21,9 @@ from homeserver.notifier.notifier import Notifier
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.serialize import EventSerializer
 from homeserver.services.visibility import VisibilityService
-from homeserver.state.current import CurrentStateCache, RoomSnapshot
+from homeserver.state.current import RoomSnapshot
 from homeserver.state.indexes import MembershipIndex, RoomStreamIndex, RoomTailCache
+from homeserver.state.service import StateService
 from homeserver.storage.stores.events import EventStore, StoredEvent
 from homeserver.storage.stores.rooms import RoomStore
 from homeserver.sync import metrics as sync_metrics
@@ -89,7 +91,7 @@ class SyncService:
     def __init__(
         self,
         notifier: Notifier,
-        state: CurrentStateCache,
+        state: StateService,
         events: EventStore,
         rooms: RoomStore,
         memberships: MembershipIndex,
@@ -135,7 +137,15 @@ class SyncService:
         async with Measure("compute_sync"):
             result, now = await self._compute(req)
         if result is None and req.timeout_ms > 0:
-            if await self.notifier.wait_for_change(req.user_id, now, req.timeout_ms / 1000):
+            # A wake-up may bring nothing for this request (a presence or device-list notification
+            # whose position the token already had, or a change its filter drops): park again for
+            # the rest of the timeout instead of answering empty, as Synapse does.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + req.timeout_ms / 1000
+            while result is None:
+                remaining = deadline - loop.time()
+                if remaining <= 0 or not await self.notifier.wait_for_change(req.user_id, now, remaining):
+                    break
                 async with Measure("compute_sync"):
                     result, now = await self._compute(req)
         if result is None:
@@ -285,23 +295,6 @@ class SyncService:
             visible = [s for s in visible if flt.matches_event(s.event, room_id)]
         return visible, limited, start
 
-    async def state_ids_at(self, snapshot: RoomSnapshot, position: int) -> dict[tuple[str, str], str]:
-        """State ids after stream `position`: current state with later changes rolled back."""
-        state = {key: event.event_id for key, event in snapshot.state.items()}
-        if position >= snapshot.last_stream:
-            return state
-        seen = set()
-        for delta in await self.rooms.state_deltas_after(snapshot.room_id, position):
-            key = (delta.type, delta.state_key)
-            if key in seen:
-                continue
-            seen.add(key)
-            if delta.prev_event_id is None:
-                state.pop(key, None)
-            else:
-                state[key] = delta.prev_event_id
-        return state
-
     async def _joined_room(
         self,
         req: SyncRequest,
@@ -321,9 +314,9 @@ class SyncService:
         at_start: dict[tuple[str, str], str] = {}
         changed_members: set[str] = set()
         if since is None:
-            state_ids = await self.state_ids_at(snapshot, start)
+            state_ids = await self.state.state_ids_at(snapshot, start)
         elif limited:
-            at_start = await self.state_ids_at(snapshot, start)
+            at_start = await self.state.state_ids_at(snapshot, start)
             changed = {
                 (d.type, d.state_key) for d in await self.rooms.state_deltas_between(room_id, since, start)
             }
@@ -339,7 +332,7 @@ class SyncService:
                 # (sync/lazy_members.py).
                 in_timeline = {s.event.state_key for s in timeline if s.event.type == c.MEMBER}
                 wanted -= in_timeline
-                at = at_start if limited else await self.state_ids_at(snapshot, start)
+                at = at_start if limited else await self.state.state_ids_at(snapshot, start)
                 state_ids.update({k: v for k, v in at.items() if k[0] == c.MEMBER and k[1] in wanted})
             # Membership changes inside a limited gap stay: the client would miss them otherwise.
             keep = wanted | (changed_members if limited and since is not None else set())
@@ -429,7 +422,7 @@ class SyncService:
         snapshot = await self.state.get(room_id)
         assert snapshot is not None
         timeline, limited, start = await self._timeline(req, room_id, since or 0, leave_pos)
-        state_ids = await self.state_ids_at(snapshot, start) if since is None or limited else {}
+        state_ids = await self.state.state_ids_at(snapshot, start) if since is None or limited else {}
         if req.filter.lazy_load_members:
             wanted = {s.event.sender for s in timeline} | {req.user_id}
             state_ids = {k: v for k, v in state_ids.items() if k[0] != c.MEMBER or k[1] in wanted}

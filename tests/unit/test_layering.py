@@ -57,6 +57,14 @@ def test_events_and_crypto_only_use_core() -> None:
     assert _violations(paths, ("homeserver",), allowed) == []
 
 
+def test_replication_only_uses_core() -> None:
+    """The stream bus sits under every service that publishes or consumes: it knows the streams and
+    their rows (core/streams.py), never the services, stores or HTTP layer above it."""
+    allowed = ("homeserver.core", "homeserver.replication")
+    forbidden = ("homeserver", "aiohttp", "asyncpg", "sqlite3")
+    assert _violations(_modules("replication"), forbidden, allowed) == []
+
+
 def test_api_never_touches_storage() -> None:
     assert _violations(_modules("api"), ("homeserver.storage", "asyncpg", "sqlite3")) == []
 
@@ -78,9 +86,8 @@ def test_compat_tests_never_import_the_server() -> None:
 
 # -- handlers never reach stores; SQL lives in storage/ ----------------------------------------------
 
-# Pure-SQL checks that would flag these files belong to the event pipeline rework (issue #11), which
-# rewrites state/ and takes their queries into storage/ with it.
-SQL_ALLOWED_OUTSIDE_STORAGE = ("homeserver/state/current.py", "homeserver/state/indexes.py")
+# No exceptions left: the event pipeline rework (issue #11) took state/'s queries into storage/.
+SQL_ALLOWED_OUTSIDE_STORAGE: tuple[str, ...] = ()
 
 _SQL = re.compile(
     r"\b(SELECT\b[\s\S]*\bFROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from homeserver.core.streams import Stream
 from homeserver.core.tokens import StreamToken
 from homeserver.notifier.notifier import Notifier
 
@@ -37,5 +38,5 @@ async def test_a_change_still_wakes_before_close() -> None:
     since = notifier.current
     waiter = asyncio.ensure_future(notifier.wait_for_change("@a:test", since, timeout_s=3600))
     await asyncio.sleep(0)
-    notifier.on_user_event("to_device", 5, ["@a:test"])
+    notifier.on_user_event(Stream.TO_DEVICE, 5, ["@a:test"])
     assert await waiter is True

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from homeserver.core.streams import Stream
 from homeserver.storage.streams import StreamIdGenerator
 
 
 async def test_callback_waits_for_earlier_ids() -> None:
-    stream = StreamIdGenerator("s", 10)
+    stream = StreamIdGenerator(Stream.DEVICE_LISTS, 10)
     ran: list[str] = []
     stream.when_visible(10, lambda: ran.append("already visible"))
     assert ran == ["already visible"]
@@ -20,7 +21,7 @@ async def test_callback_waits_for_earlier_ids() -> None:
 
 
 async def test_failed_callback_does_not_break_the_writer() -> None:
-    stream = StreamIdGenerator("s", 0)
+    stream = StreamIdGenerator(Stream.DEVICE_LISTS, 0)
     ran: list[int] = []
 
     def boom() -> None:
@@ -33,7 +34,7 @@ async def test_failed_callback_does_not_break_the_writer() -> None:
 
 
 def test_advance_to_runs_callbacks() -> None:
-    stream = StreamIdGenerator("s", 0)
+    stream = StreamIdGenerator(Stream.DEVICE_LISTS, 0)
     ran: list[int] = []
     stream.when_visible(5, lambda: ran.append(5))
     stream.advance_to(4)

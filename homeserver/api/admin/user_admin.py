@@ -22,4 +22,5 @@ async def set_user_admin(req: ApiRequest) -> Any:
     body = await req.json()
     admin = get_bool(body, "admin", required=True)
     await req.services.server_admins.set_admin(req.user, req.path["userId"], admin)
+    await req.services.admin_users.record_set_admin(req.user, req.path["userId"], bool(admin))
     return {}

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.core.json import dumps_str, loads
+from homeserver.core.streams import AccountDataRow
 from homeserver.storage.database import Database
 
 
@@ -44,6 +45,17 @@ class AccountDataStore:
             dumps_str(content),
             stream_id,
         )
+
+    async def rows_since(self, after: int, upto: int, limit: int) -> list[AccountDataRow]:
+        """Stream rows of every user's latest changes (stream-bus catch-up)."""
+        rows = await self.db.fetch(
+            "SELECT stream_id, user_id, room_id, type FROM account_data WHERE stream_id > $1"
+            " AND stream_id <= $2 ORDER BY stream_id LIMIT $3",
+            after,
+            upto,
+            limit,
+        )
+        return [AccountDataRow(int(r[0]), r[1], r[2], r[3]) for r in rows]
 
     async def list_since(self, user_id: str, after: int, upto: int) -> list[AccountDataItem]:
         rows = await self.db.fetch(

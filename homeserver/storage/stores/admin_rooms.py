@@ -34,6 +34,9 @@ ROOM_TABLES = (
     "state_deltas",
     "room_memberships",
     "room_forward_extremities",
+    "event_edges",
+    "event_auth",
+    "event_state",
     "room_aliases",
     "e2e_room_keys",
     "user_directory_public_rooms",
@@ -208,11 +211,22 @@ class AdminRoomStore:
     async def delete_events_txn(self, conn: Connection, event_ids: Sequence[str]) -> None:
         for event_id in event_ids:
             await conn.execute("DELETE FROM event_push_actions WHERE event_id = $1", event_id)
+            # The DAG rows of the event itself; state groups stay (other events share them).
+            await conn.execute("DELETE FROM event_state WHERE event_id = $1", event_id)
+            await conn.execute("DELETE FROM event_auth WHERE event_id = $1", event_id)
+            await conn.execute("DELETE FROM event_edges WHERE event_id = $1", event_id)
             await conn.execute("DELETE FROM events WHERE event_id = $1", event_id)
 
     async def delete_room_rows_txn(self, conn: Connection, room_id: str) -> None:
         for table in ROOM_TABLES:
             await conn.execute(f"DELETE FROM {table} WHERE room_id = $1", room_id)
+        # State groups last: their entries are keyed by group, not by room.
+        await conn.execute(
+            "DELETE FROM state_group_entries WHERE state_group IN"
+            " (SELECT id FROM state_groups WHERE room_id = $1)",
+            room_id,
+        )
+        await conn.execute("DELETE FROM state_groups WHERE room_id = $1", room_id)
 
     async def latest_event(self, room_id: str) -> int:
         return int(

@@ -28,6 +28,7 @@ class AccessToken:
     deactivated: bool
     is_guest: bool
     appservice_id: str | None
+    locked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +145,7 @@ class DeviceStore:
     async def get_access_token(self, token_hash: str) -> AccessToken | None:
         row = await self.db.fetchrow(
             "SELECT t.token_hash, t.user_id, t.device_id, t.created_ts, t.valid_until_ts,"
-            " t.refresh_token_hash, u.is_admin, u.deactivated, u.is_guest, u.appservice_id"
+            " t.refresh_token_hash, u.is_admin, u.deactivated, u.is_guest, u.appservice_id, u.locked"
             " FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = $1",
             token_hash,
         )
@@ -161,6 +162,7 @@ class DeviceStore:
             bool(row["deactivated"]),
             bool(row["is_guest"]),
             row["appservice_id"],
+            bool(row["locked"]),
         )
 
     async def insert_access_token_txn(
@@ -196,6 +198,15 @@ class DeviceStore:
             user_id,
             except_device_id,
         )
+        return [r[0] for r in rows]
+
+    async def delete_access_token_txn(self, conn: Connection, token_hash: str) -> None:
+        await conn.execute("DELETE FROM access_tokens WHERE token_hash = $1", token_hash)
+
+    async def delete_puppet_tokens_txn(self, conn: Connection, admin_id: str) -> list[str]:
+        """Delete the device-less "login as" tokens `admin_id` made; returns their hashes."""
+        rows = await conn.fetch("SELECT token_hash FROM access_tokens WHERE puppets_user_id = $1", admin_id)
+        await conn.execute("DELETE FROM access_tokens WHERE puppets_user_id = $1", admin_id)
         return [r[0] for r in rows]
 
     async def delete_access_tokens_txn(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.core.json import dumps_str, loads
+from homeserver.core.streams import DeviceListsRow, Stream
 from homeserver.storage.database import Connection, Database
 
 CROSS_SIGNING_TYPES = ("master", "self_signing", "user_signing")
@@ -287,6 +288,17 @@ class E2eStore:
             [(stream_id, user_id, visible_to, now) for user_id, visible_to in changes],
         )
 
+    async def device_list_rows_since(self, after: int, upto: int, limit: int) -> list[DeviceListsRow]:
+        """Stream rows of the device-list changes (stream-bus catch-up)."""
+        rows = await self.db.fetch(
+            "SELECT DISTINCT stream_id, user_id, visible_to FROM device_lists_stream"
+            " WHERE stream_id > $1 AND stream_id <= $2 ORDER BY stream_id LIMIT $3",
+            after,
+            upto,
+            limit,
+        )
+        return [DeviceListsRow(int(r[0]), r[1], r[2]) for r in rows]
+
     async def device_list_changes_between(self, after: int, upto: int) -> list[DeviceListChange]:
         rows = await self.db.fetch(
             "SELECT DISTINCT stream_id, user_id, visible_to FROM device_lists_stream"
@@ -364,19 +376,21 @@ class E2eStore:
     async def load_to_device_position(db: Database) -> int:
         """Max of the persisted watermark and the inbox (rows are deleted once delivered)."""
         inbox = await db.fetchval("SELECT COALESCE(MAX(stream_id), 0) FROM device_inbox")
-        mark = await db.fetchval("SELECT position FROM stream_watermarks WHERE stream_name = 'to_device'")
+        mark = await db.fetchval(
+            "SELECT position FROM stream_watermarks WHERE stream_name = $1", Stream.TO_DEVICE.value
+        )
         return max(int(inbox or 0), int(mark or 0))
 
     @staticmethod
     async def load_device_lists_position(db: Database) -> int:
         return int(await db.fetchval("SELECT COALESCE(MAX(stream_id), 0) FROM device_lists_stream") or 0)
 
-    async def set_watermark(self, stream_name: str, position: int) -> None:
+    async def set_watermark(self, stream: Stream, position: int) -> None:
         async with self.db.transaction() as conn:
             await conn.execute(
                 "INSERT INTO stream_watermarks (stream_name, position) VALUES ($1, $2)"
                 " ON CONFLICT (stream_name) DO UPDATE SET position = excluded.position"
                 " WHERE stream_watermarks.position < excluded.position",
-                stream_name,
+                stream.value,
                 position,
             )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.core import json as hjson
+from homeserver.core.streams import EventsRow
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion, get_room_version
 from homeserver.metrics.caches import register_cache
@@ -40,6 +41,9 @@ class NewEventRow:
     relates_to_id: str | None
     rel_type: str | None
     replaces_state: str | None = None
+    outlier: bool = False
+    rejected_reason: str | None = None
+    soft_failed: bool = False
 
 
 def relation_of(event: Event) -> tuple[str | None, str | None]:
@@ -140,7 +144,8 @@ class EventStore:
         order = "DESC" if newest_first else "ASC"
         rows = await self.db.fetch(
             "SELECT event_id, stream_ordering FROM events WHERE room_id = $1 AND stream_ordering > $2"
-            f" AND stream_ordering <= $3 AND NOT outlier ORDER BY stream_ordering {order} LIMIT $4",
+            " AND stream_ordering <= $3 AND NOT outlier AND rejected_reason IS NULL AND NOT soft_failed"
+            f" ORDER BY stream_ordering {order} LIMIT $4",
             room_id,
             after,
             upto,
@@ -165,8 +170,54 @@ class EventStore:
         )
         return await self.get_events_ordered([r[0] for r in rows])
 
+    async def rows_since(self, after: int, upto: int, limit: int) -> list[EventsRow]:
+        """Events stream rows with after < stream_ordering <= upto (stream-bus catch-up)."""
+        rows = await self.db.fetch(
+            "SELECT stream_ordering, room_id, event_id, type, state_key, sender, json, outlier,"
+            " rejected_reason, soft_failed FROM events WHERE stream_ordering > $1 AND stream_ordering <= $2"
+            " ORDER BY stream_ordering LIMIT $3",
+            after,
+            upto,
+            limit,
+        )
+        result = []
+        for r in rows:
+            pdu = hjson.loads(r[6])
+            content = pdu.get("content") if isinstance(pdu.get("content"), dict) else {}
+            redacts = pdu.get("redacts") or content.get("redacts")
+            result.append(
+                EventsRow(
+                    int(r[0]),
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    r[5],
+                    str(content.get("membership")) if r[3] == "m.room.member" else None,
+                    redacts if isinstance(redacts, str) and r[3] == "m.room.redaction" else None,
+                    outlier=bool(r[7]),
+                    rejected=r[8] is not None,
+                    soft_failed=bool(r[9]),
+                )
+            )
+        return result
+
     async def max_stream_ordering(self) -> int:
         return int(await self.db.fetchval("SELECT COALESCE(MAX(stream_ordering), 0) FROM events"))
+
+    async def min_stream_ordering(self) -> int:
+        """The lowest ordering (negative once history was backfilled), 0 for no events."""
+        return int(await self.db.fetchval("SELECT COALESCE(MIN(stream_ordering), 0) FROM events") or 0)
+
+    async def room_max_stream_ordering(self, room_id: str) -> int:
+        value = await self.db.fetchval(
+            "SELECT COALESCE(MAX(stream_ordering), 0) FROM events WHERE room_id = $1", room_id
+        )
+        return int(value or 0)
+
+    async def max_stream_ordering_per_room(self) -> dict[str, int]:
+        rows = await self.db.fetch("SELECT room_id, MAX(stream_ordering) FROM events GROUP BY room_id")
+        return {r[0]: int(r[1]) for r in rows}
 
     async def get_txn_event_id(
         self, user_id: str, device_id: str, room_id: str, event_type: str, txn_id: str
@@ -201,8 +252,9 @@ class EventStore:
     async def insert_events_txn(self, conn: Connection, rows: Sequence[NewEventRow]) -> None:
         await conn.executemany(
             "INSERT INTO events (event_id, room_id, stream_ordering, depth, type, state_key, sender,"
-            " origin_server_ts, json, contains_url, relates_to_id, rel_type, replaces_state)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            " origin_server_ts, json, contains_url, relates_to_id, rel_type, replaces_state, outlier,"
+            " rejected_reason, soft_failed)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
             [
                 (
                     r.event.event_id,
@@ -218,6 +270,9 @@ class EventStore:
                     r.relates_to_id,
                     r.rel_type,
                     r.replaces_state,
+                    r.outlier,
+                    r.rejected_reason,
+                    r.soft_failed,
                 )
                 for r in rows
             ],

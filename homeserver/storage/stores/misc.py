@@ -108,6 +108,14 @@ class RegistrationTokenStore:
             )
             return True
 
+    async def update_token_txn(self, conn: Connection, token: str, changes: dict[str, int | None]) -> None:
+        """Set `uses_allowed` and/or `expiry_time` (the admin API's PUT)."""
+        for column in ("uses_allowed", "expiry_time"):
+            if column in changes:
+                await conn.execute(
+                    f"UPDATE registration_tokens SET {column} = $2 WHERE token = $1", token, changes[column]
+                )
+
     async def delete_token(self, token: str) -> None:
         await self.db.execute("DELETE FROM registration_tokens WHERE token = $1", token)
 

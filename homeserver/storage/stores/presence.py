@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from homeserver.core.streams import PresenceStreamRow
 from homeserver.storage.database import Database, Row
 
 _COLS = "user_id, state, status_msg, last_active_ts, last_user_sync_ts, currently_active, stream_id"
@@ -34,6 +35,17 @@ class PresenceStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    async def rows_since(self, after: int, upto: int, limit: int) -> list[PresenceStreamRow]:
+        """Stream rows of the users whose presence changed, as flushed (stream-bus catch-up)."""
+        rows = await self.db.fetch(
+            "SELECT stream_id, user_id, state FROM presence WHERE stream_id > $1 AND stream_id <= $2"
+            " ORDER BY stream_id LIMIT $3",
+            after,
+            upto,
+            limit,
+        )
+        return [PresenceStreamRow(int(r[0]), r[1], r[2]) for r in rows]
 
     async def upsert_many(self, rows: Sequence[PresenceRow]) -> None:
         if not rows:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from homeserver.core.streams import ReceiptRow
 from homeserver.storage.database import Database, Row
 
 PRIVATE = "m.read.private"
@@ -65,6 +66,25 @@ class ReceiptStore:
                 receipt.stream_id,
             )
         return row is not None
+
+    async def rows_since(self, after: int, upto: int, limit: int) -> list[ReceiptRow]:
+        """Stream rows of the receipts that moved (stream-bus catch-up)."""
+        rows = await self.db.fetch(
+            f"SELECT {_COLS} FROM receipts WHERE stream_id > $1 AND stream_id <= $2"
+            " ORDER BY stream_id LIMIT $3",
+            after,
+            upto,
+            limit,
+        )
+        result = []
+        for r in map(_receipt, rows):
+            private = r.receipt_type == PRIVATE
+            result.append(
+                ReceiptRow(
+                    r.stream_id, r.room_id, r.receipt_type, r.user_id, r.event_id, r.thread_id, private
+                )
+            )
+        return result
 
     async def get_receipt(
         self, room_id: str, receipt_type: str, user_id: str, thread_id: str | None

@@ -127,6 +127,12 @@ class RoomStore:
             rows,
         )
 
+    async def delete_current_state_txn(self, conn: Connection, rows: Sequence[tuple[str, str, str]]) -> None:
+        """rows: (room_id, type, state_key) a state resolution removed from the current state."""
+        await conn.executemany(
+            "DELETE FROM current_state WHERE room_id = $1 AND type = $2 AND state_key = $3", rows
+        )
+
     async def insert_state_deltas_txn(
         self, conn: Connection, rows: Sequence[tuple[int, str, str, str, str | None, str | None]]
     ) -> None:

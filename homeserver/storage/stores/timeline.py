@@ -1,7 +1,7 @@
 """Read-only timeline queries over `events`: pagination pages, relations (children, threads,
 aggregation inputs) and timestamp lookups.
 
-Every query is bounded by a room and a stream-ordering range, skips outliers and rejected events,
+Every query is bounded by a room and a stream-ordering range, skips outliers, rejected and soft-failed events,
 and returns small rows (ids and orderings); the caller loads the events themselves through the
 event cache. Relations ignore redacted children: redacting a child breaks its relationship.
 """
@@ -100,8 +100,9 @@ def _pushdown_sql(p: EventPushdown | None, args: _Args, alias: str = "") -> str:
     return "".join(sql)
 
 
-_LIVE = "NOT outlier AND rejected_reason IS NULL"
-_LIVE_E = "NOT e.outlier AND e.rejected_reason IS NULL"
+_LIVE = "NOT outlier AND rejected_reason IS NULL AND NOT soft_failed"
+_LIVE_E = "NOT e.outlier AND e.rejected_reason IS NULL AND NOT e.soft_failed"
+_LIVE_T = "NOT t.outlier AND t.rejected_reason IS NULL AND NOT t.soft_failed"
 
 
 class TimelineStore:
@@ -300,7 +301,7 @@ class TimelineStore:
             "SELECT t.relates_to_id, MAX(t.stream_ordering) AS latest FROM events t"
             " JOIN events r ON r.event_id = t.relates_to_id"
             " WHERE t.room_id = $1 AND t.rel_type = 'm.thread' AND t.redacted_by IS NULL"
-            " AND t.stream_ordering <= $2 AND NOT t.outlier AND t.rejected_reason IS NULL"
+            f" AND t.stream_ordering <= $2 AND {_LIVE_T}"
             f" AND r.room_id = $1 AND r.rel_type IS NULL AND NOT r.outlier{participated}"
             " GROUP BY t.relates_to_id HAVING MAX(t.stream_ordering) <= $3"
             f" ORDER BY latest DESC, t.relates_to_id LIMIT {args.add(limit)}",

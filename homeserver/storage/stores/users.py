@@ -128,6 +128,12 @@ class UserStore:
     async def set_avatar_url(self, user_id: str, avatar_url: str | None) -> None:
         await self.db.execute("UPDATE profiles SET avatar_url = $2 WHERE user_id = $1", user_id, avatar_url)
 
+    async def mark_erased_txn(self, conn: Connection, user_id: str) -> None:
+        await conn.execute("UPDATE users SET erased = TRUE WHERE user_id = $1", user_id)
+
+    async def delete_threepids_txn(self, conn: Connection, user_id: str) -> None:
+        await conn.execute("DELETE FROM user_threepids WHERE user_id = $1", user_id)
+
     async def clear_profile_txn(self, conn: Connection, user_id: str) -> None:
         await conn.execute(
             "UPDATE profiles SET displayname = NULL, avatar_url = NULL WHERE user_id = $1", user_id

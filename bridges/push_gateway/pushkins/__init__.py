@@ -1,0 +1,1 @@
+"""Pushkins: one per push service type (``webpush``, ``fcm``/``gcm``, ``apns``)."""

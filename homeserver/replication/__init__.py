@@ -1,0 +1,1 @@
+"""Moving stream positions between processes: the stream bus (in-process now, Redis with workers)."""

@@ -1,0 +1,59 @@
+"""The state service: the current state of rooms, the state at a stream position, the state at an
+event.
+
+- Current state: the in-memory `RoomSnapshot` cache (`CurrentStateCache`), loaded lazily,
+  replaced by the persister after each commit.
+- At a stream position (sync, /messages, /context, search): current state with the later changes
+  of `state_deltas` rolled back — cheap for recent positions, where readers usually are.
+- At an event (federation: /state, /state_ids, auth of received events; state resolution): the
+  state groups the persister recorded for each event (`storage/stores/state.py`). Events stored
+  before state groups existed fall back to the stream-position answer.
+"""
+
+from __future__ import annotations
+
+from homeserver.state.current import CurrentStateCache, RoomSnapshot, StateKey
+from homeserver.storage.stores.events import EventStore, RoomVersionLookup
+from homeserver.storage.stores.rooms import RoomStore
+from homeserver.storage.stores.state import StateStore
+
+
+class StateService(CurrentStateCache):
+    def __init__(
+        self, rooms: RoomStore, events: EventStore, versions: RoomVersionLookup, groups: StateStore
+    ) -> None:
+        super().__init__(rooms, events, versions, groups)
+
+    async def state_ids_at(self, snapshot: RoomSnapshot, position: int) -> dict[StateKey, str]:
+        """State ids after stream `position`: current state with later changes rolled back."""
+        state = {key: event.event_id for key, event in snapshot.state.items()}
+        if position >= snapshot.last_stream:
+            return state
+        seen = set()
+        for delta in await self.rooms.state_deltas_after(snapshot.room_id, position):
+            key = (delta.type, delta.state_key)
+            if key in seen:
+                continue
+            seen.add(key)
+            if delta.prev_event_id is None:
+                state.pop(key, None)
+            else:
+                state[key] = delta.prev_event_id
+        return state
+
+    async def state_ids_at_event(self, event_id: str, *, before: bool = False) -> dict[StateKey, str] | None:
+        """The room state after the event (or before it), None for an unknown event or an outlier."""
+        rows = await self.groups.get_event_groups([event_id])
+        row = rows.get(event_id)
+        if row is not None:
+            return await self.groups.get_group_state(row.before_group if before else row.after_group)
+        stored = await self.events.get_event(event_id)
+        if stored is None or stored.outlier:
+            return None
+        # Stored before state groups existed: the state at its stream position.
+        snapshot = await self.get(stored.event.room_id)
+        if snapshot is None:
+            return None
+        return await self.state_ids_at(
+            snapshot, stored.stream_ordering - 1 if before else stored.stream_ordering
+        )
