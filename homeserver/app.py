@@ -20,6 +20,7 @@ from homeserver.api.admin import users as admin_users
 from homeserver.api.client import (
     account,
     account_data,
+    appservice,
     cross_signing,
     devices,
     directory,
@@ -61,7 +62,8 @@ from homeserver.api.federation import version as federation_version
 from homeserver.api.media import authed_content_repo, content_repo
 from homeserver.config.sections import HomeserverConfig, ListenerConfig
 from homeserver.core.clock import Clock
-from homeserver.http.auth import authenticate
+from homeserver.core.errors import MatrixError
+from homeserver.http.auth import authenticate, extract_access_token
 from homeserver.http.forwarded import forwarded_middleware
 from homeserver.http.limits import check_declared_length, expect_handler
 from homeserver.http.metrics import note_client
@@ -76,6 +78,7 @@ SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
 
 CLIENT_ROUTERS: tuple[Router, ...] = (
     versions.routes,
+    appservice.routes,
     registration.routes,
     login.routes,
     account.routes,
@@ -136,6 +139,13 @@ ALL_RESOURCES = ("client", "federation", "media", "metrics")
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
 
+def _token_or_none(request: web.Request) -> str | None:
+    try:
+        return extract_access_token(request)
+    except MatrixError:  # a malformed header: authentication (if the route has any) said so already
+        return None
+
+
 def _wrap(route: Route, body_limit: int) -> Any:
     handler = route.handler
     auth_kind = route.auth
@@ -154,7 +164,9 @@ def _wrap(route: Route, body_limit: int) -> Any:
             )
         note_client(request.remote, api_request.requester.user_id if api_request.requester else None)
         if limit is not None:
-            services.check_route_ratelimit(limit, request.remote or "", api_request.requester)
+            services.check_route_ratelimit(
+                limit, request.remote or "", api_request.requester, _token_or_none(request)
+            )
         check_path_and_query(request.match_info, request.query.items())
         if api_request.server is not None:
             async with services.federation_ratelimiter.ratelimit(api_request.server.server_name):

@@ -26,10 +26,14 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 def _load(args: argparse.Namespace) -> Any:
+    from homeserver.appservice.loading import load_registrations
     from homeserver.config import ConfigError, load_config
 
     try:
-        return load_config(args.config)
+        config = load_config(args.config)
+        # Registration files are checked now so that a bad one stops the server with exit 2.
+        load_registrations(config.app_service_config_files, config.server_name)
+        return config
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc

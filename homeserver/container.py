@@ -6,15 +6,20 @@ their collaborators through their constructors.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from homeserver.appservice.registry import InMemoryAppServiceRegistry
+from homeserver.appservice.api import AppServiceApi
+from homeserver.appservice.loading import load_registrations
+from homeserver.appservice.queries import AppServiceQueries
+from homeserver.appservice.registry import InMemoryAppServiceRegistry, check_user_id_not_exclusive
 from homeserver.config.sections import HomeserverConfig, RateLimit
 from homeserver.core.clock import Clock
+from homeserver.core.errors import MatrixError
 from homeserver.core.streams import Stream
 from homeserver.crypto.keyring import Keyring
 from homeserver.crypto.keys import decode_verify_key, load_or_create_signing_key
@@ -155,14 +160,13 @@ class RouteLimit:
 
     limit: Callable[[HomeserverConfig], RateLimit]  # the config's bucket
     by_ip: bool = False  # keyed by client IP; else by user, and anonymous requests pass
-    exempt_appservices: bool = False
     bucket_name: str | None = None  # the limiter's name when it differs from the route's
 
 
 ROUTE_RATE_LIMITS: dict[str, RouteLimit] = {
     "login": RouteLimit(lambda c: c.rc_login.address, by_ip=True, bucket_name="login_address"),
     "registration": RouteLimit(lambda c: c.rc_registration, by_ip=True),
-    "message": RouteLimit(lambda c: c.rc_message, exempt_appservices=True),
+    "message": RouteLimit(lambda c: c.rc_message),
     "media_create": RouteLimit(lambda c: c.rc_media_create),
     "url_preview": RouteLimit(lambda c: c.media.rc_url_preview),
     "user_directory": RouteLimit(lambda c: c.rc_user_directory),
@@ -195,7 +199,9 @@ class Services:
 
         # who is asking: appservice tokens (registration files load into this registry); the
         # verify keys of other servers for X-Matrix come from the keyring (_build_federation)
-        self.appservices = InMemoryAppServiceRegistry()
+        self.appservices = InMemoryAppServiceRegistry(
+            load_registrations(config.app_service_config_files, config.server_name)
+        )
 
         # the audit log and admin-set restrictions come first: account and room services record
         # into / consult them (docs/admin.md)
@@ -211,9 +217,12 @@ class Services:
 
         # services
         self.auth = AuthService(self.device_store, self.users, self.appservices, clock)
+        self.appservice_api = AppServiceApi()
+        self.appservice_queries = AppServiceQueries(self.appservices, self.appservice_api)
         self.client_ips = ClientIpTracker(ClientIpStore(db), clock)
         self.uia = UiaService(self.uia_store, clock)
         self.profiles = ProfileService(self.users, config.server_name)
+        self.profiles.unknown_user_query = self.appservice_queries.query_user
         self.server_admins = ServerAdminService(self.users, self.auth, server_name=config.server_name)
         self.hasher = PasswordHasher(rounds=config.bcrypt_rounds)
         self.accounts = AccountService(
@@ -234,6 +243,7 @@ class Services:
             rc_login_failed=bucket(config.rc_login.failed_attempts),
             audit=self.audit,
         )
+        self.accounts.reserved_user_check = functools.partial(check_user_id_not_exclusive, self.appservices)
 
         # rooms and events
         server_name = config.server_name
@@ -313,6 +323,7 @@ class Services:
             enable_room_list_search=config.enable_room_list_search,
         )
         self.directory.remote_alias = self.remote_queries.directory
+        self.directory.unknown_alias_query = self.appservice_queries.query_alias
         self.spaces = SpaceHierarchyService(self.directory, self.memberships)
         self.sync = SyncService(
             self.notifier,
@@ -797,11 +808,27 @@ class Services:
             self.audit.start_retention()
         if self.role == "main":
             await self.user_directory.start()
+            await self._register_appservice_senders()
         self.persister.start()
         self.client_ips.start()
         self.loop_lag.start()
         await self.jobs.start()  # after the persister: jobs send events
         self.retention.start()
+
+    async def _register_appservice_senders(self) -> None:
+        # Each appservice acts as its `sender_localpart` user, which must exist like any other
+        # (profile, memberships); it is created on the first start after the registration is added.
+        for service in self.appservices.all():
+            if await self.users.get_user(service.sender) is not None:
+                continue
+            localpart = service.sender[1:].split(":", 1)[0]
+            try:
+                await self.accounts.register(
+                    localpart, None, inhibit_login=True, appservice_id=service.id, validate_localpart=False
+                )
+            except MatrixError as exc:
+                if exc.errcode != "M_USER_IN_USE":  # another process got there first: fine
+                    raise
 
     async def stop(self) -> None:
         self.loop_lag.stop()
@@ -815,15 +842,21 @@ class Services:
         await self.presence.stop()
         await self.media.close()
         await self.federation_client.close()
+        await self.appservice_api.close()
         await self.db.close()
 
     # -- route-declared rate limits ------------------------------------------------------------
 
-    def check_route_ratelimit(self, name: str, client_ip: str, requester: Requester | None) -> None:
+    def check_route_ratelimit(
+        self, name: str, client_ip: str, requester: Requester | None, access_token: str | None = None
+    ) -> None:
         route_limit = ROUTE_RATE_LIMITS[name]
+        service = self.appservices.get_by_token(access_token) if access_token else None
+        if service is not None and not service.rate_limited:
+            return  # as Synapse: requests with a `rate_limited: false` appservice's token are never limited
         if route_limit.by_ip:
             key = client_ip
-        elif requester is None or (route_limit.exempt_appservices and requester.app_service_id is not None):
+        elif requester is None:
             return
         else:
             key = requester.user_id

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from .appservice_support import write_registration
 from .harness import Homeserver, User
 from .launcher import LaunchError, PostgresUnavailable, launch
 
@@ -24,6 +25,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get("MATRIX_BASE_URL"),
         help="base URL of the homeserver under test (env MATRIX_BASE_URL); "
         "default: start our homeserver for each database backend",
+    )
+    group.addoption(
+        "--appservice-registration",
+        default=os.environ.get("MATRIX_APPSERVICE_REGISTRATION"),
+        help="the appservice registration file that server was started with (env "
+        "MATRIX_APPSERVICE_REGISTRATION); see appservice_support.py. Without it the appservice "
+        "tests are skipped against an external server",
     )
     group.addoption(
         "--shared-secret",
@@ -50,11 +58,13 @@ def hs(
     config = request.config
     if hs_backend == "external":
         base_url = str(config.getoption("base_url")).rstrip("/")
-        yield Homeserver(base_url, config.getoption("shared_secret"), "external")
+        registration = config.getoption("appservice_registration")
+        yield Homeserver(base_url, config.getoption("shared_secret"), "external", registration)
         return
     workdir: Path = tmp_path_factory.mktemp(f"homeserver-{hs_backend}")
+    registration_path = write_registration(workdir)
     try:
-        server = launch(hs_backend, workdir)
+        server = launch(hs_backend, workdir, overrides={"app_service_config_files": [str(registration_path)]})
     except PostgresUnavailable as exc:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true and the postgres backend cannot run: {exc}", pytrace=False)
@@ -62,7 +72,7 @@ def hs(
     except LaunchError as exc:
         pytest.fail(str(exc), pytrace=False)
     try:
-        yield Homeserver(server.base_url, server.shared_secret, hs_backend)
+        yield Homeserver(server.base_url, server.shared_secret, hs_backend, str(registration_path))
     finally:
         server.stop()
 

@@ -48,6 +48,8 @@ class Homeserver:
     base_url: str
     shared_secret: str | None
     backend: str
+    # The appservice registration file the server was started with (appservice_support.py).
+    appservice_registration: str | None = None
 
     def client(self, access_token: str | None = None) -> MatrixClient:
         return MatrixClient(self.base_url, access_token)

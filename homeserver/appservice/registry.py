@@ -52,6 +52,10 @@ class ApplicationService:
     aliases: tuple[Namespace, ...] = ()
     rooms: tuple[Namespace, ...] = ()
     rate_limited: bool = True
+    receive_ephemeral: bool = False
+    protocols: tuple[str, ...] = ()
+    msc3202: bool = False  # MSC3202 device lists / one-time keys: accepted and stored, not pushed yet
+    push_to_device: bool = False
 
     def is_interested_in_user(self, user_id: str) -> bool:
         """The sender or a user inside a user namespace: the users it may act as."""
@@ -76,6 +80,8 @@ class AppServiceRegistry(Protocol):
 
     def all(self) -> Sequence[ApplicationService]: ...
 
+    def get_by_id(self, service_id: str) -> ApplicationService | None: ...
+
 
 class InMemoryAppServiceRegistry:
     def __init__(self, services: Iterable[ApplicationService] = ()) -> None:
@@ -93,6 +99,9 @@ class InMemoryAppServiceRegistry:
 
     def all(self) -> Sequence[ApplicationService]:
         return tuple(self._by_token.values())
+
+    def get_by_id(self, service_id: str) -> ApplicationService | None:
+        return next((s for s in self._by_token.values() if s.id == service_id), None)
 
 
 # -- rules ----------------------------------------------------------------------------------------

@@ -44,8 +44,12 @@ async def _user(req: ApiRequest) -> Identity:
     token = extract_access_token(req.raw)
     if token is None:
         raise missing_token()
-    # `user_id` is the appservice masquerading parameter; user tokens ignore it.
-    return Identity(await req.services.auth.get_requester_for_token(token, req.query.get("user_id")))
+    # `user_id` and `device_id` are the appservice masquerading parameters; user tokens ignore them.
+    return Identity(
+        await req.services.auth.get_requester_for_token(
+            token, req.query.get("user_id"), req.query.get("device_id")
+        )
+    )
 
 
 async def _optional(req: ApiRequest) -> Identity:

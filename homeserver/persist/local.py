@@ -34,6 +34,8 @@ class EventDraft:
     unsigned_extra: dict[str, Any] | None = None
     # Extra check run against the room snapshot just before building (e.g. "must still be joined").
     precondition: Callable[[RoomSnapshot], None] | None = None
+    # An appservice's `?ts=` (timestamp massaging); None: now.
+    origin_server_ts: int | None = None
 
 
 def build_local_context(

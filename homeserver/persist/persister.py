@@ -268,7 +268,11 @@ class EventPersister:
                         ctx = build_local_context(
                             item,
                             snapshot,
-                            origin_server_ts=self.clock.time_ms(),
+                            origin_server_ts=(
+                                item.origin_server_ts
+                                if item.origin_server_ts is not None
+                                else self.clock.time_ms()
+                            ),
                             server_name=self.server_name,
                             signing_key=self.signing_key,
                         )

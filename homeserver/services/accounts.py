@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from homeserver.appservice.registry import ApplicationService
 from homeserver.core import ids
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError
@@ -103,6 +104,8 @@ class AccountService:
         # GDPR erasure (services/erasure.py), run after deactivation when `erase` is asked for.
         self.erase_hooks: list[UserHook] = []
         self.registered_hooks: list[UserHook] = []
+        # Raises 400 M_EXCLUSIVE for a user id an appservice reserves (ordinary registrations).
+        self.reserved_user_check: Callable[[str], None] | None = None
         self.profile_changed_hooks: list[UserHook] = []
 
     async def _audit_txn(
@@ -171,9 +174,15 @@ class AccountService:
         appservice_id: str | None = None,
         want_refresh_token: bool = False,
         in_transaction: Callable[[Any], Awaitable[None]] | None = None,
+        validate_localpart: bool = True,
         audit_as: AuditAs | None = None,
     ) -> tuple[str, LoginResult | None]:
-        self.check_new_localpart(localpart)
+        # Appservices own their namespaces (bridges use `_prefix_` ids), so the ordinary-user
+        # localpart rules do not apply to the users they register.
+        if validate_localpart:
+            self.check_new_localpart(localpart)
+            if self.reserved_user_check is not None:
+                self.reserved_user_check(self.user_id_for(localpart))
         if password is not None and len(password) > MAX_PASSWORD_LENGTH:
             raise MatrixError(400, "M_INVALID_PARAM", "Password too long")
         user_id = self.user_id_for(localpart)
@@ -329,6 +338,24 @@ class AccountService:
         return await self.create_session(
             user.user_id, device_id, display_name, want_refresh, login_type="m.login.password"
         )
+
+    async def login_appservice_user(self, service: ApplicationService, body: dict[str, Any]) -> LoginResult:
+        """`m.login.application_service`: a session for an existing user in the namespace."""
+        user_id = self.resolve_user_identifier(body)
+        if not service.is_interested_in_user(user_id):
+            raise MatrixError(403, "M_FORBIDDEN", "Invalid access_token for this user")
+        user = await self.users.get_user(user_id)
+        if user is None:
+            raise MatrixError(403, "M_FORBIDDEN", "Invalid username or password")
+        if user.deactivated:
+            raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
+        device_id = body.get("device_id")
+        display_name = body.get("initial_device_display_name")
+        if device_id is not None and not isinstance(device_id, str):
+            raise MatrixError(400, "M_BAD_JSON", "'device_id' must be a string")
+        if display_name is not None and not isinstance(display_name, str):
+            raise MatrixError(400, "M_BAD_JSON", "'initial_device_display_name' must be a string")
+        return await self.create_session(user_id, device_id, display_name, body.get("refresh_token") is True)
 
     async def refresh(self, refresh_token: str) -> LoginResult:
         now = self.clock.time_ms()

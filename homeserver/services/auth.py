@@ -34,15 +34,20 @@ class AuthService:
             "get_user_by_access_token", self, lambda s: len(s._cache), self.CACHE_SIZE
         )
 
-    async def get_requester_for_token(self, access_token: str, masquerade_as: str | None) -> Requester:
-        """An appservice's `as_token` (acting as `masquerade_as`, the `?user_id=` parameter, when
-        given) or else a user's access token (where `?user_id=` means nothing, as in Synapse)."""
+    async def get_requester_for_token(
+        self, access_token: str, masquerade_as: str | None, device_id: str | None = None
+    ) -> Requester:
+        """An appservice's `as_token` (acting as `masquerade_as`, the `?user_id=` parameter, and
+        `device_id`, the `?device_id=` parameter, when given) or else a user's access token (where
+        both parameters mean nothing, as in Synapse)."""
         service = self.appservices.get_by_token(access_token)
         if service is not None:
-            return await self.get_appservice_requester(service, masquerade_as)
+            return await self.get_appservice_requester(service, masquerade_as, device_id)
         return await self.get_requester(access_token)
 
-    async def get_appservice_requester(self, service: ApplicationService, user_id: str | None) -> Requester:
+    async def get_appservice_requester(
+        self, service: ApplicationService, user_id: str | None, device_id: str | None = None
+    ) -> Requester:
         target = masquerade_target(service, user_id)
         user = await self.users.get_user(target)
         if user is None and target != service.sender:
@@ -50,9 +55,12 @@ class AuthService:
             raise MatrixError(
                 403, "M_FORBIDDEN", f"Application service has not registered this user ({target})"
             )
+        if device_id is not None and await self.devices.get_device(target, device_id) is None:
+            # Spec v1.17 (device masquerading): the device must belong to the user acted as.
+            raise MatrixError(400, "M_UNKNOWN_DEVICE", f"Device {device_id} does not belong to {target}")
         return Requester(
             user_id=target,
-            device_id=None,
+            device_id=device_id,
             token_hash=None,
             is_admin=user is not None and user.is_admin,
             is_guest=False,

@@ -290,6 +290,8 @@ class DirectoryService:
         self.enable_room_list_search = enable_room_list_search
         # Resolves a remote alias over federation (federation/queries.py); None: 502.
         self.remote_alias: Callable[[str], Awaitable[dict[str, Any]]] | None = None
+        # Asks appservices about aliases in their namespaces that do not exist yet (may create them).
+        self.unknown_alias_query: Callable[[str], Awaitable[bool]] | None = None
 
     def _is_local(self, alias: str) -> bool:
         return ids.server_of(alias) == self.server_name
@@ -306,6 +308,8 @@ class DirectoryService:
             remote = await self.remote_alias(alias)
             return str(remote["room_id"])
         found = await self.rooms.get_alias(alias)
+        if found is None and self.unknown_alias_query is not None and await self.unknown_alias_query(alias):
+            found = await self.rooms.get_alias(alias)  # the appservice created it just now
         if found is None:
             raise not_found(f"Room alias {alias} not found")
         return found[0]
@@ -336,11 +340,14 @@ class DirectoryService:
         if await self.rooms.get_room(room_id) is None:
             raise MatrixError(400, "M_UNKNOWN", "Room does not exist")
         user_id = requester.user_id
-        if self.require_membership_for_aliases and not requester.is_admin:
+        # An appservice (its as_token; the namespace was checked by the handler) manages the
+        # aliases of its namespace wherever they point: Synapse skips both rules for it.
+        appservice = requester.app_service_id is not None and requester.token_hash is None
+        if self.require_membership_for_aliases and not requester.is_admin and not appservice:
             member = await self.rooms.get_membership(room_id, user_id)
             if member is None or member.membership != c.JOIN:
                 raise forbidden("You must be in the room to create an alias for it")
-        if not self.may_create_alias(user_id, room_id, alias):
+        if not appservice and not self.may_create_alias(user_id, room_id, alias):
             raise forbidden("Not allowed to create alias")
         if not await self.store.insert_alias(alias, room_id, user_id, self.clock.time_ms()):
             raise MatrixError(409, "M_UNKNOWN", f"Room alias {alias} already exists")

@@ -96,6 +96,7 @@ class MessageService:
         event_type: str,
         content: dict[str, Any],
         txn_id: str | None,
+        ts: int | None = None,
     ) -> str:
         snapshot = await self._room(room_id)
         if snapshot.membership(user_id) != c.JOIN:
@@ -117,6 +118,7 @@ class MessageService:
             content,
             txn=(user_id, device_id or "", txn_id) if txn_id is not None else None,
             precondition=self._require_joined(user_id),
+            origin_server_ts=ts,
         )
         return await self._idempotent(key, lambda: self.persister.send_one(draft))
 
@@ -146,7 +148,13 @@ class MessageService:
                     raise MatrixError(400, "M_UNKNOWN", "Cannot start threads from an event with a relation")
 
     async def send_state(
-        self, user_id: str, room_id: str, event_type: str, state_key: str, content: dict[str, Any]
+        self,
+        user_id: str,
+        room_id: str,
+        event_type: str,
+        state_key: str,
+        content: dict[str, Any],
+        ts: int | None = None,
     ) -> str:
         snapshot = await self._room(room_id)
         if event_type == c.MEMBER:
@@ -161,7 +169,7 @@ class MessageService:
         if event_type == "m.room.canonical_alias":
             await self._check_canonical_alias(room_id, content)
         await self._run_checks(user_id, room_id, event_type, content)
-        draft = EventDraft(room_id, event_type, user_id, content, state_key)
+        draft = EventDraft(room_id, event_type, user_id, content, state_key, origin_server_ts=ts)
         return (await self.persister.send_one(draft)).event.event_id
 
     async def _check_canonical_alias(self, room_id: str, content: dict[str, Any]) -> None:

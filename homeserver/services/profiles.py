@@ -23,6 +23,8 @@ class ProfileService:
         self.server_name = server_name
         self.changed_hooks: list[ProfileHook] = []
         self.remote_lookup: RemoteProfileLookup | None = None
+        # Asks appservices about users in their namespaces that do not exist yet (may create them).
+        self.unknown_user_query: Callable[[str], Awaitable[bool]] | None = None
 
     async def get_profile(self, user_id: str) -> Profile:
         if self.remote_lookup is not None and self.server_name is not None:
@@ -30,6 +32,8 @@ class ProfileService:
                 remote = await self.remote_lookup(user_id)
                 return Profile(user_id, remote.get("displayname"), remote.get("avatar_url"))
         profile = await self.users.get_profile(user_id)
+        if profile is None and self.unknown_user_query is not None and await self.unknown_user_query(user_id):
+            profile = await self.users.get_profile(user_id)
         if profile is None:
             raise not_found("Profile was not found")
         return profile

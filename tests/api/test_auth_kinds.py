@@ -154,11 +154,49 @@ async def test_appservice_acts_as_its_sender(hs: Any) -> None:
     assert (status, body["user_id"]) == (200, IRC.sender)
 
 
+async def _as_register(hs: Any, localpart: str, **extra: Any) -> Any:
+    resp = await hs.post(
+        "/_matrix/client/v3/register",
+        json={"type": "m.login.application_service", "username": localpart, **extra},
+        headers=auth(IRC.as_token),
+    )
+    body = await resp.json()
+    assert resp.status == 200, body
+    return body
+
+
 async def test_appservice_masquerades_inside_its_namespace(hs: Any) -> None:
-    ghost = await register(hs, "irc_alice")
+    ghost = await _as_register(hs, "irc_alice", inhibit_login=True)
+    assert "access_token" not in ghost
     status, body = await call(hs, "user", auth(IRC.as_token), params={"user_id": ghost["user_id"]})
     assert status == 200, body
     assert (body["user_id"], body["app_service_id"]) == (ghost["user_id"], "irc")
+
+
+async def test_appservice_masquerades_a_device_of_the_user(hs: Any) -> None:
+    ghost = await _as_register(hs, "irc_dev", device_id="GHOSTDEV")
+    params = {"user_id": ghost["user_id"], "device_id": "GHOSTDEV"}
+    status, body = await call(hs, "user", auth(IRC.as_token), params=params)
+    assert (status, body["user_id"], body["device_id"]) == (200, ghost["user_id"], "GHOSTDEV")
+    params["device_id"] = "NOTHERS"
+    status, body = await call(hs, "user", auth(IRC.as_token), params=params)
+    assert (status, body["errcode"]) == (400, "M_UNKNOWN_DEVICE")
+
+
+async def test_exclusive_namespace_refused_to_ordinary_registration(hs: Any) -> None:
+    resp = await hs.post(
+        "/_matrix/client/v3/register",
+        json={"username": "irc_mallory", "password": "pw-12345678", "auth": {"type": "m.login.dummy"}},
+    )
+    body = await resp.json()
+    assert (resp.status, body["errcode"]) == (400, "M_EXCLUSIVE")
+    # and an appservice registers only inside its own namespaces
+    resp = await hs.post(
+        "/_matrix/client/v3/register",
+        json={"type": "m.login.application_service", "username": "notirc"},
+        headers=auth(IRC.as_token),
+    )
+    assert (resp.status, (await resp.json())["errcode"]) == (400, "M_EXCLUSIVE")
 
 
 async def test_appservice_masquerading_limits(hs: Any) -> None:

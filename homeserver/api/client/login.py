@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeserver.core.errors import MatrixError
+from homeserver.core.errors import MatrixError, missing_token, unknown_token
+from homeserver.http.auth import extract_access_token
 from homeserver.http.params import get_str
 from homeserver.http.routing import CLIENT_V3, ApiRequest, Auth, Router
+from homeserver.services.accounts import LoginResult
 
 from .registration import _login_body
 
@@ -15,17 +17,32 @@ routes = Router()
 
 @routes.get("/login", auth=Auth.NONE)
 async def getLoginFlows(req: ApiRequest) -> Any:
-    return {"flows": [{"type": "m.login.password"}]}
+    return {"flows": [{"type": "m.login.password"}, {"type": "m.login.application_service"}]}
 
 
 @routes.post("/login", auth=Auth.NONE, ratelimit="login")
 async def login(req: ApiRequest) -> Any:
     body = await req.json()
     login_type = get_str(body, "type", required=True)
-    if login_type != "m.login.password":
+    if login_type == "m.login.application_service":
+        result = await _appservice_login(req, body)
+    elif login_type != "m.login.password":
         raise MatrixError(400, "M_UNKNOWN", f"Unknown login type {login_type}")
-    result = await req.services.accounts.login_with_password(body)
+    else:
+        result = await req.services.accounts.login_with_password(body)
     return _login_body(result, req.services.config.server_name)
+
+
+async def _appservice_login(req: ApiRequest, body: dict[str, Any]) -> LoginResult:
+    """A device and access token for a user in the appservice's namespaces (its as_token is
+    the credential), e.g. for a bridge that needs per-user devices for encryption."""
+    token = extract_access_token(req.raw)
+    if token is None:
+        raise missing_token()
+    service = req.services.appservices.get_by_token(token)
+    if service is None:
+        raise unknown_token()
+    return await req.services.accounts.login_appservice_user(service, body)
 
 
 @routes.post("/refresh", auth=Auth.NONE, prefixes=CLIENT_V3)

@@ -156,9 +156,25 @@ async def sendMessage(req: ApiRequest) -> Any:
     room_id = _room_id(req)
     content = await req.json(allow_empty=False)
     event_id = await req.services.messages.send_message(
-        req.user.user_id, req.user.device_id, room_id, req.path["eventType"], content, req.path["txnId"]
+        req.user.user_id,
+        req.user.device_id,
+        room_id,
+        req.path["eventType"],
+        content,
+        req.path["txnId"],
+        ts=_massaged_ts(req),
     )
     return {"event_id": event_id}
+
+
+def _massaged_ts(req: ApiRequest) -> int | None:
+    """`?ts=` (timestamp massaging): honoured for appservice requests only, as in Synapse."""
+    raw = req.query.get("ts")
+    if raw is None or req.user.app_service_id is None or req.user.token_hash is not None:
+        return None
+    if not raw.isascii() or not raw.isdigit() or int(raw) > 2**53 - 1:
+        raise MatrixError(400, "M_INVALID_PARAM", "'ts' must be a non-negative integer timestamp")
+    return int(raw)
 
 
 async def _put_state(req: ApiRequest, state_key: str) -> Any:
@@ -168,7 +184,7 @@ async def _put_state(req: ApiRequest, state_key: str) -> Any:
     if event_type == c.MEMBER:
         return await _member_via_state(req, room_id, state_key, content)
     event_id = await req.services.messages.send_state(
-        req.user.user_id, room_id, event_type, state_key, content
+        req.user.user_id, room_id, event_type, state_key, content, ts=_massaged_ts(req)
     )
     return {"event_id": event_id}
 

@@ -1,0 +1,171 @@
+"""The appservices/ SDK: its transaction receiver on its own, and its intent API against our
+homeserver (started in-process with a registration the SDK generated)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from appservices import (
+    AppServiceServer,
+    ClientApi,
+    StateStore,
+    TransactionStore,
+    generate_registration,
+    write_registration,
+)
+from homeserver.app import create_app_from_config
+
+from ..api.helpers import auth, register
+from ..conftest import make_config
+
+SERVER = "test.local"
+
+
+def _txn(events: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"events": events}
+
+
+MEMBER = {
+    "type": "m.room.member",
+    "room_id": "!r:test.local",
+    "state_key": "@bob:test.local",
+    "sender": "@bob:test.local",
+    "event_id": "$1",
+    "content": {"membership": "join"},
+}
+
+
+async def test_transactions_checked_deduplicated_and_dispatched(aiohttp_client: Any, tmp_path: Path) -> None:
+    store_path = str(tmp_path / "txns.db")
+    server = AppServiceServer("hs-secret", TransactionStore(store_path))
+    seen: list[str] = []
+
+    @server.on("m.room.member")
+    async def on_member(event: dict[str, Any]) -> None:
+        seen.append(event["event_id"])
+
+    client: TestClient = await aiohttp_client(server.make_app())
+    url = "/_matrix/app/v1/transactions/t1"
+    resp = await client.put(url, json=_txn([MEMBER]))
+    assert (resp.status, (await resp.json())["errcode"]) == (401, "M_UNAUTHORIZED")
+    resp = await client.put(url, json=_txn([MEMBER]), headers=auth("wrong"))
+    assert (resp.status, (await resp.json())["errcode"]) == (403, "M_FORBIDDEN")
+    assert seen == []
+
+    resp = await client.put(url, json=_txn([MEMBER]), headers=auth("hs-secret"))
+    assert (resp.status, await resp.json()) == (200, {})
+    assert seen == ["$1"]
+    assert server.state.is_joined("!r:test.local", "@bob:test.local")
+    # the homeserver retries the same transaction: answered, not dispatched again
+    resp = await client.put(url, json=_txn([MEMBER]), params={"access_token": "hs-secret"})
+    assert resp.status == 200
+    assert seen == ["$1"]
+
+    # a restarted appservice still knows t1 (SQLite), but takes t2
+    restarted = AppServiceServer("hs-secret", TransactionStore(store_path))
+    restarted.on("*")(on_member)
+    client2: TestClient = await aiohttp_client(restarted.make_app())
+    await client2.put(url, json=_txn([MEMBER]), headers=auth("hs-secret"))
+    await client2.put(
+        "/transactions/t2", json=_txn([{**MEMBER, "event_id": "$2"}]), headers=auth("hs-secret")
+    )
+    assert seen == ["$1", "$2"]
+
+
+async def test_ping_and_queries(aiohttp_client: Any) -> None:
+    server = AppServiceServer("hs-secret")
+
+    async def known(user_id: str) -> bool:
+        return user_id == "@irc_bob:test.local"
+
+    server.user_query = known
+    client: TestClient = await aiohttp_client(server.make_app())
+    resp = await client.post("/_matrix/app/v1/ping", json={"transaction_id": "x"}, headers=auth("hs-secret"))
+    assert resp.status == 200
+    resp = await client.get("/_matrix/app/v1/users/@irc_bob:test.local", headers=auth("hs-secret"))
+    assert resp.status == 200
+    resp = await client.get("/_matrix/app/v1/users/@irc_eve:test.local", headers=auth("hs-secret"))
+    assert resp.status == 404
+    resp = await client.get("/_matrix/app/v1/rooms/%23x:test.local", headers=auth("hs-secret"))
+    assert resp.status == 404
+
+
+def test_state_store_power_levels() -> None:
+    state = StateStore()
+    state.update(
+        {
+            "type": "m.room.power_levels",
+            "room_id": "!r",
+            "state_key": "",
+            "content": {"users": {"@a:x": 100}, "events": {"m.room.name": 50}, "events_default": 0},
+        }
+    )
+    assert state.power_level("!r", "@a:x") == 100
+    assert state.can_send("!r", "@b:x", "m.room.message")
+    assert not state.can_send("!r", "@b:x", "m.room.name", state=True)
+
+
+async def test_intent_against_the_homeserver(aiohttp_client: Any, tmp_path: Path) -> None:
+    registration = generate_registration(
+        id="sdk",
+        url=None,
+        sender_localpart="sdkbot",
+        user_regexes=(r"@sdk_.*:test\.local",),
+        alias_regexes=(r"#sdk_.*:test\.local",),
+    )
+    reg_path = tmp_path / "sdk.yaml"
+    write_registration(reg_path, registration)
+    app = create_app_from_config(make_config(tmp_path, app_service_config_files=[str(reg_path)]))
+    hs: TestClient = await aiohttp_client(app)
+    alice = await register(hs)
+    resp = await hs.post(
+        "/_matrix/client/v3/createRoom", json={"preset": "public_chat"}, headers=auth(alice["access_token"])
+    )
+    room_id = (await resp.json())["room_id"]
+
+    api = ClientApi(str(hs.make_url("")), registration["as_token"])
+    try:
+        bot = api.intent(f"@sdkbot:{SERVER}")
+        assert await bot.whoami() == f"@sdkbot:{SERVER}"
+        ghost = api.intent(f"@sdk_bob:{SERVER}", StateStore())
+        assert await ghost.join(room_id) == room_id  # registers @sdk_bob first
+        assert ghost.state is not None and ghost.state.is_joined(room_id, ghost.user_id)
+        await ghost.set_displayname("Bob (bridged)")
+        first = await ghost.send_text(room_id, "hello", ts=1_500_000_000_000)
+        edit = await ghost.edit(room_id, first, "hello!")
+        redaction = await ghost.redact(room_id, edit, "typo")
+        await ghost.typing(room_id, True)
+        await ghost.mark_read(room_id, first)
+        mxc = await ghost.upload_media(b"\x89PNG fake", "image/png", "a.png")
+        assert mxc.startswith("mxc://")
+        assert len({first, edit, redaction}) == 3
+    finally:
+        await api.close()
+
+    headers = auth(alice["access_token"])
+    resp = await hs.get(f"/_matrix/client/v3/rooms/{room_id}/event/{first}", headers=headers)
+    event = await resp.json()
+    assert (event["sender"], event["origin_server_ts"], event["content"]["body"]) == (
+        f"@sdk_bob:{SERVER}",
+        1_500_000_000_000,
+        "hello",
+    )
+    resp = await hs.get(f"/_matrix/client/v3/profile/@sdk_bob:{SERVER}/displayname", headers=headers)
+    assert (await resp.json())["displayname"] == "Bob (bridged)"
+    resp = await hs.get(f"/_matrix/client/v3/rooms/{room_id}/event/{edit}", headers=headers)
+    assert (await resp.json())["unsigned"]["redacted_because"]["event_id"] == redaction
+
+
+def test_sdk_never_imports_the_homeserver() -> None:
+    import ast
+
+    package = Path(__file__).resolve().parents[2] / "appservices"
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.append(node.module)
+            assert not any(n.split(".")[0] == "homeserver" for n in names), path
