@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from homeserver.core.errors import MatrixError
+from homeserver.http.params import parse_int64
 
 ADMIN_V1 = ("/_synapse/admin/v1",)
 ADMIN_V2 = ("/_synapse/admin/v2",)
@@ -16,8 +17,9 @@ def query_non_negative(query: Mapping[str, str], key: str, default: int | None) 
     if raw is None:
         return default
     try:
-        value = int(raw)
-    except ValueError:
+        # The shared parser: plain digits within a BIGINT, so no value can overflow a query.
+        value = parse_int64(raw, key)
+    except MatrixError:
         value = -1
     if value < 0:
         raise MatrixError(
