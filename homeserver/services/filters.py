@@ -33,18 +33,18 @@ class FilterService:
 
     async def get(self, requester: Requester, user_id: str, filter_id: str) -> dict[str, Any]:
         self.check_owner(requester, user_id)
-        if not filter_id.isascii() or not filter_id.isdigit() or len(filter_id) > 18:  # small BIGINTs
+        number = _filter_number(filter_id)
+        if number is None:
             raise not_found("No such filter")
-        number = int(filter_id)
         stored = await self.store.get_filter(user_id, number)
         if stored is None:
             raise not_found("No such filter")
         return stored
 
     async def _stored(self, requester: Requester, value: str, invalid_id: str) -> dict[str, Any]:
-        if not value.isascii() or not value.isdigit() or len(value) > 18:  # ids are small BIGINTs
+        filter_id = _filter_number(value)
+        if filter_id is None:
             raise MatrixError(400, "M_INVALID_PARAM", invalid_id)
-        filter_id = int(value)
         stored = await self.store.get_filter(requester.user_id, filter_id)
         if stored is None:
             raise MatrixError(400, "M_INVALID_PARAM", "Unknown filter id")
@@ -68,3 +68,10 @@ class FilterService:
             return parse_room_event_filter(inline, errcode="M_INVALID_PARAM")
         stored = await self._stored(requester, value, "filter must be a JSON RoomEventFilter")
         return parse_filter(stored).room.timeline
+
+
+def _filter_number(value: str) -> int | None:
+    """A filter id as stored (plain digits, a small BIGINT), or None for anything else."""
+    if not value.isascii() or not value.isdigit() or len(value) > 18:
+        return None
+    return int(value)
