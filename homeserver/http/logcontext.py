@@ -7,6 +7,8 @@ import logging
 import logging.config
 from typing import Any
 
+from homeserver.core.errors import DatabaseUnavailableError
+
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 
@@ -15,7 +17,19 @@ class RequestIdFilter(logging.Filter):
         request_id = request_id_var.get()
         record.request_id = request_id
         record.request = request_id  # the name Synapse's log formats use
+        _collapse_outage_traceback(record)
         return True
+
+
+def _collapse_outage_traceback(record: logging.LogRecord) -> None:
+    """A database outage is one known condition, reported on one line: a traceback per failed
+    background write would bury the operator's log while PostgreSQL restarts."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, DatabaseUnavailableError):
+        record.msg = f"{record.getMessage()}: {exc}"
+        record.args = ()
+        record.exc_info = None
+        record.exc_text = None
 
 
 def setup_logging(level: str = "INFO") -> None:

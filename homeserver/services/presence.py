@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from homeserver.core.clock import Clock
-from homeserver.core.errors import MatrixError, forbidden
+from homeserver.core.errors import DatabaseUnavailableError, MatrixError, forbidden
 from homeserver.core.streams import EventsRow, PresenceStreamRow, Stream, StreamRow
 from homeserver.events import constants as c
 from homeserver.http.ratelimit import Bucket, RateLimiter
@@ -440,8 +440,13 @@ class PresenceService:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("presence task failed", exc_info=task.exception())
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, DatabaseUnavailableError):
+            logger.warning("presence update not delivered: %s", exc)
+        elif exc is not None:
+            logger.error("presence task failed", exc_info=exc)
 
     # -- visibility and /sync --------------------------------------------------------------------
 

@@ -175,8 +175,19 @@ class PostgresDatabase:
         try:
             yield conn
         finally:
-            await self.pool.release(conn)
+            await self._release(conn)
             observe_txn(desc, start - requested, time.perf_counter() - start, write=write)
+
+    async def _release(self, conn: asyncpg.Connection) -> None:
+        # Returning a connection resets it; if PostgreSQL went away meanwhile that reset fails and
+        # asyncpg discards the connection itself. The caller's work is already done (or has failed
+        # with its own error), so the loss is not this operation's error.
+        try:
+            await self.pool.release(conn)
+        except Exception as exc:
+            if not _is_connection_loss(exc):
+                raise
+            logger.debug("connection lost while returning it to the pool: %s", _one_line(exc))
 
     async def execute(self, sql: str, *args: Any) -> None:
         async with self._connection(caller_name(), write=True) as conn:
