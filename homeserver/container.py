@@ -25,6 +25,7 @@ from homeserver.crypto.keyring import Keyring
 from homeserver.crypto.keys import decode_verify_key, load_or_create_signing_key
 from homeserver.federation.backoff import DestinationBackoff
 from homeserver.federation.client import FederationClient
+from homeserver.federation.edus import EduRegistry
 from homeserver.federation.keyring import FederationKeyring
 from homeserver.federation.keyserver import KeyServer
 from homeserver.federation.queries import RemoteQueries
@@ -451,6 +452,8 @@ class Services:
             key_refresh_interval=config.key_refresh_interval,
         )
         self.remote_queries = RemoteQueries(self.federation_client)
+        # Inbound EDU handlers by type; the services owning the data register theirs.
+        self.federation_edus = EduRegistry()
         self.federation_ratelimiter = FederationRateLimiter(clock, config.rc_federation)
         self.profiles.remote_lookup = self.remote_queries.profile
 
