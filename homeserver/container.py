@@ -17,6 +17,7 @@ from homeserver.appservice.api import AppServiceApi
 from homeserver.appservice.loading import load_registrations
 from homeserver.appservice.queries import AppServiceQueries
 from homeserver.appservice.registry import InMemoryAppServiceRegistry, check_user_id_not_exclusive
+from homeserver.auth_providers.ldap import LdapAuthProvider
 from homeserver.config.sections import HomeserverConfig, RateLimit
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError
@@ -61,6 +62,7 @@ from homeserver.services.erasure import ErasureService
 from homeserver.services.filters import FilterService
 from homeserver.services.ignore import IgnoreService
 from homeserver.services.key_backup import KeyBackupService
+from homeserver.services.ldap_login import LdapLogin
 from homeserver.services.membership import MembershipService
 from homeserver.services.messages import MessageService
 from homeserver.services.metrics import presence_pending_writes
@@ -245,6 +247,9 @@ class Services:
             audit=self.audit,
         )
         self.accounts.reserved_user_check = functools.partial(check_user_id_not_exclusive, self.appservices)
+        self.accounts.threepid_owner = self.admin_user_store.threepid_owner
+        if config.ldap is not None:  # the matrix-synapse-ldap3 block under `modules:`
+            LdapLogin(LdapAuthProvider(config.ldap), self.accounts, self.admin_user_store, clock).install()
 
         # rooms and events
         server_name = config.server_name

@@ -17,12 +17,19 @@ missing=()
 command -v clamd >/dev/null 2>&1 || missing+=(clamav-daemon)
 { command -v nginx || [ -x /usr/sbin/nginx ]; } >/dev/null 2>&1 || missing+=(nginx)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# OpenLDAP's slapd for the LDAP login and directory-sync tests (each runs its own on loopback).
+{ command -v slapd || [ -x /usr/sbin/slapd ]; } >/dev/null 2>&1 || missing+=(slapd)
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null) \
     || echo "warning: could not install ${missing[*]}; their tests will skip (or fail under CI=true)"
   # The test runs its own nginx on loopback; do not leave the package's default site on :80.
   if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null 2>&1; then
     systemctl disable --now nginx >/dev/null 2>&1 || true
+  fi
+  # Nor the package's own directory server on :389.
+  if [[ " ${missing[*]} " == *" slapd "* ]]; then
+    { command -v systemctl >/dev/null 2>&1 && systemctl disable --now slapd >/dev/null 2>&1; } \
+      || { [ -f /run/slapd/slapd.pid ] && kill "$(cat /run/slapd/slapd.pid)" 2>/dev/null; } || true
   fi
 fi
 

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from homeserver.config import defaults as d
+from homeserver.config.auth_modules import read_auth_modules
 from homeserver.config.compliance import read_compliance
 from homeserver.config.database import read_database, read_redis, read_secret_file
 from homeserver.config.errors import ConfigError
@@ -202,6 +203,7 @@ def _build(root: Section, raw: Mapping[str, Any], config_files: tuple[str, ...])
         extras=MappingProxyType(copy.deepcopy(dict(raw))),
         server_notices=_server_notices(root),
         compliance=read_compliance(root),
+        ldap=read_auth_modules(root, unsupported),
     )
     unknown = root.unread_paths(d.IGNORED_KEYS) + unsupported
     return dataclasses.replace(config, unknown_keys=tuple(sorted(unknown)))

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from homeserver.config.auth_modules import LdapConfig
+
 
 @dataclass(frozen=True, slots=True)
 class ListenerConfig:
@@ -432,6 +434,7 @@ class HomeserverConfig:
     # -- admin
     server_notices: ServerNoticesConfig | None = None  # None: server notices are not configured
     compliance: ComplianceConfig = ComplianceConfig()  # retention, search masking
+    ldap: LdapConfig | None = None  # the LDAP password provider (`modules:`), if enabled
 
     def serves_metrics(self, listener: ListenerConfig) -> bool:
         """Whether /metrics is served on this listener (needs `enable_metrics`, as in Synapse)."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.appservice.registry import ApplicationService
+from homeserver.auth_providers import PasswordProviderUnavailable
 from homeserver.core import ids
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError
@@ -33,6 +34,11 @@ _NUMERIC = re.compile(r"^\d+$")
 
 DeviceHook = Callable[[str, list[str]], Awaitable[None]]
 UserHook = Callable[[str], Awaitable[None]]
+# (localpart or email address, password) -> the user id it signs in as, or None; raises
+# PasswordProviderUnavailable when the external system cannot be asked.
+ExternalPasswordCheck = Callable[[str, str], Awaitable[str | None]]
+
+_DIRECTORY_DOWN = "The organisation's directory cannot be reached; try again in a moment"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +113,12 @@ class AccountService:
         # Raises 400 M_EXCLUSIVE for a user id an appservice reserves (ordinary registrations).
         self.reserved_user_check: Callable[[str], None] | None = None
         self.profile_changed_hooks: list[UserHook] = []
+        # Password providers (auth_providers/, wired by the container): asked before the local
+        # password, as Synapse asks its modules first.
+        self.external_password_check: ExternalPasswordCheck | None = None
+        self.external_email_check: ExternalPasswordCheck | None = None
+        # (medium, address) -> the local user a validated threepid belongs to
+        self.threepid_owner: Callable[[str, str], Awaitable[str | None]] | None = None
 
     async def _audit_txn(
         self,
@@ -301,21 +313,76 @@ class AccountService:
             return user.lower() if ids.server_of(user) == self.server_name else user
         return self.user_id_for(user.lower())
 
+    @staticmethod
+    def _email_identifier(body: dict[str, Any]) -> str | None:
+        """The address of an `m.id.thirdparty` email identifier (lower-cased), else None."""
+        identifier = body.get("identifier")
+        if not isinstance(identifier, dict) or identifier.get("type") != "m.id.thirdparty":
+            return None
+        medium, address = identifier.get("medium"), identifier.get("address")
+        if not isinstance(medium, str) or not isinstance(address, str) or not address:
+            raise MatrixError(400, "M_MISSING_PARAM", "'medium' and 'address' are required")
+        if medium != "email":
+            raise MatrixError(400, "M_UNKNOWN", f"Login with a {medium} address is not supported")
+        return address.strip().lower()
+
     async def check_password(self, user_id: str, password: Any) -> User:
-        """Raise 403 unless the password is right; rate-limits failures per account."""
+        """Raise 403 unless the password is right; rate-limits failures per account.
+
+        A password provider (LDAP) is asked first for our own users; then the local password.
+        When the provider cannot be asked, local accounts still sign in and everyone else gets
+        503 rather than a misleading "wrong password"."""
         if not isinstance(password, str):
             raise MatrixError(400, "M_BAD_JSON", "'password' must be a string")
         self.ratelimiter.check("login_failed", user_id, self.rc_login_failed, update=False)
+        provider_down = False
+        ours = ids.server_of(user_id) == self.server_name
+        if password and self.external_password_check is not None and ours:
+            try:
+                external = await self.external_password_check(ids.localpart_of(user_id), password)
+            except PasswordProviderUnavailable as exc:
+                logger.warning("password provider unavailable for %s: %s", user_id, exc)
+                external, provider_down = None, True
+            if external is not None:
+                user = await self.users.get_user(external)
+                if user is not None:
+                    return await self._usable(user)
         user = await self.users.get_user(user_id)
-        if user is None or not await self.hasher.check(password, user.password_hash):
+        if user is None or not password or not await self.hasher.check(password, user.password_hash):
+            if provider_down:
+                raise MatrixError(503, "M_UNKNOWN", _DIRECTORY_DOWN)
             self.ratelimiter.check("login_failed", user_id, self.rc_login_failed)
             await self._record_failed_login(user_id, "invalid password")
             raise MatrixError(403, "M_FORBIDDEN", "Invalid username or password")
+        return await self._usable(user)
+
+    async def _check_password_by_email(self, address: str, password: Any) -> User:
+        """`m.id.thirdparty` login: a local account with that validated address, else the
+        password provider's user with that mail attribute."""
+        if not isinstance(password, str):
+            raise MatrixError(400, "M_BAD_JSON", "'password' must be a string")
+        owner = await self.threepid_owner("email", address) if self.threepid_owner is not None else None
+        if owner is not None:
+            return await self.check_password(owner, password)
+        self.ratelimiter.check("login_failed", address, self.rc_login_failed, update=False)
+        if password and self.external_email_check is not None:
+            try:
+                external = await self.external_email_check(address, password)
+            except PasswordProviderUnavailable as exc:
+                logger.warning("password provider unavailable for %s: %s", address, exc)
+                raise MatrixError(503, "M_UNKNOWN", _DIRECTORY_DOWN) from exc
+            user = await self.users.get_user(external) if external is not None else None
+            if user is not None:
+                return await self._usable(user)
+        self.ratelimiter.check("login_failed", address, self.rc_login_failed)
+        raise MatrixError(403, "M_FORBIDDEN", "Invalid username or password")
+
+    async def _usable(self, user: User) -> User:
         if user.deactivated:
-            await self._record_failed_login(user_id, "deactivated")
+            await self._record_failed_login(user.user_id, "deactivated")
             raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
         if user.locked:
-            await self._record_failed_login(user_id, "locked")
+            await self._record_failed_login(user.user_id, "locked")
             raise MatrixError(401, "M_USER_LOCKED", "This account has been locked", soft_logout=False)
         return user
 
@@ -325,9 +392,14 @@ class AccountService:
             await self.audit.record("login.failed", actor=user_id, target=user_id, detail={"reason": reason})
 
     async def login_with_password(self, body: dict[str, Any]) -> LoginResult:
-        user_id = self.resolve_user_identifier(body)
-        self.ratelimiter.check("login_account", user_id, self.rc_login_account)
-        user = await self.check_password(user_id, body.get("password"))
+        address = self._email_identifier(body)
+        if address is not None:
+            self.ratelimiter.check("login_account", address, self.rc_login_account)
+            user = await self._check_password_by_email(address, body.get("password"))
+        else:
+            user_id = self.resolve_user_identifier(body)
+            self.ratelimiter.check("login_account", user_id, self.rc_login_account)
+            user = await self.check_password(user_id, body.get("password"))
         device_id = body.get("device_id")
         display_name = body.get("initial_device_display_name")
         if device_id is not None and not isinstance(device_id, str):

@@ -229,6 +229,12 @@ class AdminUserStore:
         )
         return [Threepid(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
 
+    async def threepid_owner(self, medium: str, address: str) -> str | None:
+        row = await self.db.fetchrow(
+            "SELECT user_id FROM user_threepids WHERE medium = $1 AND address = $2", medium, address
+        )
+        return str(row[0]) if row else None
+
     async def threepid_owner_txn(self, conn: Connection, medium: str, address: str) -> str | None:
         owner: str | None = await conn.fetchval(
             "SELECT user_id FROM user_threepids WHERE medium = $1 AND address = $2", medium, address
