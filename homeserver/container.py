@@ -489,8 +489,8 @@ class Services:
         self.accounts.erase_hooks.append(self._erase_deactivated)
         self.search.mask_patterns = [re.compile(p) for p in config.search_mask_patterns]
 
-    async def _erase_deactivated(self, user_id: str) -> None:
-        await self.erasure.erase_user(user_id)
+    async def _erase_deactivated(self, user_id: str, actor: str | None) -> None:
+        await self.erasure.erase_user(user_id, actor=actor)
 
     async def _forget_erased(self, user_id: str) -> None:
         self.push_rules.invalidate(user_id)

@@ -108,7 +108,8 @@ class AccountService:
         self.device_created_hooks: list[DeviceHook] = []
         self.deactivated_hooks: list[UserHook] = []
         # GDPR erasure (services/erasure.py), run after deactivation when `erase` is asked for.
-        self.erase_hooks: list[UserHook] = []
+        # Called with (user_id, actor): the admin who asked, or None when the user erased themself.
+        self.erase_hooks: list[Callable[[str, str | None], Awaitable[None]]] = []
         self.registered_hooks: list[UserHook] = []
         # Raises 400 M_EXCLUSIVE for a user id an appservice reserves (ordinary registrations).
         self.reserved_user_check: Callable[[str], None] | None = None
@@ -565,8 +566,9 @@ class AccountService:
         for hook in self.deactivated_hooks:
             await hook(user_id)
         if erase:
-            for hook in self.erase_hooks:
-                await hook(user_id)
+            actor = audit_as.actor if audit_as is not None and audit_as is not NOT_AUDITED else None
+            for erase_hook in self.erase_hooks:
+                await erase_hook(user_id, actor)
 
     async def run_device_created_hooks(self, user_id: str, device_ids: list[str]) -> None:
         await self._run_device_hooks(self.device_created_hooks, user_id, device_ids)

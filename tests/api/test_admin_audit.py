@@ -173,7 +173,7 @@ async def test_each_action_leaves_one_record(hs: Any) -> None:
     await admin.post(f"{V1}/deactivate/{q(carol_id)}", {"erase": True})
     # The deactivation, then the GDPR erasure it triggers (docs/retention-erasure.md).
     _erased, record = await rec.expect_all(
-        [("user.erase", carol_id, carol_id), ("admin.user.deactivate", admin.user_id, carol_id)]
+        [("user.erase", admin.user_id, carol_id), ("admin.user.deactivate", admin.user_id, carol_id)]
     )
     assert record["detail"] == {"erase": True}
 
