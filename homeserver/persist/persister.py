@@ -39,7 +39,7 @@ from homeserver.persist.metrics import persist_latency
 from homeserver.persist.plan import BatchPlan, EventLookup, PersistedEvent
 from homeserver.replication.bus import StreamBus
 from homeserver.state.current import CurrentStateCache, RoomSnapshot
-from homeserver.state.resolution import PlaceholderStateResolver, StateResolver
+from homeserver.state.resolution import StateResolver, V2StateResolver
 from homeserver.storage.batching import DeferredConnection
 from homeserver.storage.database import Connection, Database
 from homeserver.storage.engine import is_data_error
@@ -99,8 +99,7 @@ class EventPersister:
         self.signing_key = signing_key
         self.bus = bus
         self.groups = groups
-        # PLACEHOLDER until federation brings state resolution v2 (see state/resolution.py).
-        self.resolver: StateResolver = resolver or PlaceholderStateResolver()
+        self.resolver: StateResolver = resolver or V2StateResolver(groups)
         self._applier = ContextApplier(groups, self.resolver, clock)
         self._last_stream = stream_start
         self.current_stream = stream_start
