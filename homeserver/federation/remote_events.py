@@ -86,17 +86,24 @@ class RemoteEvents:
     def __init__(self, client: FederationClient) -> None:
         self.client = client
 
+    # Pulls for a received PDU go to the server that just sent it to us: it is up, whatever its
+    # backoff says (Synapse resets the backoff of a server it hears from). Backfill respects it.
     async def _get(
-        self, destination: str, path: str, args: Mapping[str, str | list[str]] | None = None
+        self,
+        destination: str,
+        path: str,
+        args: Mapping[str, str | list[str]] | None = None,
+        *,
+        ignore_backoff: bool = True,
     ) -> Any:
         try:
-            return await self.client.get_json(destination, path, args)
+            return await self.client.get_json(destination, path, args, ignore_backoff=ignore_backoff)
         except (FederationError, NotRetryingDestination) as exc:
             raise RemoteFetchError(str(exc)) from exc
 
     async def _post(self, destination: str, path: str, body: Mapping[str, Any]) -> Any:
         try:
-            return await self.client.post_json(destination, path, body)
+            return await self.client.post_json(destination, path, body, ignore_backoff=True)
         except (FederationError, NotRetryingDestination) as exc:
             raise RemoteFetchError(str(exc)) from exc
 
@@ -145,6 +152,9 @@ class RemoteEvents:
         self, destination: str, room_id: str, event_ids: Sequence[str], limit: int
     ) -> list[dict[str, Any]]:
         body = await self._get(
-            destination, f"{FED_V1}/backfill/{_q(room_id)}", {"v": list(event_ids), "limit": str(limit)}
+            destination,
+            f"{FED_V1}/backfill/{_q(room_id)}",
+            {"v": list(event_ids), "limit": str(limit)},
+            ignore_backoff=False,
         )
         return _pdu_list(body, "pdus")[:limit]

@@ -283,11 +283,13 @@ class EventPersister:
                     else:
                         trial_stream += 1
                         ordering = trial_stream
+                    # The event itself is visible to its own apply: a fork it creates is resolved
+                    # with it in one of the state sets.
+                    trial_events[ctx.event.event_id] = ctx.event
                     lookup = EventLookup(self.events, pending_events, trial_events)
                     result, snapshot, trial_group = await self._applier.apply(
                         ctx, snapshot, ordering, trial_group, trial_plan, lookup
                     )
-                    trial_events[ctx.event.event_id] = ctx.event
                     if ctx.event.room_id != room_id:  # the create event fixed a v12 room id
                         room_ids[room_id] = ctx.event.room_id
                         start_groups.setdefault(ctx.event.room_id, start_groups.pop(room_id, None))
