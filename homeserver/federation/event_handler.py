@@ -277,7 +277,7 @@ class FederationEventHandler:
         except AuthError as exc:
             rejected_reason = f"auth events: {exc.reason}"
 
-        state_before = await self._state_before(origin, event, pending, budget)
+        state_before, group_before = await self._state_before(origin, event, pending, budget)
         if rejected_reason is None:
             try:
                 await self._check_against(event, state_before, pending_events)
@@ -285,7 +285,7 @@ class FederationEventHandler:
                 rejected_reason = f"state before: {exc.reason}"
 
         soft_failed = False
-        if rejected_reason is None and kind is EventKind.REMOTE_NEW:
+        if rejected_reason is None and kind is EventKind.REMOTE_NEW and group_before is None:
             snapshot = await self.state.get(event.room_id)
             if snapshot is not None:
                 current = {k: e.event_id for k, e in snapshot.state.items()}
@@ -298,7 +298,12 @@ class FederationEventHandler:
         if rejected_reason is not None:
             logger.info("rejecting %s from %s: %s", event.event_id, origin, rejected_reason)
         return EventContext(
-            event, kind, state_before, rejected_reason=rejected_reason, soft_failed=soft_failed
+            event,
+            kind,
+            state_before,
+            state_group_before=group_before,
+            rejected_reason=rejected_reason,
+            soft_failed=soft_failed,
         )
 
     async def _create_event(
@@ -426,9 +431,20 @@ class FederationEventHandler:
         event: Event,
         pending: dict[str, tuple[Event, dict[StateKey, str]]],
         budget: _Budget,
-    ) -> dict[StateKey, str]:
+    ) -> tuple[dict[StateKey, str], int | None]:
+        """The state before `event` as ids, and its state group when that is the room's current
+        one."""
         if event.type == c.CREATE and not event.prev_event_ids:
-            return {}
+            return {}, None
+        snapshot = await self.state.get(event.room_id)
+        if (
+            snapshot is not None
+            and snapshot.forks is None
+            and tuple(event.prev_event_ids) == snapshot.extremities
+        ):
+            # The common case: the event extends our only tip, whose state is the current state
+            # (no state group read, and the persister reuses the current group).
+            return {k: e.event_id for k, e in snapshot.state.items()}, snapshot.state_group
         sets: list[Mapping[StateKey, str]] = []
         missing = await self._missing_prevs(event.prev_event_ids, pending)
         for prev_id in event.prev_event_ids:
@@ -447,16 +463,16 @@ class FederationEventHandler:
         if not sets:
             raise _not_processable("Event has no prev events")
         if len(sets) == 1:
-            return dict(sets[0])
+            return dict(sets[0]), None
         merged = merge_unconflicted(sets)
         if merged is not None:
-            return merged
+            return merged, None
         pending_events = {k: v[0] for k, v in pending.items()}
 
         async def lookup(ids: Sequence[str]) -> Mapping[str, Event]:
             return await self._lookup(ids, pending_events)
 
-        return await self.resolver.resolve(event.room_version, event.room_id, sets, lookup)
+        return await self.resolver.resolve(event.room_version, event.room_id, sets, lookup), None
 
     async def _remote_state_after(self, origin: str, room_id: str, event_id: str) -> dict[StateKey, str]:
         """The state after `event_id` as `origin` sees it: /state_ids (the state before it) plus the
