@@ -129,11 +129,15 @@ class V2StateResolver:
                 content=event.content,
             ):
                 value = unconflicted.get(key)
-                if value is not None and value not in events:
+                if value is not None:
                     needed_state.add(value)
         power_levels = unconflicted.get(POWER_LEVELS_KEY)
         if power_levels is not None:
             needed_state.add(power_levels)
+        if version.room_ids_as_hashes:
+            # v12: events do not cite the create event; the algorithm finds it by the room id.
+            needed_state.add("$" + room_id[1:])
+        needed_state -= events.keys()
         if needed_state:
             events.update(await lookup(sorted(needed_state)))
         if power_levels is not None:
