@@ -225,9 +225,11 @@ class FakeRemote:
         state_before: Mapping[StateKey, str] | None = None,
         ts: int | None = None,
         key: ServerSigningKey | None = None,
+        server: str | None = None,
     ) -> Event:
         """Build and sign an event on top of `prev` (the state before it is the state after the
-        single prev event unless given), remember it, and return it."""
+        single prev event unless given), remember it, and return it. `server` and `key`: sign as
+        another server (an event this one relays)."""
         if state_before is None:
             assert len(prev) == 1, "give state_before for an event with several prev events"
             state_before = self.state_after(prev[0])
@@ -244,7 +246,7 @@ class FakeRemote:
             auth_event_ids=[state_before[k] for k in keys if k in state_before],
             depth=max(self.events[p].depth for p in prev) + 1,
             origin_server_ts=ts if ts is not None else self._ts,
-            server_name=self.name,
+            server_name=server or self.name,
             signing_key=key or self.key,
         )
         self.learn(event, state_before)

@@ -23,6 +23,7 @@ from signedjson.key import generate_signing_key
 from homeserver.app import create_app_from_config
 from homeserver.config.sections import HomeserverConfig
 from homeserver.container import Services
+from homeserver.crypto.keyring import InMemoryKeyring, ServerVerifyKey
 from homeserver.crypto.keys import ServerSigningKey
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion
@@ -553,3 +554,49 @@ async def test_backfill_pulls_history_before_a_gap(hs: Any, remote: FakeRemote) 
     assert after is not None and (after.extremities, after.state) == (before.extremities, before.state)
     # nothing new the second time
     assert await services.federation_events.backfill(room.room_id, [remote.name], 10) == []
+
+
+async def test_events_of_other_servers_relayed_by_the_origin(hs: Any, remote: FakeRemote) -> None:
+    """The origin may pass on events whose senders live elsewhere: they are checked against their
+    own server's signature (not the origin's), and that server's ACL applies too."""
+    room = await joined_room(hs, remote)
+    services = services_of(hs)
+    other, other_key = "other.example", ServerSigningKey.from_signing_key(generate_signing_key("o1"))
+    services.keyring = InMemoryKeyring(
+        (
+            ServerVerifyKey(remote.name, remote.key.key_id, remote.key.verify_key, 2**62),
+            ServerVerifyKey(other, other_key.key_id, other_key.verify_key, 2**62),
+        )
+    )
+    dave = f"@dave:{other}"
+    join = remote.make(
+        room.version, room.room_id, dave, "m.room.member", {"membership": "join"},
+        prev=[room.bob_join.event_id], state_key=dave, key=other_key, server=other,
+    )  # fmt: skip
+    hello = remote.make(
+        room.version, room.room_id, dave, "m.room.message", {"msgtype": "m.text", "body": "relayed"},
+        prev=[join.event_id], key=other_key, server=other,
+    )  # fmt: skip
+    # signed by the origin instead of by dave's server: refused
+    wrong = remote.make(
+        room.version, room.room_id, dave, "m.room.message", {"msgtype": "m.text", "body": "wrong"},
+        prev=[join.event_id],
+    )  # fmt: skip
+    status, body = await remote.send(hs, [join.pdu, hello.pdu, wrong.pdu])
+    assert status == 200
+    assert body["pdus"][join.event_id] == {} and body["pdus"][hello.event_id] == {}
+    assert "other.example" in body["pdus"][wrong.event_id]["error"]
+    assert hello.event_id in await timeline_ids(hs, room)
+    # an ACL denying dave's server refuses his events even when another server relays them
+    resp = await hs.put(
+        f"/_matrix/client/v3/rooms/{room.room_id}/state/m.room.server_acl",
+        json={"allow": ["*"], "deny": [other]},
+        headers=auth(room.token),
+    )
+    assert resp.status == 200
+    again = remote.make(
+        room.version, room.room_id, dave, "m.room.message", {"msgtype": "m.text", "body": "again"},
+        prev=[hello.event_id], key=other_key, server=other,
+    )  # fmt: skip
+    status, body = await remote.send(hs, [again.pdu])
+    assert status == 200 and "ACL" in body["pdus"][again.event_id]["error"]
