@@ -28,8 +28,9 @@ API (used by /send, and by other parts of the server):
 - `persist_outliers(origin, room_id, pdus) -> dict[str, Event]`: check and store events known
   only by id (auth chains, state from a remote server), e.g. from a send_join response.
 
-Not handled: an event we already hold as an outlier is not turned into a timeline event when it
-later arrives live (Synapse "de-outliers" it); it is reported as known.
+An event held only as an outlier (an auth event, or state fetched from another server) that later
+arrives live, through gap filling or through backfill takes its place in the DAG then (its row is
+updated in place, as Synapse "de-outliers" it).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from homeserver.core.clock import Clock
@@ -189,15 +190,25 @@ class FederationEventHandler:
             raise MatrixError(400, "M_BAD_JSON", "Event is for another room")
         self.check_acl(server_of(event.sender), snapshot)
         async with self.room_lock(room_id):
-            if await self.events.get_event(event.event_id) is not None:
+            stored = await self.events.get_event(event.event_id)
+            if stored is not None and not stored.outlier:
                 return event
             budget = _Budget(self.limits.max_state_fetches)
             await self._fill_gap(origin, event, budget)
-            ctx = await self._context_for(origin, event, EventKind.REMOTE_NEW, {}, budget)
-            await self.persister.persist([ctx])
+            kind = await self._live_kind(event, stored is not None)
+            ctx = await self._context_for(origin, event, kind, {}, budget)
+            await self.persister.persist([replace(ctx, replaces_outlier=stored is not None)])
         if ctx.rejected_reason is not None:
             raise EventRejected(ctx.rejected_reason)
         return event
+
+    async def _live_kind(self, event: Event, was_outlier: bool) -> EventKind:
+        """REMOTE_NEW, unless the event was an outlier that events we hold already follow: it is
+        then history behind them (BACKFILLED: neither a forward extremity nor a change of the
+        current state, which its successors' state already includes)."""
+        if was_outlier and await self.store.has_children(event.event_id):
+            return EventKind.BACKFILLED
+        return EventKind.REMOTE_NEW
 
     # -- gap filling -----------------------------------------------------------------------------
 
@@ -242,11 +253,13 @@ class FederationEventHandler:
                 pulled.append(pulled_event)
         known = await self.events.get_events([e.event_id for e in pulled])
         for pulled_event in sorted(pulled, key=lambda e: (e.depth, e.event_id)):
-            if pulled_event.event_id in known:
+            existing = known.get(pulled_event.event_id)
+            if existing is not None and not existing.outlier:
                 continue
             try:
-                ctx = await self._context_for(origin, pulled_event, EventKind.REMOTE_NEW, {}, budget)
-                await self.persister.persist([ctx])
+                kind = await self._live_kind(pulled_event, existing is not None)
+                ctx = await self._context_for(origin, pulled_event, kind, {}, budget)
+                await self.persister.persist([replace(ctx, replaces_outlier=existing is not None)])
             except MatrixError as exc:
                 logger.info("could not process missing event %s: %s", pulled_event.event_id, exc.error)
 
@@ -562,7 +575,9 @@ class FederationEventHandler:
             if event.room_id == room_id:
                 checked[event.event_id] = event
         known = await self.events.get_events(list(checked))
-        new = [e for e in checked.values() if e.event_id not in known]
+        # Outliers among them take their place in the DAG now.
+        outliers = {e for e, stored in known.items() if stored.outlier}
+        new = [e for e in checked.values() if e.event_id not in known or e.event_id in outliers]
         budget = _Budget(self.limits.max_state_fetches)
         pending: dict[str, tuple[Event, dict[StateKey, str]]] = {}
         contexts: list[EventContext] = []
@@ -576,7 +591,7 @@ class FederationEventHandler:
             if event.state_key is not None and ctx.rejected_reason is None:
                 after[(event.type, event.state_key)] = event.event_id
             pending[event.event_id] = (event, after)
-            contexts.append(ctx)
+            contexts.append(replace(ctx, replaces_outlier=event.event_id in outliers))
         if not contexts:
             return []
         # Newest first: backfilled events take decreasing stream orderings, so the oldest event

@@ -400,6 +400,16 @@ async def test_missing_auth_events_fetched_with_event_auth(hs: Any, remote: Fake
     assert "event_auth" in remote.requests and "state_ids" in remote.requests
     row = await stored_row(services, said.event_id)
     assert row is not None and not row[0] and row[1] is None
+    # carol's join came as an auth event (an outlier); when it arrives live it joins the DAG, as
+    # history behind her message (not a forward extremity, no change of the current state)
+    assert (await stored_row(services, carol_join.event_id))[0]
+    tips = (await services.state.get(room.room_id)).extremities  # type: ignore[union-attr]
+    assert (await remote.send(hs, [carol_join.pdu]))[1] == {"pdus": {carol_join.event_id: {}}}
+    row = await stored_row(services, carol_join.event_id)
+    assert row is not None and not row[0] and row[1] is None
+    before = await services.state.state_ids_at_event(carol_join.event_id, before=True)
+    assert before == remote.state_before[carol_join.event_id]
+    assert (await services.state.get(room.room_id)).extremities == tips  # type: ignore[union-attr]
 
 
 async def test_gap_that_cannot_be_filled_is_an_error(hs: Any, remote: FakeRemote) -> None:
@@ -535,17 +545,19 @@ async def test_backfill_pulls_history_before_a_gap(hs: Any, remote: FakeRemote) 
     stored = await services.federation_events.backfill(
         room.room_id, [services.config.server_name, remote.name], 10
     )
-    assert {e.event_id for e in stored} == {m1.event_id, m2.event_id}
+    # m3, an outlier until now, takes its place in the DAG too
+    assert {e.event_id for e in stored} == {m1.event_id, m2.event_id, m3.event_id}
     assert "backfill" in remote.requests
     orderings = {}
-    for event in (m1, m2):
+    for event in (m1, m2, m3):
         row = await services.db.fetchrow(
             "SELECT outlier, rejected_reason, stream_ordering FROM events WHERE event_id = $1", event.event_id
         )
         assert row is not None and not row[0] and row[1] is None
         orderings[event.event_id] = row[2]
     # history: below every live event, the older one lowest
-    assert orderings[m1.event_id] < orderings[m2.event_id] < 0
+    assert orderings[m1.event_id] < orderings[m2.event_id] < orderings[m3.event_id] < 0
+    assert await services.federation_inbound_store.backward_extremities(room.room_id, 10) == []
     assert (
         await services.state.state_ids_at_event(m1.event_id, before=True) == remote.state_before[m1.event_id]
     )

@@ -53,3 +53,8 @@ class InboundFederationStore:
             limit,
         )
         return [r[0] for r in rows]
+
+    async def has_children(self, event_id: str) -> bool:
+        """Whether a stored event lists `event_id` among its prev_events."""
+        value = await self.db.fetchval("SELECT 1 FROM event_edges WHERE prev_event_id = $1 LIMIT 1", event_id)
+        return value is not None
