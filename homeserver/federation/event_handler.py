@@ -71,6 +71,9 @@ from homeserver.storage.stores.state import StateStore
 logger = logging.getLogger(__name__)
 
 SERVER_ACL: Final = "m.room.server_acl"
+# Checking a PDU (canonical JSON, hashes, ed25519) is CPU work: hand the loop back this often when
+# checking a long list (a /state response may carry thousands).
+YIELD_EVERY: Final = 25
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +246,9 @@ class FederationEventHandler:
             logger.info("get_missing_events for %s from %s failed: %s", event.event_id, origin, exc)
             return
         pulled: list[Event] = []
-        for pdu in pdus:
+        for i, pdu in enumerate(pdus):
+            if i and i % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # thousands of signature checks: let others run
             try:
                 pulled_event = await check_pdu(pdu, snapshot.version, self.keyring)
             except MatrixError as exc:
@@ -390,7 +395,9 @@ class FederationEventHandler:
             raise MatrixError(404, "M_NOT_FOUND", "Unknown room")
         version = snapshot.version
         checked: dict[str, Event] = {}
-        for pdu in pdus:
+        for i, pdu in enumerate(pdus):
+            if i and i % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # thousands of signature checks: let others run
             try:
                 event = await check_pdu(pdu, version, self.keyring)
             except MatrixError as exc:
@@ -566,7 +573,9 @@ class FederationEventHandler:
         self, origin: str, version: RoomVersion, room_id: str, pdus: Sequence[Mapping[str, Any]]
     ) -> list[Event]:
         checked: dict[str, Event] = {}
-        for pdu in pdus:
+        for i, pdu in enumerate(pdus):
+            if i and i % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # thousands of signature checks: let others run
             try:
                 event = await check_pdu(pdu, version, self.keyring)
             except MatrixError as exc:
