@@ -478,6 +478,10 @@ class Services:
             remote=RemoteEvents(self.federation_client),
             clock=self.clock,
         )
+        # /messages past the start of our history backfills; backfilled events' visibility comes
+        # from the state before them
+        self.timeline.backfill = self.federation_events.backfill_for_client
+        self.visibility.state_before_event = functools.partial(self.state.state_ids_at_event, before=True)
         self.federation_transactions = TransactionHandler(
             events=self.federation_events,
             edus=self.federation_edus,

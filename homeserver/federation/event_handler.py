@@ -24,7 +24,9 @@ API (used by /send, and by other parts of the server):
 - `on_receive_pdu(origin, pdu) -> Event`: a live PDU pushed to us (raises MatrixError to report
   a per-PDU error; an already known event is returned without being processed again);
 - `backfill(room_id, servers, limit) -> list[Event]`: history before our oldest events, pulled
-  with `/backfill` and stored as BACKFILLED (client /messages uses it when paging past our start);
+  with `/backfill` and stored as BACKFILLED; `backfill_for_client(room_id, limit) -> bool` picks
+  the servers (those of the joined members) and is what client /messages calls when paging past
+  the start of our history;
 - `persist_outliers(origin, room_id, pdus) -> dict[str, Event]`: check and store events known
   only by id (auth chains, state from a remote server), e.g. from a send_join response.
 
@@ -71,6 +73,8 @@ from homeserver.storage.stores.state import StateStore
 logger = logging.getLogger(__name__)
 
 SERVER_ACL: Final = "m.room.server_acl"
+# A client waiting on /messages gives up on backfill after this many seconds.
+CLIENT_BACKFILL_TIMEOUT: Final = 10.0
 # Checking a PDU (canonical JSON, hashes, ed25519) is CPU work: hand the loop back this often when
 # checking a long list (a /state response may carry thousands).
 YIELD_EVERY: Final = 25
@@ -568,6 +572,28 @@ class FederationEventHandler:
                 if stored:
                     return stored
         return []
+
+    async def backfill_for_client(self, room_id: str, limit: int) -> bool:
+        """For /messages at the start of our history: backfill from the servers of the room's
+        joined members (most members first), within CLIENT_BACKFILL_TIMEOUT. True when events
+        were stored."""
+        snapshot = await self.state.get(room_id)
+        if snapshot is None:
+            return False
+        counts: dict[str, int] = {}
+        for user_id, membership in snapshot.memberships.items():
+            server = server_of(user_id)
+            if membership == c.JOIN and server and server != self.server_name:
+                counts[server] = counts.get(server, 0) + 1
+        if not counts:
+            return False
+        servers = sorted(counts, key=lambda s: (-counts[s], s))
+        try:
+            async with asyncio.timeout(CLIENT_BACKFILL_TIMEOUT):
+                return bool(await self.backfill(room_id, servers, limit))
+        except TimeoutError:
+            logger.info("backfill of %s for a client timed out", room_id)
+            return False
 
     async def _persist_backfilled(
         self, origin: str, version: RoomVersion, room_id: str, pdus: Sequence[Mapping[str, Any]]
