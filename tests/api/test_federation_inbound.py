@@ -669,3 +669,27 @@ async def test_messages_backfills_past_our_history(hs: Any, remote: FakeRemote) 
     assert resp.status == 200
     eve_seen = await _page_all(hs, room.room_id, eve["access_token"], 10)
     assert not {m1.event_id, m2.event_id, m3.event_id} & set(eve_seen)
+
+
+async def test_event_citing_an_invalid_auth_event_is_rejected(hs: Any, remote: FakeRemote) -> None:
+    """The remote's auth chain carries a power-levels change bob may not make; it is stored as a
+    rejected outlier, and the event citing it is rejected."""
+    room = await joined_room(hs, remote)
+    services = services_of(hs)
+    bob = remote.user("bob")
+    remote.failing.add("get_missing_events")
+    grab = remote.make(
+        room.version, room.room_id, bob, "m.room.power_levels", {"users": {bob: 100}},
+        prev=[room.bob_join.event_id], state_key="",
+    )  # fmt: skip
+    topic = remote.make(
+        room.version, room.room_id, bob, "m.room.topic", {"topic": "mine"}, prev=[grab.event_id], state_key=""
+    )
+    assert grab.event_id in topic.auth_event_ids
+    status, body = await remote.send(hs, [topic.pdu])
+    assert status == 200 and "rejected" in body["pdus"][topic.event_id]["error"]
+    grab_row = await stored_row(services, grab.event_id)
+    assert grab_row is not None and grab_row[0] and grab_row[1] is not None
+    topic_row = await stored_row(services, topic.event_id)
+    assert topic_row is not None and topic_row[1] is not None
+    assert ("m.room.topic", "") not in await current_ids(services, room.room_id)
