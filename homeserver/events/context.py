@@ -48,6 +48,9 @@ class EventContext:
     soft_failed: bool = False
     # (user_id, device_id, txn_id) of an idempotent client send.
     txn: tuple[str, str, str] | None = None
+    # The event is stored already as an outlier and now takes its place in the DAG (federation:
+    # an auth or state event that later arrives live or through backfill).
+    replaces_outlier: bool = False
 
     @property
     def is_outlier(self) -> bool:

@@ -73,7 +73,8 @@ class ContextApplier:
         room_id = event.room_id
         event_id = event.event_id
         key = (event.type, event.state_key) if event.state_key is not None else None
-        plan.auth_edges.extend((event_id, a, room_id) for a in event.auth_event_ids)
+        if not ctx.replaces_outlier:  # an outlier's auth edges are stored already
+            plan.auth_edges.extend((event_id, a, room_id) for a in event.auth_event_ids)
         if ctx.is_outlier:
             plan.events.append(self._event_row(ctx, ordering, None))
             return PersistedEvent(event, ordering, snapshot, None, ctx), snapshot, group_id
@@ -273,6 +274,7 @@ class ContextApplier:
             outlier=ctx.is_outlier,
             rejected_reason=ctx.rejected_reason,
             soft_failed=ctx.soft_failed,
+            replaces_outlier=ctx.replaces_outlier,
         )
 
 
