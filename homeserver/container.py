@@ -28,6 +28,8 @@ from homeserver.federation.client import FederationClient
 from homeserver.federation.edus import EduRegistry
 from homeserver.federation.keyring import FederationKeyring
 from homeserver.federation.keyserver import KeyServer
+from homeserver.federation.membership_client import RemoteMembership
+from homeserver.federation.membership_server import MembershipServer
 from homeserver.federation.queries import RemoteQueries
 from homeserver.http.federation_ratelimit import FederationRateLimiter
 from homeserver.http.ratelimit import Bucket, RateLimiter
@@ -357,6 +359,7 @@ class Services:
         self._build_admin()
         self._build_admin_users()
         self._build_compliance()
+        self._build_federation_membership()
         self._wire_hooks()
         self._wire_metrics()
 
@@ -456,6 +459,30 @@ class Services:
         self.federation_edus = EduRegistry()
         self.federation_ratelimiter = FederationRateLimiter(clock, config.rc_federation)
         self.profiles.remote_lookup = self.remote_queries.profile
+
+    def _build_federation_membership(self) -> None:
+        """Joins, knocks, leaves and invites across servers, both directions (issue #12)."""
+        self.membership_server = MembershipServer(
+            self.state,
+            self.events,
+            self.state_groups,
+            self.users,
+            self.persister,
+            self.clock,
+            server_name=self.config.server_name,
+            signing_key=self.signing_key,
+            keyring=lambda: self.keyring,  # read at use: tests swap the keyring
+        )
+        self.membership.remote = RemoteMembership(
+            self.federation_client,
+            self.persister,
+            self.state,
+            self.events,
+            self.clock,
+            server_name=self.config.server_name,
+            signing_key=self.signing_key,
+            keyring=lambda: self.keyring,
+        )
 
     def _build_compliance(self) -> None:
         """Retention (hide, then purge expired events), GDPR erasure and search masking."""

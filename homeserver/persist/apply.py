@@ -76,13 +76,17 @@ class ContextApplier:
         plan.auth_edges.extend((event_id, a, room_id) for a in event.auth_event_ids)
         if ctx.is_outlier:
             plan.events.append(self._event_row(ctx, ordering, None))
+            if ctx.out_of_band_membership and event.type == c.MEMBER:
+                plan.members.append(membership_row(event, ordering))
             return PersistedEvent(event, ordering, snapshot, None, ctx), snapshot, group_id
 
         plan.edges.extend((event_id, prev, room_id) for prev in event.prev_event_ids)
         # Built on the room's current state (every local event; a remote one when federation
         # found its state before to be the current one): no comparison, no new "before" group.
+        # (A room without a state group is new: its create event starts from the empty state; the
+        # first event of a room joined over federation brings the state it was received with.)
         on_current = ctx.state_group_before == snapshot.state_group and (
-            snapshot.state_group is not None or not snapshot.state
+            snapshot.state_group is not None or (not snapshot.state and not ctx.state_before)
         )
         delta_before: dict[StateKey, str | None] | None = None
         if not on_current and snapshot.state_group is not None:
