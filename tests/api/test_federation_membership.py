@@ -198,7 +198,7 @@ async def test_leave_handshake(aiohttp_client: Any, tmp_path: Path) -> None:
     remote = FakeRemote(client)
     status, _, _ = await remote.handshake("join", room_id, BOB)
     assert status == 200
-    status, body, event = await remote.handshake("leave", room_id, BOB)
+    status, body, _event = await remote.handshake("leave", room_id, BOB)
     assert (status, body) == (200, {})
     assert (await members(client, token, room_id))[BOB] == "leave"
     # a leave for someone never in the room is refused by the auth rules
@@ -243,7 +243,7 @@ async def test_restricted_join(aiohttp_client: Any, tmp_path: Path) -> None:
     status, body = await remote.make("make_join", restricted, BOB)
     assert status == 200, body
     assert body["event"]["content"][c.AUTHORISING_USER] == alice["user_id"]
-    status, body, event = await remote.handshake("join", restricted, BOB)
+    status, body, _event = await remote.handshake("join", restricted, BOB)
     assert status == 200, body
     # our countersigned copy of the join
     signed = body["event"]
