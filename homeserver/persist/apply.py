@@ -16,7 +16,7 @@ from dataclasses import replace
 from homeserver.core import json as hjson
 from homeserver.core.clock import Clock
 from homeserver.events import constants as c
-from homeserver.events.context import EventContext, StateIds
+from homeserver.events.context import EventContext, EventKind, StateIds
 from homeserver.events.event import Event
 from homeserver.persist.plan import BatchPlan, EventLookup, PersistedEvent, membership_row
 from homeserver.state.current import RoomSnapshot, StateKey
@@ -163,10 +163,25 @@ class ContextApplier:
                 )
 
         memberships = snapshot.memberships
+        # A room joined through another server: its first event here arrives with the room's whole
+        # state. That state existed before the event, so its deltas are dated just before it: state
+        # at a stream position (sync, /messages) then shows the room as it was when we joined.
+        learnt = (
+            ctx.kind is EventKind.REMOTE_NEW
+            and not snapshot.state
+            and snapshot.state_group is None
+            and bool(ctx.state_before)
+        )
         for k, v in changes.items():
             prev_event = snapshot.state.get(k)
             prev_id = prev_event.event_id if prev_event is not None else None
-            plan.deltas.append((ordering, room_id, k[0], k[1], v, prev_id))
+            if learnt and k in ctx.state_before:
+                prev_id = ctx.state_before[k]
+                plan.deltas.append((ordering - 1, room_id, k[0], k[1], prev_id, None))
+                if prev_id != v:
+                    plan.deltas.append((ordering, room_id, k[0], k[1], v, prev_id))
+            else:
+                plan.deltas.append((ordering, room_id, k[0], k[1], v, prev_id))
             if v is None:
                 plan.removed_state.append((room_id, k[0], k[1]))
             else:
