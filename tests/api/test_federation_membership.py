@@ -389,3 +389,26 @@ async def test_invite_bad_inputs(aiohttp_client: Any, tmp_path: Path) -> None:
     # none of it reached carol
     resp = await client.get("/_matrix/client/v3/sync", headers=auth(carol["access_token"]))
     assert (await resp.json())["rooms"]["invite"] == {}
+
+
+async def test_invite_from_ignored_user_is_hidden(aiohttp_client: Any, tmp_path: Path) -> None:
+    client = await start(aiohttp_client, tmp_path)
+    carol = await register(client, "carol")
+    carol_id, token = carol["user_id"], carol["access_token"]
+    resp = await client.put(
+        f"/_matrix/client/v3/user/{q(carol_id)}/account_data/m.ignored_user_list",
+        json={"ignored_users": {BOB: {}}},
+        headers=auth(token),
+    )
+    assert resp.status == 200
+    remote = FakeRemote(client)
+    rooms = [f"!ignored:{REMOTE}", f"!welcome:{REMOTE}"]
+    for room_id, sender in zip(rooms, (BOB, f"@rita:{REMOTE}"), strict=True):
+        invite = remote_event(
+            V11, room_id=room_id, sender=sender, state_key=carol_id, content={"membership": "invite"}
+        )
+        path = f"/_matrix/federation/v2/invite/{q(room_id)}/{q(invite.event_id)}"
+        status, body = await remote.request("PUT", path, _invite_body(invite, []))
+        assert status == 200, body
+    resp = await client.get("/_matrix/client/v3/sync", headers=auth(token))
+    assert set((await resp.json())["rooms"]["invite"]) == {rooms[1]}

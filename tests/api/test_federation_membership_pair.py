@@ -220,3 +220,57 @@ async def test_knock_on_remote_room(pair: Any) -> None:
     by_type = {e["type"]: e for e in knocked}
     assert by_type["m.room.name"]["content"] == {"name": "Door"}
     assert by_type[c.MEMBER]["content"]["membership"] == "knock"
+
+
+async def test_restricted_join_through_resident_server(pair: Any) -> None:
+    a, b, _ = pair
+    alice = await register(a, "alice")
+    bob = await register(b, "bob")
+    token = bob["access_token"]
+    space = await create_room(a, alice["access_token"], preset="public_chat")
+    restricted = await create_room(a, alice["access_token"], preset="private_chat")
+    resp = await a.put(
+        f"/_matrix/client/v3/rooms/{q(restricted)}/state/m.room.join_rules",
+        json={"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": space}]},
+        headers=auth(alice["access_token"]),
+    )
+    assert resp.status == 200
+    resp = await b.post(f"/_matrix/client/v3/join/{q(restricted)}?via={A}", json={}, headers=auth(token))
+    assert (resp.status, (await resp.json())["errcode"]) == (403, "M_FORBIDDEN")
+    resp = await b.post(f"/_matrix/client/v3/join/{q(space)}?via={A}", json={}, headers=auth(token))
+    assert resp.status == 200
+    resp = await b.post(f"/_matrix/client/v3/join/{q(restricted)}?via={A}", json={}, headers=auth(token))
+    assert resp.status == 200, await resp.text()
+    # B stored the join countersigned by A, naming alice as the authoriser
+    snapshot = await services_of(b).state.get(restricted)
+    assert snapshot is not None
+    join = snapshot.get(c.MEMBER, bob["user_id"])
+    assert join is not None and set(join.signatures) == {A, B}
+    assert join.content[c.AUTHORISING_USER] == alice["user_id"]
+    assert (await members(a, alice["access_token"], restricted))[bob["user_id"]] == "join"
+
+
+async def test_rejoin_a_room_learnt_over_federation(pair: Any) -> None:
+    a, b, feds = pair
+    alice = await register(a, "alice")
+    bob = await register(b, "bob")
+    token = bob["access_token"]
+    room_id = await create_room(a, alice["access_token"], preset="public_chat", name="Again")
+    resp = await b.post(f"/_matrix/client/v3/join/{q(room_id)}?via={A}", json={}, headers=auth(token))
+    assert resp.status == 200
+    resp = await b.post(f"/_matrix/client/v3/rooms/{q(room_id)}/leave", json={}, headers=auth(token))
+    assert resp.status == 200
+    assert (await members(b, token, room_id))[bob["user_id"]] == "leave"
+    # No local member is left: joining again goes through a server of the room (A, known from
+    # the room's state; no via given), and B persists the new join into the room it has.
+    resp = await b.post(f"/_matrix/client/v3/join/{q(room_id)}", json={}, headers=auth(token))
+    assert resp.status == 200, await resp.text()
+    send_joins = [d for m, d, p in feds[B].requests if "/send_join/" in p]
+    assert send_joins == [A, A]
+    # (Which of bob's leave and his new join ends up current on B depends on the fork's state
+    # resolution: A never heard of the leave, as sending it is the federation sender's job.)
+    on_a = await services_of(a).state.get(room_id)
+    on_b = await services_of(b).state.get(room_id)
+    assert on_a is not None and on_b is not None
+    new_join = on_a.get(c.MEMBER, bob["user_id"])
+    assert new_join is not None and new_join.event_id in on_b.extremities
