@@ -274,3 +274,19 @@ async def test_rejoin_a_room_learnt_over_federation(pair: Any) -> None:
     assert on_a is not None and on_b is not None
     new_join = on_a.get(c.MEMBER, bob["user_id"])
     assert new_join is not None and new_join.event_id in on_b.extremities
+
+
+async def test_invite_remote_user_failures(pair: Any) -> None:
+    a, _, _ = pair
+    alice = await register(a, "alice")
+    token = alice["access_token"]
+    room_id = await create_room(a, token, preset="private_chat")
+    invite = f"/_matrix/client/v3/rooms/{q(room_id)}/invite"
+    # the invitee's server refuses (no such user there): its error is passed on
+    resp = await a.post(invite, json={"user_id": f"@nobody:{B}"}, headers=auth(token))
+    assert (resp.status, (await resp.json())["errcode"]) == (404, "M_NOT_FOUND")
+    # the invitee's server cannot be reached
+    resp = await a.post(invite, json={"user_id": "@x:dead.test"}, headers=auth(token))
+    assert resp.status == 502
+    # neither invite was stored
+    assert set(await members(a, token, room_id)) == {alice["user_id"]}
