@@ -33,7 +33,12 @@ from homeserver.events.context import EventContext, EventKind
 from homeserver.events.event import Event
 from homeserver.events.room_versions import RoomVersion
 from homeserver.federation.backoff import NotRetryingDestination
-from homeserver.federation.client import FederationClient, FederationError, RemoteHttpError
+from homeserver.federation.client import (
+    MAX_RESPONSE_SIZE,
+    FederationClient,
+    FederationError,
+    RemoteHttpError,
+)
 from homeserver.federation.membership_server import federation_pdu
 from homeserver.federation.pdu_checks import check_pdu
 from homeserver.federation.remote_state import verify_remote_state
@@ -53,6 +58,8 @@ logger = logging.getLogger(__name__)
 # A client waits for a join; each handshake request is capped so a dead server costs little.
 HANDSHAKE_TIMEOUT = 30.0
 SEND_JOIN_TIMEOUT = 60.0
+# A large room's state and auth chain (Synapse allows the same for send_join responses).
+SEND_JOIN_MAX_RESPONSE = 500 * 1024 * 1024
 
 
 def _q(value: str) -> str:
@@ -145,9 +152,13 @@ class RemoteMembership:
             signing_key=self.signing_key,
         )
 
-    async def _put(self, server: str, path: str, body: Mapping[str, Any], limit: float) -> Any:
+    async def _put(
+        self, server: str, path: str, body: Mapping[str, Any], limit: float, max_size: int = MAX_RESPONSE_SIZE
+    ) -> Any:
         try:
-            return await self.client.request("PUT", server, path, None, body, time_limit=limit)
+            return await self.client.request(
+                "PUT", server, path, None, body, time_limit=limit, max_response_size=max_size
+            )
         except RemoteHttpError as exc:
             if 400 <= exc.status < 500 and isinstance(exc.body, Mapping):
                 raise MatrixError(exc.status, exc.errcode, str(exc.body.get("error", ""))) from exc
@@ -172,6 +183,7 @@ class RemoteMembership:
             f"/_matrix/federation/v2/send_join/{_q(room_id)}/{_q(event.event_id)}",
             federation_pdu(event),
             SEND_JOIN_TIMEOUT,
+            SEND_JOIN_MAX_RESPONSE,
         )
         if not isinstance(body, Mapping):
             raise _unreachable()
