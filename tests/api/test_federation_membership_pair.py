@@ -290,3 +290,26 @@ async def test_invite_remote_user_failures(pair: Any) -> None:
     assert resp.status == 502
     # neither invite was stored
     assert set(await members(a, token, room_id)) == {alice["user_id"]}
+
+
+async def test_join_remote_v12_room(pair: Any) -> None:
+    """Room v12: the room id names no server (via is required) and the create event is in no
+    event's auth_events."""
+    a, b, _ = pair
+    alice = await register(a, "alice")
+    bob = await register(b, "bob")
+    room_id = await create_room(
+        a, alice["access_token"], preset="public_chat", room_version="12", name="Twelve"
+    )
+    assert ":" not in room_id
+    resp = await b.post(f"/_matrix/client/v3/join/{q(room_id)}", json={}, headers=auth(bob["access_token"]))
+    assert (resp.status, (await resp.json())["errcode"]) == (404, "M_NOT_FOUND")
+    resp = await b.post(
+        f"/_matrix/client/v3/join/{q(room_id)}?via={A}", json={}, headers=auth(bob["access_token"])
+    )
+    assert resp.status == 200, await resp.text()
+    assert (await members(a, alice["access_token"], room_id))[bob["user_id"]] == "join"
+    resp = await b.get(
+        f"/_matrix/client/v3/rooms/{q(room_id)}/state/m.room.name", headers=auth(bob["access_token"])
+    )
+    assert (resp.status, await resp.json()) == (200, {"name": "Twelve"})
