@@ -59,6 +59,7 @@ from homeserver.api.federation import keys as federation_keys
 from homeserver.api.federation import media as federation_media
 from homeserver.api.federation import membership as federation_membership
 from homeserver.api.federation import query as federation_query
+from homeserver.api.federation import send as federation_send
 from homeserver.api.federation import version as federation_version
 from homeserver.api.media import authed_content_repo, content_repo
 from homeserver.config.sections import HomeserverConfig, ListenerConfig
@@ -133,6 +134,7 @@ FEDERATION_ROUTERS: tuple[Router, ...] = (
     federation_version.routes,
     federation_query.routes,
     federation_membership.routes,
+    federation_send.routes,
 )
 KEY_ROUTERS: tuple[Router, ...] = (federation_keys.routes,)
 # Served with `federation` when the media repository is enabled.

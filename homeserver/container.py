@@ -21,16 +21,19 @@ from homeserver.config.sections import HomeserverConfig, RateLimit
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError
 from homeserver.core.streams import Stream
-from homeserver.crypto.keyring import Keyring
+from homeserver.crypto.keyring import DelegatingKeyring, Keyring
 from homeserver.crypto.keys import decode_verify_key, load_or_create_signing_key
 from homeserver.federation.backoff import DestinationBackoff
 from homeserver.federation.client import FederationClient
 from homeserver.federation.edus import EduRegistry
+from homeserver.federation.event_handler import FederationEventHandler
 from homeserver.federation.keyring import FederationKeyring
 from homeserver.federation.keyserver import KeyServer
 from homeserver.federation.membership_client import RemoteMembership
 from homeserver.federation.membership_server import MembershipServer
 from homeserver.federation.queries import RemoteQueries
+from homeserver.federation.remote_events import RemoteEvents
+from homeserver.federation.transactions import TransactionHandler
 from homeserver.http.federation_ratelimit import FederationRateLimiter
 from homeserver.http.ratelimit import Bucket, RateLimiter
 from homeserver.http.requester import Requester
@@ -115,6 +118,7 @@ from homeserver.storage.stores.directory import DirectoryStore
 from homeserver.storage.stores.e2e import E2eStore
 from homeserver.storage.stores.events import EventStore, RoomVersionLookup
 from homeserver.storage.stores.federation import DestinationStore, ServerKeyStore
+from homeserver.storage.stores.federation_inbound import InboundFederationStore
 from homeserver.storage.stores.jobs import JobStore
 from homeserver.storage.stores.key_backup import KeyBackupStore
 from homeserver.storage.stores.misc import FilterStore, NonceStore, RegistrationTokenStore, UiaStore
@@ -360,6 +364,7 @@ class Services:
         self._build_admin_users()
         self._build_compliance()
         self._build_federation_membership()
+        self._build_federation_inbound()
         self._wire_hooks()
         self._wire_metrics()
 
@@ -482,6 +487,30 @@ class Services:
             server_name=self.config.server_name,
             signing_key=self.signing_key,
             keyring=lambda: self.keyring,
+        )
+
+    def _build_federation_inbound(self) -> None:
+        """The inbound event pipeline (federation/event_handler.py) and PUT /send transactions."""
+        self.federation_inbound_store = InboundFederationStore(self.db)
+        self.federation_events = FederationEventHandler(
+            server_name=self.config.server_name,
+            persister=self.persister,
+            state=self.state,
+            events=self.events,
+            groups=self.state_groups,
+            store=self.federation_inbound_store,
+            resolver=self.persister.resolver,
+            # through the attribute, so a keyring swapped in later (tests) is the one used
+            keyring=DelegatingKeyring(lambda: self.keyring),
+            remote=RemoteEvents(self.federation_client),
+            clock=self.clock,
+        )
+        self.federation_transactions = TransactionHandler(
+            events=self.federation_events,
+            edus=self.federation_edus,
+            store=self.federation_inbound_store,
+            state=self.state,
+            clock=self.clock,
         )
 
     def _build_compliance(self) -> None:

@@ -39,7 +39,7 @@ from homeserver.persist.metrics import persist_latency
 from homeserver.persist.plan import BatchPlan, EventLookup, PersistedEvent
 from homeserver.replication.bus import StreamBus
 from homeserver.state.current import CurrentStateCache, RoomSnapshot
-from homeserver.state.resolution import PlaceholderStateResolver, StateResolver
+from homeserver.state.resolution import StateResolver, V2StateResolver
 from homeserver.storage.batching import DeferredConnection
 from homeserver.storage.database import Connection, Database
 from homeserver.storage.engine import is_data_error
@@ -102,8 +102,7 @@ class EventPersister:
         self.signing_key = signing_key
         self.bus = bus
         self.groups = groups
-        # PLACEHOLDER until federation brings state resolution v2 (see state/resolution.py).
-        self.resolver: StateResolver = resolver or PlaceholderStateResolver()
+        self.resolver: StateResolver = resolver or V2StateResolver(groups)
         self._applier = ContextApplier(groups, self.resolver, clock)
         self._last_stream = stream_start
         self.current_stream = stream_start
@@ -299,11 +298,13 @@ class EventPersister:
                     else:
                         trial_stream += 1
                         ordering = trial_stream
+                    # The event itself is visible to its own apply: a fork it creates is resolved
+                    # with it in one of the state sets.
+                    trial_events[ctx.event.event_id] = ctx.event
                     lookup = EventLookup(self.events, pending_events, trial_events)
                     result, snapshot, trial_group = await self._applier.apply(
                         ctx, snapshot, ordering, trial_group, trial_plan, lookup
                     )
-                    trial_events[ctx.event.event_id] = ctx.event
                     if ctx.event.room_id != room_id:  # the create event fixed a v12 room id
                         room_ids[room_id] = ctx.event.room_id
                         start_groups.setdefault(ctx.event.room_id, start_groups.pop(room_id, None))

@@ -119,6 +119,36 @@ class StateStore:
                     frontier.append(auth_id)
         return found
 
+    async def auth_edges(self, event_ids: Sequence[str]) -> dict[str, list[str]]:
+        """One level of the auth-chain index: event id -> its auth event ids. Events without a row
+        (create events, events not committed yet) are absent: callers read those from the event."""
+        edges: dict[str, list[str]] = {}
+        ids = list(dict.fromkeys(event_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            placeholders = ", ".join(f"${i + 1}" for i in range(len(chunk)))
+            rows = await self.db.fetch(
+                f"SELECT event_id, auth_id FROM event_auth WHERE event_id IN ({placeholders})", *chunk
+            )
+            for event_id, auth_id in rows:
+                edges.setdefault(event_id, []).append(auth_id)
+        return edges
+
+    async def rejected_event_ids(self, event_ids: Sequence[str]) -> set[str]:
+        """The ones among `event_ids` stored as rejected (never usable as auth events)."""
+        found: set[str] = set()
+        ids = list(dict.fromkeys(event_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            placeholders = ", ".join(f"${i + 1}" for i in range(len(chunk)))
+            rows = await self.db.fetch(
+                f"SELECT event_id FROM events WHERE event_id IN ({placeholders})"
+                " AND rejected_reason IS NOT NULL",
+                *chunk,
+            )
+            found.update(r[0] for r in rows)
+        return found
+
     # -- writes (inside the persister's transaction) -----------------------------------------------
 
     async def insert_groups_txn(self, conn: Connection, groups: Sequence[NewStateGroup]) -> None:
