@@ -267,13 +267,16 @@ async def test_rejoin_a_room_learnt_over_federation(pair: Any) -> None:
     assert resp.status == 200, await resp.text()
     send_joins = [d for m, d, p in feds[B].requests if "/send_join/" in p]
     assert send_joins == [A, A]
-    # (Which of bob's leave and his new join ends up current on B depends on the fork's state
-    # resolution: A never heard of the leave, as sending it is the federation sender's job.)
+    # A never heard of the leave (sending it is the federation sender's job), so B holds a fork:
+    # bob's leave and his new join; state resolution v2 orders the later join last.
     on_a = await services_of(a).state.get(room_id)
     on_b = await services_of(b).state.get(room_id)
     assert on_a is not None and on_b is not None
     new_join = on_a.get(c.MEMBER, bob["user_id"])
     assert new_join is not None and new_join.event_id in on_b.extremities
+    assert (await members(b, token, room_id))[bob["user_id"]] == "join"
+    resp = await b.get(f"/_matrix/client/v3/rooms/{q(room_id)}/state/m.room.name", headers=auth(token))
+    assert (resp.status, await resp.json()) == (200, {"name": "Again"})
 
 
 async def test_invite_remote_user_failures(pair: Any) -> None:
