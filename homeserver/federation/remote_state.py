@@ -9,6 +9,7 @@ join is persisted with and the outliers stored before it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ from homeserver.federation.room_events import auth_against
 logger = logging.getLogger(__name__)
 
 StateKey = tuple[str, str]
+
+# A large room's state is thousands of events: let other tasks run between batches of checks.
+YIELD_EVERY = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +60,9 @@ async def verify_remote_state(
         raise _bad("state and auth_chain must be lists")
     checked: dict[str, Event] = {}
     state_ids: set[str] = set()
-    for pdu, in_state in [*((p, False) for p in auth_pdus), *((p, True) for p in state_pdus)]:
+    for n, (pdu, in_state) in enumerate([*((p, False) for p in auth_pdus), *((p, True) for p in state_pdus)]):
+        if n % YIELD_EVERY == YIELD_EVERY - 1:
+            await asyncio.sleep(0)
         if not isinstance(pdu, Mapping):
             continue
         try:
@@ -75,7 +81,9 @@ async def verify_remote_state(
         raise _bad("no single m.room.create event")
     create = creates[0]
     accepted: dict[str, Event] = {}
-    for event in _auth_order(checked):
+    for n, event in enumerate(_auth_order(checked)):
+        if n % YIELD_EVERY == YIELD_EVERY - 1:
+            await asyncio.sleep(0)
         auth_events = [accepted[a] for a in event.auth_event_ids if a in accepted]
         if len(auth_events) != len(event.auth_event_ids) and event.type != c.CREATE:
             logger.info("rejecting %s in %s: missing or rejected auth events", event.event_id, room_id)
