@@ -177,6 +177,15 @@ class MembershipService:
         row = await self.rooms.get_membership(room_id, user_id)
         if row is not None and row.membership in (c.INVITE, c.KNOCK):
             servers.append(ids.server_of(row.sender))
+            # the servers of the stripped state's senders (a v12 room id names no server)
+            stored = await self.persister.events.get_event(row.event_id)
+            unsigned = stored.event.unsigned if stored is not None else {}
+            for key in ("invite_room_state", "knock_room_state"):
+                stripped = unsigned.get(key)
+                for entry in stripped if isinstance(stripped, list) else []:
+                    sender = entry.get("sender") if isinstance(entry, dict) else None
+                    if isinstance(sender, str):
+                        servers.append(ids.server_of(sender))
         servers.append(ids.server_of(room_id))
         if snapshot is not None:
             servers.extend(sorted({ids.server_of(u) for u in snapshot.members_with(c.JOIN)}))

@@ -316,3 +316,25 @@ async def test_join_remote_v12_room(pair: Any) -> None:
         f"/_matrix/client/v3/rooms/{q(room_id)}/state/m.room.name", headers=auth(bob["access_token"])
     )
     assert (resp.status, await resp.json()) == (200, {"name": "Twelve"})
+
+
+async def test_withdraw_knock_on_v12_room(pair: Any) -> None:
+    """The knock's stripped state names the room's server (a v12 room id does not): withdrawing
+    the knock reaches it without a via."""
+    a, b, feds = pair
+    alice = await register(a, "alice")
+    dave = await register(b, "dave")
+    room_id = await create_room(a, alice["access_token"], preset="private_chat", room_version="12")
+    resp = await a.put(
+        f"/_matrix/client/v3/rooms/{q(room_id)}/state/m.room.join_rules",
+        json={"join_rule": "knock"},
+        headers=auth(alice["access_token"]),
+    )
+    assert resp.status == 200
+    token = dave["access_token"]
+    resp = await b.post(f"/_matrix/client/v3/knock/{q(room_id)}?via={A}", json={}, headers=auth(token))
+    assert resp.status == 200, await resp.text()
+    resp = await b.post(f"/_matrix/client/v3/rooms/{q(room_id)}/leave", json={}, headers=auth(token))
+    assert resp.status == 200, await resp.text()
+    assert [d for m, d, p in feds[B].requests if "/send_leave/" in p] == [A]
+    assert (await members(a, alice["access_token"], room_id))[dave["user_id"]] == "leave"
