@@ -57,6 +57,7 @@ from homeserver.api.client import (
 )
 from homeserver.api.federation import keys as federation_keys
 from homeserver.api.federation import media as federation_media
+from homeserver.api.federation import membership as federation_membership
 from homeserver.api.federation import query as federation_query
 from homeserver.api.federation import send as federation_send
 from homeserver.api.federation import version as federation_version
@@ -132,6 +133,7 @@ MEDIA_ROUTERS: tuple[Router, ...] = (authed_content_repo.routes, content_repo.ro
 FEDERATION_ROUTERS: tuple[Router, ...] = (
     federation_version.routes,
     federation_query.routes,
+    federation_membership.routes,
     federation_send.routes,
 )
 KEY_ROUTERS: tuple[Router, ...] = (federation_keys.routes,)

@@ -30,6 +30,8 @@ from homeserver.federation.edus import EduRegistry
 from homeserver.federation.event_handler import FederationEventHandler
 from homeserver.federation.keyring import FederationKeyring
 from homeserver.federation.keyserver import KeyServer
+from homeserver.federation.membership_client import RemoteMembership
+from homeserver.federation.membership_server import MembershipServer
 from homeserver.federation.queries import RemoteQueries
 from homeserver.federation.remote_events import RemoteEvents
 from homeserver.federation.transactions import TransactionHandler
@@ -366,6 +368,7 @@ class Services:
         self._build_admin()
         self._build_admin_users()
         self._build_compliance()
+        self._build_federation_membership()
         self._build_federation_inbound()
         self._wire_hooks()
         self._wire_metrics()
@@ -466,6 +469,30 @@ class Services:
         self.federation_edus = EduRegistry()
         self.federation_ratelimiter = FederationRateLimiter(clock, config.rc_federation)
         self.profiles.remote_lookup = self.remote_queries.profile
+
+    def _build_federation_membership(self) -> None:
+        """Joins, knocks, leaves and invites across servers, both directions (issue #12)."""
+        self.membership_server = MembershipServer(
+            self.state,
+            self.events,
+            self.state_groups,
+            self.users,
+            self.persister,
+            self.clock,
+            server_name=self.config.server_name,
+            signing_key=self.signing_key,
+            keyring=lambda: self.keyring,  # read at use: tests swap the keyring
+        )
+        self.membership.remote = RemoteMembership(
+            self.federation_client,
+            self.persister,
+            self.state,
+            self.events,
+            self.clock,
+            server_name=self.config.server_name,
+            signing_key=self.signing_key,
+            keyring=lambda: self.keyring,
+        )
 
     def _build_federation_inbound(self) -> None:
         """The inbound event pipeline (federation/event_handler.py) and PUT /send transactions."""

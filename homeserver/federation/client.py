@@ -226,6 +226,7 @@ class FederationClient:
         time_limit: float | None = None,
         signed: bool = True,
         ignore_backoff: bool = False,
+        max_response_size: int = MAX_RESPONSE_SIZE,
     ) -> Any:
         """Send one request; `path` is already percent-encoded. Returns the parsed JSON body.
 
@@ -244,7 +245,7 @@ class FederationClient:
         limit = min(time_limit or self.default_timeout, self.default_timeout)
         try:
             async with asyncio.timeout(limit):
-                status, parsed = await self._send(method, destination, uri, body, signed)
+                status, parsed = await self._send(method, destination, uri, body, signed, max_response_size)
         except TimeoutError as exc:
             await self.backoff.record_failure(destination)
             raise RequestSendFailed(destination, "timed out") from exc
@@ -262,7 +263,13 @@ class FederationClient:
         return parsed
 
     async def _send(
-        self, method: str, destination: str, uri: str, body: Mapping[str, Any] | None, signed: bool
+        self,
+        method: str,
+        destination: str,
+        uri: str,
+        body: Mapping[str, Any] | None,
+        signed: bool,
+        max_response_size: int = MAX_RESPONSE_SIZE,
     ) -> tuple[int, Any]:
         try:
             address = await self.discovery.resolve(destination)
@@ -290,7 +297,7 @@ class FederationClient:
                 allow_redirects=False,
                 server_hostname=address.tls_hostname,
             ) as resp:
-                raw = await OutboundClient._read_capped(resp, MAX_RESPONSE_SIZE)
+                raw = await OutboundClient._read_capped(resp, max_response_size)
                 status = resp.status
         except OutboundError as exc:
             raise RequestSendFailed(destination, exc.reason) from exc
