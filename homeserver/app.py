@@ -31,6 +31,7 @@ from homeserver.api.client import (
     login,
     message_pagination,
     notifications,
+    openid,
     presence,
     profile,
     pusher,
@@ -55,9 +56,15 @@ from homeserver.api.client import (
     versions,
     voip,
 )
+from homeserver.api.federation import backfill as federation_backfill
+from homeserver.api.federation import event_auth as federation_event_auth
+from homeserver.api.federation import events as federation_events
 from homeserver.api.federation import keys as federation_keys
 from homeserver.api.federation import media as federation_media
+from homeserver.api.federation import openid as federation_openid
+from homeserver.api.federation import public_rooms as federation_public_rooms
 from homeserver.api.federation import query as federation_query
+from homeserver.api.federation import space_hierarchy as federation_space_hierarchy
 from homeserver.api.federation import version as federation_version
 from homeserver.api.media import authed_content_repo, content_repo
 from homeserver.config.sections import HomeserverConfig, ListenerConfig
@@ -122,13 +129,24 @@ CLIENT_ROUTERS: tuple[Router, ...] = (
     users.routes,
     room_upgrades.routes,
     report_content.routes,
+    openid.routes,
 )
 
 # The media repository: authenticated /_matrix/client/v1/media and /_matrix/media (uploads, legacy).
 MEDIA_ROUTERS: tuple[Router, ...] = (authed_content_repo.routes, content_repo.routes)
 
 # The server-server API; as in Synapse, the `federation` resource also serves /_matrix/key/v2.
-FEDERATION_ROUTERS: tuple[Router, ...] = (federation_version.routes, federation_query.routes)
+FEDERATION_ROUTERS: tuple[Router, ...] = (
+    federation_version.routes,
+    federation_query.routes,
+    # history, state and room reads (docs/federation.md, "What other servers can read")
+    federation_backfill.routes,
+    federation_events.routes,
+    federation_event_auth.routes,
+    federation_public_rooms.routes,
+    federation_space_hierarchy.routes,
+    federation_openid.routes,
+)
 KEY_ROUTERS: tuple[Router, ...] = (federation_keys.routes,)
 # Served with `federation` when the media repository is enabled.
 FEDERATION_MEDIA_ROUTERS: tuple[Router, ...] = (federation_media.routes,)
@@ -183,9 +201,7 @@ def _wrap(route: Route, body_limit: int) -> Any:
     return endpoint
 
 
-def add_routers(
-    app: web.Application, routers: Iterable[Router], body_limit: int = DEFAULT_MAX_BODY
-) -> None:
+def add_routers(app: web.Application, routers: Iterable[Router], body_limit: int = DEFAULT_MAX_BODY) -> None:
     expect = expect_handler(body_limit)
     for router in routers:
         for route in router.routes:
