@@ -5,7 +5,9 @@ rooms by hand-built membership events persisted through `EventPersister.persist`
 from __future__ import annotations
 
 import itertools
+import json
 import urllib.parse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from homeserver.crypto.request_auth import sign_request
 from homeserver.events.builder import build_event
 from homeserver.events.context import EventContext, EventKind
 from homeserver.events.event import Event
+from homeserver.federation.client import RequestSendFailed
 
 from ..conftest import make_config, services_of
 from .helpers import auth
@@ -126,3 +129,42 @@ async def persist_member(
     )
     await services.persister.persist([EventContext(event, EventKind.REMOTE_NEW, state)])
     return event
+
+
+def route_federation(services: Services, peers: dict[str, Any]) -> None:
+    """Send this server's outbound federation requests to in-process peers (test clients) by
+    destination, signed as usual; any other destination is unreachable."""
+    client = services.federation_client
+
+    async def send(
+        method: str, destination: str, uri: str, body: Mapping[str, Any] | None, signed: bool
+    ) -> tuple[int, Any]:
+        peer = peers.get(destination)
+        if peer is None:
+            raise RequestSendFailed(destination, "unreachable (test)")
+        header = sign_request(
+            services.signing_key,
+            origin=client.server_name,
+            destination=destination,
+            method=method,
+            uri=uri,
+            content=body,
+        )
+        resp = await peer.request(
+            method, URL(uri, encoded=True), headers={"Authorization": header}, json=body
+        )
+        raw = await resp.read()
+        return resp.status, json.loads(raw) if raw else None
+
+    client._send = send  # type: ignore[method-assign]
+
+
+def trust_server(peer_services: Services, services: Services) -> None:
+    """Let `peer_services` verify requests signed by `services` (and the fake remotes)."""
+    key = services.signing_key
+    peer_services.keyring = InMemoryKeyring(
+        (
+            ServerVerifyKey(services.config.server_name, key.key_id, key.verify_key, 2**62),
+            *(ServerVerifyKey(name, k.key_id, k.verify_key, 2**62) for name, k in KEYS.items()),
+        )
+    )
