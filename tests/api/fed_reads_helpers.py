@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from signedjson.key import generate_signing_key
 from yarl import URL
 
 from homeserver.app import create_app_from_config
+from homeserver.config import HomeserverConfig
 from homeserver.container import Services
 from homeserver.core.clock import Clock
 from homeserver.crypto.keyring import InMemoryKeyring, ServerVerifyKey
@@ -47,7 +48,15 @@ def trust_remotes(services: Services) -> None:
 
 
 async def start(aiohttp_client: Any, tmp_path: Path, clock: Clock | None = None, **extra: Any) -> Any:
-    client = await aiohttp_client(create_app_from_config(make_config(tmp_path, **extra), clock=clock))
+    """A server on SQLite whose keyring knows the fake remotes."""
+    return await start_with(aiohttp_client, lambda **kw: make_config(tmp_path, **kw), clock, **extra)
+
+
+async def start_with(
+    aiohttp_client: Any, config: Callable[..., HomeserverConfig], clock: Clock | None = None, **extra: Any
+) -> Any:
+    """As `start`, with a config factory (the `engine_config` fixture: both engines)."""
+    client = await aiohttp_client(create_app_from_config(config(**extra), clock=clock))
     trust_remotes(services_of(client))
     return client
 

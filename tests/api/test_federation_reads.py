@@ -25,6 +25,7 @@ from .fed_reads_helpers import (
     q,
     send,
     start,
+    start_with,
 )
 from .helpers import register
 
@@ -46,8 +47,8 @@ async def _ids(pdus: list[dict[str, Any]], services: Any) -> list[str]:
     return [Event(p, version).event_id for p in pdus]
 
 
-async def test_backfill_walks_prev_events_newest_first(aiohttp_client: Any, tmp_path: Path) -> None:
-    client = await start(aiohttp_client, tmp_path)
+async def test_backfill_walks_prev_events_newest_first(aiohttp_client: Any, engine_config: Any) -> None:
+    client = await start_with(aiohttp_client, engine_config)
     services = services_of(client)
     alice, room_id = await _room_with_bob(client)
     token = alice["access_token"]
@@ -99,8 +100,8 @@ async def test_backfill_walks_prev_events_newest_first(aiohttp_client: Any, tmp_
     assert (status, body["errcode"]) == (400, "M_INVALID_PARAM")
 
 
-async def test_backfill_skips_rejected_and_outliers(aiohttp_client: Any, tmp_path: Path) -> None:
-    client = await start(aiohttp_client, tmp_path)
+async def test_backfill_skips_rejected_and_outliers(aiohttp_client: Any, engine_config: Any) -> None:
+    client = await start_with(aiohttp_client, engine_config)
     services = services_of(client)
     alice, room_id = await _room_with_bob(client)
     before = await send(client, alice["access_token"], room_id, "before")
@@ -164,8 +165,8 @@ async def test_backfill_skips_rejected_and_outliers(aiohttp_client: Any, tmp_pat
     assert status == 200 and await _ids(body["pdus"], services) == [outlier.event_id]
 
 
-async def test_get_missing_events(aiohttp_client: Any, tmp_path: Path) -> None:
-    client = await start(aiohttp_client, tmp_path)
+async def test_get_missing_events(aiohttp_client: Any, engine_config: Any) -> None:
+    client = await start_with(aiohttp_client, engine_config)
     services = services_of(client)
     alice, room_id = await _room_with_bob(client)
     token = alice["access_token"]
@@ -207,8 +208,8 @@ async def test_get_missing_events(aiohttp_client: Any, tmp_path: Path) -> None:
         assert (status, body["errcode"]) == (status_code, errcode), bad
 
 
-async def test_event_event_auth_state_and_state_ids(aiohttp_client: Any, tmp_path: Path) -> None:
-    client = await start(aiohttp_client, tmp_path)
+async def test_event_event_auth_state_and_state_ids(aiohttp_client: Any, engine_config: Any) -> None:
+    client = await start_with(aiohttp_client, engine_config)
     services = services_of(client)
     alice, room_id = await _room_with_bob(client)
     token = alice["access_token"]

@@ -24,6 +24,7 @@ from .fed_reads_helpers import (
     route_federation,
     send,
     start,
+    start_with,
     trust_server,
 )
 from .helpers import auth, register
@@ -55,8 +56,10 @@ async def test_public_rooms_denied_unless_allowed(aiohttp_client: Any, tmp_path:
     assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
 
 
-async def test_public_rooms_over_federation(aiohttp_client: Any, tmp_path: Path) -> None:
-    client = await start(aiohttp_client, tmp_path, allow_public_rooms_over_federation=True, **ALLOW_PUBLISH)
+async def test_public_rooms_over_federation(aiohttp_client: Any, engine_config: Any) -> None:
+    client = await start_with(
+        aiohttp_client, engine_config, allow_public_rooms_over_federation=True, **ALLOW_PUBLISH
+    )
     alice = await register(client, "alice")
     token = alice["access_token"]
     rooms = {}
@@ -154,9 +157,9 @@ async def test_hierarchy_over_federation(aiohttp_client: Any, tmp_path: Path) ->
 # -- OpenID -----------------------------------------------------------------------------------------
 
 
-async def test_openid_tokens(aiohttp_client: Any, tmp_path: Path) -> None:
+async def test_openid_tokens(aiohttp_client: Any, engine_config: Any) -> None:
     clock = FakeClock()
-    client = await start(aiohttp_client, tmp_path, clock=clock)
+    client = await start_with(aiohttp_client, engine_config, clock=clock)
     alice = await register(client, "alice")
     bob = await register(client, "bob")
     url = f"{V3}/user/{q(alice['user_id'])}/openid/request_token"
