@@ -117,7 +117,7 @@ class ServerAccess:
         """For events whose history visibility (in the state after them) is `joined` or `invited`:
         whether one of the origin's users was joined (or, for `invited`, invited) there. Events
         with a more open visibility are not in the result."""
-        states = await self._states_after([s.event_id for s in events])
+        states = await self._states_after([s.event_id for s in events], origin)
         wanted: set[str] = set()
         for state in states.values():
             hv_id = state.get(HV_KEY)
@@ -148,8 +148,9 @@ class ServerAccess:
             )
         return result
 
-    async def _states_after(self, event_ids: Sequence[str]) -> dict[str, Mapping[StateKey, str]]:
-        """The state after each event, reading each distinct state group once."""
+    async def _states_after(self, event_ids: Sequence[str], origin: str) -> dict[str, Mapping[StateKey, str]]:
+        """The history visibility and the origin's memberships in the state after each event,
+        reading each distinct state group once (and only those keys of it)."""
         rows = await self.groups.get_event_groups(list(event_ids))
         by_group: dict[int | None, dict[StateKey, str]] = {}
         states: dict[str, Mapping[StateKey, str]] = {}
@@ -163,6 +164,8 @@ class ServerAccess:
                 continue
             group = row.after_group
             if group not in by_group:
-                by_group[group] = await self.groups.get_group_state(group)
+                by_group[group] = await self.groups.get_group_state_filtered(
+                    group, (c.HISTORY_VISIBILITY,), member_server=origin
+                )
             states[event_id] = by_group[group]
         return states

@@ -347,9 +347,9 @@ async def test_server_acl_denies_origin(aiohttp_client: Any, tmp_path: Path) -> 
     ],
 )
 async def test_history_visibility_for_servers(
-    aiohttp_client: Any, tmp_path: Path, visibility: str, shown: tuple[bool, bool, bool]
+    aiohttp_client: Any, engine_config: Any, visibility: str, shown: tuple[bool, bool, bool]
 ) -> None:
-    client = await start(aiohttp_client, tmp_path)
+    client = await start_with(aiohttp_client, engine_config)
     services = services_of(client)
     alice = await register(client, "alice")
     token = alice["access_token"]
