@@ -451,3 +451,23 @@ async def test_unsigned_requests_are_refused(aiohttp_client: Any, tmp_path: Path
     _, room_id = await _room_with_bob(client)
     resp = await client.get(f"/_matrix/federation/v1/state_ids/{q(room_id)}?event_id=%24x")
     assert (resp.status, (await resp.json())["errcode"]) == (401, "M_UNAUTHORIZED")
+
+
+async def test_erased_senders_are_served_redacted(aiohttp_client: Any, tmp_path: Path) -> None:
+    client = await start(aiohttp_client, tmp_path)
+    services = services_of(client)
+    alice, room_id = await _room_with_bob(client)
+    carol = await register(client, "carol")
+    resp = await client.post(
+        f"/_matrix/client/v3/join/{room_id}",
+        json={},
+        headers={"Authorization": f"Bearer {carol['access_token']}"},
+    )
+    assert resp.status == 200
+    kept = await send(client, alice["access_token"], room_id, "kept")
+    erased = await send(client, carol["access_token"], room_id, "forget me")
+    await services.erasure.erase_user(carol["user_id"])
+    status, body = await fed_get(client, f"/backfill/{q(room_id)}", [("v", erased), ("limit", 2)])
+    assert status == 200
+    by_id = dict(zip(await _ids(body["pdus"], services), body["pdus"], strict=True))
+    assert by_id[erased]["content"] == {} and by_id[kept]["content"]["body"] == "kept"

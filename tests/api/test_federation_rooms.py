@@ -146,6 +146,28 @@ async def test_hierarchy_over_federation(aiohttp_client: Any, tmp_path: Path) ->
     status, body = await fed_get(client, f"/hierarchy/{q(space)}")
     assert [c["room_id"] for c in body["children"]] == [public, private]
 
+    # A restricted room: accessible once the server has a user in one of its allowed rooms.
+    restricted = await create_room(
+        client,
+        token,
+        preset="private_chat",
+        initial_state=[
+            {
+                "type": "m.room.join_rules",
+                "state_key": "",
+                "content": {
+                    "join_rule": "restricted",
+                    "allow": [{"type": "m.room_membership", "room_id": space}],
+                },
+            }
+        ],
+    )
+    status, body = await fed_get(client, f"/hierarchy/{q(restricted)}")
+    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+    await persist_member(services, space, BOB, "join")
+    status, body = await fed_get(client, f"/hierarchy/{q(restricted)}")
+    assert status == 200 and body["room"]["allowed_room_ids"] == [space]
+
     status, body = await fed_get(client, f"/hierarchy/{q('!nope:test.local')}")
     assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
     status, body = await fed_get(client, f"/hierarchy/{q(space)}", {"suggested_only": "yes"})
