@@ -145,9 +145,10 @@ FEDERATION_ROUTERS: tuple[Router, ...] = (
     federation_event_auth.routes,
     federation_public_rooms.routes,
     federation_space_hierarchy.routes,
-    federation_openid.routes,
 )
 KEY_ROUTERS: tuple[Router, ...] = (federation_keys.routes,)
+# /_matrix/federation/v1/openid/userinfo: with `federation`, or alone under `openid` (as Synapse).
+OPENID_ROUTERS: tuple[Router, ...] = (federation_openid.routes,)
 # Served with `federation` when the media repository is enabled.
 FEDERATION_MEDIA_ROUTERS: tuple[Router, ...] = (federation_media.routes,)
 
@@ -222,8 +223,9 @@ async def health_handler(request: web.Request) -> web.Response:
 def served_resources(config: HomeserverConfig, resources: Iterable[str]) -> tuple[str, ...]:
     """The listed resources this process really serves (the start-up line shows these).
 
-    `health` is served on every listener, as Synapse does; `openid` and `replication` are accepted
-    in the config but have no endpoints yet.
+    `health` is served on every listener, as Synapse does; `openid` (the OpenID userinfo
+    endpoint) comes with `federation` too; `replication` is accepted in the config but has no
+    endpoints yet.
     """
     names = set(resources)
     served = []
@@ -233,6 +235,8 @@ def served_resources(config: HomeserverConfig, resources: Iterable[str]) -> tupl
         served.append("federation")
     if "keys" in names or "federation" in names:
         served.append("keys")
+    if "openid" in names or "federation" in names:
+        served.append("openid")
     if "media" in names and config.enable_media_repo:
         served.append("media")
     if "metrics" in names and config.enable_metrics:
@@ -259,6 +263,8 @@ def _build_app(
             add_routers(app, FEDERATION_MEDIA_ROUTERS, max_body)
     if "keys" in served:
         add_routers(app, KEY_ROUTERS, max_body)
+    if "openid" in served:
+        add_routers(app, OPENID_ROUTERS, max_body)
     if "media" in served:
         # Uploads stream to disk; the media repository enforces max_upload_size precisely.
         upload_limit = config.max_upload_size or max_body

@@ -409,3 +409,19 @@ async def test_client_timestamp_to_event_asks_the_room_servers(aiohttp_client: A
         f"{V1}/rooms/{private}/timestamp_to_event?ts=1000&dir=b", headers=auth(eve["access_token"])
     )
     assert resp.status == 403 and len(asked) == 2
+
+
+async def test_openid_resource_alone(aiohttp_client: Any, tmp_path: Path) -> None:
+    """A listener with only the `openid` resource serves userinfo and nothing else (as Synapse)."""
+    from homeserver.app import create_app_from_config, served_resources
+
+    from ..conftest import make_config
+
+    config = make_config(tmp_path)
+    assert served_resources(config, ["openid"]) == ("openid", "health")
+    assert "openid" in served_resources(config, ["federation"])
+    client = await aiohttp_client(create_app_from_config(config, resources=("openid",)))
+    resp = await client.get("/_matrix/federation/v1/openid/userinfo?access_token=nope")
+    assert (resp.status, (await resp.json())["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+    resp = await client.get("/_matrix/federation/v1/version")
+    assert resp.status == 404
