@@ -12,7 +12,6 @@ GET listing. Every request has the client-query time limit, so a dead server nev
 from __future__ import annotations
 
 import logging
-import time
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -179,7 +178,7 @@ class RemoteRooms:
         """The room's /hierarchy from the first of `via` that answers (cached), None when none does."""
         key = (room_id, suggested_only)
         cached = self._hierarchy_cache.get(key)
-        now = time.monotonic()
+        now = self.client.clock.monotonic()
         if cached is not None and now - cached[0] < HIERARCHY_CACHE_SECONDS:
             return cached[1]
         result = None
