@@ -87,6 +87,11 @@ async def test_public_rooms_over_federation(aiohttp_client: Any, engine_config: 
 
     status, body = await fed_post(client, "/publicRooms", {"filter": {"generic_search_term": "chess"}})
     assert status == 200 and [e["room_id"] for e in body["chunk"]] == [rooms["Chess club"]]
+    # As Synapse sends it: include_all_networks (and, from older versions, limit) as strings.
+    status, body = await fed_post(
+        client, "/publicRooms", {"include_all_networks": "false", "limit": "1", "filter": {}}
+    )
+    assert status == 200 and len(body["chunk"]) == 1, body
     status, body = await fed_post(client, "/publicRooms", {"filter": {"generic_search_term": "local"}})
     assert (status, body["chunk"]) == (200, [])
 
@@ -96,6 +101,7 @@ async def test_public_rooms_over_federation(aiohttp_client: Any, engine_config: 
     for bad, errcode in [
         ({"filter": "x"}, "M_BAD_JSON"),
         ({"limit": "ten"}, "M_BAD_JSON"),
+        ({"include_all_networks": "maybe"}, "M_BAD_JSON"),
         ({"include_all_networks": True, "third_party_instance_id": "irc"}, "M_INVALID_PARAM"),
     ]:
         status, body = await fed_post(client, "/publicRooms", bad)

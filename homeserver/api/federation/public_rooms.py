@@ -22,6 +22,19 @@ def _check_allowed(req: ApiRequest) -> None:
         raise MatrixError(403, "M_FORBIDDEN", f"Federation denied with {req.origin}.")
 
 
+def _as_synapse_sends(body: dict[str, Any]) -> dict[str, Any]:
+    """Synapse sends `include_all_networks` as "true"/"false" (and older versions `limit` as a
+    string) in the POST body: accept those spellings too."""
+    body = dict(body)
+    flag = body.get("include_all_networks")
+    if flag in ("true", "false"):
+        body["include_all_networks"] = flag == "true"
+    limit = body.get("limit")
+    if isinstance(limit, str) and limit.isascii() and limit.isdigit() and len(limit) <= 18:
+        body["limit"] = int(limit)
+    return body
+
+
 async def _list(req: ApiRequest, query: PublicRoomsQuery) -> dict[str, Any]:
     return await req.services.directory.list_public_rooms(replace(query, federated_only=True))
 
@@ -36,5 +49,5 @@ async def getPublicRooms(req: ApiRequest) -> dict[str, Any]:
 @routes.post("/publicRooms", auth=Auth.SERVER, prefixes=FED_V1)
 async def queryPublicRooms(req: ApiRequest) -> dict[str, Any]:
     _check_allowed(req)
-    query, _, _ = public_rooms_query(await req.json())
+    query, _, _ = public_rooms_query(_as_synapse_sends(await req.json()))
     return await _list(req, query)
