@@ -223,6 +223,8 @@ async def test_event_event_auth_state_and_state_ids(aiohttp_client: Any, engine_
     assert await _ids(body["pdus"], services) == [message] and body["pdus"][0]["content"]["body"] == "hello"
     status, body = await fed_get(client, f"/event/{q('$unknown')}")
     assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+    status, body = await fed_get(client, "/event/not-an-event-id")
+    assert (status, body["errcode"]) == (400, "M_INVALID_PARAM")
 
     # The auth chain: closed under auth_events, without the event itself.
     status, body = await fed_get(client, f"/event_auth/{q(room_id)}/{q(message)}")
