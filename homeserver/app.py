@@ -31,6 +31,7 @@ from homeserver.api.client import (
     login,
     message_pagination,
     notifications,
+    openid,
     presence,
     profile,
     pusher,
@@ -55,11 +56,17 @@ from homeserver.api.client import (
     versions,
     voip,
 )
+from homeserver.api.federation import backfill as federation_backfill
+from homeserver.api.federation import event_auth as federation_event_auth
+from homeserver.api.federation import events as federation_events
 from homeserver.api.federation import keys as federation_keys
 from homeserver.api.federation import media as federation_media
 from homeserver.api.federation import membership as federation_membership
+from homeserver.api.federation import openid as federation_openid
+from homeserver.api.federation import public_rooms as federation_public_rooms
 from homeserver.api.federation import query as federation_query
 from homeserver.api.federation import send as federation_send
+from homeserver.api.federation import space_hierarchy as federation_space_hierarchy
 from homeserver.api.federation import version as federation_version
 from homeserver.api.media import authed_content_repo, content_repo
 from homeserver.config.sections import HomeserverConfig, ListenerConfig
@@ -124,6 +131,7 @@ CLIENT_ROUTERS: tuple[Router, ...] = (
     users.routes,
     room_upgrades.routes,
     report_content.routes,
+    openid.routes,
 )
 
 # The media repository: authenticated /_matrix/client/v1/media and /_matrix/media (uploads, legacy).
@@ -135,8 +143,16 @@ FEDERATION_ROUTERS: tuple[Router, ...] = (
     federation_query.routes,
     federation_membership.routes,
     federation_send.routes,
+    # history, state and room reads (docs/federation.md, "What other servers can read")
+    federation_backfill.routes,
+    federation_events.routes,
+    federation_event_auth.routes,
+    federation_public_rooms.routes,
+    federation_space_hierarchy.routes,
 )
 KEY_ROUTERS: tuple[Router, ...] = (federation_keys.routes,)
+# /_matrix/federation/v1/openid/userinfo: with `federation`, or alone under `openid` (as Synapse).
+OPENID_ROUTERS: tuple[Router, ...] = (federation_openid.routes,)
 # Served with `federation` when the media repository is enabled.
 FEDERATION_MEDIA_ROUTERS: tuple[Router, ...] = (federation_media.routes,)
 
@@ -190,9 +206,7 @@ def _wrap(route: Route, body_limit: int) -> Any:
     return endpoint
 
 
-def add_routers(
-    app: web.Application, routers: Iterable[Router], body_limit: int = DEFAULT_MAX_BODY
-) -> None:
+def add_routers(app: web.Application, routers: Iterable[Router], body_limit: int = DEFAULT_MAX_BODY) -> None:
     expect = expect_handler(body_limit)
     for router in routers:
         for route in router.routes:
@@ -213,8 +227,9 @@ async def health_handler(request: web.Request) -> web.Response:
 def served_resources(config: HomeserverConfig, resources: Iterable[str]) -> tuple[str, ...]:
     """The listed resources this process really serves (the start-up line shows these).
 
-    `health` is served on every listener, as Synapse does; `openid` and `replication` are accepted
-    in the config but have no endpoints yet.
+    `health` is served on every listener, as Synapse does; `openid` (the OpenID userinfo
+    endpoint) comes with `federation` too; `replication` is accepted in the config but has no
+    endpoints yet.
     """
     names = set(resources)
     served = []
@@ -224,6 +239,8 @@ def served_resources(config: HomeserverConfig, resources: Iterable[str]) -> tupl
         served.append("federation")
     if "keys" in names or "federation" in names:
         served.append("keys")
+    if "openid" in names or "federation" in names:
+        served.append("openid")
     if "media" in names and config.enable_media_repo:
         served.append("media")
     if "metrics" in names and config.enable_metrics:
@@ -250,6 +267,8 @@ def _build_app(
             add_routers(app, FEDERATION_MEDIA_ROUTERS, max_body)
     if "keys" in served:
         add_routers(app, KEY_ROUTERS, max_body)
+    if "openid" in served:
+        add_routers(app, OPENID_ROUTERS, max_body)
     if "media" in served:
         # Uploads stream to disk; the media repository enforces max_upload_size precisely.
         upload_limit = config.max_upload_size or max_body

@@ -28,12 +28,16 @@ from homeserver.federation.backoff import DestinationBackoff
 from homeserver.federation.client import FederationClient
 from homeserver.federation.edus import EduRegistry
 from homeserver.federation.event_handler import FederationEventHandler
+from homeserver.federation.hierarchy import FederationHierarchy
 from homeserver.federation.keyring import FederationKeyring
 from homeserver.federation.keyserver import KeyServer
 from homeserver.federation.membership_client import RemoteMembership
 from homeserver.federation.membership_server import MembershipServer
 from homeserver.federation.queries import RemoteQueries
 from homeserver.federation.remote_events import RemoteEvents
+from homeserver.federation.remote_rooms import RemoteRooms, RemoteTimestamps
+from homeserver.federation.room_reads import FederationRoomReads
+from homeserver.federation.server_access import ServerAccess
 from homeserver.federation.transactions import TransactionHandler
 from homeserver.http.federation_ratelimit import FederationRateLimiter
 from homeserver.http.ratelimit import Bucket, RateLimiter
@@ -73,6 +77,7 @@ from homeserver.services.messages import MessageService
 from homeserver.services.metrics import presence_pending_writes
 from homeserver.services.notifications import NotificationService
 from homeserver.services.notifications_list import NotificationsListService
+from homeserver.services.openid import OpenIdService
 from homeserver.services.passwords import PasswordHasher
 from homeserver.services.presence import PresenceService
 from homeserver.services.profiles import ProfileService
@@ -115,6 +120,7 @@ from homeserver.storage.stores.admin_users import AdminUserStore
 from homeserver.storage.stores.audit import AuditStore
 from homeserver.storage.stores.client_ips import ClientIpStore
 from homeserver.storage.stores.compliance import ComplianceStore
+from homeserver.storage.stores.dag import DagStore
 from homeserver.storage.stores.devices import DeviceStore
 from homeserver.storage.stores.directory import DirectoryStore
 from homeserver.storage.stores.e2e import E2eStore
@@ -124,6 +130,7 @@ from homeserver.storage.stores.federation_inbound import InboundFederationStore
 from homeserver.storage.stores.jobs import JobStore
 from homeserver.storage.stores.key_backup import KeyBackupStore
 from homeserver.storage.stores.misc import FilterStore, NonceStore, RegistrationTokenStore, UiaStore
+from homeserver.storage.stores.openid import OpenIdStore
 from homeserver.storage.stores.presence import PresenceStore
 from homeserver.storage.stores.push_actions import PushActionStore
 from homeserver.storage.stores.push_rules import PushRuleStore
@@ -370,6 +377,7 @@ class Services:
         self._build_compliance()
         self._build_federation_membership()
         self._build_federation_inbound()
+        self._build_federation_reads()
         self._wire_hooks()
         self._wire_metrics()
 
@@ -521,6 +529,28 @@ class Services:
             state=self.state,
             clock=self.clock,
         )
+    def _build_federation_reads(self) -> None:
+        """What other servers may read here (history, state, directory, hierarchy, OpenID), and the
+        client paths that read other servers' rooms (docs/federation.md)."""
+        db, server_name = self.db, self.config.server_name
+        self.server_access = ServerAccess(self.state, self.events, self.state_groups, self.visibility)
+        self.federation_reads = FederationRoomReads(
+            self.server_access,
+            self.events,
+            DagStore(db),
+            self.state,
+            self.state_groups,
+            TimelineStore(db),
+            self.clock,
+            server_name=server_name,
+        )
+        self.federation_hierarchy = FederationHierarchy(self.directory, self.state, self.server_access)
+        self.openid = OpenIdService(OpenIdStore(db), self.clock, server_name=server_name)
+        self.remote_rooms = RemoteRooms(self.federation_client)
+        self.spaces.remote_hierarchy = self.remote_rooms.hierarchy_lookup
+        self.timeline.remote_timestamp = RemoteTimestamps(
+            self.state, self.remote_rooms, server_name=server_name
+        ).lookup
 
     def _build_compliance(self) -> None:
         """Retention (hide, then purge expired events), GDPR erasure and search masking."""

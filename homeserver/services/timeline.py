@@ -185,6 +185,8 @@ class TimelineService:
         self.current_position = current_position
         # Pulls history from other servers when a /messages page runs out (federation).
         self.backfill: Backfill | None = None
+        # (room_id, ts, forwards) -> {event_id, origin_server_ts} from another server, or None.
+        self.remote_timestamp: Callable[[str, int, bool], Awaitable[dict[str, Any] | None]] | None = None
 
     # -- access and visibility ---------------------------------------------------------------------
 
@@ -750,5 +752,10 @@ class TimelineService:
             if len(rows) < 100:
                 break
             after_key = (rows[-1].origin_server_ts, rows[-1].stream_ordering)
+        if self.remote_timestamp is not None:
+            # Nothing here: ask the servers in the room (best effort; federation/remote_rooms.py).
+            remote = await self.remote_timestamp(room_id, ts, forwards)
+            if remote is not None:
+                return remote
         direction = "forward" if forwards else "backward"
         raise not_found(f"Unable to find event from {ts} in {direction} direction")

@@ -70,6 +70,42 @@ class StateStore:
                 state[key] = row[3]
         return state
 
+    async def get_group_state_filtered(
+        self, group: int | None, types: Sequence[str], member_server: str | None = None
+    ) -> dict[StateKey, str]:
+        """Part of a group's state: the keys of `types`, and the members of `member_server`
+        (their user ids end in ":" + it), without reading the rest of a large room's state."""
+        if group is None:
+            return {}
+        args: list[object] = [group]
+        conditions = []
+        if types:
+            placeholders = ", ".join(f"${len(args) + i + 1}" for i in range(len(types)))
+            args.extend(types)
+            conditions.append(f"e.type IN ({placeholders})")
+        if member_server is not None:
+            suffix = ":" + member_server
+            args.extend(["m.room.member", len(suffix), suffix])
+            n = len(args)
+            conditions.append(
+                f"(e.type = ${n - 2} AND substr(e.state_key, length(e.state_key) - ${n - 1} + 1) = ${n})"
+            )
+        if not conditions:
+            return {}
+        rows = await self.db.fetch(
+            _CHAIN + " SELECT e.state_group, e.type, e.state_key, e.event_id FROM state_group_entries e"
+            f" WHERE e.state_group IN (SELECT id FROM chain) AND ({' OR '.join(conditions)})",
+            *args,
+        )
+        state: dict[StateKey, str] = {}
+        for row in sorted(rows, key=lambda r: int(r[0])):
+            key = (row[1], row[2])
+            if row[3] is None:
+                state.pop(key, None)
+            else:
+                state[key] = row[3]
+        return state
+
     async def get_group_hops(self, group: int) -> int | None:
         value = await self.db.fetchval("SELECT hops FROM state_groups WHERE id = $1", group)
         return int(value) if value is not None else None
