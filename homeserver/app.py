@@ -58,6 +58,7 @@ from homeserver.api.client import (
 from homeserver.api.federation import keys as federation_keys
 from homeserver.api.federation import media as federation_media
 from homeserver.api.federation import query as federation_query
+from homeserver.api.federation import user_keys as federation_user_keys
 from homeserver.api.federation import version as federation_version
 from homeserver.api.media import authed_content_repo, content_repo
 from homeserver.config.sections import HomeserverConfig, ListenerConfig
@@ -128,7 +129,11 @@ CLIENT_ROUTERS: tuple[Router, ...] = (
 MEDIA_ROUTERS: tuple[Router, ...] = (authed_content_repo.routes, content_repo.routes)
 
 # The server-server API; as in Synapse, the `federation` resource also serves /_matrix/key/v2.
-FEDERATION_ROUTERS: tuple[Router, ...] = (federation_version.routes, federation_query.routes)
+FEDERATION_ROUTERS: tuple[Router, ...] = (
+    federation_version.routes,
+    federation_query.routes,
+    federation_user_keys.routes,
+)
 KEY_ROUTERS: tuple[Router, ...] = (federation_keys.routes,)
 # Served with `federation` when the media repository is enabled.
 FEDERATION_MEDIA_ROUTERS: tuple[Router, ...] = (federation_media.routes,)

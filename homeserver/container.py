@@ -25,10 +25,13 @@ from homeserver.crypto.keyring import Keyring
 from homeserver.crypto.keys import decode_verify_key, load_or_create_signing_key
 from homeserver.federation.backoff import DestinationBackoff
 from homeserver.federation.client import FederationClient
+from homeserver.federation.edu_handlers import FederationEduHandlers
 from homeserver.federation.edus import EduRegistry
 from homeserver.federation.keyring import FederationKeyring
 from homeserver.federation.keyserver import KeyServer
 from homeserver.federation.queries import RemoteQueries
+from homeserver.federation.remote_devices import RemoteDeviceLists
+from homeserver.federation.remote_keys import RemoteKeyQueries
 from homeserver.http.federation_ratelimit import FederationRateLimiter
 from homeserver.http.ratelimit import Bucket, RateLimiter
 from homeserver.http.requester import Requester
@@ -121,6 +124,7 @@ from homeserver.storage.stores.push_actions import PushActionStore
 from homeserver.storage.stores.push_rules import PushRuleStore
 from homeserver.storage.stores.pushers import PusherStore
 from homeserver.storage.stores.receipts import ReceiptStore
+from homeserver.storage.stores.remote_devices import RemoteDeviceStore
 from homeserver.storage.stores.reports import ReportStore
 from homeserver.storage.stores.rooms import RoomStore
 from homeserver.storage.stores.search import SearchStore
@@ -357,6 +361,7 @@ class Services:
         self._build_admin()
         self._build_admin_users()
         self._build_compliance()
+        self._build_federation_edus()
         self._wire_hooks()
         self._wire_metrics()
 
@@ -456,6 +461,34 @@ class Services:
         self.federation_edus = EduRegistry()
         self.federation_ratelimiter = FederationRateLimiter(clock, config.rc_federation)
         self.profiles.remote_lookup = self.remote_queries.profile
+
+    def _build_federation_edus(self) -> None:
+        """Inbound EDU handlers, remote users' device lists and keys (E2EE across servers)."""
+        server_name = self.config.server_name
+        self.remote_device_store = RemoteDeviceStore(self.db)
+        self.remote_devices = RemoteDeviceLists(
+            self.remote_device_store,
+            self.e2e_store,
+            self.device_lists,
+            self.federation_client,
+            self.clock,
+            server_name=server_name,
+        )
+        remote_keys = RemoteKeyQueries(
+            self.remote_devices, self.remote_device_store, self.e2e_store, self.federation_client
+        )
+        self.e2e_keys.remote_query = remote_keys.query_body
+        self.e2e_keys.remote_claim = remote_keys.claim
+        FederationEduHandlers(
+            self.state,
+            self.typing,
+            self.receipts,
+            self.presence,
+            self.to_device,
+            self.remote_devices,
+            self.remote_device_store,
+            self.clock,
+        ).register(self.federation_edus)
 
     def _build_compliance(self) -> None:
         """Retention (hide, then purge expired events), GDPR erasure and search masking."""
