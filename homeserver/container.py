@@ -470,10 +470,12 @@ class Services:
             self.remote_device_store,
             self.e2e_store,
             self.device_lists,
+            self.state,
             self.federation_client,
             self.clock,
             server_name=server_name,
         )
+        self.bus.subscribe(Stream.EVENTS, self.remote_devices.on_events)
         remote_keys = RemoteKeyQueries(
             self.remote_devices, self.remote_device_store, self.e2e_store, self.federation_client
         )

@@ -30,10 +30,13 @@ from weakref import WeakValueDictionary
 from homeserver.core import ids
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError
+from homeserver.core.streams import EventsRow, StreamRow
+from homeserver.events import constants as c
 from homeserver.federation.backoff import NotRetryingDestination
 from homeserver.federation.client import FederationError
 from homeserver.services.device_lists import DeviceListService
 from homeserver.services.e2e_keys import CROSS_SIGNING_FIELDS, cross_signing_public_key
+from homeserver.state.current import CurrentStateCache
 from homeserver.storage.stores.e2e import CrossSigningKey, E2eStore
 from homeserver.storage.stores.remote_devices import RemoteDevice, RemoteDeviceStore
 
@@ -148,6 +151,7 @@ class RemoteDeviceLists:
         store: RemoteDeviceStore,
         e2e_store: E2eStore,
         device_lists: DeviceListService,
+        state: CurrentStateCache,
         client: JsonGetter,
         clock: Clock,
         *,
@@ -156,12 +160,14 @@ class RemoteDeviceLists:
         self.store = store
         self.e2e_store = e2e_store
         self.device_lists = device_lists
+        self.state = state
         self.client = client
         self.clock = clock
         self.server_name = server_name
         self._pending: dict[str, list[DeviceUpdate]] = {}
         self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
         self._seen: OrderedDict[str, set[int]] = OrderedDict()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     def _lock(self, user_id: str) -> asyncio.Lock:
         lock = self._locks.get(user_id)
@@ -303,6 +309,43 @@ class RemoteDeviceLists:
                 if await self.resync(user_id, deadline - loop.time()):
                     usable.add(user_id)
         return usable
+
+    # -- no longer sharing a room ------------------------------------------------------------------
+
+    def on_events(self, position: int, rows: Sequence[StreamRow]) -> None:
+        """Events stream consumer: when a remote user may have stopped sharing every room with our
+        users (they left, or one of ours did), stop tracking them. Their server stops sending us
+        updates then, so the cache would silently go stale (as Synapse: unsubscribe)."""
+        for row in rows:
+            if not isinstance(row, EventsRow) or not row.is_live or row.state_key is None:
+                continue
+            if row.membership is None or row.membership == c.JOIN:
+                continue
+            task = asyncio.get_running_loop().create_task(self._left(row.room_id, row.state_key))
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+
+    async def _left(self, room_id: str, user_id: str) -> None:
+        if ids.server_of(user_id) != self.server_name:
+            candidates = [user_id]
+        else:  # one of ours left: any remote member of the room may now share nothing with us
+            snapshot = await self.state.get(room_id)
+            members = snapshot.members_with(c.JOIN) if snapshot is not None else []
+            candidates = [u for u in members if ids.server_of(u) != self.server_name]
+        if not candidates:
+            return
+        tracked = await self.store.get_lists(candidates)
+        for other in tracked:
+            if not await self.shares_room(other):
+                async with self._lock(other):
+                    await self.store.forget(other)
+                    self._seen.pop(other, None)
+                logger.info("no longer tracking the device list of %s: no room shared", other)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("device-list untracking failed", exc_info=task.exception())
 
     # -- m.signing_key_update ----------------------------------------------------------------------
 

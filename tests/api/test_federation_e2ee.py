@@ -521,3 +521,40 @@ async def test_serving_devices_and_keys(hs: Any) -> None:
     ):
         status, body = await signed(hs, "POST", f"{FED}/user/keys/claim", bad_body)
         assert (status, body["errcode"]) == (400, errcode), bad_body
+
+
+async def _settled(client: Any) -> None:
+    """The untracking checks spawned by the events consumer have run."""
+    await asyncio.gather(*list(services_of(client).remote_devices._tasks))
+
+
+async def test_untracked_once_no_room_is_shared(hs: Any, remotes: list[FakeRemote]) -> None:
+    """Their server stops sending updates when we share no room: the cache is dropped, so a later
+    query or update starts from a fresh resync instead of a silently outdated list."""
+    remote = remotes[0]
+    bob, carol = remote.user("bob"), remote.user("carol")
+    alice = await User.new(hs)
+    room_id = await alice.create_room()
+    other_room = await alice.create_room()
+    for user_id in (bob, carol):
+        await remote_join(hs, room_id, user_id)
+        remote.devices[user_id] = {"user_id": user_id, "stream_id": 1, "devices": []}
+        await dispatch(hs, remote.name, "m.device_list_update", update(user_id, "D1", 1, []))
+    await remote_join(hs, other_room, carol)
+    store = services_of(hs).remote_device_store
+    assert await store.get_list(bob) is not None and await store.get_list(carol) is not None
+
+    # bob leaves: nobody here shares a room with him any more
+    await services_of(hs).persister.send_one(
+        EventDraft(room_id, "m.room.member", bob, {"membership": "leave"}, state_key=bob)
+    )
+    await _settled(hs)
+    assert await store.get_list(bob) is None and await store.get_list(carol) is not None
+    # alice leaves the first room: carol still shares the other one with her
+    await alice.leave(room_id)
+    await _settled(hs)
+    assert await store.get_list(carol) is not None
+    await alice.leave(other_room)
+    await _settled(hs)
+    assert await store.get_list(carol) is None
+    assert await store.list_devices([bob, carol]) == {}

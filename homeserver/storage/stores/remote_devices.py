@@ -76,6 +76,12 @@ class RemoteDeviceStore:
             now,
         )
 
+    async def forget(self, user_id: str) -> None:
+        """Stop tracking the user: their next update or key query starts from a resync."""
+        async with self.db.transaction() as conn:
+            await conn.execute("DELETE FROM remote_device_lists WHERE user_id = $1", user_id)
+            await conn.execute("DELETE FROM remote_devices WHERE user_id = $1", user_id)
+
     # -- devices ---------------------------------------------------------------------------------
 
     async def list_devices(self, user_ids: Sequence[str]) -> dict[str, list[RemoteDevice]]:
