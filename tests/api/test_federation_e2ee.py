@@ -70,6 +70,19 @@ class CrossSigning:
         master_id = f"ed25519:{self._public(self.master)}"
         return {**key, "signatures": {self.user_id: {master_id: sig}}}
 
+    def user_signing_key(self) -> dict[str, Any]:
+        self.usk = getattr(self, "usk", None) or SigningKey.generate()
+        public = self._public(self.usk)
+        key = {"user_id": self.user_id, "usage": ["user_signing"], "keys": {f"ed25519:{public}": public}}
+        sig = _b64(self.master.sign(encode_canonical_json(key)).signature)
+        return {**key, "signatures": {self.user_id: {f"ed25519:{self._public(self.master)}": sig}}}
+
+    def sign_with_usk(self, obj: dict[str, Any]) -> dict[str, Any]:
+        data = {k: v for k, v in obj.items() if k not in ("signatures", "unsigned")}
+        sig = _b64(self.usk.sign(encode_canonical_json(data)).signature)
+        key_id = f"ed25519:{self._public(self.usk)}"
+        return {**obj, "signatures": {self.user_id: {key_id: sig}}}
+
 
 class FakeRemote:
     """The parts of another homeserver's federation API that key tracking calls."""
@@ -558,3 +571,43 @@ async def test_untracked_once_no_room_is_shared(hs: Any, remotes: list[FakeRemot
     await _settled(hs)
     assert await store.get_list(carol) is None
     assert await store.list_devices([bob, carol]) == {}
+
+
+async def test_local_signature_on_a_remote_master_key(hs: Any, remotes: list[FakeRemote]) -> None:
+    """Verifying a remote user: the local user's user-signing signature on their master key is
+    stored here and merged into that user's master key in /keys/query."""
+    remote = remotes[0]
+    bob = remote.user("bob")
+    alice = await User.new(hs)
+    room_id = await alice.create_room()
+    await remote_join(hs, room_id, bob)
+    bob_cross = CrossSigning(bob)
+    remote.devices[bob] = {
+        "user_id": bob,
+        "stream_id": 1,
+        "devices": [],
+        "master_key": bob_cross.master_key(),
+    }
+    await dispatch(hs, remote.name, "m.device_list_update", update(bob, "D1", 1, []))
+
+    mine = CrossSigning(alice.user_id)
+    await alice.post(
+        f"{V3}/keys/device_signing/upload",
+        {
+            "master_key": mine.master_key(),
+            "self_signing_key": mine.self_signing_key(),
+            "user_signing_key": mine.user_signing_key(),
+        },
+    )
+    master = bob_cross.master_key()
+    master_id = next(iter(master["keys"]))
+    result = await alice.post(
+        f"{V3}/keys/signatures/upload", {bob: {master_id.split(":", 1)[1]: mine.sign_with_usk(master)}}
+    )
+    assert result == {"failures": {}}
+    keys = await query(alice, {bob: []})
+    signatures = keys["master_keys"][bob]["signatures"]
+    assert set(signatures[alice.user_id]) == {f"ed25519:{CrossSigning._public(mine.usk)}"}
+    # others do not see alice's signature
+    carol = await User.new(hs)
+    assert "signatures" not in (await query(carol, {bob: []}))["master_keys"][bob]
