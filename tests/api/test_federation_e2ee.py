@@ -31,6 +31,7 @@ from homeserver.crypto.keyring import InMemoryKeyring, ServerVerifyKey
 from homeserver.crypto.keys import ServerSigningKey
 from homeserver.crypto.request_auth import sign_request
 from homeserver.persist.local import EventDraft
+from synapse_compat_tests.spec_schema import assert_matches_spec, definition_ref, validate
 
 from ..clients.test_federation_tls import make_ca_and_leaf
 from ..conftest import services_of
@@ -186,6 +187,9 @@ async def dispatch(client: Any, origin: str, edu_type: str, content: Any) -> Non
     await services_of(client).federation_edus.dispatch(origin, edu_type, content)
 
 
+EDU_SCHEMA = "definitions/event-schemas/m.device_list_update.yaml"
+
+
 def update(
     user_id: str, device: Device | str, stream_id: int, prev: list[int], **extra: Any
 ) -> dict[str, Any]:
@@ -197,8 +201,17 @@ def update(
     return {**content, **extra}
 
 
+def test_update_helper_makes_spec_edus() -> None:
+    edu = {
+        "edu_type": "m.device_list_update",
+        "content": update("@a:b.example", Device("@a:b.example", "D"), 2, [1]),
+    }
+    validate(definition_ref(EDU_SCHEMA, api="server-server"), edu, "m.device_list_update EDU")
+
+
 async def query(user: User, device_keys: dict[str, list[str]], **extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = await user.post(f"{V3}/keys/query", {"device_keys": device_keys, **extra})
+    assert_matches_spec("keys.yaml", "/keys/query", "POST", 200, body)
     return body
 
 
@@ -464,6 +477,7 @@ async def test_serving_devices_and_keys(hs: Any) -> None:
     path = f"{FED}/user/devices/{urllib.parse.quote(alice.user_id)}"
     status, body = await signed(hs, "GET", path)
     assert status == 200, body
+    assert_matches_spec("user_devices.yaml", "/user/devices/{userId}", "GET", 200, body, api="server-server")
     assert body["user_id"] == alice.user_id and isinstance(body["stream_id"], int) and body["stream_id"] > 0
     assert body["devices"] == [{"device_id": alice.device_id, "keys": device.device_keys()}]
     assert body["master_key"] == cross.master_key()
@@ -500,6 +514,7 @@ async def test_serving_devices_and_keys(hs: Any) -> None:
 
     status, body = await signed(hs, "POST", f"{FED}/user/keys/query", {"device_keys": {alice.user_id: []}})
     assert status == 200, body
+    assert_matches_spec("user_keys.yaml", "/user/keys/query", "POST", 200, body, api="server-server")
     assert body["device_keys"][alice.user_id][alice.device_id] == {**device.device_keys(), "unsigned": {}}
     assert body["master_keys"] == {alice.user_id: cross.master_key()}
     assert body["self_signing_keys"] == {alice.user_id: cross.self_signing_key()}
@@ -523,6 +538,7 @@ async def test_serving_devices_and_keys(hs: Any) -> None:
     for _ in range(3):
         status, body = await signed(hs, "POST", f"{FED}/user/keys/claim", claim)
         assert status == 200, body
+        assert_matches_spec("user_keys.yaml", "/user/keys/claim", "POST", 200, body, api="server-server")
         assert set(body["one_time_keys"]) == {alice.user_id}
         taken.append(next(iter(body["one_time_keys"][alice.user_id][alice.device_id])))
     # the one-time key once, then the fallback key (again and again)

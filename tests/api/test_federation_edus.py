@@ -14,6 +14,7 @@ from homeserver.app import create_app_from_config
 from homeserver.config.sections import HomeserverConfig
 from homeserver.persist.local import EventDraft
 from homeserver.services import typing as typing_service
+from synapse_compat_tests.spec_schema import definition_ref, validate
 
 from ..conftest import services_of
 from .ephemeral_helpers import V3, User, ephemeral, presence_of, q
@@ -39,6 +40,13 @@ async def dispatch(client: Any, origin: str, edu_type: str, content: Any) -> Non
     await services_of(client).federation_edus.dispatch(origin, edu_type, content)
 
 
+async def dispatch_valid(client: Any, origin: str, edu_type: str, content: Any) -> None:
+    """An EDU the spec's schema accepts (so the accepted cases are what real servers send)."""
+    ref = definition_ref(f"definitions/event-schemas/{edu_type}.yaml", api="server-server")
+    validate(ref, {"edu_type": edu_type, "content": content}, edu_type)
+    await dispatch(client, origin, edu_type, content)
+
+
 async def _room(client: Any) -> tuple[User, str]:
     alice = await User.new(client)
     room_id = await alice.create_room()
@@ -52,7 +60,7 @@ async def test_typing(hs: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     stream = alice.stream()
     await stream.sync()
 
-    await dispatch(hs, REMOTE, "m.typing", {"room_id": room_id, "user_id": BOB, "typing": True})
+    await dispatch_valid(hs, REMOTE, "m.typing", {"room_id": room_id, "user_id": BOB, "typing": True})
     body = await stream.sync(timeout_ms=10_000)
     assert ephemeral(body, room_id, "m.typing")[0]["content"] == {"user_ids": [BOB]}
     await dispatch(hs, REMOTE, "m.typing", {"room_id": room_id, "user_id": BOB, "typing": False})
@@ -101,13 +109,13 @@ async def test_receipts(hs: Any) -> None:
     def receipt(user_id: str, event: str = event_id, **data: Any) -> dict[str, Any]:
         return {user_id: {"event_ids": [event], "data": {"ts": 1234, **data}}}
 
-    await dispatch(hs, REMOTE, "m.receipt", {room_id: {"m.read": receipt(BOB)}})
+    await dispatch_valid(hs, REMOTE, "m.receipt", {room_id: {"m.read": receipt(BOB)}})
     body = await stream.sync(timeout_ms=10_000)
     [event] = ephemeral(body, room_id, "m.receipt")
     assert event["content"] == {event_id: {"m.read": {BOB: {"ts": 1234}}}}
 
     # Threaded receipts keep their thread.
-    await dispatch(hs, REMOTE, "m.receipt", {room_id: {"m.read": receipt(BOB, thread_id="main")}})
+    await dispatch_valid(hs, REMOTE, "m.receipt", {room_id: {"m.read": receipt(BOB, thread_id="main")}})
     body = await stream.sync(timeout_ms=10_000)
     [event] = ephemeral(body, room_id, "m.receipt")
     assert event["content"][event_id]["m.read"][BOB]["thread_id"] == "main"
@@ -159,7 +167,7 @@ async def test_presence(hs: Any) -> None:
     await stream.sync()
 
     update = {"user_id": BOB, "presence": "online", "last_active_ago": 1000, "currently_active": True}
-    await dispatch(hs, REMOTE, "m.presence", {"push": [update]})
+    await dispatch_valid(hs, REMOTE, "m.presence", {"push": [update]})
     body = await stream.until(lambda b: presence_of(b, BOB))
     assert body["content"]["presence"] == "online" and body["content"]["currently_active"] is True
 
@@ -208,7 +216,9 @@ async def test_to_device(hs: Any) -> None:
             "messages": messages,
         }
 
-    await dispatch(hs, REMOTE, "m.direct_to_device", edu("m1", {alice.user_id: {alice.device_id: {"n": 1}}}))
+    await dispatch_valid(
+        hs, REMOTE, "m.direct_to_device", edu("m1", {alice.user_id: {alice.device_id: {"n": 1}}})
+    )
     body = await streams[0].sync(timeout_ms=10_000)
     assert body["to_device"]["events"] == [{"sender": BOB, "type": "m.room_key_request", "content": {"n": 1}}]
 
