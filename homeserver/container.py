@@ -490,6 +490,7 @@ class Services:
             self.remote_devices,
             self.remote_device_store,
             self.clock,
+            server_name=server_name,
         ).register(self.federation_edus)
 
     def _build_compliance(self) -> None:

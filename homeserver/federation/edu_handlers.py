@@ -22,7 +22,7 @@ from typing import Any, TypeGuard
 from homeserver.core import ids
 from homeserver.core.clock import Clock
 from homeserver.federation.acl import server_allowed
-from homeserver.federation.edus import EduRegistry
+from homeserver.federation.edus import EduHandler, EduRegistry
 from homeserver.federation.remote_devices import RemoteDeviceLists
 from homeserver.services.presence import STATES, PresenceService
 from homeserver.services.receipts import ReceiptService
@@ -60,7 +60,10 @@ class FederationEduHandlers:
         remote_devices: RemoteDeviceLists,
         remote_store: RemoteDeviceStore,
         clock: Clock,
+        *,
+        server_name: str,
     ) -> None:
+        self.server_name = server_name
         self.state = state
         self.typing = typing
         self.receipts = receipts
@@ -72,12 +75,27 @@ class FederationEduHandlers:
         self._last_cleanup = 0
 
     def register(self, registry: EduRegistry) -> None:
-        registry.register("m.typing", self.on_typing)
-        registry.register("m.receipt", self.on_receipt)
-        registry.register("m.presence", self.on_presence)
-        registry.register("m.direct_to_device", self.on_direct_to_device)
-        registry.register("m.device_list_update", self.remote_devices.on_device_list_update)
-        registry.register("m.signing_key_update", self.remote_devices.on_signing_key_update)
+        handlers: dict[str, EduHandler] = {
+            "m.typing": self.on_typing,
+            "m.receipt": self.on_receipt,
+            "m.presence": self.on_presence,
+            "m.direct_to_device": self.on_direct_to_device,
+            "m.device_list_update": self.remote_devices.on_device_list_update,
+            "m.signing_key_update": self.remote_devices.on_signing_key_update,
+        }
+        for edu_type, handler in handlers.items():
+            registry.register(edu_type, self._from_others(edu_type, handler))
+
+    def _from_others(self, edu_type: str, handler: EduHandler) -> EduHandler:
+        """Never take our own users' data from outside (an origin naming this server)."""
+
+        async def guarded(origin: str, content: Mapping[str, Any]) -> None:
+            if origin == self.server_name:
+                logger.warning("ignoring a %s EDU that claims to come from this server", edu_type)
+                return
+            await handler(origin, content)
+
+        return guarded
 
     async def _room_allows(self, origin: str, room_id: str) -> bool:
         """A room we know whose server ACL lets `origin` in."""

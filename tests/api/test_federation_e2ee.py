@@ -485,6 +485,16 @@ async def test_serving_devices_and_keys(hs: Any) -> None:
     assert "user_signing_key" not in body
     first_stream_id = body["stream_id"]
 
+    # An EDU claiming to come from this server never replaces our users' keys.
+    forged = CrossSigning(alice.user_id)
+    await alice.create_room()  # so she "shares a room" with a local user: herself
+    await dispatch(
+        hs, SERVER, "m.signing_key_update", {"user_id": alice.user_id, "master_key": forged.master_key()}
+    )
+    await dispatch(hs, SERVER, "m.device_list_update", update(alice.user_id, "EVIL", 1, []))
+    status, body = await signed(hs, "GET", path)
+    assert body["master_key"] == cross.master_key() and body["stream_id"] == first_stream_id
+
     # A new device moves the stream id on; one without keys is listed without them.
     other = await User.new(hs)
     login = await other.post(

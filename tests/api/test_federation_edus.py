@@ -75,6 +75,7 @@ async def test_typing(hs: Any, monkeypatch: pytest.MonkeyPatch) -> None:
         (REMOTE, {"room_id": room_id, "user_id": ["x"], "typing": True}),
         (REMOTE, {}),
         (REMOTE, []),  # not an object
+        ("test.local", {"room_id": room_id, "user_id": alice.user_id, "typing": True}),  # us?
     ]
     for origin, content in ignored:
         await dispatch(hs, origin, "m.typing", content)
