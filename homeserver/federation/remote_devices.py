@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 # As Synapse: a snapshot with more devices than this is something going wrong on the remote side
 # (a bot making a device per login); it is not stored.
 MAX_DEVICES = 1000
-RESYNC_TIME_LIMIT_S = 30.0
+RESYNC_TIME_LIMIT_S = 10.0  # an EDU handler waits for it inside the sender's /send
 MIN_RESYNC_TIME_S = 1.0
 # Stream ids seen since the last resync, per user (for prev_id checks); bounded.
 MAX_SEEN_USERS = 10_000
