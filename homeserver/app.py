@@ -67,6 +67,7 @@ from homeserver.api.federation import public_rooms as federation_public_rooms
 from homeserver.api.federation import query as federation_query
 from homeserver.api.federation import send as federation_send
 from homeserver.api.federation import space_hierarchy as federation_space_hierarchy
+from homeserver.api.federation import user_keys as federation_user_keys
 from homeserver.api.federation import version as federation_version
 from homeserver.api.media import authed_content_repo, content_repo
 from homeserver.config.sections import HomeserverConfig, ListenerConfig
@@ -149,6 +150,7 @@ FEDERATION_ROUTERS: tuple[Router, ...] = (
     federation_event_auth.routes,
     federation_public_rooms.routes,
     federation_space_hierarchy.routes,
+    federation_user_keys.routes,
 )
 KEY_ROUTERS: tuple[Router, ...] = (federation_keys.routes,)
 # /_matrix/federation/v1/openid/userinfo: with `federation`, or alone under `openid` (as Synapse).

@@ -26,6 +26,7 @@ from homeserver.crypto.keyring import DelegatingKeyring, Keyring
 from homeserver.crypto.keys import decode_verify_key, load_or_create_signing_key
 from homeserver.federation.backoff import DestinationBackoff
 from homeserver.federation.client import FederationClient
+from homeserver.federation.edu_handlers import FederationEduHandlers
 from homeserver.federation.edus import EduRegistry
 from homeserver.federation.event_handler import FederationEventHandler
 from homeserver.federation.hierarchy import FederationHierarchy
@@ -34,7 +35,9 @@ from homeserver.federation.keyserver import KeyServer
 from homeserver.federation.membership_client import RemoteMembership
 from homeserver.federation.membership_server import MembershipServer
 from homeserver.federation.queries import RemoteQueries
+from homeserver.federation.remote_devices import RemoteDeviceLists
 from homeserver.federation.remote_events import RemoteEvents
+from homeserver.federation.remote_keys import RemoteKeyQueries
 from homeserver.federation.remote_rooms import RemoteRooms, RemoteTimestamps
 from homeserver.federation.room_reads import FederationRoomReads
 from homeserver.federation.server_access import ServerAccess
@@ -136,6 +139,7 @@ from homeserver.storage.stores.push_actions import PushActionStore
 from homeserver.storage.stores.push_rules import PushRuleStore
 from homeserver.storage.stores.pushers import PusherStore
 from homeserver.storage.stores.receipts import ReceiptStore
+from homeserver.storage.stores.remote_devices import RemoteDeviceStore
 from homeserver.storage.stores.reports import ReportStore
 from homeserver.storage.stores.rooms import RoomStore
 from homeserver.storage.stores.search import SearchStore
@@ -378,6 +382,7 @@ class Services:
         self._build_federation_membership()
         self._build_federation_inbound()
         self._build_federation_reads()
+        self._build_federation_edus()
         self._wire_hooks()
         self._wire_metrics()
 
@@ -551,6 +556,36 @@ class Services:
         self.timeline.remote_timestamp = RemoteTimestamps(
             self.state, self.remote_rooms, server_name=server_name
         ).lookup
+    def _build_federation_edus(self) -> None:
+        """Inbound EDU handlers, remote users' device lists and keys (E2EE across servers)."""
+        server_name = self.config.server_name
+        self.remote_device_store = RemoteDeviceStore(self.db)
+        self.remote_devices = RemoteDeviceLists(
+            self.remote_device_store,
+            self.e2e_store,
+            self.device_lists,
+            self.state,
+            self.federation_client,
+            self.clock,
+            server_name=server_name,
+        )
+        self.bus.subscribe(Stream.EVENTS, self.remote_devices.on_events)
+        remote_keys = RemoteKeyQueries(
+            self.remote_devices, self.remote_device_store, self.e2e_store, self.federation_client
+        )
+        self.e2e_keys.remote_query = remote_keys.query_body
+        self.e2e_keys.remote_claim = remote_keys.claim
+        FederationEduHandlers(
+            self.state,
+            self.typing,
+            self.receipts,
+            self.presence,
+            self.to_device,
+            self.remote_devices,
+            self.remote_device_store,
+            self.clock,
+            server_name=server_name,
+        ).register(self.federation_edus)
 
     def _build_compliance(self) -> None:
         """Retention (hide, then purge expired events), GDPR erasure and search masking."""
