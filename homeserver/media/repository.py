@@ -10,6 +10,12 @@ ids are 143-bit random strings, so knowing one is the capability. Quarantined me
 Media uploaded while `enable_authenticated_media` is on is marked `authenticated` and is
 not served by the legacy unauthenticated endpoints (the spec's "freeze"); with
 `allow_legacy_unauthenticated_media: false` those endpoints demand a token outright.
+
+Remote media (`mxc://` of another server) is fetched over federation on first request by
+`remote.py`, scanned like an upload, and cached in the same table with its origin; concurrent
+requests for the same item share one fetch. Thumbnails of it are generated here, from the cached
+original. The legacy unauthenticated endpoints do not fetch new remote media once
+`enable_authenticated_media` is on (the freeze, as Synapse), and `allow_remote=false` never does.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from homeserver.media.headers import (
     served_content_type,
 )
 from homeserver.media.ids import generate_media_id, is_valid_media_id, mxc_uri
+from homeserver.media.remote import RemoteMediaFetcher
 from homeserver.media.scanner import ClamdScanner, ScannerUnavailable
 from homeserver.storage.stores.media import MediaInfo, MediaStore, ThumbnailInfo
 
@@ -54,6 +61,8 @@ THUMBNAIL_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "
 # Concurrent Pillow jobs (each may decode up to max_image_pixels).
 THUMBNAIL_CONCURRENCY = max(2, min(4, (os.cpu_count() or 2) // 2))
 PROBE_CACHE_SIZE = 10_000
+# Remote media the scanner refused, remembered so that asking again does not download it again.
+INFECTED_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +84,12 @@ class Download:
 
     def chunks(self, start: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         return self.storage.read_chunks(self.path, start, length)
+
+
+class MalwareFound(MatrixError):
+    def __init__(self, message: str, signature: str) -> None:
+        super().__init__(403, "M_FORBIDDEN", message)
+        self.signature = signature
 
 
 def _upload_too_large(max_size: int) -> MatrixError:
@@ -110,6 +125,9 @@ class MediaRepository:
         )
         self._thumb_slots = asyncio.Semaphore(THUMBNAIL_CONCURRENCY)
         self._probes: OrderedDict[tuple[str, str], thumbnails.ImageProbe] = OrderedDict()
+        self.remote: RemoteMediaFetcher | None = None  # set when federation is available
+        self._remote_fetches: dict[tuple[str, str], asyncio.Task[MediaInfo]] = {}
+        self._infected_remote: OrderedDict[tuple[str, str], str] = OrderedDict()
 
     async def close(self) -> None:
         if self.previews is not None:
@@ -167,7 +185,7 @@ class MediaRepository:
         except BaseException:
             await self.storage.delete(self.storage.content_path(None, media_id))
             raise
-        await self._quarantine_if_known_bad(media_id, temp.sha256)
+        await self._quarantine_if_known_bad(self.server_name, media_id, temp.sha256)
         logger.info("%s uploaded %s (%d bytes, %s)", requester.user_id, media_id, temp.length, media_type)
         return mxc_uri(self.server_name, media_id)
 
@@ -253,7 +271,7 @@ class MediaRepository:
         )
         if not done:
             raise MatrixError(409, "M_CANNOT_OVERWRITE_MEDIA", "Media already uploaded")
-        await self._quarantine_if_known_bad(media_id, sha256)
+        await self._quarantine_if_known_bad(self.server_name, media_id, sha256)
         event = self._upload_events.get((server_name, media_id))
         if event is not None:
             event.set()
@@ -329,32 +347,50 @@ class MediaRepository:
         media_type: str,
         upload_name: str | None,
         client_ip: str | None,
+        *,
+        remote: str | None = None,
     ) -> None:
+        """Raise unless clamd finds the file clean; `remote` is the mxc URI of fetched remote media."""
         if self.scanner is None:
             return
+        what = f"remote media {remote}" if remote else f"upload by {user_id}"
         try:
             verdict = await self.scanner.scan(self.storage.read_temp(temp))
         except ScannerUnavailable as exc:
             if self.options.clamd.fail_closed:
-                logger.error("virus scanner unavailable, upload by %s refused: %s", user_id, exc)
+                logger.error("virus scanner unavailable, %s refused: %s", what, exc)
                 raise MatrixError(
-                    503, "M_UNKNOWN", "The virus scanner is unavailable; try the upload again later"
+                    503,
+                    "M_UNKNOWN",
+                    f"The virus scanner is unavailable; try the {'download' if remote else 'upload'}"
+                    " again later",
                 ) from exc
-            logger.warning("virus scanner unavailable, upload by %s accepted unscanned: %s", user_id, exc)
+            logger.warning("virus scanner unavailable, %s accepted unscanned: %s", what, exc)
             return
         if verdict.clean:
             return
         signature = verdict.signature or "unknown"
-        audit_logger.warning(
-            "infected upload rejected: user=%s ip=%s sha256=%s size=%d type=%s name=%r signature=%s",
-            user_id,
-            client_ip,
-            temp.sha256,
-            temp.length,
-            media_type,
-            upload_name,
-            signature,
-        )
+        if remote:
+            audit_logger.warning(
+                "infected remote media refused: mxc=%s sha256=%s size=%d type=%s name=%r signature=%s",
+                remote,
+                temp.sha256,
+                temp.length,
+                media_type,
+                upload_name,
+                signature,
+            )
+        else:
+            audit_logger.warning(
+                "infected upload rejected: user=%s ip=%s sha256=%s size=%d type=%s name=%r signature=%s",
+                user_id,
+                client_ip,
+                temp.sha256,
+                temp.length,
+                media_type,
+                upload_name,
+                signature,
+            )
         await self.store.insert_scan_rejection(
             rejection_id=secrets.token_hex(12),
             user_id=user_id,
@@ -363,14 +399,12 @@ class MediaRepository:
             sha256=temp.sha256,
             media_length=temp.length,
             media_type=media_type,
-            upload_name=upload_name,
+            upload_name=upload_name if not remote else f"{remote} {upload_name or ''}".strip(),
             signature=signature,
         )
-        raise MatrixError(
-            403,
-            "M_FORBIDDEN",
-            f"Upload rejected: the file contains malware ({signature})",
-        )
+        if remote:
+            raise MalwareFound(f"The remote media contains malware ({signature})", signature)
+        raise MalwareFound(f"Upload rejected: the file contains malware ({signature})", signature)
 
     async def _delete_expired_pending(self, now: int) -> None:
         for info in await self.store.list_expired_pending(now, limit=100):
@@ -392,15 +426,20 @@ class MediaRepository:
         legacy: bool,
         timeout_ms: int | None,
         bypass_quarantine: bool = False,
+        allow_remote: bool = True,
     ) -> MediaInfo:
         if legacy:
             self.check_legacy_access(requester)
         if not is_valid_server_name(server_name) or not is_valid_media_id(media_id):
             raise not_found("Unknown media")
-        if server_name != self.server_name:
-            # Remote media arrives with federation (the store keeps an origin for it).
-            raise not_found("Remote media is not available on this server")
         info = await self.store.get_media(server_name, media_id)
+        if info is None and server_name != self.server_name:
+            # Not cached yet. The legacy endpoints without a token are frozen once authenticated
+            # media is on: what they could not serve anyway is not fetched for them.
+            frozen = legacy and requester is None and bool(self.config.enable_authenticated_media)
+            if not allow_remote or frozen:
+                raise not_found("Unknown media")
+            info = await self._fetch_remote(server_name, media_id, timeout_ms)
         if info is None:
             raise not_found("Unknown media")
         if not info.uploaded:
@@ -448,6 +487,100 @@ class MediaRepository:
                 raise not_found("Unknown media")
             info = fresh
 
+    # -- remote media ---------------------------------------------------------------------
+
+    def _fs_origin(self, info: MediaInfo) -> str | None:
+        """The media store keeps local files under local_*, remote ones under remote_*/<origin>."""
+        return None if info.origin == self.server_name else info.origin
+
+    async def _fetch_remote(self, origin: str, media_id: str, timeout_ms: int | None) -> MediaInfo:
+        """Fetch and cache remote media; one download per item however many ask at once."""
+        if self.remote is None or origin.startswith("."):
+            raise not_found("Unknown media")
+        key = (origin, media_id)
+        refused = self._infected_remote.get(key)
+        if refused is not None:
+            raise MatrixError(403, "M_FORBIDDEN", f"The remote media contains malware ({refused})")
+        task = self._remote_fetches.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._download_remote(origin, media_id, timeout_ms))
+            self._remote_fetches[key] = task
+
+            def done(finished: asyncio.Task[MediaInfo]) -> None:
+                if self._remote_fetches.get(key) is finished:
+                    del self._remote_fetches[key]
+                if not finished.cancelled():
+                    finished.exception()  # retrieved: every waiter may have gone away
+
+            task.add_done_callback(done)
+        # Shielded: a client hanging up does not abort the download the others wait for.
+        return await asyncio.shield(task)
+
+    async def _download_remote(self, origin: str, media_id: str, timeout_ms: int | None) -> MediaInfo:
+        assert self.remote is not None
+        timeout = DEFAULT_TIMEOUT_MS if timeout_ms is None else max(0, min(timeout_ms, MAX_TIMEOUT_MS))
+        mxc = mxc_uri(origin, media_id)
+        fetched = await self.remote.fetch(origin, media_id, timeout_ms=timeout)
+        temp = fetched.temp
+        file_id = generate_media_id()
+        try:
+            try:
+                await self._scan(temp, None, fetched.media_type, fetched.upload_name, None, remote=mxc)
+            except MalwareFound as exc:
+                self._infected_remote[(origin, media_id)] = exc.signature
+                if len(self._infected_remote) > INFECTED_CACHE_SIZE:
+                    self._infected_remote.popitem(last=False)
+                raise
+            await self.storage.commit_temp(temp, self.storage.content_path(origin, file_id))
+        except BaseException:
+            await self.storage.discard_temp(temp)
+            raise
+        try:
+            inserted = await self.store.insert_remote_media(
+                origin=origin,
+                media_id=media_id,
+                media_type=fetched.media_type,
+                upload_name=fetched.upload_name,
+                media_length=temp.length,
+                now_ts=self.clock.time_ms(),
+                sha256=temp.sha256,
+                filesystem_id=file_id,
+                # Fetched while authenticated media is on: not served by the legacy endpoints.
+                authenticated=bool(self.config.enable_authenticated_media),
+            )
+        except BaseException:
+            await self.storage.delete(self.storage.content_path(origin, file_id))
+            raise
+        if not inserted:
+            # Another worker cached it meanwhile: keep theirs.
+            await self.storage.delete(self.storage.content_path(origin, file_id))
+        else:
+            await self._quarantine_if_known_bad(origin, media_id, temp.sha256)
+            logger.info("cached remote media %s (%d bytes, %s)", mxc, temp.length, fetched.media_type)
+        info = await self.store.get_media(origin, media_id)
+        if info is None:
+            raise not_found("Unknown media")
+        return info
+
+    async def purge_remote_cache(self, before_ts: int) -> int:
+        """Delete cached remote media not accessed since `before_ts` (refetched on demand)."""
+        deleted = 0
+        while True:
+            batch = await self.store.list_purgeable_remote_media(self.server_name, before_ts)
+            if not batch:
+                break
+            progressed = 0
+            for origin, media_id in batch:
+                if await self.delete_media(origin, media_id):
+                    progressed += 1
+            deleted += progressed
+            if not progressed:
+                break
+        logger.info("purged %d cached remote media item(s) last used before %d", deleted, before_ts)
+        return deleted
+
+    # -- downloads (continued) --------------------------------------------------------------
+
     async def download(
         self,
         requester: Requester | None,
@@ -458,6 +591,7 @@ class MediaRepository:
         filename: str | None = None,
         timeout_ms: int | None = None,
         bypass_quarantine: bool = False,
+        allow_remote: bool = True,
     ) -> Download:
         info = await self._readable(
             requester,
@@ -466,8 +600,9 @@ class MediaRepository:
             legacy=legacy,
             timeout_ms=timeout_ms,
             bypass_quarantine=bypass_quarantine,
+            allow_remote=allow_remote,
         )
-        path = self.storage.content_path(None, info.filesystem_id)
+        path = self.storage.content_path(self._fs_origin(info), info.filesystem_id)
         media_type = served_content_type(info.media_type)
         name = filename if filename is not None else info.upload_name
         try:
@@ -499,6 +634,7 @@ class MediaRepository:
         legacy: bool = False,
         timeout_ms: int | None = None,
         bypass_quarantine: bool = False,
+        allow_remote: bool = True,
     ) -> Download:
         if width < 1 or height < 1:
             raise MatrixError(400, "M_INVALID_PARAM", "width and height must be positive integers")
@@ -511,11 +647,13 @@ class MediaRepository:
             legacy=legacy,
             timeout_ms=timeout_ms,
             bypass_quarantine=bypass_quarantine,
+            allow_remote=allow_remote,
         )
         static_type = thumbnails.thumbnail_type(base_type(info.media_type or ""))
         if static_type is None:
             raise MatrixError(400, "M_UNKNOWN", "Cannot generate thumbnails for the requested content")
-        source = self.storage.content_path(None, info.filesystem_id)
+        fs_origin = self._fs_origin(info)
+        source = self.storage.content_path(fs_origin, info.filesystem_id)
         probe = await self._probe(info, source)
         want_animated = bool(animated) and probe.animated
         if (
@@ -546,7 +684,7 @@ class MediaRepository:
             animated=want_animated,
         )
         path = self.storage.thumbnail_path(
-            None,
+            fs_origin,
             info.filesystem_id,
             target.width,
             target.height,
@@ -581,6 +719,9 @@ class MediaRepository:
                 thumbnails.probe, self.storage.abspath(source), self.max_image_pixels
             )
         except thumbnails.ImageTooLarge as exc:
+            if info.origin != self.server_name:
+                # The spec's answer for remote content (ours is 413).
+                raise MatrixError(502, "M_TOO_LARGE", "Content is too large to thumbnail") from exc
             raise too_large("Content is too large to thumbnail") from exc
         except thumbnails.ThumbnailError as exc:
             raise MatrixError(
@@ -638,12 +779,12 @@ class MediaRepository:
 
     # -- admin (api/admin/media.py) --------------------------------------------------------
 
-    async def _quarantine_if_known_bad(self, media_id: str, sha256: str) -> None:
-        """Content an admin quarantined stays quarantined when uploaded again (as Synapse)."""
+    async def _quarantine_if_known_bad(self, origin: str, media_id: str, sha256: str) -> None:
+        """Content an admin quarantined stays quarantined when uploaded (or fetched) again."""
         by_user = await self.store.quarantined_by_for_hash(sha256)
         if by_user is not None:
-            await self.store.set_quarantined(self.server_name, media_id, by_user)
-            logger.info("upload %s matches quarantined content: quarantined", media_id)
+            await self.store.set_quarantined(origin, media_id, by_user)
+            logger.info("media %s/%s matches quarantined content: quarantined", origin, media_id)
 
     async def quarantine_media(self, origin: str, media_id: str, by_user: str) -> bool:
         done = await self.store.set_quarantined(origin, media_id, by_user)
