@@ -146,21 +146,22 @@ class MediaStore:
         authenticated: bool,
     ) -> bool:
         """Cache a fetched remote item; False when another fetch (another worker) cached it first."""
-        inserted = await self.db.fetchval(
-            "INSERT INTO media (origin, media_id, user_id, media_type, upload_name, media_length,"
-            " created_ts, uploaded_ts, unused_expires_ts, sha256, filesystem_id, authenticated,"
-            " last_access_ts) VALUES ($1, $2, NULL, $3, $4, $5, $6, $6, NULL, $7, $8, $9, $6)"
-            " ON CONFLICT (origin, media_id) DO NOTHING RETURNING media_id",
-            origin,
-            media_id,
-            media_type,
-            upload_name,
-            media_length,
-            now_ts,
-            sha256,
-            filesystem_id,
-            authenticated,
-        )
+        async with self.db.transaction() as conn:
+            inserted = await conn.fetchval(
+                "INSERT INTO media (origin, media_id, user_id, media_type, upload_name, media_length,"
+                " created_ts, uploaded_ts, unused_expires_ts, sha256, filesystem_id, authenticated,"
+                " last_access_ts) VALUES ($1, $2, NULL, $3, $4, $5, $6, $6, NULL, $7, $8, $9, $6)"
+                " ON CONFLICT (origin, media_id) DO NOTHING RETURNING media_id",
+                origin,
+                media_id,
+                media_type,
+                upload_name,
+                media_length,
+                now_ts,
+                sha256,
+                filesystem_id,
+                authenticated,
+            )
         return inserted is not None
 
     async def list_purgeable_remote_media(
