@@ -23,7 +23,8 @@ def body(boundary: str = "bound42", media: bytes = MEDIA, preamble: bytes = b"")
     return (
         preamble
         + f'--{boundary}\r\nContent-Type: application/json\r\n\r\n{{"k": 1}}\r\n'.encode()
-        + f"--{boundary}\r\nContent-Type: image/png\r\nContent-Disposition: inline; filename=a.png\r\n\r\n".encode()
+        + f"--{boundary}\r\nContent-Type: image/png\r\n".encode()
+        + b"Content-Disposition: inline; filename=a.png\r\n\r\n"
         + media
         + f"\r\n--{boundary}--\r\n".encode()
     )
