@@ -211,14 +211,17 @@ class StubScanner:
         return ScanVerdict(False, "Eicar-Test-Signature") if EICAR in data else ScanVerdict(True)
 
 
-async def start(aiohttp_client: Any, tmp_path: Path, remotes: Remotes, **extra: Any) -> Any:
+async def start(
+    aiohttp_client: Any, tmp_path: Path, remotes: Remotes, pg_database: str | None = None, **extra: Any
+) -> Any:
     options: dict[str, Any] = {
         "federation_custom_ca_list": [str(remotes.ca)],
         "ip_range_whitelist": ["127.0.0.0/8"],
         "trusted_key_servers": [],
     }
     options.update(extra)
-    client = await aiohttp_client(create_app_from_config(make_config(tmp_path, **options)))
+    engine = ("postgres", pg_database) if pg_database else ("sqlite", None)
+    client = await aiohttp_client(create_app_from_config(make_config(tmp_path, *engine, **options)))
     services = services_of(client)
     ours = (services.signing_key.key_id, services.signing_key.verify_key)
     for fake in (remotes.modern, remotes.legacy):
@@ -484,3 +487,35 @@ async def test_admin_quarantine_and_purge(aiohttp_client: Any, tmp_path: Path, r
     assert (resp.status, await resp.json()) == (200, {"deleted": 0})
     resp = await client.post("/_synapse/admin/v1/purge_media_cache?before_ts=1600000000000", headers=h)
     assert resp.status == 403
+
+
+async def test_cache_on_postgres(
+    aiohttp_client: Any, tmp_path: Path, remotes: Remotes, pg_database: str
+) -> None:
+    client = await start(aiohttp_client, tmp_path, remotes, pg_database)
+    services = services_of(client)
+    admin = auth((await register(client, admin=True))["access_token"])
+    remote = remotes.modern
+    for _ in range(2):
+        resp = await client.get(_dl(remote.name, "blue"), headers=admin)
+        assert resp.status == 200 and await resp.read() == BLUE
+    assert remote.hits["federation:blue"] == 1
+    # A second insert for the same item (another worker's fetch) is refused, the first kept.
+    info = await services.media.store.get_media(remote.name, "blue")
+    assert info is not None
+    again = await services.media.store.insert_remote_media(
+        origin=remote.name,
+        media_id="blue",
+        media_type="image/png",
+        upload_name=None,
+        media_length=1,
+        now_ts=1,
+        sha256="x",
+        filesystem_id="other",
+        authenticated=True,
+    )
+    assert again is False
+    assert await services.media.store.get_media(remote.name, "blue") == info
+    later = int(time.time() * 1000) + 60_000
+    resp = await client.post(f"/_synapse/admin/v1/purge_media_cache?before_ts={later}", headers=admin)
+    assert (resp.status, await resp.json()) == (200, {"deleted": 1})
