@@ -27,7 +27,7 @@ from PIL import Image
 from homeserver.app import create_app_from_config
 from homeserver.crypto.keyring import InMemoryKeyring, ServerVerifyKey
 from homeserver.crypto.request_auth import verify_request
-from homeserver.media.scanner import ScanVerdict
+from homeserver.media.scanner import ScannerUnavailable, ScanVerdict
 from synapse_compat_tests.launcher import free_port
 
 from ..clients.test_federation_tls import make_ca_and_leaf
@@ -389,6 +389,16 @@ async def test_infected_remote_media(aiohttp_client: Any, tmp_path: Path, remote
     # Clean media passes the scanner and is cached.
     resp = await client.get(_dl(remote.name, "png1"), headers=h)
     assert resp.status == 200 and scanner.scanned == 2
+
+    # No verdict: fail_closed (the default) refuses the remote media and caches nothing.
+    class DownScanner:
+        async def scan(self, chunks: Any) -> ScanVerdict:
+            raise ScannerUnavailable("clamd is down")
+
+    services.media.scanner = DownScanner()  # type: ignore[assignment]
+    resp = await client.get(_dl(remote.name, "blue"), headers=h)
+    assert await _error(resp) == (503, "M_UNKNOWN")
+    assert await services.media.store.get_media(remote.name, "blue") is None
 
 
 async def test_concurrent_requests_fetch_once(aiohttp_client: Any, tmp_path: Path, remotes: Remotes) -> None:
