@@ -11,11 +11,10 @@ Media uploaded while `enable_authenticated_media` is on is marked `authenticated
 not served by the legacy unauthenticated endpoints (the spec's "freeze"); with
 `allow_legacy_unauthenticated_media: false` those endpoints demand a token outright.
 
-Remote media (`mxc://` of another server) is fetched over federation on first request by
-`remote.py`, scanned like an upload, and cached in the same table with its origin; concurrent
-requests for the same item share one fetch. Thumbnails of it are generated here, from the cached
-original. The legacy unauthenticated endpoints do not fetch new remote media once
-`enable_authenticated_media` is on (the freeze, as Synapse), and `allow_remote=false` never does.
+Remote media (`mxc://` of another server) not cached yet is fetched by `remote_cache.py`, then
+served like local media; its thumbnails are generated here, from the cached original. The legacy
+unauthenticated endpoints do not fetch new remote media once `enable_authenticated_media` is on
+(the freeze, as Synapse), and `allow_remote=false` never does.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homeserver.config.sections import HomeserverConfig
 from homeserver.core.clock import Clock
@@ -46,9 +45,11 @@ from homeserver.media.headers import (
     served_content_type,
 )
 from homeserver.media.ids import generate_media_id, is_valid_media_id, mxc_uri
-from homeserver.media.remote import RemoteMediaFetcher
 from homeserver.media.scanner import ClamdScanner, ScannerUnavailable
 from homeserver.storage.stores.media import MediaInfo, MediaStore, ThumbnailInfo
+
+if TYPE_CHECKING:
+    from homeserver.media.remote_cache import RemoteMediaCache
 
 logger = logging.getLogger(__name__)
 # The audit trail for refused uploads: a dedicated logger operators can route to their SIEM.
@@ -61,8 +62,6 @@ THUMBNAIL_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "
 # Concurrent Pillow jobs (each may decode up to max_image_pixels).
 THUMBNAIL_CONCURRENCY = max(2, min(4, (os.cpu_count() or 2) // 2))
 PROBE_CACHE_SIZE = 10_000
-# Remote media the scanner refused, remembered so that asking again does not download it again.
-INFECTED_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +124,7 @@ class MediaRepository:
         )
         self._thumb_slots = asyncio.Semaphore(THUMBNAIL_CONCURRENCY)
         self._probes: OrderedDict[tuple[str, str], thumbnails.ImageProbe] = OrderedDict()
-        self.remote: RemoteMediaFetcher | None = None  # set when federation is available
-        self._remote_fetches: dict[tuple[str, str], asyncio.Task[MediaInfo]] = {}
-        self._infected_remote: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self.remote: RemoteMediaCache | None = None  # set when federation is available
 
     async def close(self) -> None:
         if self.previews is not None:
@@ -160,7 +157,7 @@ class MediaRepository:
         temp = await self._receive(chunks)
         try:
             await self._check_quota(requester.user_id, temp.length)
-            await self._scan(temp, requester.user_id, media_type, upload_name, client_ip)
+            await self.scan(temp, requester.user_id, media_type, upload_name, client_ip)
             media_id = generate_media_id()
             await self.storage.commit_temp(temp, self.storage.content_path(None, media_id))
         except BaseException:
@@ -185,7 +182,7 @@ class MediaRepository:
         except BaseException:
             await self.storage.delete(self.storage.content_path(None, media_id))
             raise
-        await self._quarantine_if_known_bad(self.server_name, media_id, temp.sha256)
+        await self.quarantine_if_known_bad(self.server_name, media_id, temp.sha256)
         logger.info("%s uploaded %s (%d bytes, %s)", requester.user_id, media_id, temp.length, media_type)
         return mxc_uri(self.server_name, media_id)
 
@@ -251,7 +248,7 @@ class MediaRepository:
         temp = await self._receive(chunks)
         try:
             await self._check_quota(requester.user_id, temp.length)
-            await self._scan(temp, requester.user_id, media_type, upload_name, client_ip)
+            await self.scan(temp, requester.user_id, media_type, upload_name, client_ip)
         except BaseException:
             await self.storage.discard_temp(temp)
             raise
@@ -271,7 +268,7 @@ class MediaRepository:
         )
         if not done:
             raise MatrixError(409, "M_CANNOT_OVERWRITE_MEDIA", "Media already uploaded")
-        await self._quarantine_if_known_bad(self.server_name, media_id, sha256)
+        await self.quarantine_if_known_bad(self.server_name, media_id, sha256)
         event = self._upload_events.get((server_name, media_id))
         if event is not None:
             event.set()
@@ -293,7 +290,7 @@ class MediaRepository:
 
         temp = await self._receive(one())
         try:
-            await self._scan(temp, user_id, media_type, upload_name, None)
+            await self.scan(temp, user_id, media_type, upload_name, None)
             media_id = generate_media_id()
             await self.storage.commit_temp(temp, self.storage.content_path(None, media_id))
         except BaseException:
@@ -340,7 +337,7 @@ class MediaRepository:
                     f"{limit.time_period // 1000} seconds"
                 )
 
-    async def _scan(
+    async def scan(
         self,
         temp: TempFile,
         user_id: str | None,
@@ -439,7 +436,9 @@ class MediaRepository:
             frozen = legacy and requester is None and bool(self.config.enable_authenticated_media)
             if not allow_remote or frozen:
                 raise not_found("Unknown media")
-            info = await self._fetch_remote(server_name, media_id, timeout_ms)
+            if self.remote is None:
+                raise not_found("Unknown media")
+            info = await self.remote.get(server_name, media_id, timeout_ms)
         if info is None:
             raise not_found("Unknown media")
         if not info.uploaded:
@@ -492,75 +491,6 @@ class MediaRepository:
     def _fs_origin(self, info: MediaInfo) -> str | None:
         """The media store keeps local files under local_*, remote ones under remote_*/<origin>."""
         return None if info.origin == self.server_name else info.origin
-
-    async def _fetch_remote(self, origin: str, media_id: str, timeout_ms: int | None) -> MediaInfo:
-        """Fetch and cache remote media; one download per item however many ask at once."""
-        if self.remote is None or origin.startswith("."):
-            raise not_found("Unknown media")
-        key = (origin, media_id)
-        refused = self._infected_remote.get(key)
-        if refused is not None:
-            raise MatrixError(403, "M_FORBIDDEN", f"The remote media contains malware ({refused})")
-        task = self._remote_fetches.get(key)
-        if task is None:
-            task = asyncio.ensure_future(self._download_remote(origin, media_id, timeout_ms))
-            self._remote_fetches[key] = task
-
-            def done(finished: asyncio.Task[MediaInfo]) -> None:
-                if self._remote_fetches.get(key) is finished:
-                    del self._remote_fetches[key]
-                if not finished.cancelled():
-                    finished.exception()  # retrieved: every waiter may have gone away
-
-            task.add_done_callback(done)
-        # Shielded: a client hanging up does not abort the download the others wait for.
-        return await asyncio.shield(task)
-
-    async def _download_remote(self, origin: str, media_id: str, timeout_ms: int | None) -> MediaInfo:
-        assert self.remote is not None
-        timeout = DEFAULT_TIMEOUT_MS if timeout_ms is None else max(0, min(timeout_ms, MAX_TIMEOUT_MS))
-        mxc = mxc_uri(origin, media_id)
-        fetched = await self.remote.fetch(origin, media_id, timeout_ms=timeout)
-        temp = fetched.temp
-        file_id = generate_media_id()
-        try:
-            try:
-                await self._scan(temp, None, fetched.media_type, fetched.upload_name, None, remote=mxc)
-            except MalwareFound as exc:
-                self._infected_remote[(origin, media_id)] = exc.signature
-                if len(self._infected_remote) > INFECTED_CACHE_SIZE:
-                    self._infected_remote.popitem(last=False)
-                raise
-            await self.storage.commit_temp(temp, self.storage.content_path(origin, file_id))
-        except BaseException:
-            await self.storage.discard_temp(temp)
-            raise
-        try:
-            inserted = await self.store.insert_remote_media(
-                origin=origin,
-                media_id=media_id,
-                media_type=fetched.media_type,
-                upload_name=fetched.upload_name,
-                media_length=temp.length,
-                now_ts=self.clock.time_ms(),
-                sha256=temp.sha256,
-                filesystem_id=file_id,
-                # Fetched while authenticated media is on: not served by the legacy endpoints.
-                authenticated=bool(self.config.enable_authenticated_media),
-            )
-        except BaseException:
-            await self.storage.delete(self.storage.content_path(origin, file_id))
-            raise
-        if not inserted:
-            # Another worker cached it meanwhile: keep theirs.
-            await self.storage.delete(self.storage.content_path(origin, file_id))
-        else:
-            await self._quarantine_if_known_bad(origin, media_id, temp.sha256)
-            logger.info("cached remote media %s (%d bytes, %s)", mxc, temp.length, fetched.media_type)
-        info = await self.store.get_media(origin, media_id)
-        if info is None:
-            raise not_found("Unknown media")
-        return info
 
     async def purge_remote_cache(self, before_ts: int) -> int:
         """Delete cached remote media not accessed since `before_ts` (refetched on demand)."""
@@ -779,7 +709,7 @@ class MediaRepository:
 
     # -- admin (api/admin/media.py) --------------------------------------------------------
 
-    async def _quarantine_if_known_bad(self, origin: str, media_id: str, sha256: str) -> None:
+    async def quarantine_if_known_bad(self, origin: str, media_id: str, sha256: str) -> None:
         """Content an admin quarantined stays quarantined when uploaded (or fetched) again."""
         by_user = await self.store.quarantined_by_for_hash(sha256)
         if by_user is not None:

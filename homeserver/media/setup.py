@@ -9,6 +9,7 @@ from homeserver.http.outbound import IPFilter, OutboundClient
 from homeserver.media.filestore import LocalMediaStorage
 from homeserver.media.preview import UrlPreviewService
 from homeserver.media.remote import RemoteMediaFetcher
+from homeserver.media.remote_cache import RemoteMediaCache
 from homeserver.media.repository import MediaRepository
 from homeserver.media.scanner import ClamdScanner
 from homeserver.storage.database import Database
@@ -35,7 +36,8 @@ def build_media_repository(
     storage = LocalMediaStorage(config.media_store_path)
     repo = MediaRepository(config, store, storage, clock, scanner=scanner)
     if federation is not None:
-        repo.remote = RemoteMediaFetcher(federation, storage, max_size=config.max_upload_size)
+        fetcher = RemoteMediaFetcher(federation, storage, max_size=config.max_upload_size)
+        repo.remote = RemoteMediaCache(repo, fetcher)
     outbound = OutboundClient(
         IPFilter(config.url_preview_ip_range_blacklist, config.url_preview_ip_range_whitelist),
         user_agent="homeserver URL preview",
