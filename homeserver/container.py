@@ -369,7 +369,7 @@ class Services:
             state_ids_at=self.state.state_ids_at,
             current_position=lambda: self.notifier.current.events,
         )
-        self.media = build_media_repository(config, db, clock)
+        self.media = build_media_repository(config, db, clock, self.federation_client)
         self._build_e2ee(stream_positions)
         self._build_ephemeral(stream_positions)
         self._build_search()
