@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from homeserver.app import create_app_from_config
+from homeserver.config import HomeserverConfig
 from homeserver.container import Services
 from homeserver.core.streams import Stream
 
@@ -143,8 +144,10 @@ def write_registrations(tmp_path: Path, registrations: list[dict[str, Any]]) -> 
     return paths
 
 
-async def start_homeserver(aiohttp_client: Any, tmp_path: Path, paths: list[str], **extra: Any) -> TestClient:
-    config = make_config(tmp_path, app_service_config_files=paths, **extra)
+async def start_homeserver(
+    aiohttp_client: Any, tmp_path: Path, paths: list[str], config: HomeserverConfig | None = None
+) -> TestClient:
+    config = config or make_config(tmp_path, app_service_config_files=paths)
     client: TestClient = await aiohttp_client(create_app_from_config(config))
     sender = services_of(client).appservice_sender
     sender.policy.min_s, sender.policy.max_s = 0.05, 0.4

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,10 @@ from aiohttp.test_utils import TestClient
 
 from homeserver.app import create_app_from_config
 from homeserver.appservice.sender.queue import AppServiceQueue
+from homeserver.config import HomeserverConfig
 
 from ..api.helpers import auth, register
-from ..conftest import make_config, services_of
+from ..conftest import services_of
 from .as_fake import (
     SERVER,
     FakeAppService,
@@ -220,12 +222,12 @@ async def test_ping_retries_a_down_appservice_at_once(
 
 
 async def test_restart_with_a_queued_transaction_delivers_exactly_once(
-    aiohttp_client: Any, tmp_path: Path, fakes: FakeServer
+    aiohttp_client: Any, tmp_path: Path, fakes: FakeServer, engine_config: Callable[..., HomeserverConfig]
 ) -> None:
     fake = fakes.add("restart")
     paths = write_registrations(tmp_path, [registration(fake, fakes.url("restart"), rooms=(r"!.*",))])
-    config = make_config(tmp_path, app_service_config_files=paths)
-    hs = await start_homeserver(aiohttp_client, tmp_path, paths)
+    config = engine_config(app_service_config_files=paths)
+    hs = await start_homeserver(aiohttp_client, tmp_path, paths, config)
     alice = await register(hs, "alice")
     room = await _room(hs, alice["access_token"])
     await drained(services_of(hs))
