@@ -401,3 +401,61 @@ async def test_null_url_gets_no_queue(aiohttp_client: Any, tmp_path: Path, fakes
     assert fake.attempts == []
     rows = await services.db.fetch("SELECT as_id FROM appservice_positions")
     assert [r[0] for r in rows] == ["listening"]
+
+
+async def test_presence_and_msc3202_device_lists(
+    aiohttp_client: Any, tmp_path: Path, fakes: FakeServer
+) -> None:
+    fake = fakes.add("keys")
+    outsider = fakes.add("outsider")
+    paths = write_registrations(
+        tmp_path,
+        [
+            registration(
+                fake,
+                fakes.url("keys"),
+                users=(r"@ky_.*",),
+                receive_ephemeral=True,
+                **{"org.matrix.msc3202": True},
+            ),
+            registration(outsider, fakes.url("outsider"), users=(r"@out_.*",), receive_ephemeral=True),
+        ],
+    )
+    hs = await start_homeserver(aiohttp_client, tmp_path, paths)
+    services = services_of(hs)
+    alice = await register(hs)
+    loner = await register(hs)
+    room = await _room(hs, alice["access_token"], preset="public_chat")
+    ghost = (await _as_register(hs, fake, "ky_a"))["user_id"]
+    await _as_join(hs, fake, room, ghost)
+    await drained(services)
+
+    for user in (alice, loner):  # alice shares a room with the namespace, loner does not
+        resp = await hs.put(
+            f"{V3}/presence/{user['user_id']}/status",
+            json={"presence": "online", "status_msg": "here"},
+            headers=auth(user["access_token"]),
+        )
+        assert resp.status == 200
+        await services.device_lists.record([(user["user_id"], None)])
+
+    def presence() -> list[dict[str, Any]]:
+        return [e for e in fake.ephemeral() if e["type"] == "m.presence"]
+
+    def changed() -> list[str]:
+        return [
+            u
+            for r in fake.accepted
+            for u in r.body.get("org.matrix.msc3202.device_lists", {}).get("changed", [])
+        ]
+
+    await fake.wait_until(lambda: any(e["sender"] == alice["user_id"] for e in presence()))
+    await fake.wait_until(lambda: alice["user_id"] in changed())
+    event = next(e for e in presence() if e["sender"] == alice["user_id"])
+    assert event["content"]["presence"] == "online" and event["content"]["status_msg"] == "here"
+    # the marker: a later event for both, after which nothing about loner may have arrived
+    await _send(hs, alice["access_token"], room, "marker")
+    await fake.wait_until(lambda: "marker" in fake.bodies())
+    assert loner["user_id"] not in {e["sender"] for e in presence()}
+    assert loner["user_id"] not in changed()
+    assert outsider.attempts == []  # no user of its namespace anywhere, no device-list opt-in
