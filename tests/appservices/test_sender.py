@@ -426,9 +426,22 @@ async def test_presence_and_msc3202_device_lists(
     alice = await register(hs)
     loner = await register(hs)
     room = await _room(hs, alice["access_token"], preset="public_chat")
-    ghost = (await _as_register(hs, fake, "ky_a"))["user_id"]
+    registered = await _as_register(hs, fake, "ky_a")
+    ghost, ghost_device = registered["user_id"], registered["device_id"]
     await _as_join(hs, fake, room, ghost)
     await drained(services)
+    async with services.db.transaction() as conn:  # two one-time keys and a fallback key
+        await conn.executemany(
+            "INSERT INTO e2e_one_time_keys (user_id, device_id, algorithm, key_id, key_json, ts_added_ms)"
+            " VALUES ($1, $2, $3, $4, $5, 0)",
+            [(ghost, ghost_device, "signed_curve25519", k, "{}") for k in ("K1", "K2")],
+        )
+        await conn.execute(
+            "INSERT INTO e2e_fallback_keys (user_id, device_id, algorithm, key_id, key_json, used)"
+            " VALUES ($1, $2, 'signed_curve25519', 'F1', '{}', FALSE)",
+            ghost,
+            ghost_device,
+        )
 
     for user in (alice, loner):  # alice shares a room with the namespace, loner does not
         resp = await hs.put(
@@ -458,4 +471,13 @@ async def test_presence_and_msc3202_device_lists(
     await fake.wait_until(lambda: "marker" in fake.bodies())
     assert loner["user_id"] not in {e["sender"] for e in presence()}
     assert loner["user_id"] not in changed()
+    marker = next(
+        r for r in fake.accepted if any(e["content"].get("body") == "marker" for e in r.body["events"])
+    )
+    expected = {ghost: {ghost_device: {"signed_curve25519": 2}}}
+    assert marker.body["org.matrix.msc3202.device_one_time_key_counts"] == expected
+    assert marker.body["org.matrix.msc3202.device_one_time_keys_count"] == expected
+    assert marker.body["org.matrix.msc3202.device_unused_fallback_key_types"] == {
+        ghost: {ghost_device: ["signed_curve25519"]}
+    }
     assert outsider.attempts == []  # no user of its namespace anywhere, no device-list opt-in

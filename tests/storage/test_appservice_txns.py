@@ -67,3 +67,34 @@ async def test_inbox_after(db: Database) -> None:
         (3, "@a:x", "D1", {"n": 3}),
     ]
     assert [m.stream_id for m in await store.list_inbox_after(0, 3, 2)] == [1, 2]
+
+
+async def test_key_counts(db: Database) -> None:
+    await migrate(db)
+    store = AppServiceTxnStore(db)
+    async with db.transaction() as conn:
+        for user in ("@a:x", "@b:x"):
+            await conn.execute("INSERT INTO users (user_id, created_ts) VALUES ($1, 0)", user)
+        await conn.executemany(
+            "INSERT INTO devices (user_id, device_id, created_ts) VALUES ($1, $2, 0)",
+            [("@a:x", "D1"), ("@a:x", "D2"), ("@b:x", "D3")],
+        )
+        await conn.executemany(
+            "INSERT INTO e2e_one_time_keys (user_id, device_id, algorithm, key_id, key_json, ts_added_ms)"
+            " VALUES ($1, $2, $3, $4, '{}', 0)",
+            [
+                ("@a:x", "D1", "signed_curve25519", "k1"),
+                ("@a:x", "D1", "signed_curve25519", "k2"),
+                ("@a:x", "D1", "curve25519", "k3"),
+            ],
+        )
+        await conn.executemany(
+            "INSERT INTO e2e_fallback_keys (user_id, device_id, algorithm, key_id, key_json, used)"
+            " VALUES ($1, $2, 'signed_curve25519', 'f', '{}', $3)",
+            [("@a:x", "D1", False), ("@a:x", "D2", True)],
+        )
+    counts, fallback = await store.key_counts(["@a:x", "@c:x"])
+    assert counts == {
+        "@a:x": {"D1": {"signed_curve25519": 2, "curve25519": 1}, "D2": {"signed_curve25519": 0}}
+    }
+    assert fallback == {"@a:x": {"D1": ["signed_curve25519"]}}

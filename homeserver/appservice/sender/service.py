@@ -63,7 +63,7 @@ class AppServiceSender:
         self.policy = BackoffPolicy()
         services = [s for s in registry.all() if s.url is not None]
         self.interest = InterestCache(services, rooms, state, server_name=server_name)
-        bodies = TransactionBodies(events, serializer)
+        bodies = TransactionBodies(events, serializer, state, store, server_name=server_name)
         self.queues: dict[str, AppServiceQueue] = {
             s.id: AppServiceQueue(s, store, bodies, api, self.interest, bus, clock, self.policy)
             for s in services

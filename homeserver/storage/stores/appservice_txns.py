@@ -8,6 +8,7 @@ exist or neither, so nothing is lost and nothing is sent twice under two ids.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,8 @@ class InboxMessage:
 
 
 class AppServiceTxnStore:
+    CHUNK = 500  # ids per IN (...) list
+
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -136,3 +139,32 @@ class AppServiceTxnStore:
             limit,
         )
         return [InboxMessage(int(r[0]), r[1], r[2], r[3], r[4], hjson.loads(r[5])) for r in rows]
+
+    async def key_counts(
+        self, user_ids: Sequence[str]
+    ) -> tuple[dict[str, dict[str, dict[str, int]]], dict[str, dict[str, list[str]]]]:
+        """MSC3202 for appservice users: one-time key counts per algorithm for every device of the
+        users (`signed_curve25519` always present, as Synapse), and unused fallback key types."""
+        counts: dict[str, dict[str, dict[str, int]]] = {}
+        fallback: dict[str, dict[str, list[str]]] = {}
+        for start in range(0, len(user_ids), self.CHUNK):
+            chunk = list(user_ids[start : start + self.CHUNK])
+            marks = ", ".join(f"${i + 1}" for i in range(len(chunk)))
+            for user_id, device_id in await self.db.fetch(
+                f"SELECT user_id, device_id FROM devices WHERE user_id IN ({marks})", *chunk
+            ):
+                counts.setdefault(user_id, {})[device_id] = {"signed_curve25519": 0}
+            for user_id, device_id, algorithm, n in await self.db.fetch(
+                "SELECT user_id, device_id, algorithm, COUNT(*) FROM e2e_one_time_keys"
+                f" WHERE user_id IN ({marks}) GROUP BY user_id, device_id, algorithm",
+                *chunk,
+            ):
+                per_device = counts.setdefault(user_id, {}).setdefault(device_id, {"signed_curve25519": 0})
+                per_device[algorithm] = int(n)
+            for user_id, device_id, algorithm in await self.db.fetch(
+                "SELECT user_id, device_id, algorithm FROM e2e_fallback_keys"
+                f" WHERE user_id IN ({marks}) AND used = FALSE ORDER BY algorithm",
+                *chunk,
+            ):
+                fallback.setdefault(user_id, {}).setdefault(device_id, []).append(algorithm)
+        return counts, fallback
