@@ -76,6 +76,32 @@ async def test_transactions_checked_deduplicated_and_dispatched(aiohttp_client: 
     assert seen == ["$1", "$2"]
 
 
+async def test_ephemeral_and_to_device_dispatched(aiohttp_client: Any) -> None:
+    server = AppServiceServer("hs-secret")
+    edus: list[str] = []
+    messages: list[tuple[str, str]] = []
+
+    @server.on_ephemeral
+    async def on_edu(edu: dict[str, Any]) -> None:
+        edus.append(edu["type"])
+
+    @server.on_to_device
+    async def on_message(message: dict[str, Any]) -> None:
+        messages.append((message["to_user_id"], message["content"]["n"]))
+
+    client: TestClient = await aiohttp_client(server.make_app())
+    body = {
+        "events": [],
+        "de.sorunome.msc2409.ephemeral": [{"type": "m.typing", "room_id": "!r", "content": {"user_ids": []}}],
+        "de.sorunome.msc2409.to_device": [
+            {"type": "m.x", "sender": "@a:x", "content": {"n": 1}, "to_user_id": "@b:x", "to_device_id": "D"}
+        ],
+    }
+    resp = await client.put("/_matrix/app/v1/transactions/e1", json=body, headers=auth("hs-secret"))
+    assert resp.status == 200
+    assert edus == ["m.typing"] and messages == [("@b:x", 1)]
+
+
 async def test_ping_and_queries(aiohttp_client: Any) -> None:
     server = AppServiceServer("hs-secret")
 
