@@ -109,11 +109,14 @@ class InterestCache:
         if rest:
             snapshot = await self.state.get(room_id)
             members = snapshot.members_with(c.JOIN) if snapshot is not None else []
-            # Only local users: an appservice acts for users of this server (as Synapse).
-            local = [u for u in members if u.endswith(self.local_suffix)]
-            for s in rest:
-                if any(s.is_interested_in_user(u) for u in local):
-                    interested.add(s.id)
+            # Only local users: an appservice acts for users of this server (as Synapse). Through
+            # the per-user cache, so a big room costs dict lookups, not regexes.
+            wanted = frozenset(s.id for s in rest)
+            for user_id in members:
+                if user_id.endswith(self.local_suffix):
+                    interested.update(self.for_user(user_id) & wanted)
+                    if wanted <= interested:
+                        break
         return frozenset(interested)
 
     async def interested_in_event(self, service: ApplicationService, row: EventsRow) -> bool:
