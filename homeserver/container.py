@@ -17,6 +17,7 @@ from homeserver.appservice.api import AppServiceApi
 from homeserver.appservice.loading import load_registrations
 from homeserver.appservice.queries import AppServiceQueries
 from homeserver.appservice.registry import InMemoryAppServiceRegistry, check_user_id_not_exclusive
+from homeserver.appservice.sender.service import AppServiceSender
 from homeserver.auth_providers.ldap import LdapAuthProvider
 from homeserver.config.sections import HomeserverConfig, RateLimit
 from homeserver.core.clock import Clock
@@ -120,6 +121,7 @@ from homeserver.storage.stores.account_data import AccountDataStore
 from homeserver.storage.stores.admin_media import AdminMediaStore
 from homeserver.storage.stores.admin_rooms import AdminRoomStore
 from homeserver.storage.stores.admin_users import AdminUserStore
+from homeserver.storage.stores.appservice_txns import AppServiceTxnStore
 from homeserver.storage.stores.audit import AuditStore
 from homeserver.storage.stores.client_ips import ClientIpStore
 from homeserver.storage.stores.compliance import ComplianceStore
@@ -383,8 +385,30 @@ class Services:
         self._build_federation_inbound()
         self._build_federation_reads()
         self._build_federation_edus()
+        self._build_appservice_sender()
         self._wire_hooks()
         self._wire_metrics()
+
+    def _build_appservice_sender(self) -> None:
+        """Transactions pushed to appservices (appservice/sender/); only the main process sends."""
+        self.appservice_sender = AppServiceSender(
+            self.appservices,
+            AppServiceTxnStore(self.db),
+            self.appservice_api,
+            self.bus,
+            self.events,
+            self.serializer,
+            self.rooms,
+            self.state,
+            self.receipts,
+            self.presence,
+            self.memberships,
+            self.clock,
+            server_name=self.config.server_name,
+        )
+        if self.role == "main":
+            self.directory.alias_changed_hooks.append(self.appservice_sender.interest.alias_changed)
+            self.appservice_api.ping_hooks.append(self.appservice_sender.force_retry)
 
     def _build_admin(self) -> None:
         """The room, media and server-notice admin API, and the background jobs behind it."""
@@ -866,6 +890,8 @@ class Services:
         self.profiles.changed_hooks.append(self.membership.refresh_profile_in_rooms)
         self.accounts.deactivated_hooks.append(self.membership.leave_all_rooms)
         self._wire_ephemeral_hooks()
+        if self.role == "main":
+            self.appservice_sender.subscribe()  # last: after the indexes and wake-ups
 
     def _subscribe_consumers(self) -> None:
         """Stream-bus consumers, called synchronously after each commit in this order: indexes
@@ -942,6 +968,7 @@ class Services:
         if self.role == "main":
             await self.user_directory.start()
             await self._register_appservice_senders()
+            await self.appservice_sender.start()  # after the bus positions, before the persister
         self.persister.start()
         self.client_ips.start()
         self.loop_lag.start()
@@ -970,6 +997,7 @@ class Services:
         await self.retention.stop()
         await self.jobs.stop()  # unfinished jobs resume at the next start
         await self.persister.stop()
+        await self.appservice_sender.stop()  # unacknowledged transactions are resent at the next start
         await self.client_ips.stop()
         self.typing.stop()
         await self.presence.stop()

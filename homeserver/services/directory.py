@@ -300,6 +300,8 @@ class DirectoryService:
         self.remote_alias: Callable[[str], Awaitable[dict[str, Any]]] | None = None
         # Asks appservices about aliases in their namespaces that do not exist yet (may create them).
         self.unknown_alias_query: Callable[[str], Awaitable[bool]] | None = None
+        # Called with the room id after one of its aliases was created or deleted.
+        self.alias_changed_hooks: list[Callable[[str], None]] = []
 
     def _is_local(self, alias: str) -> bool:
         return ids.server_of(alias) == self.server_name
@@ -360,6 +362,8 @@ class DirectoryService:
         if not await self.store.insert_alias(alias, room_id, user_id, self.clock.time_ms()):
             raise MatrixError(409, "M_UNKNOWN", f"Room alias {alias} already exists")
         logger.info("%s created alias %s for %s", user_id, alias, room_id)
+        for hook in self.alias_changed_hooks:
+            hook(room_id)
 
     async def delete_alias(self, requester: Requester, alias: str) -> None:
         """deleteRoomAlias: for the alias' creator, server admins and room moderators."""
@@ -376,6 +380,8 @@ class DirectoryService:
         if await self.store.delete_alias(alias) is None:
             raise not_found(f"Room alias {alias} not found")  # deleted concurrently
         logger.info("%s deleted alias %s of %s", user_id, alias, room_id)
+        for hook in self.alias_changed_hooks:
+            hook(room_id)
         await self._drop_from_canonical_alias(user_id, room_id, alias)
 
     async def _check_room_moderator(self, user_id: str, room_id: str, message: str) -> None:
