@@ -51,6 +51,7 @@ from homeserver.api.client import (
     threads_list,
     to_device,
     typing,
+    unsubscribe,
     users,
     versions,
     voip,
@@ -122,6 +123,7 @@ CLIENT_ROUTERS: tuple[Router, ...] = (
     users.routes,
     room_upgrades.routes,
     report_content.routes,
+    unsubscribe.routes,
 )
 
 # The media repository: authenticated /_matrix/client/v1/media and /_matrix/media (uploads, legacy).

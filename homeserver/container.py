@@ -30,6 +30,7 @@ from homeserver.federation.keyring import FederationKeyring
 from homeserver.federation.keyserver import KeyServer
 from homeserver.federation.queries import RemoteQueries
 from homeserver.http.federation_ratelimit import FederationRateLimiter
+from homeserver.http.outbound import IPFilter, OutboundClient
 from homeserver.http.ratelimit import Bucket, RateLimiter
 from homeserver.http.requester import Requester
 from homeserver.jobs.runner import JobRunner
@@ -69,6 +70,9 @@ from homeserver.services.notifications_list import NotificationsListService
 from homeserver.services.passwords import PasswordHasher
 from homeserver.services.presence import PresenceService
 from homeserver.services.profiles import ProfileService
+from homeserver.services.push_delivery.deps import DeliveryDeps
+from homeserver.services.push_delivery.pool import PusherPool
+from homeserver.services.push_delivery.unsubscribe import UnsubscribeTokens
 from homeserver.services.push_rules import PushRulesService
 from homeserver.services.pushers import PusherService
 from homeserver.services.receipts import ReceiptService
@@ -119,7 +123,7 @@ from homeserver.storage.stores.misc import FilterStore, NonceStore, Registration
 from homeserver.storage.stores.presence import PresenceStore
 from homeserver.storage.stores.push_actions import PushActionStore
 from homeserver.storage.stores.push_rules import PushRuleStore
-from homeserver.storage.stores.pushers import PusherStore
+from homeserver.storage.stores.pushers import Pusher, PusherStore
 from homeserver.storage.stores.receipts import ReceiptStore
 from homeserver.storage.stores.reports import ReportStore
 from homeserver.storage.stores.rooms import RoomStore
@@ -504,8 +508,46 @@ class Services:
             await self.notifications.mark_read(user_id, room_id, pos, thread_id)
 
         self.receipts.receipt_hooks.append(on_read)
-        self.pushers = PusherService(PusherStore(self.db), self.clock)
+        self.pushers = PusherService(PusherStore(self.db), self.clock, lambda: self.persister.current_stream)
         self.accounts.devices_deleted_hooks.append(self.pushers.on_devices_deleted)
+        self._build_push_delivery()
+
+    def _build_push_delivery(self) -> None:
+        """HTTP and email pushers delivering the notifications above (docs/push.md)."""
+        config = self.config
+        tokens = UnsubscribeTokens(bytes(self.signing_key.signing_key))
+        self.pushers.unsubscribe_tokens = tokens
+
+        def unsubscribe_url(pusher: Pusher) -> str:
+            token = tokens.make(pusher.user_id, pusher.app_id, pusher.pushkey)
+            return f"{config.public_baseurl}_synapse/client/unsubscribe?token={token}"
+
+        self.push_http = OutboundClient(
+            IPFilter(config.ip_range_blacklist, config.ip_range_whitelist),
+            user_agent="homeserver pusher",
+            timeout=config.push.gateway_timeout,
+            max_redirects=0,
+        )
+        self.pusher_pool = PusherPool(
+            DeliveryDeps(
+                store=self.pushers.store,
+                actions=self.notifications.store,
+                events=self.events,
+                state=self.state,
+                visibility=self.visibility,
+                http=self.push_http,
+                clock=self.clock,
+                push=config.push,
+                email=config.email,
+                current_position=lambda: self.bus.positions[Stream.EVENTS],
+                remove_pusher=self.pushers.delete,
+                unsubscribe_url=unsubscribe_url,
+            ),
+            enabled=config.push.enabled and self.role in ("main", "pusher"),
+        )
+        self.pushers.changed_hooks.append(self.pusher_pool.on_pusher_changed)
+        self.bus.subscribe(Stream.EVENTS, self.pusher_pool.on_events)
+        self.receipts.receipt_hooks.append(self.pusher_pool.on_read)
 
     def _build_client_services(self) -> None:
         """Services behind client endpoints that used to reach stores from their handlers."""
@@ -816,6 +858,7 @@ class Services:
         self.client_ips.start()
         self.loop_lag.start()
         await self.jobs.start()  # after the persister: jobs send events
+        await self.pusher_pool.start()
         self.retention.start()
 
     async def _register_appservice_senders(self) -> None:
@@ -839,6 +882,8 @@ class Services:
         await self.content_policy.drain()
         await self.retention.stop()
         await self.jobs.stop()  # unfinished jobs resume at the next start
+        await self.pusher_pool.stop()  # undelivered notifications resume at the next start
+        await self.push_http.close()
         await self.persister.stop()
         await self.client_ips.stop()
         self.typing.stop()

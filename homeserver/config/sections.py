@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from homeserver.config.push import EmailConfig, PushConfig
+
 
 @dataclass(frozen=True, slots=True)
 class ListenerConfig:
@@ -432,6 +434,8 @@ class HomeserverConfig:
     # -- admin
     server_notices: ServerNoticesConfig | None = None  # None: server notices are not configured
     compliance: ComplianceConfig = ComplianceConfig()  # retention, search masking
+    push: PushConfig = field(default_factory=PushConfig)  # push delivery (docs/push.md)
+    email: EmailConfig = field(default_factory=EmailConfig)  # email notifications (docs/push.md)
 
     def serves_metrics(self, listener: ListenerConfig) -> bool:
         """Whether /metrics is served on this listener (needs `enable_metrics`, as in Synapse)."""
