@@ -147,15 +147,16 @@ class PusherStore:
     ) -> bool:
         """Delivered up to `position`: store it, clear the failure. False when the pusher is gone
         (deleted meanwhile: the caller stops)."""
-        row = await self.db.fetchrow(
-            "UPDATE pushers SET last_stream_ordering = $4, last_success_ts = $5, failing_since = NULL"
-            " WHERE user_id = $1 AND app_id = $2 AND pushkey = $3 RETURNING user_id",
-            user_id,
-            app_id,
-            pushkey,
-            position,
-            success_ts,
-        )
+        async with self.db.transaction() as conn:
+            row = await conn.fetchrow(
+                "UPDATE pushers SET last_stream_ordering = $4, last_success_ts = $5, failing_since = NULL"
+                " WHERE user_id = $1 AND app_id = $2 AND pushkey = $3 RETURNING user_id",
+                user_id,
+                app_id,
+                pushkey,
+                position,
+                success_ts,
+            )
         return row is not None
 
     async def set_failing_since(self, user_id: str, app_id: str, pushkey: str, ts: int | None) -> None:
