@@ -1,0 +1,73 @@
+"""End to end: a message on our homeserver reaches a browser's Web Push service through our own
+push gateway (bridges/push_gateway), encrypted for the subscription and signed with VAPID; the
+badge goes to 0 after reading; a subscription the push service says is gone removes the pusher."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bridges.push_gateway.server import create_app as create_gateway
+from homeserver.app import create_app_from_config
+from homeserver.core.clock import FakeClock
+
+from ..conftest import make_config, services_of
+from ..push_gateway.fakes import Subscription, b64url
+from ..push_gateway.test_webpush import (  # noqa: F401 (fixtures)
+    PushService,
+    check_vapid,
+    decrypt,
+    make_gateway_config,
+    push_service,
+    vapid_key,
+)
+from .compliance_helpers import User
+from .push_helpers import NOTIFY, dm, list_pushers, read_up_to, set_pusher, settle
+
+
+async def test_message_arrives_as_decrypted_web_push(
+    aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path, push_service: PushService, vapid_key: Any
+) -> None:
+    gateway = await aiohttp_server(create_gateway(make_gateway_config(vapid_key[0])))
+    config = make_config(tmp_path, ip_range_whitelist=["127.0.0.0/8"])
+    client = await aiohttp_client(create_app_from_config(config, clock=FakeClock()))
+    services = services_of(client)
+    alice = await User.new(client, "alice")
+    bob = await User.new(client, "bob")
+    room = await dm(alice, bob)
+    sub = Subscription(f"{push_service.base}/push/bob")
+    await set_pusher(
+        bob,
+        {
+            "kind": "http",
+            "app_id": "org.example.web",
+            "pushkey": sub.p256dh,
+            "app_display_name": "Web",
+            "device_display_name": "Firefox",
+            "lang": "ko",
+            "data": {
+                "url": f"http://127.0.0.1:{gateway.port}{NOTIFY}",
+                "endpoint": sub.endpoint,
+                "auth": b64url(sub.auth),
+            },
+        },
+    )
+    event_id = await alice.say(room, "가정통신문이 도착했습니다")
+    await settle(services)
+
+    [(name, headers, body)] = push_service.received
+    assert name == "bob" and headers["Urgency"] == "normal"  # Sygnal: prio high -> normal
+    check_vapid(headers, push_service.base, vapid_key[1])
+    payload = decrypt(sub, body)
+    assert payload["event_id"] == event_id and payload["room_id"] == room
+    assert payload["content"]["body"] == "가정통신문이 도착했습니다"
+    assert payload["sender_display_name"] == "alice" and payload["unread"] == 1
+
+    await read_up_to(bob, room, event_id)  # read on another device: the badge goes to 0
+    await settle(services)
+    assert decrypt(sub, push_service.received[1][2]) == {"unread": 0}
+
+    push_service.status["bob"] = 410  # the browser unsubscribed
+    await alice.say(room, "again")
+    await settle(services)
+    assert await list_pushers(bob) == []
