@@ -12,17 +12,15 @@ from homeserver.app import create_app_from_config
 from homeserver.core.clock import FakeClock
 
 from ..conftest import make_config, services_of
+from ..push_gateway import test_webpush as webpush
 from ..push_gateway.fakes import Subscription, b64url
-from ..push_gateway.test_webpush import (  # noqa: F401 (fixtures)
-    PushService,
-    check_vapid,
-    decrypt,
-    make_gateway_config,
-    push_service,
-    vapid_key,
-)
+from ..push_gateway.test_webpush import PushService, check_vapid, decrypt, make_gateway_config
 from .compliance_helpers import User
 from .push_helpers import NOTIFY, dm, list_pushers, read_up_to, set_pusher, settle
+
+# The gateway tests' local Web Push service and VAPID key, as fixtures here too.
+push_service = webpush.push_service
+vapid_key = webpush.vapid_key
 
 
 async def test_message_arrives_as_decrypted_web_push(
