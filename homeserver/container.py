@@ -510,6 +510,7 @@ class Services:
         self.receipts.receipt_hooks.append(on_read)
         self.pushers = PusherService(PusherStore(self.db), self.clock, lambda: self.persister.current_stream)
         self.accounts.devices_deleted_hooks.append(self.pushers.on_devices_deleted)
+        self.accounts.deactivated_hooks.append(self.pushers.remove_all)
         self._build_push_delivery()
 
     def _build_push_delivery(self) -> None:
@@ -598,6 +599,12 @@ class Services:
             self.clock,
         )
         self.room_service.creation_checks.append(self._check_not_suspended)
+        self.admin_users.emails_changed_hooks.append(self._emails_changed)
+
+    async def _emails_changed(self, user_id: str, emails: list[str]) -> None:
+        email = self.config.email
+        add = email.enable_notifs and email.notif_for_new_users
+        await self.pushers.on_emails_changed(user_id, emails, add_pushers=add)
 
     async def _check_not_suspended(self, creator: str, _body: dict[str, Any]) -> None:
         await self.restrictions.check_not_suspended(creator)

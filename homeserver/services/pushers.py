@@ -11,6 +11,7 @@ from homeserver.core.errors import MatrixError
 from homeserver.services.push_delivery.unsubscribe import UnsubscribeTokens
 from homeserver.storage.stores.pushers import Pusher, PusherStore
 
+EMAIL_APP_ID = "m.email"  # the app id Synapse gives the email pushers it creates
 # (user_id, app_id, pushkey) after a pusher was added, replaced or removed
 ChangeHook = Callable[[str, str, str], Awaitable[None]]
 
@@ -53,6 +54,36 @@ class PusherService:
     async def on_devices_deleted(self, user_id: str, device_ids: list[str]) -> None:
         for pusher in await self.store.delete_for_devices(user_id, device_ids):
             await self._changed(*pusher.key)
+
+    async def remove_all(self, user_id: str) -> None:
+        """A deactivated account gets no more notifications (as Synapse)."""
+        for pusher in await self.store.list_for_user(user_id):
+            await self.delete(*pusher.key)
+
+    async def on_emails_changed(self, user_id: str, emails: list[str], *, add_pushers: bool) -> None:
+        """The account's email addresses were replaced: email pushers for addresses it no longer
+        has go; with `add_pushers` (email.notif_for_new_users) new addresses get one."""
+        current = {p.pushkey: p for p in await self.store.list_for_user(user_id) if p.kind == "email"}
+        wanted = {e.lower() for e in emails}
+        for pushkey, pusher in current.items():
+            if pushkey.lower() not in wanted:
+                await self.delete(*pusher.key)
+        if not add_pushers:
+            return
+        for address in sorted(wanted - {k.lower() for k in current}):
+            await self.set_pusher(
+                append=True,
+                user_id=user_id,
+                app_id=EMAIL_APP_ID,
+                pushkey=address,
+                kind="email",
+                app_display_name="Email Notifications",
+                device_display_name=address,
+                profile_tag=None,
+                lang="en",
+                data={},
+                device_id=None,
+            )
 
     async def _changed(self, user_id: str, app_id: str, pushkey: str) -> None:
         for hook in self.changed_hooks:

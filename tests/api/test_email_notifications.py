@@ -22,7 +22,7 @@ from homeserver.app import create_app_from_config
 from homeserver.core.clock import FakeClock
 
 from ..conftest import make_config, services_of
-from .compliance_helpers import User
+from .compliance_helpers import V3, User
 from .push_helpers import list_pushers, read_up_to, set_pusher, settle
 from .test_pushers import add_email
 
@@ -242,3 +242,41 @@ def test_email_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="exclusive"):
         make_config(tmp_path, email={"force_tls": True, "require_transport_security": True})
     assert make_config(tmp_path).email.enable_notifs is False
+
+
+async def test_admin_added_addresses_get_email_pushers_and_lose_them(
+    aiohttp_client: Any, tmp_path: Path, smtp: tuple[Inbox, int]
+) -> None:
+    """email.notif_for_new_users: an address set through the admin API gets an email pusher (as
+    Synapse); removing the address removes it; a deactivated account keeps no pushers."""
+    _inbox, port = smtp
+    client = await aiohttp_client(create_app_from_config(_config(tmp_path, port)))
+    admin = await User.new(client, "admin", admin=True)
+    carol_id = "@carol:test.local"
+    body = {"password": "pass-word-1", "threepids": [{"medium": "email", "address": "Carol@School.example"}]}
+    await admin.call("PUT", f"/_synapse/admin/v2/users/{carol_id}", body, expect=201)
+    pushers = await services_of(client).pushers.list_for_user(carol_id)
+    assert [(p.kind, p.app_id, p.pushkey) for p in pushers] == [("email", "m.email", "carol@school.example")]
+
+    await admin.call("PUT", f"/_synapse/admin/v2/users/{carol_id}", {"threepids": []})
+    assert await services_of(client).pushers.list_for_user(carol_id) == []
+
+    bob = await User.new(client, "bob")
+    await add_email(client, bob.user_id, ADDRESS)
+    assert [p["kind"] for p in await list_pushers(bob)] == ["email"]
+    await bob.call(
+        "POST",
+        f"{V3}/account/deactivate",
+        {"auth": {"type": "m.login.password", "user": bob.user_id, "password": "pass-word-1"}},
+    )
+    assert await services_of(client).pushers.list_for_user(bob.user_id) == []
+
+
+async def test_no_automatic_pushers_without_notif_for_new_users(
+    aiohttp_client: Any, tmp_path: Path, smtp: tuple[Inbox, int]
+) -> None:
+    _inbox, port = smtp
+    client = await aiohttp_client(create_app_from_config(_config(tmp_path, port, notif_for_new_users=False)))
+    bob = await User.new(client, "bob")
+    await add_email(client, bob.user_id, ADDRESS)
+    assert await list_pushers(bob) == []
