@@ -471,6 +471,19 @@ push:
   group_unread_count_by_room: true
   gateway_timeout: 90
 
+# The push gateway (bridges/push_gateway, Sygnal-compatible) served by this process at
+# /_matrix/push/v1/notify, so one process is enough: its Sygnal-format settings (apps: ...)
+# inline here or in config_file. Pushers then use this server's own URL (a loopback or private
+# address must be in ip_range_whitelist).
+push_gateway:
+  enabled: false
+  #config_file: /etc/homeserver/sygnal.yaml
+  #apps:
+  #  org.example.web:
+  #    type: webpush
+  #    vapid_private_key: /etc/homeserver/vapid_private.pem
+  #    vapid_contact_email: ops@example.com
+
 # Notification emails: a digest of unread messages once they waited unread for notif_delay.
 # Users add an email pusher for an address of their account; notif_for_new_users adds one for
 # accounts created with an email address. client_base_url: where room links in emails point.

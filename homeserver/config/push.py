@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from homeserver.config.errors import ConfigError
 from homeserver.config.parsing import Section
@@ -18,6 +20,16 @@ class PushConfig:
     # Seconds one POST to a push gateway may take: long enough that a gateway's own retries to the
     # platform finish before we give up and send again (which would duplicate the notification).
     gateway_timeout: float = 90.0
+
+
+@dataclass(frozen=True, slots=True)
+class PushGatewayConfig:
+    """`push_gateway:`: serve bridges/push_gateway from this process (one process for a small
+    deployment). Its Sygnal-format settings come from `config_file` or inline (`apps:` ...)."""
+
+    enabled: bool = False
+    config_file: str | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +62,16 @@ def read_push(root: Section) -> PushConfig:
         group_unread_count_by_room=sec.get_bool("group_unread_count_by_room", True),
         gateway_timeout=sec.get_float("gateway_timeout", 90.0, minimum=1.0),
     )
+
+
+def read_push_gateway(root: Section) -> PushGatewayConfig:
+    sec = root.section("push_gateway")
+    enabled = sec.get_bool("enabled", False)
+    config_file = sec.get_opt_str("config_file")
+    settings = {k: sec.raw(k) for k in sec.keys() if k not in ("enabled", "config_file")}
+    if config_file is not None and settings:
+        raise ConfigError("give the gateway's settings either inline or in config_file, not both", sec.path)
+    return PushGatewayConfig(enabled=enabled, config_file=config_file, settings=settings)
 
 
 def read_email(root: Section) -> EmailConfig:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from homeserver.config.push import EmailConfig, PushConfig
+from homeserver.config.push import EmailConfig, PushConfig, PushGatewayConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -436,6 +436,7 @@ class HomeserverConfig:
     compliance: ComplianceConfig = ComplianceConfig()  # retention, search masking
     push: PushConfig = field(default_factory=PushConfig)  # push delivery (docs/push.md)
     email: EmailConfig = field(default_factory=EmailConfig)  # email notifications (docs/push.md)
+    push_gateway: PushGatewayConfig = field(default_factory=PushGatewayConfig)  # embedded gateway
 
     def serves_metrics(self, listener: ListenerConfig) -> bool:
         """Whether /metrics is served on this listener (needs `enable_metrics`, as in Synapse)."""

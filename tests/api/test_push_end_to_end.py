@@ -7,8 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bridges.push_gateway.server import create_app as create_gateway
 from homeserver.app import create_app_from_config
+from homeserver.config.errors import ConfigError
 from homeserver.core.clock import FakeClock
 
 from ..conftest import make_config, services_of
@@ -69,3 +72,52 @@ async def test_message_arrives_as_decrypted_web_push(
     await alice.say(room, "again")
     await settle(services)
     assert await list_pushers(bob) == []
+
+
+async def test_embedded_gateway_serves_the_homeservers_own_pushers(
+    aiohttp_client: Any, tmp_path: Path, push_service: PushService, vapid_key: Any
+) -> None:
+    """`push_gateway.enabled`: one process is homeserver and gateway."""
+    apps = {
+        "org.example.web": {
+            "type": "webpush",
+            "vapid_private_key": str(vapid_key[0]),
+            "vapid_contact_email": "ops@example.org",
+        }
+    }
+    config = make_config(
+        tmp_path, ip_range_whitelist=["127.0.0.0/8"], push_gateway={"enabled": True, "apps": apps}
+    )
+    client = await aiohttp_client(create_app_from_config(config, clock=FakeClock()))
+    services = services_of(client)
+    alice = await User.new(client, "alice")
+    bob = await User.new(client, "bob")
+    room = await dm(alice, bob)
+    sub = Subscription(f"{push_service.base}/push/bob")
+    data = {
+        "url": f"http://127.0.0.1:{client.port}{NOTIFY}",
+        "endpoint": sub.endpoint,
+        "auth": b64url(sub.auth),
+    }
+    body = {
+        "kind": "http",
+        "app_id": "org.example.web",
+        "pushkey": sub.p256dh,
+        "app_display_name": "Web",
+        "device_display_name": "Firefox",
+        "lang": "ko",
+        "data": data,
+    }
+    await set_pusher(bob, body)
+    event_id = await alice.say(room, "한 프로세스로 충분합니다")
+    await settle(services)
+    [(_name, _headers, payload)] = push_service.received
+    assert decrypt(sub, payload)["event_id"] == event_id
+
+
+def test_embedded_gateway_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="push_gateway"):
+        make_config(tmp_path, push_gateway={"enabled": True, "config_file": "x.yaml", "apps": {}})
+    config = make_config(tmp_path, push_gateway={"enabled": True, "apps": {"a": {"type": "nope"}}})
+    with pytest.raises(ConfigError, match="unknown pushkin type"):
+        create_app_from_config(config)
