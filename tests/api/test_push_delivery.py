@@ -344,3 +344,35 @@ async def test_push_disabled_delivers_nothing(
     await alice.say(room, "hello")
     await settle(services)
     assert gateway.attempts == [] and services.pusher_pool.workers == {}
+
+
+async def test_badge_counts_messages_when_not_grouped_by_room(
+    aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path, ip_range_whitelist=LOOPBACK, push={"group_unread_count_by_room": False})
+    client, _clock, gateway, url = await _start(aiohttp_client, aiohttp_server, config)
+    services = services_of(client)
+    alice = await User.new(client, "alice")
+    bob = await User.new(client, "bob")
+    room = await dm(alice, bob)
+    await set_pusher(bob, pusher_body(url))
+    for text in ("one", "two", "three"):
+        await alice.say(room, text)
+    await settle(services)
+    assert [n["counts"]["unread"] for n in gateway.notifications()] == [1, 2, 3]
+
+
+async def test_include_content_false_leaves_content_out(
+    aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path, ip_range_whitelist=LOOPBACK, push={"include_content": False})
+    client, _clock, gateway, url = await _start(aiohttp_client, aiohttp_server, config)
+    services = services_of(client)
+    alice = await User.new(client, "alice")
+    bob = await User.new(client, "bob")
+    room = await dm(alice, bob)
+    await set_pusher(bob, pusher_body(url))
+    await alice.say(room, "secret")
+    await settle(services)
+    [notification] = gateway.notifications()
+    assert "content" not in notification and notification["type"] == "m.room.message"

@@ -24,6 +24,7 @@ from homeserver.storage.stores.pushers import Pusher
 logger = logging.getLogger(__name__)
 
 Key = tuple[str, str, str]
+SHUTDOWN_GRACE = 5.0  # seconds a delivery in flight may take to finish at shutdown
 
 
 class PusherPool:
@@ -55,7 +56,7 @@ class PusherPool:
         workers = list(self.workers.values())
         self.workers.clear()
         self._by_user.clear()
-        await asyncio.gather(*(w.stop() for w in workers))
+        await asyncio.gather(*(w.stop(grace=SHUTDOWN_GRACE) for w in workers))
 
     def _make(self, pusher: Pusher) -> PusherWorker | None:
         if pusher.kind == "http":

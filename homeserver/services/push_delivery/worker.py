@@ -61,11 +61,15 @@ class PusherWorker:
             return True
         return self.due_at is not None and self.deps.clock.time_ms() < self.due_at
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop; a delivery in flight gets `grace` seconds to finish and record its position (a
+        POST cut off after the gateway took it would be sent again after a restart)."""
         self.stopped = True
         self._poke.set()
         task, self._task = self._task, None
         if task is not None and task is not asyncio.current_task():
+            if grace > 0 and self._busy:
+                await asyncio.wait({task}, timeout=grace)
             task.cancel()
             try:
                 await task
