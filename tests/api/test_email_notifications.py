@@ -154,7 +154,9 @@ async def test_one_digest_after_the_delay_then_unsubscribe(
     resp = await client.get(path)
     assert resp.status == 200 and "text/html" in resp.headers["Content-Type"]
     assert [p["kind"] for p in await list_pushers(bob)] == ["email"]
-    resp = await client.post(path)
+    # What a mail client's one-click unsubscribe sends (RFC 8058).
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    resp = await client.post(path, data="List-Unsubscribe=One-Click", headers=form)
     assert resp.status == 200, await resp.text()
     assert await list_pushers(bob) == []
     assert services_of(client).pusher_pool.workers == {}
