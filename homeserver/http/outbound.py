@@ -301,7 +301,10 @@ class OutboundClient:
         Raises BlockedDestinationError, ResponseTooLargeError or OutboundError.
         """
         session = self._get_session()
-        target = URL(url, encoded=False)
+        try:
+            target = URL(url, encoded=False)
+        except ValueError as exc:
+            raise OutboundError("malformed URL") from exc
         self.check_url(target)
         client_requests.labels("POST").inc()
         try:
