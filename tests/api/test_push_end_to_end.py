@@ -15,6 +15,7 @@ from homeserver.config.errors import ConfigError
 from homeserver.core.clock import FakeClock
 
 from ..conftest import make_config, services_of
+from ..push_gateway import test_fcm as fcm
 from ..push_gateway import test_webpush as webpush
 from ..push_gateway.fakes import Subscription, b64url
 from ..push_gateway.test_webpush import PushService, check_vapid, decrypt, make_gateway_config
@@ -24,6 +25,7 @@ from .push_helpers import NOTIFY, dm, list_pushers, read_up_to, set_pusher, sett
 # The gateway tests' local Web Push service and VAPID key, as fixtures here too.
 push_service = webpush.push_service
 vapid_key = webpush.vapid_key
+google = fcm.google
 
 
 async def test_message_arrives_as_decrypted_web_push(
@@ -121,3 +123,40 @@ def test_embedded_gateway_config_errors(tmp_path: Path) -> None:
     config = make_config(tmp_path, push_gateway={"enabled": True, "apps": {"a": {"type": "nope"}}})
     with pytest.raises(ConfigError, match="unknown pushkin type"):
         create_app_from_config(config)
+
+
+async def test_android_event_id_only_pusher_through_fcm(
+    aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path, google: tuple[fcm.FakeGoogle, Path]
+) -> None:
+    """Element Android's pusher (event_id_only) through our gateway to a local FCM v1 that checks
+    the OAuth2 bearer token; the token FCM says is unregistered removes the pusher."""
+    fake, account_file = google
+    gateway = await aiohttp_server(create_gateway(fcm.gateway_config(fake, account_file)))
+    config = make_config(tmp_path, ip_range_whitelist=["127.0.0.0/8"])
+    client = await aiohttp_client(create_app_from_config(config, clock=FakeClock()))
+    services = services_of(client)
+    alice = await User.new(client, "alice")
+    bob = await User.new(client, "bob")
+    room = await dm(alice, bob)
+    url = f"http://127.0.0.1:{gateway.port}{NOTIFY}"
+    body = {
+        "kind": "http",
+        "app_id": "im.example.android",
+        "pushkey": "fcm-token-bob",
+        "app_display_name": "Element",
+        "device_display_name": "Galaxy",
+        "lang": "ko",
+        "data": {"url": url, "format": "event_id_only"},
+    }
+    await set_pusher(bob, body)
+    event_id = await alice.say(room, "not sent to Google")
+    await settle(services)
+    [message] = fake.messages
+    assert message["token"] == "fcm-token-bob"
+    assert message["data"] == {"event_id": event_id, "room_id": room, "prio": "high", "unread": "1"}
+    assert message["android"]["priority"] == "high"
+
+    fake.unregistered.add("fcm-token-bob")
+    await alice.say(room, "again")
+    await settle(services)
+    assert await list_pushers(bob) == []
