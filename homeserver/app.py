@@ -52,6 +52,7 @@ from homeserver.api.client import (
     threads_list,
     to_device,
     typing,
+    unsubscribe,
     users,
     versions,
     voip,
@@ -70,6 +71,7 @@ from homeserver.api.federation import space_hierarchy as federation_space_hierar
 from homeserver.api.federation import user_keys as federation_user_keys
 from homeserver.api.federation import version as federation_version
 from homeserver.api.media import authed_content_repo, content_repo
+from homeserver.config.errors import ConfigError
 from homeserver.config.sections import HomeserverConfig, ListenerConfig
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError
@@ -133,6 +135,7 @@ CLIENT_ROUTERS: tuple[Router, ...] = (
     room_upgrades.routes,
     report_content.routes,
     openid.routes,
+    unsubscribe.routes,
 )
 
 # The media repository: authenticated /_matrix/client/v1/media and /_matrix/media (uploads, legacy).
@@ -251,6 +254,23 @@ def served_resources(config: HomeserverConfig, resources: Iterable[str]) -> tupl
     return tuple(served)
 
 
+def _mount_push_gateway(app: web.Application, config: HomeserverConfig) -> None:
+    """bridges/push_gateway in this process (`push_gateway.enabled`): /_matrix/push/v1/notify is
+    served next to the client API. The gateway never imports the homeserver; only this does."""
+    from bridges.push_gateway import config as gateway_config
+    from bridges.push_gateway.server import mount
+
+    settings = config.push_gateway
+    try:
+        if settings.config_file is not None:
+            parsed = gateway_config.load_config(settings.config_file)
+        else:
+            parsed = gateway_config.parse_config(dict(settings.settings))
+    except gateway_config.ConfigError as exc:
+        raise ConfigError(str(exc), "push_gateway") from exc
+    mount(app, parsed)
+
+
 def _build_app(
     config: HomeserverConfig, resources: Iterable[str], listener: ListenerConfig | None = None
 ) -> web.Application:
@@ -275,6 +295,8 @@ def _build_app(
         # Uploads stream to disk; the media repository enforces max_upload_size precisely.
         upload_limit = config.max_upload_size or max_body
         add_routers(app, MEDIA_ROUTERS, max(upload_limit, max_body))
+    if "client" in served and config.push_gateway.enabled:
+        _mount_push_gateway(app, config)
     if "metrics" in served:
         app.router.add_get("/metrics", metrics_handler)
         app.router.add_get("/_synapse/metrics", metrics_handler)

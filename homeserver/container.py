@@ -44,6 +44,7 @@ from homeserver.federation.room_reads import FederationRoomReads
 from homeserver.federation.server_access import ServerAccess
 from homeserver.federation.transactions import TransactionHandler
 from homeserver.http.federation_ratelimit import FederationRateLimiter
+from homeserver.http.outbound import IPFilter, OutboundClient
 from homeserver.http.ratelimit import Bucket, RateLimiter
 from homeserver.http.requester import Requester
 from homeserver.jobs.runner import JobRunner
@@ -85,6 +86,9 @@ from homeserver.services.openid import OpenIdService
 from homeserver.services.passwords import PasswordHasher
 from homeserver.services.presence import PresenceService
 from homeserver.services.profiles import ProfileService
+from homeserver.services.push_delivery.deps import DeliveryDeps
+from homeserver.services.push_delivery.pool import PusherPool
+from homeserver.services.push_delivery.unsubscribe import UnsubscribeTokens
 from homeserver.services.push_rules import PushRulesService
 from homeserver.services.pushers import PusherService
 from homeserver.services.receipts import ReceiptService
@@ -139,7 +143,7 @@ from homeserver.storage.stores.openid import OpenIdStore
 from homeserver.storage.stores.presence import PresenceStore
 from homeserver.storage.stores.push_actions import PushActionStore
 from homeserver.storage.stores.push_rules import PushRuleStore
-from homeserver.storage.stores.pushers import PusherStore
+from homeserver.storage.stores.pushers import Pusher, PusherStore
 from homeserver.storage.stores.receipts import ReceiptStore
 from homeserver.storage.stores.remote_devices import RemoteDeviceStore
 from homeserver.storage.stores.reports import ReportStore
@@ -658,8 +662,47 @@ class Services:
             await self.notifications.mark_read(user_id, room_id, pos, thread_id)
 
         self.receipts.receipt_hooks.append(on_read)
-        self.pushers = PusherService(PusherStore(self.db), self.clock)
+        self.pushers = PusherService(PusherStore(self.db), self.clock, lambda: self.persister.current_stream)
         self.accounts.devices_deleted_hooks.append(self.pushers.on_devices_deleted)
+        self.accounts.deactivated_hooks.append(self.pushers.remove_all)
+        self._build_push_delivery()
+
+    def _build_push_delivery(self) -> None:
+        """HTTP and email pushers delivering the notifications above (docs/push.md)."""
+        config = self.config
+        tokens = UnsubscribeTokens(bytes(self.signing_key.signing_key))
+        self.pushers.unsubscribe_tokens = tokens
+
+        def unsubscribe_url(pusher: Pusher) -> str:
+            token = tokens.make(pusher.user_id, pusher.app_id, pusher.pushkey)
+            return f"{config.public_baseurl}_synapse/client/unsubscribe?token={token}"
+
+        self.push_http = OutboundClient(
+            IPFilter(config.ip_range_blacklist, config.ip_range_whitelist),
+            user_agent="homeserver pusher",
+            timeout=config.push.gateway_timeout,
+            max_redirects=0,
+        )
+        self.pusher_pool = PusherPool(
+            DeliveryDeps(
+                store=self.pushers.store,
+                actions=self.notifications.store,
+                events=self.events,
+                state=self.state,
+                visibility=self.visibility,
+                http=self.push_http,
+                clock=self.clock,
+                push=config.push,
+                email=config.email,
+                current_position=lambda: self.bus.positions[Stream.EVENTS],
+                remove_pusher=self.pushers.delete,
+                unsubscribe_url=unsubscribe_url,
+            ),
+            enabled=config.push.enabled and self.role in ("main", "pusher"),
+        )
+        self.pushers.changed_hooks.append(self.pusher_pool.on_pusher_changed)
+        self.bus.subscribe(Stream.EVENTS, self.pusher_pool.on_events)
+        self.receipts.receipt_hooks.append(self.pusher_pool.on_read)
 
     def _build_client_services(self) -> None:
         """Services behind client endpoints that used to reach stores from their handlers."""
@@ -710,6 +753,12 @@ class Services:
             self.clock,
         )
         self.room_service.creation_checks.append(self._check_not_suspended)
+        self.admin_users.emails_changed_hooks.append(self._emails_changed)
+
+    async def _emails_changed(self, user_id: str, emails: list[str]) -> None:
+        email = self.config.email
+        add = email.enable_notifs and email.notif_for_new_users
+        await self.pushers.on_emails_changed(user_id, emails, add_pushers=add)
 
     async def _check_not_suspended(self, creator: str, _body: dict[str, Any]) -> None:
         await self.restrictions.check_not_suspended(creator)
@@ -973,6 +1022,7 @@ class Services:
         self.client_ips.start()
         self.loop_lag.start()
         await self.jobs.start()  # after the persister: jobs send events
+        await self.pusher_pool.start()
         self.retention.start()
 
     async def _register_appservice_senders(self) -> None:
@@ -996,6 +1046,8 @@ class Services:
         await self.content_policy.drain()
         await self.retention.stop()
         await self.jobs.stop()  # unfinished jobs resume at the next start
+        await self.pusher_pool.stop()  # undelivered notifications resume at the next start
+        await self.push_http.close()
         await self.persister.stop()
         await self.appservice_sender.stop()  # unacknowledged transactions are resent at the next start
         await self.client_ips.stop()

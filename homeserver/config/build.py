@@ -20,6 +20,7 @@ from homeserver.config.lists import read_ip_ranges, read_rules, read_thumbnail_s
 from homeserver.config.media import read_media_options
 from homeserver.config.moderation import read_room_creation, read_word_filter
 from homeserver.config.parsing import Section, join_path
+from homeserver.config.push import read_email, read_push, read_push_gateway
 from homeserver.config.ratelimits import (
     read_federation,
     read_invites,
@@ -204,6 +205,9 @@ def _build(root: Section, raw: Mapping[str, Any], config_files: tuple[str, ...])
         server_notices=_server_notices(root),
         compliance=read_compliance(root),
         ldap=read_auth_modules(root, unsupported),
+        push=read_push(root),
+        email=read_email(root),
+        push_gateway=read_push_gateway(root),
     )
     unknown = root.unread_paths(d.IGNORED_KEYS) + unsupported
     return dataclasses.replace(config, unknown_keys=tuple(sorted(unknown)))

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from homeserver.config.auth_modules import LdapConfig
+from homeserver.config.push import EmailConfig, PushConfig, PushGatewayConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,6 +436,9 @@ class HomeserverConfig:
     server_notices: ServerNoticesConfig | None = None  # None: server notices are not configured
     compliance: ComplianceConfig = ComplianceConfig()  # retention, search masking
     ldap: LdapConfig | None = None  # the LDAP password provider (`modules:`), if enabled
+    push: PushConfig = field(default_factory=PushConfig)  # push delivery (docs/push.md)
+    email: EmailConfig = field(default_factory=EmailConfig)  # email notifications (docs/push.md)
+    push_gateway: PushGatewayConfig = field(default_factory=PushGatewayConfig)  # embedded gateway
 
     def serves_metrics(self, listener: ListenerConfig) -> bool:
         """Whether /metrics is served on this listener (needs `enable_metrics`, as in Synapse)."""
