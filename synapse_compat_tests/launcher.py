@@ -241,19 +241,38 @@ def launch(
     config_path = workdir / "homeserver.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
+    server = LaunchedServer(base_url, shared_secret, backend, workdir, _start(workdir), db_name, config)
+    _wait_ready(server, timeout)
+    return server
+
+
+def restart(server: LaunchedServer, timeout: float = READY_TIMEOUT) -> None:
+    """Stop the server (SIGTERM) and start it again on the same config, data and ports."""
+    proc = server.process
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    server.process = _start(server.workdir, append=True)
+    _wait_ready(server, timeout)
+
+
+def _start(workdir: Path, append: bool = False) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_DIR), env.get("PYTHONPATH")) if p)
-    with open(workdir / "stdout.log", "wb") as stdout, open(workdir / "stderr.log", "wb") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "homeserver", "run", "--config", str(config_path)],
+    mode = "ab" if append else "wb"
+    with open(workdir / "stdout.log", mode) as stdout, open(workdir / "stderr.log", mode) as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "homeserver", "run", "--config", str(workdir / "homeserver.yaml")],
             cwd=workdir,
             stdin=subprocess.DEVNULL,
             stdout=stdout,
             stderr=stderr,
             env=env,
         )
-    server = LaunchedServer(base_url, shared_secret, backend, workdir, proc, db_name, config)
 
+
+def _wait_ready(server: LaunchedServer, timeout: float) -> None:
+    proc, backend, base_url = server.process, server.backend, server.base_url
     deadline = time.monotonic() + timeout
     while not _ready(base_url):  # readiness poll, the only wait in the suite
         if proc.poll() is not None:
@@ -269,4 +288,3 @@ def launch(
                 f"within {timeout:.0f}s.\n--- stderr ---\n{_tail(server.stderr_path)}"
             )
         time.sleep(0.1)
-    return server

@@ -146,7 +146,12 @@ def route_federation(services: Services, peers: dict[str, Any]) -> None:
     client = services.federation_client
 
     async def send(
-        method: str, destination: str, uri: str, body: Mapping[str, Any] | None, signed: bool
+        method: str,
+        destination: str,
+        uri: str,
+        body: Mapping[str, Any] | None,
+        signed: bool,
+        max_response_size: int = 0,
     ) -> tuple[int, Any]:
         peer = peers.get(destination)
         if peer is None:

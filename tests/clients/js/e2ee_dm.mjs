@@ -5,13 +5,15 @@
 // logs in, fetches the backup key from secret storage, restores the key backup and decrypts the
 // history. Any unable-to-decrypt event fails the run.
 //
-// Usage: node e2ee_dm.mjs  (env: HS_BASE_URL, ALICE_USER, BOB_USER, USER_PASSWORD)
+// Usage: node e2ee_dm.mjs  (env: HS_BASE_URL, ALICE_USER, BOB_USER, USER_PASSWORD; BOB_BASE_URL
+// puts Bob on another homeserver, for the encrypted DM across federation)
 // Run by tests/clients/test_js_e2ee.py with the Node that the npm package `node` provides.
 
 import * as sdk from "matrix-js-sdk";
 import { logger } from "matrix-js-sdk/lib/logger.js";
 
 const BASE_URL = process.env.HS_BASE_URL;
+const BOB_BASE_URL = process.env.BOB_BASE_URL || BASE_URL;
 const PASSWORD = process.env.USER_PASSWORD;
 const STEP_TIMEOUT_MS = Number(process.env.STEP_TIMEOUT_MS || 60000);
 const MESSAGES = ["first secret", "second secret", "third secret"];
@@ -32,8 +34,8 @@ async function waitFor(what, predicate, timeoutMs = STEP_TIMEOUT_MS) {
     }
 }
 
-async function login(localpart, deviceName) {
-    const tmp = sdk.createClient({ baseUrl: BASE_URL });
+async function login(localpart, deviceName, baseUrl = BASE_URL) {
+    const tmp = sdk.createClient({ baseUrl });
     const res = await tmp.loginRequest({
         type: "m.login.password",
         identifier: { type: "m.id.user", user: localpart },
@@ -44,7 +46,7 @@ async function login(localpart, deviceName) {
     // Secret storage keys handed to the SDK when it asks (set once the user has a recovery key).
     const secretKeys = new Map();
     const client = sdk.createClient({
-        baseUrl: BASE_URL,
+        baseUrl,
         userId: res.user_id,
         accessToken: res.access_token,
         deviceId: res.device_id,
@@ -135,7 +137,7 @@ function checkAllDecrypted(label, bodies) {
 
 async function main() {
     const alice = await login(process.env.ALICE_USER, "alice-device");
-    const bob = await login(process.env.BOB_USER, "bob-device-1");
+    const bob = await login(process.env.BOB_USER, "bob-device-1", BOB_BASE_URL);
     const clients = [alice, bob];
     let bob2;
     try {
@@ -182,7 +184,7 @@ async function main() {
         log("room key is in bob's backup", backupVersion);
 
         // A second Bob device: recovery key -> backup key from secret storage -> restore history.
-        bob2 = await login(process.env.BOB_USER, "bob-device-2");
+        bob2 = await login(process.env.BOB_USER, "bob-device-2", BOB_BASE_URL);
         clients.push(bob2);
         bob2.secretKeys.set("*", bobRecoveryKey.privateKey);
         const crypto2 = bob2.getCrypto();
