@@ -29,6 +29,9 @@ from homeserver.federation.edus import EduRegistry
 from homeserver.federation.keyring import FederationKeyring
 from homeserver.federation.keyserver import KeyServer
 from homeserver.federation.queries import RemoteQueries
+from homeserver.federation.sender import FederationSender
+from homeserver.federation.sender.destinations import DestinationResolver
+from homeserver.federation.sender.edus import LocalEdus
 from homeserver.http.federation_ratelimit import FederationRateLimiter
 from homeserver.http.ratelimit import Bucket, RateLimiter
 from homeserver.http.requester import Requester
@@ -113,6 +116,7 @@ from homeserver.storage.stores.directory import DirectoryStore
 from homeserver.storage.stores.e2e import E2eStore
 from homeserver.storage.stores.events import EventStore, RoomVersionLookup
 from homeserver.storage.stores.federation import DestinationStore, ServerKeyStore
+from homeserver.storage.stores.federation_queue import FederationQueueStore
 from homeserver.storage.stores.jobs import JobStore
 from homeserver.storage.stores.key_backup import KeyBackupStore
 from homeserver.storage.stores.misc import FilterStore, NonceStore, RegistrationTokenStore, UiaStore
@@ -357,6 +361,7 @@ class Services:
         self._build_admin()
         self._build_admin_users()
         self._build_compliance()
+        self._build_federation_sender()
         self._wire_hooks()
         self._wire_metrics()
 
@@ -456,6 +461,44 @@ class Services:
         self.federation_edus = EduRegistry()
         self.federation_ratelimiter = FederationRateLimiter(clock, config.rc_federation)
         self.profiles.remote_lookup = self.remote_queries.profile
+
+    def _build_federation_sender(self) -> None:
+        """Outbound transactions (federation/sender/): PDUs of local events and EDUs of local
+        changes, per destination, persisted. Only one process sends (`send_federation`)."""
+        config = self.config
+        self.federation_sender: FederationSender | None = None
+        if self.role != "main" or not config.federation.send_federation:
+            return
+        resolver = DestinationResolver(
+            self.state,
+            self.events,
+            self.memberships,
+            server_name=config.server_name,
+            domain_whitelist=config.federation_domain_whitelist,
+        )
+        self.federation_sender = FederationSender(
+            self.db,
+            self.bus,
+            FederationQueueStore(self.db),
+            self.federation_client,
+            self.destinations,
+            self.events,
+            self.state,
+            resolver,
+            self.clock,
+            server_name=config.server_name,
+            max_queued_pdus=config.federation.max_queued_pdus,
+        )
+        self.federation_edus_out = LocalEdus(
+            self.federation_sender,
+            self.bus,
+            resolver,
+            self.clock,
+            presence=self.presence if self.presence.enabled else None,
+            e2e_keys=self.e2e_keys,
+            devices=self.device_store,
+        )
+        self.to_device.remote_queue = self.federation_sender
 
     def _build_compliance(self) -> None:
         """Retention (hide, then purge expired events), GDPR erasure and search masking."""
@@ -817,6 +860,8 @@ class Services:
         self.loop_lag.start()
         await self.jobs.start()  # after the persister: jobs send events
         self.retention.start()
+        if self.federation_sender is not None:
+            await self.federation_sender.start()
 
     async def _register_appservice_senders(self) -> None:
         # Each appservice acts as its `sender_localpart` user, which must exist like any other
@@ -840,6 +885,9 @@ class Services:
         await self.retention.stop()
         await self.jobs.stop()  # unfinished jobs resume at the next start
         await self.persister.stop()
+        if self.federation_sender is not None:  # after the persister: its last events get queued
+            await self.federation_edus_out.drain()
+            await self.federation_sender.stop()
         await self.client_ips.stop()
         self.typing.stop()
         await self.presence.stop()

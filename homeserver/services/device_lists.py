@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from homeserver.core.clock import Clock
 from homeserver.core.streams import DeviceListsRow, EventsRow, Stream, StreamRow
@@ -42,6 +42,9 @@ class PendingChange:
     conn: Connection
     changes: list[Change]
     record: bool = True
+    # The devices of the changed user this change is about (new keys, deletion), so the
+    # federation sender can announce each one (m.device_list_update); empty for key-only changes.
+    device_ids: list[str] = field(default_factory=list)
 
 
 class DeviceListService:
@@ -99,6 +102,10 @@ class DeviceListService:
                     await self.store.insert_device_list_changes_txn(
                         conn, stream_id, pending.changes, self.clock.time_ms()
                     )
+                    if pending.device_ids:
+                        await self.store.insert_changed_devices_txn(
+                            conn, stream_id, pending.changes[0][0], pending.device_ids
+                        )
         if pending.record and pending.changes:
             await self._wake(stream_id, pending.changes)
 

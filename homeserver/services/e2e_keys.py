@@ -184,6 +184,7 @@ class E2eKeysService:
                 if existing != device_keys:
                     await self.store.upsert_device_keys_txn(conn, user_id, device_id, device_keys, now)
                     pending.record = True
+                    pending.device_ids = [device_id]
             if one_time_keys:
                 stored = await self.store.get_one_time_keys_txn(
                     conn, user_id, device_id, [(k.algorithm, k.key_id) for k in one_time_keys]
@@ -513,6 +514,7 @@ class E2eKeysService:
         if not device_ids:
             return
         async with self.device_lists.changing([(user_id, None)]) as pending:
+            pending.device_ids = list(device_ids)
             await self.store.delete_devices_txn(pending.conn, user_id, device_ids)
         for device_id in device_ids:
             self._invalidate_counts(user_id, device_id)

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from homeserver.core import ids
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError
 from homeserver.core.streams import Stream, ToDeviceRow
 from homeserver.replication.bus import StreamBus
-from homeserver.storage.database import Database
+from homeserver.storage.database import Connection, Database
 from homeserver.storage.stores.devices import DeviceStore
 from homeserver.storage.stores.e2e import E2eStore, ToDeviceMessage
 from homeserver.storage.streams import StreamIdGenerator
@@ -40,6 +42,22 @@ class Delivery:
     # The stream position the next sync token may claim: `upto`, or the last message handed out
     # when the batch was cut at MAX_PER_SYNC.
     position: int
+
+
+class RemoteToDeviceQueue(Protocol):
+    """Where messages for other servers' users go (the federation sender): queued inside the
+    send's own transaction, so a client's retry with the same txn id never sends them twice."""
+
+    async def queue_edu_txn(
+        self,
+        conn: Connection,
+        destination: str,
+        edu_type: str,
+        content: dict[str, Any],
+        key: str | None = None,
+    ) -> int | None: ...
+
+    def wake(self, destinations: Iterable[str]) -> None: ...
 
 
 class ToDeviceService:
@@ -64,6 +82,8 @@ class ToDeviceService:
         self._reserved = stream.current
         self._reserve_lock = asyncio.Lock()
         self._last_txn_cleanup = 0
+        # Set when this server federates; without it, messages for remote users are dropped.
+        self.remote_queue: RemoteToDeviceQueue | None = None
 
     async def _reserve(self, count: int) -> None:
         async with self._reserve_lock:
@@ -84,6 +104,7 @@ class ToDeviceService:
             raise MatrixError(400, "M_BAD_JSON", "'messages' must be an object")
         suffix = ":" + self.server_name
         targets: list[tuple[str, str, dict[str, Any]]] = []
+        remote: dict[str, dict[str, dict[str, Any]]] = {}  # destination -> user -> device -> content
         for user_id, by_device in messages.items():
             if not isinstance(by_device, dict):
                 raise MatrixError(400, "M_BAD_JSON", f"'messages.{user_id}' must be an object")
@@ -93,7 +114,10 @@ class ToDeviceService:
             if not ids.is_valid_user_id(user_id):
                 raise MatrixError(400, "M_INVALID_PARAM", f"Invalid user id {user_id!r}")
             if not user_id.endswith(suffix):
-                logger.info("dropping to-device messages for remote user %s: no federation yet", user_id)
+                if self.remote_queue is None:
+                    logger.info("dropping to-device messages for remote user %s: not federating", user_id)
+                else:
+                    remote.setdefault(ids.server_of(user_id), {})[user_id] = by_device
                 continue
             known = {d.device_id for d in await self.devices.list_devices(user_id)}
             if "*" in by_device:
@@ -107,6 +131,17 @@ class ToDeviceService:
         async with self.stream.next_n(max(1, len(targets))) as stream_ids:
             async with self.db.transaction() as conn:
                 fresh = await self.store.claim_to_device_txn(conn, sender, sender_device or "", txn_id, now)
+                if fresh and remote and self.remote_queue is not None:
+                    for destination, messages_for in sorted(remote.items()):
+                        content = {
+                            "sender": sender,
+                            "type": event_type,
+                            "message_id": secrets.token_urlsafe(12),
+                            "messages": messages_for,
+                        }
+                        await self.remote_queue.queue_edu_txn(
+                            conn, destination, "m.direct_to_device", content
+                        )
                 if fresh and targets:
                     await self.store.insert_to_device_txn(
                         conn,
@@ -117,6 +152,8 @@ class ToDeviceService:
                             )
                         ],
                     )
+        if fresh and remote and self.remote_queue is not None:
+            self.remote_queue.wake(remote)
         if fresh and targets:
             rows = [
                 ToDeviceRow(stream_id, user_id, device_id)
