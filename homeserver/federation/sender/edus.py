@@ -63,18 +63,17 @@ class LocalEdus:
         bus.subscribe(Stream.RECEIPTS, self.on_receipts)
         if presence is not None:
             bus.subscribe(Stream.PRESENCE, self.on_presence)
-        if bus.has_source(Stream.DEVICE_LISTS):
-            sender.followers.append(
-                StreamFollower(
-                    Stream.DEVICE_LISTS,
-                    bus,
-                    sender.db,
-                    sender.store,
-                    self._prepare_device_lists,
-                    lock=asyncio.Lock(),
-                    after_commit=sender._wake_pending,
-                )
+        sender.followers.append(
+            StreamFollower(
+                Stream.DEVICE_LISTS,
+                bus,
+                sender.db,
+                sender.store,
+                self._prepare_device_lists,
+                lock=asyncio.Lock(),
+                after_commit=sender._wake_pending,
             )
+        )
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
