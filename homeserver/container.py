@@ -30,6 +30,7 @@ from homeserver.federation.keyring import FederationKeyring
 from homeserver.federation.keyserver import KeyServer
 from homeserver.federation.queries import RemoteQueries
 from homeserver.federation.sender import FederationSender
+from homeserver.federation.sender.admin import DestinationAdmin
 from homeserver.federation.sender.destinations import DestinationResolver
 from homeserver.federation.sender.edus import LocalEdus
 from homeserver.http.federation_ratelimit import FederationRateLimiter
@@ -116,7 +117,7 @@ from homeserver.storage.stores.directory import DirectoryStore
 from homeserver.storage.stores.e2e import E2eStore
 from homeserver.storage.stores.events import EventStore, RoomVersionLookup
 from homeserver.storage.stores.federation import DestinationStore, ServerKeyStore
-from homeserver.storage.stores.federation_queue import FederationQueueStore
+from homeserver.storage.stores.federation_queue import DestinationAdminStore, FederationQueueStore
 from homeserver.storage.stores.jobs import JobStore
 from homeserver.storage.stores.key_backup import KeyBackupStore
 from homeserver.storage.stores.misc import FilterStore, NonceStore, RegistrationTokenStore, UiaStore
@@ -467,8 +468,14 @@ class Services:
         changes, per destination, persisted. Only one process sends (`send_federation`)."""
         config = self.config
         self.federation_sender: FederationSender | None = None
-        if self.role != "main" or not config.federation.send_federation:
-            return
+        if self.role == "main" and config.federation.send_federation:
+            self._build_outbound_federation()
+        self.destination_admin = DestinationAdmin(
+            DestinationAdminStore(self.db), self.destinations, self.federation_sender
+        )
+
+    def _build_outbound_federation(self) -> None:
+        config = self.config
         resolver = DestinationResolver(
             self.state,
             self.events,

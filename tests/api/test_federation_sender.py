@@ -47,55 +47,58 @@ def _config(tmp_path: Path, ca: Path, **extra: Any) -> Any:
     return fed_config(tmp_path, ca, signing_key_path=str(tmp_path / "signing.key"), **extra)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+async def both_engines(
+    request: pytest.FixtureRequest, tmp_path: Path, remote: tuple[FakeRemote, Path]
+) -> AsyncIterator[Any]:
+    """A config on each engine for the tests that touch most of the SQL."""
+    _, ca = remote
+    key = str(tmp_path / "signing.key")
+    if request.param == "sqlite":
+        yield fed_config(tmp_path, ca, signing_key_path=key)
+        return
+    await require_postgres()
+    name = await create_database()
+    try:
+        yield fed_config(tmp_path, ca, "postgres", name, signing_key_path=key)
+    finally:
+        await drop_database(name)
+
+
 async def _rows(services: Any, sql: str, *args: Any) -> list[Any]:
     return list(await services.db.fetch(sql, *args))
 
 
-@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
 async def test_local_events_reach_the_servers_in_the_room(
-    aiohttp_client: Any, tmp_path: Path, remote: tuple[FakeRemote, Path], engine: str
+    aiohttp_client: Any, remote: tuple[FakeRemote, Path], both_engines: Any
 ) -> None:
-    fake, ca = remote
-    pg = None
-    if engine == "postgres":
-        await require_postgres()
-        pg = await create_database()
-    try:
-        config = (
-            _config(tmp_path, ca)
-            if pg is None
-            else fed_config(tmp_path, ca, "postgres", pg, signing_key_path=str(tmp_path / "signing.key"))
-        )
-        client, services = await start_server(aiohttp_client, config)
-        alice = await register(client)
-        token = alice["access_token"]
-        # a room of local users only: nothing goes anywhere
-        resp = await client.post("/_matrix/client/v3/createRoom", json={}, headers=auth(token))
-        lonely = (await resp.json())["room_id"]
-        await send_text(client, token, lonely, "nobody else here")
-        room_id, _bob = await room_with_remote_member(client, services, fake, token)
-        await send_text(client, token, room_id, "hello bob")
-        await settle(services)
-        assert fake.auth_failures == 0
-        assert fake.bodies() == ["hello bob"]
-        [txn] = fake.received
-        assert txn.body["origin"] == "test.local"
-        assert isinstance(txn.body["origin_server_ts"], int)
-        pdu = txn.pdus[0]
-        assert pdu["room_id"] == room_id and pdu["sender"] == alice["user_id"]
-        assert "signatures" in pdu and "hashes" in pdu and "unsigned" not in pdu
-        # bob's own join is not ours to send; the queue is empty once acknowledged
-        assert await _rows(services, "SELECT * FROM federation_pdu_queue") == []
-        row = await services.db.fetchrow(
-            "SELECT last_successful_stream_ordering, txn_id FROM federation_destination_queues"
-            " WHERE destination = $1",
-            fake.name,
-        )
-        assert row is not None and row[0] is not None and row[1] is None
-        await client.close()
-    finally:
-        if pg is not None:
-            await drop_database(pg)
+    fake, _ = remote
+    client, services = await start_server(aiohttp_client, both_engines)
+    alice = await register(client)
+    token = alice["access_token"]
+    # a room of local users only: nothing goes anywhere
+    resp = await client.post("/_matrix/client/v3/createRoom", json={}, headers=auth(token))
+    lonely = (await resp.json())["room_id"]
+    await send_text(client, token, lonely, "nobody else here")
+    room_id, _bob = await room_with_remote_member(client, services, fake, token)
+    await send_text(client, token, room_id, "hello bob")
+    await settle(services)
+    assert fake.auth_failures == 0
+    assert fake.bodies() == ["hello bob"]
+    [txn] = fake.received
+    assert txn.body["origin"] == "test.local"
+    assert isinstance(txn.body["origin_server_ts"], int)
+    pdu = txn.pdus[0]
+    assert pdu["room_id"] == room_id and pdu["sender"] == alice["user_id"]
+    assert "signatures" in pdu and "hashes" in pdu and "unsigned" not in pdu
+    # bob's own join is not ours to send; the queue is empty once acknowledged
+    assert await _rows(services, "SELECT * FROM federation_pdu_queue") == []
+    row = await services.db.fetchrow(
+        "SELECT last_successful_stream_ordering, txn_id FROM federation_destination_queues"
+        " WHERE destination = $1",
+        fake.name,
+    )
+    assert row is not None and row[0] is not None and row[1] is None
 
 
 async def test_batches_of_at_most_50_pdus_and_100_edus(
@@ -579,3 +582,67 @@ async def test_stop_leaves_work_persisted(
     await client.close()
     assert services.federation_sender is not None
     assert not any(q.active for q in services.federation_sender.queues.values())
+
+
+async def test_destinations_admin_api(
+    aiohttp_client: Any, remote: tuple[FakeRemote, Path], both_engines: Any
+) -> None:
+    fake, _ = remote
+    clock = FakeClock()
+    client, services = await start_server(aiohttp_client, both_engines, clock)
+    admin = (await register(client, "admin", admin=True))["access_token"]
+    user = (await register(client))["access_token"]
+    room_id, _ = await room_with_remote_member(client, services, fake, admin)
+    fake.mode = "fail"
+    await send_text(client, admin, room_id, "queued")
+    await settle(services)
+    base = "/_synapse/admin/v1/federation/destinations"
+
+    resp = await client.get(base, headers=auth(admin))
+    body = await resp.json()
+    assert resp.status == 200, body
+    assert body["total"] == 1 and "next_token" not in body
+    [entry] = body["destinations"]
+    assert entry["destination"] == fake.name
+    assert entry["retry_interval"] == 10 * 60 * 1000 and entry["failure_ts"] == clock.time_ms()
+    assert entry["last_successful_stream_ordering"] is None
+    resp = await client.get(base, params={"destination": "no-such"}, headers=auth(admin))
+    assert (await resp.json())["total"] == 0
+    resp = await client.get(base, params={"limit": "0"}, headers=auth(admin))
+    assert (await resp.json())["next_token"] == "0"
+
+    path = f"{base}/{fake.name}"
+    resp = await client.get(path, headers=auth(admin))
+    assert (await resp.json()) == entry
+    resp = await client.get(f"{path}/rooms", headers=auth(admin))
+    rooms = await resp.json()
+    assert [r["room_id"] for r in rooms["rooms"]] == [room_id] and rooms["total"] == 1
+
+    # reset_connection: the backoff is cleared and the queue is sent at once.
+    fake.mode = "ok"
+    resp = await client.post(f"{path}/reset_connection", json={}, headers=auth(admin))
+    assert (resp.status, await resp.json()) == (200, {})
+    await settle(services)
+    assert fake.bodies() == ["queued"]
+    resp = await client.get(path, headers=auth(admin))
+    after = await resp.json()
+    assert after["retry_interval"] == 0 and after["last_successful_stream_ordering"] is not None
+    # nothing to reset any more
+    resp = await client.post(f"{path}/reset_connection", json={}, headers=auth(admin))
+    assert resp.status == 400
+
+    unknown = f"{base}/unknown.example"
+    for method, url in [
+        ("GET", unknown),
+        ("POST", f"{unknown}/reset_connection"),
+        ("GET", f"{unknown}/rooms"),
+    ]:
+        resp = await client.request(method, url, json={} if method == "POST" else None, headers=auth(admin))
+        assert (resp.status, (await resp.json())["errcode"]) == (404, "M_NOT_FOUND")
+    for params in ({"order_by": "nope"}, {"from": "-1"}, {"limit": "x"}, {"dir": "sideways"}):
+        resp = await client.get(base, params=params, headers=auth(admin))
+        assert (resp.status, (await resp.json())["errcode"]) == (400, "M_INVALID_PARAM"), params
+    resp = await client.get(base, headers=auth(user))
+    assert resp.status == 403
+    resp = await client.get(base)
+    assert resp.status == 401

@@ -404,3 +404,96 @@ class FederationQueueStore:
             for r in rows:
                 result.setdefault((int(r[0]), r[1]), []).append(r[2])
         return result
+
+
+# -- admin API (Synapse's /_synapse/admin/v1/federation/destinations) ----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationInfo:
+    destination: str
+    failure_ts: int | None
+    retry_last_ts: int
+    retry_interval: int
+    last_successful_stream_ordering: int | None
+
+
+DESTINATION_ORDER = {
+    "destination": "d.destination",
+    "retry_last_ts": "COALESCE(b.retry_last_ts, 0)",
+    "retry_interval": "COALESCE(b.retry_interval, 0)",
+    "failure_ts": "COALESCE(b.failure_ts, -1)",
+    "last_successful_stream_ordering": "COALESCE(q.last_successful_stream_ordering, -1)",
+}
+
+_KNOWN = (
+    "(SELECT destination FROM destinations UNION SELECT destination FROM federation_destination_queues"
+    " UNION SELECT destination FROM federation_destination_rooms) d"
+    " LEFT JOIN destinations b ON b.destination = d.destination"
+    " LEFT JOIN federation_destination_queues q ON q.destination = d.destination"
+)
+_INFO_COLS = (
+    "d.destination, b.failure_ts, COALESCE(b.retry_last_ts, 0), COALESCE(b.retry_interval, 0),"
+    " q.last_successful_stream_ordering"
+)
+
+
+def _info(r: Any) -> DestinationInfo:
+    return DestinationInfo(
+        r[0],
+        int(r[1]) if r[1] is not None else None,
+        int(r[2]),
+        int(r[3]),
+        int(r[4]) if r[4] is not None else None,
+    )
+
+
+def _like(term: str) -> str:
+    escaped = term.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class DestinationAdminStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def list_destinations(
+        self, offset: int, limit: int, order_by: str, backwards: bool, search: str | None
+    ) -> tuple[list[DestinationInfo], int]:
+        where, args = "", []
+        if search:
+            where, args = " WHERE LOWER(d.destination) LIKE $1 ESCAPE '\\'", [_like(search)]
+        total = await self.db.fetchval(f"SELECT COUNT(*) FROM {_KNOWN}{where}", *args)
+        direction = "DESC" if backwards else "ASC"
+        n = len(args)
+        rows = await self.db.fetch(
+            f"SELECT {_INFO_COLS} FROM {_KNOWN}{where}"
+            f" ORDER BY {DESTINATION_ORDER[order_by]} {direction}, d.destination {direction}"
+            f" LIMIT ${n + 1} OFFSET ${n + 2}",
+            *args,
+            limit,
+            offset,
+        )
+        return [_info(r) for r in rows], int(total)
+
+    async def get_destination(self, destination: str) -> DestinationInfo | None:
+        row = await self.db.fetchrow(
+            f"SELECT {_INFO_COLS} FROM {_KNOWN} WHERE d.destination = $1", destination
+        )
+        return _info(row) if row is not None else None
+
+    async def list_destination_rooms(
+        self, destination: str, offset: int, limit: int, backwards: bool
+    ) -> tuple[list[tuple[str, int]], int]:
+        total = await self.db.fetchval(
+            "SELECT COUNT(*) FROM federation_destination_rooms WHERE destination = $1", destination
+        )
+        direction = "DESC" if backwards else "ASC"
+        rows = await self.db.fetch(
+            "SELECT room_id, stream_ordering FROM federation_destination_rooms WHERE destination = $1"
+            f" ORDER BY room_id {direction} LIMIT $2 OFFSET $3",
+            destination,
+            limit,
+            offset,
+        )
+        return [(r[0], int(r[1])) for r in rows], int(total)
