@@ -17,6 +17,7 @@ from unpaddedbase64 import encode_base64
 
 from homeserver.core.clock import FakeClock
 from homeserver.crypto.keys import load_or_create_signing_key
+from homeserver.federation.sender.metrics import pending_edus, pending_pdus, transactions_failed
 
 from ..pg import create_database, drop_database, require_postgres
 from .federation_sender_helpers import (
@@ -63,6 +64,12 @@ async def both_engines(
         yield fed_config(tmp_path, ca, "postgres", name, signing_key_path=key)
     finally:
         await drop_database(name)
+
+
+def _gauge(gauge: Any, destination: str) -> float | None:
+    [family] = list(gauge.collect())
+    values = {s.labels["destination"]: s.value for s in family.samples}
+    return values.get(destination)
 
 
 async def _rows(services: Any, sql: str, *args: Any) -> list[Any]:
@@ -120,11 +127,14 @@ async def test_batches_of_at_most_50_pdus_and_100_edus(
     for i in range(150):
         await sender.send_edu(fake.name, "m.direct_to_device", {"message_id": f"x{i}", "messages": {}})
     await settle(services)
+    assert _gauge(pending_pdus, fake.name) == 120
+    assert _gauge(pending_edus, fake.name) == 150
     fake.mode = "ok"
     clock.advance(3600 * 1000)
     sender.wake_destination(fake.name)
     await settle(services)
     assert fake.bodies() == ["first"] + [f"m{i}" for i in range(119)]  # in order, each once
+    assert _gauge(pending_pdus, fake.name) is None and _gauge(pending_edus, fake.name) is None
     assert all(len(r.pdus) <= 50 and len(r.edus) <= 100 for r in fake.received)
     assert max(len(r.pdus) for r in fake.received) == 50
     assert max(len(r.edus) for r in fake.received) == 100
@@ -144,9 +154,11 @@ async def test_retry_after_failure_with_backoff(
     token = (await register(client))["access_token"]
     room_id, _ = await room_with_remote_member(client, services, fake, token)
     fake.mode = "fail"
+    failed = transactions_failed.labels("retry")._value.get()
     await send_text(client, token, room_id, "try me")
     await settle(services)
     assert len(fake.attempts) == 1
+    assert transactions_failed.labels("retry")._value.get() == failed + 1
     retry = await services.destinations.get(fake.name)
     assert retry is not None and retry.retry_interval == 10 * 60 * 1000
     # Still backing off: waking does not send.
@@ -166,8 +178,9 @@ async def test_retry_after_failure_with_backoff(
     clock.advance(20 * 60 * 1000)
     sender.wake_destination(fake.name)
     await settle(services)
-    # The same transaction each time, delivered once; the backoff is reset.
-    assert len(set(fake.attempts)) == 1 and len(fake.attempts) == 3
+    # The same transaction each time, delivered once; the backoff is reset. (Sending counts as
+    # activity, so a presence EDU may have gone first, in the transaction that was in flight.)
+    assert fake.attempts[:3] == [fake.attempts[0]] * 3
     assert fake.bodies() == ["try me"]
     retry = await services.destinations.get(fake.name)
     assert retry is not None and retry.retry_interval == 0
@@ -257,7 +270,8 @@ async def test_catch_up_after_the_queue_cap(
     # The transaction in flight at the failure is retried as it was; then only the latest event
     # of the room (its forward extremity) goes out - the remote fetches the gap with
     # get_missing_events - and normal sending resumes.
-    assert fake.bodies() == ["missed 0", "missed 7"]
+    # ("missed 0" was in it unless a presence EDU had taken that first transaction.)
+    assert fake.bodies() in (["missed 0", "missed 7"], ["missed 7"])
     assert fake.name not in sender.ctx.catching_up
     await send_text(client, token, room_id, "live again")
     await settle(services)

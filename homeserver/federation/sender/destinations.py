@@ -22,6 +22,7 @@ from homeserver.storage.stores.events import EventStore
 
 REMOVALS = frozenset({c.LEAVE, c.BAN})
 SERVER_ACL = "m.room.server_acl"
+MAX_CACHED_ROOMS = 10_000
 
 
 class DestinationResolver:
@@ -40,6 +41,10 @@ class DestinationResolver:
         self.server_name = server_name
         self.suffix = ":" + server_name
         self.whitelist = frozenset(domain_whitelist) if domain_whitelist is not None else None
+        # room_id -> (snapshot, joined hosts, any remote member ever): snapshots are immutable
+        # and replaced on every state change, so the answer holds while the object is the same
+        # (most events of a busy room then cost no scan of its members).
+        self._by_snapshot: dict[str, tuple[RoomSnapshot, frozenset[str], bool]] = {}
 
     def allowed(self, destination: str, acl: Mapping[str, Any] | None = None) -> bool:
         if destination == self.server_name:
@@ -53,15 +58,23 @@ class DestinationResolver:
         acl = acl_event.content if acl_event is not None else None
         return {h for h in hosts if self.allowed(h, acl)}
 
-    def _has_remote_members(self, snapshot: RoomSnapshot) -> bool:
-        return any(not u.endswith(self.suffix) for u in snapshot.memberships)
+    def _summary(self, snapshot: RoomSnapshot) -> tuple[frozenset[str], bool]:
+        cached = self._by_snapshot.get(snapshot.room_id)
+        if cached is not None and cached[0] is snapshot:
+            return cached[1], cached[2]
+        hosts = frozenset(joined_hosts(snapshot.memberships))
+        remote = any(not u.endswith(self.suffix) for u in snapshot.memberships)
+        if len(self._by_snapshot) >= MAX_CACHED_ROOMS:
+            self._by_snapshot.pop(next(iter(self._by_snapshot)))
+        self._by_snapshot[snapshot.room_id] = (snapshot, hosts, remote)
+        return hosts, remote
 
     async def for_event(self, row: EventsRow) -> set[str]:
         snapshot = await self.state.get(row.room_id)
         if snapshot is None:
             return set()
         hosts: set[str] = set()
-        if self._has_remote_members(snapshot):
+        if self._summary(snapshot)[1]:
             hosts = await self._joined_hosts_before(row, snapshot)
         if row.membership in REMOVALS and row.state_key and not row.state_key.endswith(self.suffix):
             hosts.add(server_of(row.state_key))
@@ -70,10 +83,10 @@ class DestinationResolver:
     async def _joined_hosts_before(self, row: EventsRow, snapshot: RoomSnapshot) -> set[str]:
         if not row.is_state and snapshot.last_stream == row.stream_ordering:
             # The room's latest event and no state change: the state before it is the current one.
-            return joined_hosts(snapshot.memberships)
+            return set(self._summary(snapshot)[0])
         state_ids = await self.state.state_ids_at_event(row.event_id, before=True)
         if state_ids is None:
-            return joined_hosts(snapshot.memberships)
+            return set(self._summary(snapshot)[0])
         member_ids = [eid for (etype, _), eid in state_ids.items() if etype == c.MEMBER]
         found = await self.events.get_events(member_ids)
         return {
@@ -87,7 +100,7 @@ class DestinationResolver:
         snapshot = await self.state.get(room_id)
         if snapshot is None:
             return set()
-        return self._filter(joined_hosts(snapshot.memberships), snapshot)
+        return self._filter(self._summary(snapshot)[0], snapshot)
 
     async def hosts_sharing_rooms(self, user_id: str) -> set[str]:
         """Servers sharing a joined room with the user (presence, device lists)."""

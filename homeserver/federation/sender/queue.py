@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 # How many ephemeral EDUs a transaction takes at most, so persisted ones (to-device) keep flowing.
 MAX_EPHEMERAL_PER_TXN = 50
+STOP_GRACE_S = 3.0
 
 
 @dataclass
@@ -102,14 +103,15 @@ class DestinationQueue:
         self._task = asyncio.create_task(self._run(), name=f"federation-send-{self.destination}")
 
     async def stop(self) -> None:
-        """Let the transaction in hand finish (its outcome is persisted), then stop."""
+        """Give the transaction in hand a moment to be answered, then stop. Cancelling is safe: it
+        was persisted before it was sent, and the next start sends it again under the same id."""
         if self._retry_timer is not None:
             self._retry_timer.cancel()
             self._retry_timer = None
         task = self._task
         if task is not None and not task.done():
             try:
-                await asyncio.wait_for(asyncio.shield(task), timeout=10)
+                await asyncio.wait_for(asyncio.shield(task), timeout=STOP_GRACE_S)
             except TimeoutError:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -276,6 +278,7 @@ class DestinationQueue:
         # Refused for good (4xx) or not allowed: drop it; the rooms' latest events go out once the
         # destination takes transactions again (catch-up).
         logger.warning("TX [%s] %s dropped: %s", self.destination, txn.txn_id, reason)
+        self.ephemeral.clear()
         async with ctx.lock:
             await ctx.store.complete_txn(self.destination, txn, delivered=False)
             self._forget(txn)
