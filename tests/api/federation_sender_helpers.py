@@ -54,6 +54,7 @@ class FakeRemote:
     attempts: list[str] = field(default_factory=list)  # every txn id tried, accepted or not
     seen_txns: set[str] = field(default_factory=set)
     auth_failures: int = 0
+    release: asyncio.Event = field(default_factory=asyncio.Event)  # ends "hang" (teardown)
     key: ServerSigningKey = field(
         default_factory=lambda: ServerSigningKey.from_signing_key(generate_signing_key("f1"))
     )
@@ -76,7 +77,8 @@ class FakeRemote:
             return web.json_response({"errcode": "M_UNAUTHORIZED"}, status=401)
         self.attempts.append(txn_id)
         if self.mode == "hang":
-            await asyncio.sleep(3600)
+            await self.release.wait()
+            return web.json_response({"errcode": "M_UNKNOWN"}, status=503)
         if self.mode == "fail":
             return web.json_response({"errcode": "M_UNKNOWN"}, status=500)
         if self.mode == "reject":

@@ -41,6 +41,7 @@ async def remote(tmp_path: Path) -> AsyncIterator[tuple[FakeRemote, Path]]:
     try:
         yield fake, ca
     finally:
+        fake.release.set()
         await runner.cleanup()
 
 
