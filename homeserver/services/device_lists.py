@@ -42,9 +42,10 @@ class PendingChange:
     conn: Connection
     changes: list[Change]
     record: bool = True
-    # The devices of the changed user this change is about (new keys, deletion), so the
-    # federation sender can announce each one (m.device_list_update); empty for key-only changes.
-    device_ids: list[str] = field(default_factory=list)
+    # The (user_id, device_id)s this change is about (new keys, deletion, new signatures), so
+    # the federation sender can announce each device (m.device_list_update); none for changes of
+    # cross-signing keys only.
+    devices: list[tuple[str, str]] = field(default_factory=list)
 
 
 class DeviceListService:
@@ -102,10 +103,8 @@ class DeviceListService:
                     await self.store.insert_device_list_changes_txn(
                         conn, stream_id, pending.changes, self.clock.time_ms()
                     )
-                    if pending.device_ids:
-                        await self.store.insert_changed_devices_txn(
-                            conn, stream_id, pending.changes[0][0], pending.device_ids
-                        )
+                    if pending.devices:
+                        await self.store.insert_changed_devices_txn(conn, stream_id, pending.devices)
         if pending.record and pending.changes:
             await self._wake(stream_id, pending.changes)
 

@@ -540,8 +540,10 @@ async def test_device_list_and_signing_key_updates(
         key.version = device
         return dict(sign_json(body, user, key))
 
+    uploaded: dict[str, Any] = {}
     for n in range(2):
-        resp = await client.post("/_matrix/client/v3/keys/upload", json={"device_keys": device_keys(n)},
+        uploaded = device_keys(n)
+        resp = await client.post("/_matrix/client/v3/keys/upload", json={"device_keys": uploaded},
                                  headers=auth(token))  # fmt: skip
         assert resp.status == 200, await resp.json()
     await settle(services)
@@ -575,13 +577,28 @@ async def test_device_list_and_signing_key_updates(
     assert signing["self_signing_key"]["keys"] == self_signing["keys"]
     assert len(fake.edus_of("m.device_list_update")) == 2
 
+    # Signing the device with the self-signing key: the device's keys go out with the signature.
+    self_key.version = self_pub
+    signed_device = sign_json({k: v for k, v in uploaded.items() if k != "signatures"}, user, self_key)
+    signed_device["signatures"][user].update(uploaded["signatures"][user])
+    resp = await client.post(
+        "/_matrix/client/v3/keys/signatures/upload", json={user: {device: signed_device}}, headers=auth(token)
+    )
+    body = await resp.json()
+    assert resp.status == 200 and body["failures"] == {}, body
+    await settle(services)
+    signed_update = fake.edus_of("m.device_list_update")[-1]
+    assert signed_update["device_id"] == device and signed_update["prev_id"] == [updates[1]["stream_id"]]
+    assert f"ed25519:{self_pub}" in signed_update["keys"]["signatures"][user]
+    assert len(fake.edus_of("m.signing_key_update")) == 1
+
     # Logging the device out announces its deletion, chained to the last update.
     resp = await client.post("/_matrix/client/v3/logout", headers=auth(token))
     assert resp.status == 200
     await settle(services)
     last = fake.edus_of("m.device_list_update")[-1]
     assert last["deleted"] is True and last["device_id"] == device
-    assert last["prev_id"] == [updates[1]["stream_id"]]
+    assert last["prev_id"] == [signed_update["stream_id"]]
 
 
 async def test_stop_leaves_work_persisted(

@@ -71,6 +71,8 @@ class StreamFollower:
     def on_rows(self, position: int, rows: Sequence[StreamRow]) -> None:
         prev = self._announced
         self._announced = max(self._announced, position)
+        if self._task is None:
+            return  # not started: start() reads everything up to here from the database
         if self._buffered_rows + len(rows) > MAX_BUFFERED_ROWS:
             # Too far behind: forget the rows, the database has them.
             self._buffer.clear()

@@ -289,11 +289,11 @@ class E2eStore:
         )
 
     async def insert_changed_devices_txn(
-        self, conn: Connection, stream_id: int, user_id: str, device_ids: Sequence[str]
+        self, conn: Connection, stream_id: int, devices: Sequence[tuple[str, str]]
     ) -> None:
         await conn.executemany(
             "INSERT INTO device_lists_changed_devices (stream_id, user_id, device_id) VALUES ($1, $2, $3)",
-            [(stream_id, user_id, d) for d in device_ids],
+            [(stream_id, user_id, device_id) for user_id, device_id in devices],
         )
 
     async def device_list_rows_since(self, after: int, upto: int, limit: int) -> list[DeviceListsRow]:
