@@ -133,8 +133,10 @@ class FederationSender:
         return queue
 
     def _idle(self, destination: str) -> None:
+        """A queue's task found nothing more to send: forget the queue object (a failing one is
+        kept, with its retry timer and last error for the admin API)."""
         queue = self.queues.get(destination)
-        if queue is not None and not queue.active and not queue.ephemeral and queue.last_error is None:
+        if queue is not None and not queue.ephemeral and queue.last_error is None:
             del self.queues[destination]
 
     def wake_destination(self, destination: str) -> None:
