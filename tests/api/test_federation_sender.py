@@ -321,6 +321,8 @@ async def test_ephemeral_edus_coalesce_by_key(
     await sender.send_edu(fake.name, "m.presence", {"push": []})
     await sender.send_edu(fake.name, "m.presence", {"push": []})  # no key: both kept
     await sender.send_edu(services.config.server_name, "m.typing", {}, key="x")  # never ourselves
+    await sender.send_edu("not a server name!", "m.typing", {}, key="x")
+    assert services.config.server_name not in sender.queues and "not a server name!" not in sender.queues
     await settle(services)
     typing = fake.edus_of("m.typing")
     assert sorted((t["user_id"], t["typing"]) for t in typing) == [

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from homeserver.core.ids import server_of
+from homeserver.core.ids import is_valid_server_name, server_of
 from homeserver.core.streams import EventsRow
 from homeserver.events import constants as c
 from homeserver.federation.acl import server_allowed
@@ -47,7 +47,7 @@ class DestinationResolver:
         self._by_snapshot: dict[str, tuple[RoomSnapshot, frozenset[str], bool]] = {}
 
     def allowed(self, destination: str, acl: Mapping[str, Any] | None = None) -> bool:
-        if destination == self.server_name:
+        if destination == self.server_name or not is_valid_server_name(destination):
             return False
         if self.whitelist is not None and destination not in self.whitelist:
             return False
