@@ -29,6 +29,8 @@ AfterCommit = Callable[[], None]
 
 MAX_BUFFERED_ROWS = 10_000
 BATCH = 500
+# Positions a follower may run ahead of its saved one while it queues nothing.
+SAVE_EVERY = 1000
 
 
 def row_position(row: StreamRow) -> int:
@@ -59,6 +61,7 @@ class StreamFollower:
         self.lock = lock  # shared with whoever else changes the queues' modes (catch-up)
         self.after_commit = after_commit
         self.position = 0
+        self._saved = 0  # the position last written to the database
         self._announced = 0
         self._buffer: deque[tuple[int, int, Sequence[StreamRow]]] = deque()
         self._buffered_rows = 0
@@ -92,7 +95,7 @@ class StreamFollower:
             stored = current
             async with self.db.transaction() as conn:
                 await self.store.set_position_txn(conn, self.stream.value, stored)
-        self.position = stored
+        self.position = self._saved = stored
         self._task = asyncio.create_task(self._run(), name=f"federation-sender-{self.stream.value}")
         self._wake.set()
 
@@ -108,6 +111,15 @@ class StreamFollower:
         except TimeoutError:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        if self.position > self._saved:
+            try:
+                async with self.db.transaction() as conn:
+                    await self.store.set_position_txn(conn, self.stream.value, self.position)
+                self._saved = self.position
+            except Exception:  # the database is gone: the rows are read again at the next start
+                logger.warning(
+                    "federation sender: could not save the %s position at shutdown", self.stream.value
+                )
 
     async def drained(self) -> None:
         """Wait until every announced row is handled (tests, shutdown)."""
@@ -158,11 +170,17 @@ class StreamFollower:
         else:
             upto, rows = batch
         write = await self.prepare(rows) if rows else None
+        if write is None and upto - self._saved < SAVE_EVERY:
+            # Nothing to queue (most events: rooms without other servers): no write per commit.
+            # Re-reading these rows after a crash queues nothing either, so saving the position
+            # now and then is enough.
+            self.position = upto
+            return
         async with self.lock:
             async with self.db.transaction() as conn:
                 if write is not None:
                     await write(conn)
                 await self.store.set_position_txn(conn, self.stream.value, upto)
-        self.position = upto
+        self.position = self._saved = upto
         if self.after_commit is not None and rows:
             self.after_commit()
