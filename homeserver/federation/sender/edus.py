@@ -19,6 +19,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from homeserver.core.clock import Clock
+from homeserver.core.errors import DatabaseUnavailableError
 from homeserver.core.streams import (
     DeviceListsRow,
     PresenceStreamRow,
@@ -82,8 +83,13 @@ class LocalEdus:
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("federation sender: an outbound EDU failed", exc_info=task.exception())
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, DatabaseUnavailableError):
+            logger.warning("federation sender: outbound EDU not queued: %s", exc)
+        elif exc is not None:
+            logger.error("federation sender: an outbound EDU failed", exc_info=exc)
 
     async def drain(self) -> None:
         while self._tasks:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from homeserver.core.clock import Clock
+from homeserver.core.errors import DatabaseUnavailableError
 from homeserver.core.ids import server_of
 from homeserver.federation.backoff import DestinationBackoff, NotRetryingDestination
 from homeserver.federation.client import FederationClient
@@ -142,6 +143,10 @@ class DestinationQueue:
                     break
         except asyncio.CancelledError:
             raise
+        except DatabaseUnavailableError as exc:
+            logger.warning("federation sender: queue for %s paused: %s", self.destination, exc)
+            self._retry_later(self.ctx.clock.time_ms() + 10_000)
+            return
         except Exception:
             logger.exception("federation sender: queue for %s failed", self.destination)
             self._retry_later(self.ctx.clock.time_ms() + 10_000)

@@ -15,6 +15,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
+from homeserver.core.errors import DatabaseUnavailableError
 from homeserver.core.streams import DeviceListsRow, EventsRow, Stream, StreamRow
 from homeserver.replication.bus import StreamBus
 from homeserver.storage.database import Connection, Database
@@ -137,6 +138,11 @@ class StreamFollower:
                     await self._step()
                 except asyncio.CancelledError:
                     raise
+                except DatabaseUnavailableError as exc:
+                    logger.warning(
+                        "federation sender: %s rows wait for the database: %s", self.stream.value, exc
+                    )
+                    await asyncio.sleep(1)
                 except Exception:
                     logger.exception(
                         "federation sender: handling %s rows failed; retrying", self.stream.value
