@@ -22,11 +22,25 @@ from homeserver.crypto.request_auth import verify_request
 from homeserver.events.builder import build_event
 from homeserver.events.context import EventContext, EventKind
 
+from synapse_compat_tests.spec_schema import api_dir, request_schema_ref, validate
+
 from ..clients.test_federation_tls import make_ca_and_leaf
 from ..conftest import make_config, services_of
 from .helpers import auth, register
 
 SERVER = "test.local"
+TXN_SCHEMA = request_schema_ref("transactions.yaml", "/send/{txnId}", "put", api="server-server")
+EDU_SCHEMAS = api_dir("server-server") / "definitions" / "event-schemas"
+
+
+def check_against_spec(body: dict[str, Any]) -> None:
+    """The transaction and each EDU of a type the spec defines match the spec's schemas."""
+    assert TXN_SCHEMA is not None
+    validate(TXN_SCHEMA, body, "PUT /send/{txnId} body")
+    for edu in body.get("edus", []):
+        schema = EDU_SCHEMAS / f"{edu['edu_type']}.yaml"
+        if schema.exists():
+            validate(schema.resolve().as_uri(), edu, f"{edu['edu_type']} EDU")
 
 
 @dataclass
@@ -54,6 +68,7 @@ class FakeRemote:
     attempts: list[str] = field(default_factory=list)  # every txn id tried, accepted or not
     seen_txns: set[str] = field(default_factory=set)
     auth_failures: int = 0
+    spec_failures: list[str] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)  # ends "hang" (teardown)
     key: ServerSigningKey = field(
         default_factory=lambda: ServerSigningKey.from_signing_key(generate_signing_key("f1"))
@@ -75,6 +90,10 @@ class FakeRemote:
         except Exception:
             self.auth_failures += 1
             return web.json_response({"errcode": "M_UNAUTHORIZED"}, status=401)
+        try:
+            check_against_spec(body)
+        except AssertionError as exc:
+            self.spec_failures.append(str(exc))
         self.attempts.append(txn_id)
         if self.mode == "hang":
             await self.release.wait()

@@ -43,6 +43,8 @@ async def remote(tmp_path: Path) -> AsyncIterator[tuple[FakeRemote, Path]]:
     finally:
         fake.release.set()
         await runner.cleanup()
+    assert fake.spec_failures == []
+    assert fake.auth_failures == 0
 
 
 def _config(tmp_path: Path, ca: Path, **extra: Any) -> Any:
@@ -65,6 +67,10 @@ async def both_engines(
         yield fed_config(tmp_path, ca, "postgres", name, signing_key_path=key)
     finally:
         await drop_database(name)
+
+
+def _to_device(message_id: str) -> dict[str, Any]:
+    return {"sender": "@a:test.local", "type": "m.test", "message_id": message_id, "messages": {}}
 
 
 def _gauge(gauge: Any, destination: str) -> float | None:
@@ -126,7 +132,7 @@ async def test_batches_of_at_most_50_pdus_and_100_edus(
     for i in range(119):
         await send_text(client, token, room_id, f"m{i}")
     for i in range(150):
-        await sender.send_edu(fake.name, "m.direct_to_device", {"message_id": f"x{i}", "messages": {}})
+        await sender.send_edu(fake.name, "m.direct_to_device", _to_device(f"x{i}"))
     await settle(services)
     assert _gauge(pending_pdus, fake.name) == 120
     assert _gauge(pending_edus, fake.name) == 150
@@ -341,7 +347,7 @@ async def test_persisted_edus_coalesce_by_key(
     sender = services.federation_sender
     assert sender is not None
     fake.mode = "fail"
-    await sender.send_edu(fake.name, "m.direct_to_device", {"message_id": "first"})
+    await sender.send_edu(fake.name, "m.direct_to_device", _to_device("first"))
     await settle(services)
     await sender.send_edu(fake.name, "m.signing_key_update", {"user_id": "@a:test.local", "v": 1}, key="@a")
     await sender.send_edu(fake.name, "m.signing_key_update", {"user_id": "@a:test.local", "v": 2}, key="@a")
@@ -388,7 +394,7 @@ async def test_whitelist_and_server_acl(
     await send_text(client, token, room_id, "not for you")
     sender = services.federation_sender
     assert sender is not None
-    await sender.send_edu(fake.name, "m.direct_to_device", {"message_id": "no"})
+    await sender.send_edu(fake.name, "m.direct_to_device", _to_device("no"))
     await settle(services)
     assert fake.attempts == []
     assert await _rows(services, "SELECT * FROM federation_pdu_queue") == []

@@ -146,10 +146,13 @@ class LocalEdus:
         assert self.presence is not None
         state = await self.presence.get_state(user_id)
         now = self.clock.time_ms()
-        entry: dict[str, Any] = {"user_id": user_id, "presence": state.state}
-        if state.last_active_ts:
-            entry["last_active_ago"] = max(0, now - state.last_active_ts)
-        entry["currently_active"] = state.currently_active
+        entry: dict[str, Any] = {
+            "user_id": user_id,
+            "presence": state.state,
+            # required by the spec; never active gives a huge value, as with Synapse
+            "last_active_ago": max(0, now - state.last_active_ts),
+            "currently_active": state.currently_active,
+        }
         if state.status_msg:
             entry["status_msg"] = state.status_msg
         for destination in await self.resolver.hosts_sharing_rooms(user_id):
