@@ -21,7 +21,6 @@ from homeserver.crypto.keys import ServerSigningKey
 from homeserver.crypto.request_auth import verify_request
 from homeserver.events.builder import build_event
 from homeserver.events.context import EventContext, EventKind
-
 from synapse_compat_tests.spec_schema import api_dir, request_schema_ref, validate
 
 from ..clients.test_federation_tls import make_ca_and_leaf
