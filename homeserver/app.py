@@ -185,9 +185,7 @@ def _wrap(route: Route, body_limit: int) -> Any:
     return endpoint
 
 
-def add_routers(
-    app: web.Application, routers: Iterable[Router], body_limit: int = DEFAULT_MAX_BODY
-) -> None:
+def add_routers(app: web.Application, routers: Iterable[Router], body_limit: int = DEFAULT_MAX_BODY) -> None:
     expect = expect_handler(body_limit)
     for router in routers:
         for route in router.routes:

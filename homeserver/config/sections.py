@@ -447,4 +447,3 @@ class HomeserverConfig:
 
     def may_create_alias(self, user_id: str, room_id: str, alias: str) -> bool:
         return first_matching_action(self.alias_creation_rules, user_id, room_id, [alias])
-

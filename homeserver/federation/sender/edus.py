@@ -233,4 +233,7 @@ class LocalEdus:
         seq = self.sender.next_edu_seq()
         prev = await self.sender.store.swap_device_list_sent_txn(conn, destination, user_id, seq)
         content = {**update, "stream_id": seq, "prev_id": [prev] if prev is not None else []}
-        await self.sender.queue_edu_txn(conn, destination, "m.device_list_update", content, seq=seq)
+        # Keyed by device: an update still queued (the destination is down) is replaced, so its
+        # queue holds one per device; the receiver, not knowing prev_id, then resyncs the list.
+        key = f"{user_id} {update['device_id']}"
+        await self.sender.queue_edu_txn(conn, destination, "m.device_list_update", content, key, seq=seq)

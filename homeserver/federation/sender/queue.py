@@ -261,8 +261,9 @@ class DestinationQueue:
         if outcome is Outcome.DELIVERED:
             self.last_error = None
             logger.debug("TX [%s] %s sent: %d PDU(s), %d EDU(s)", self.destination, txn.txn_id, pdus, edus)
-            await ctx.store.complete_txn(self.destination, txn, delivered=True)
-            self._forget(txn)
+            async with ctx.lock:  # the counts must not race the events follower's increments
+                await ctx.store.complete_txn(self.destination, txn, delivered=True)
+                await self._forget(txn)
             metrics.transactions_sent.inc()
             metrics.pdus_sent.inc(pdus)
             metrics.edus_sent.inc(edus)
@@ -286,7 +287,7 @@ class DestinationQueue:
         self.ephemeral.clear()
         async with ctx.lock:
             await ctx.store.complete_txn(self.destination, txn, delivered=False)
-            self._forget(txn)
+            await self._forget(txn)
             if outcome is Outcome.REJECTED and txn.pdu_orderings:
                 await ctx.store.start_catch_up(self.destination)
                 ctx.catching_up.add(self.destination)
@@ -298,13 +299,9 @@ class DestinationQueue:
                 self._retry_later(retry.retry_last_ts + retry.retry_interval)
         return False
 
-    def _forget(self, txn: InFlightTxn) -> None:
-        ctx = self.ctx
-        if txn.pdu_orderings and self.destination not in ctx.catching_up:
-            ctx.pdu_counts[self.destination] = max(
-                0, ctx.pdu_counts.get(self.destination, 0) - len(txn.pdu_orderings)
-            )
-        if txn.edu_seqs:
-            ctx.edu_counts[self.destination] = max(
-                0, ctx.edu_counts.get(self.destination, 0) - len(txn.edu_seqs)
-            )
+    async def _forget(self, txn: InFlightTxn) -> None:
+        """Recount what waits once a transaction's contents left the queues (coalescing may have
+        replaced some of them meanwhile, so counting down would drift)."""
+        counts = await self.ctx.store.pending_for(self.destination)
+        self.ctx.pdu_counts[self.destination] = counts.pdus
+        self.ctx.edu_counts[self.destination] = counts.edus

@@ -134,6 +134,15 @@ class FederationQueueStore:
             counts.setdefault(r[0], [0, 0])[1] = int(r[1])
         return {d: PendingCounts(p, e) for d, (p, e) in counts.items()}
 
+    async def pending_for(self, destination: str) -> PendingCounts:
+        pdus = await self.db.fetchval(
+            "SELECT COUNT(*) FROM federation_pdu_queue WHERE destination = $1", destination
+        )
+        edus = await self.db.fetchval(
+            "SELECT COUNT(*) FROM federation_edu_queue WHERE destination = $1", destination
+        )
+        return PendingCounts(int(pdus), int(edus))
+
     # -- PDUs ------------------------------------------------------------------------------------
 
     async def count_pdus_txn(self, conn: Connection, destination: str) -> int:
