@@ -726,3 +726,30 @@ async def test_device_updates_queued_for_a_dead_server_replace_each_other(
     [update] = fake.edus_of("m.device_list_update")
     assert update["keys"]["keys"][f"curve25519:{device}"] == "c4"
     assert update["prev_id"] and update["prev_id"][0] < update["stream_id"]
+
+
+async def test_a_change_of_several_devices_makes_the_receiver_resync(
+    aiohttp_client: Any, tmp_path: Path, remote: tuple[FakeRemote, Path]
+) -> None:
+    """Devices removed together share one device-list position: one update with an empty
+    prev_id goes out (a receiver ignores a stream_id it has seen, and resyncs on an empty prev_id)."""
+    fake, ca = remote
+    client, services = await start_server(aiohttp_client, _config(tmp_path, ca))
+    alice = await register(client, "multi")
+    token = alice["access_token"]
+    resp = await client.post(
+        "/_matrix/client/v3/login",
+        json={"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "multi"},
+              "password": "pass-word-1"},
+    )  # fmt: skip
+    assert resp.status == 200
+    second = (await resp.json())["device_id"]
+    await room_with_remote_member(client, services, fake, token)
+    await settle(services)
+    resp = await client.post("/_matrix/client/v3/logout/all", headers=auth(token))
+    assert resp.status == 200
+    await settle(services)
+    [update] = fake.edus_of("m.device_list_update")
+    assert update["prev_id"] == [] and update["deleted"] is True
+    assert update["device_id"] in {alice["device_id"], second}
+    assert update["stream_id"] == services.device_lists_stream.current

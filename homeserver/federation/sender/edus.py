@@ -171,27 +171,26 @@ class LocalEdus:
         if not changes:
             return None
         by_change = await self.sender.store.changed_devices([sid for sid, _ in changes])
-        # (user_id, hosts, [device update content without stream ids] or None, signing-key content or None)
-        plan: list[tuple[str, set[str], list[dict[str, Any]], dict[str, Any] | None]] = []
+        # (stream_id, user_id, hosts, device update contents, signing-key content or None)
+        plan: list[tuple[int, str, set[str], list[dict[str, Any]], dict[str, Any] | None]] = []
         for stream_id, user_id in changes:
             hosts = await self.resolver.hosts_sharing_rooms(user_id)
             if not hosts:
                 continue
             device_ids = by_change.get((stream_id, user_id), [])
             if device_ids:
-                plan.append(
-                    (user_id, hosts, [await self._device_update(user_id, d) for d in device_ids], None)
-                )
+                updates = [await self._device_update(user_id, d) for d in device_ids]
+                plan.append((stream_id, user_id, hosts, updates, None))
             else:
-                plan.append((user_id, hosts, [], await self._signing_key_update(user_id)))
+                plan.append((stream_id, user_id, hosts, [], await self._signing_key_update(user_id)))
         if not plan:
             return None
 
         async def write(conn: Connection) -> None:
-            for user_id, hosts, updates, signing in plan:
+            for stream_id, user_id, hosts, updates, signing in plan:
                 for destination in sorted(hosts):
-                    for update in updates:
-                        await self._queue_device_update(conn, destination, user_id, update)
+                    if updates:
+                        await self._queue_device_update(conn, destination, user_id, stream_id, updates)
                     if signing is not None:
                         await self.sender.queue_edu_txn(
                             conn, destination, "m.signing_key_update", signing, key=user_id
@@ -224,16 +223,20 @@ class LocalEdus:
         return content if len(content) > 1 else None
 
     async def _queue_device_update(
-        self, conn: Connection, destination: str, user_id: str, update: dict[str, Any]
+        self, conn: Connection, destination: str, user_id: str, stream_id: int, updates: list[dict[str, Any]]
     ) -> None:
+        """`stream_id` is the change's device-list position, the id GET /user/devices reports as
+        the user's latest; `prev_id` names the last one this destination was sent for the user.
+        A change of several devices (a logout of all of them) shares one position, and a receiver
+        ignores an update whose stream_id it has seen: it goes out as one update with an empty
+        prev_id, which makes the receiver fetch the whole list (as Synapse does)."""
         if not self.sender.resolver.allowed(destination):
             return
-        # Our EDU sequence numbers are the stream ids: unique and increasing; prev_id chains the
-        # updates this destination got for the user (empty at first: it resyncs the whole list).
-        seq = self.sender.next_edu_seq()
-        prev = await self.sender.store.swap_device_list_sent_txn(conn, destination, user_id, seq)
-        content = {**update, "stream_id": seq, "prev_id": [prev] if prev is not None else []}
+        prev = await self.sender.store.swap_device_list_sent_txn(conn, destination, user_id, stream_id)
+        first = updates[0]
+        prev_id = [prev] if prev is not None and len(updates) == 1 else []
+        content = {**first, "stream_id": stream_id, "prev_id": prev_id}
         # Keyed by device: an update still queued (the destination is down) is replaced, so its
         # queue holds one per device; the receiver, not knowing prev_id, then resyncs the list.
-        key = f"{user_id} {update['device_id']}"
-        await self.sender.queue_edu_txn(conn, destination, "m.device_list_update", content, key, seq=seq)
+        key = f"{user_id} {first['device_id']}"
+        await self.sender.queue_edu_txn(conn, destination, "m.device_list_update", content, key)

@@ -39,7 +39,6 @@ logger = logging.getLogger(__name__)
 # EDU types whose loss matters: persisted until the destination acknowledges them.
 PERSISTED_EDU_TYPES = frozenset({"m.direct_to_device", "m.device_list_update", "m.signing_key_update"})
 DEFAULT_MAX_QUEUED_PDUS = 1000
-EDU_SEQ = "edu_seq"
 
 
 class FederationSender:
@@ -88,9 +87,8 @@ class FederationSender:
 
     async def start(self) -> None:
         self.ctx.txn_prefix = f"{self.ctx.clock.time_ms()}-"
-        # EDU sequence numbers double as device-list stream ids: they must keep growing across
-        # restarts even when the queue is empty, hence the persisted high-water mark.
-        self._edu_seq = max(await self.store.max_edu_seq(), await self.store.get_position(EDU_SEQ) or 0)
+        # EDU sequence numbers only order the queued EDUs: continuing from the largest queued is enough.
+        self._edu_seq = await self.store.max_edu_seq()
         for destination, counts in (await self.store.pending_counts()).items():
             self.ctx.pdu_counts[destination] = counts.pdus
             self.ctx.edu_counts[destination] = counts.edus
@@ -218,10 +216,6 @@ class FederationSender:
         self.queue_for(destination).add_ephemeral(edu_type, content, key)
         self.wake_destination(destination)
 
-    def next_edu_seq(self) -> int:
-        self._edu_seq += 1
-        return self._edu_seq
-
     async def queue_edu_txn(
         self,
         conn: Connection,
@@ -229,17 +223,14 @@ class FederationSender:
         edu_type: str,
         content: dict[str, Any],
         key: str | None = None,
-        *,
-        seq: int | None = None,
     ) -> int | None:
         """Persist an EDU inside the caller's transaction (call `wake` after the commit). Returns
-        its sequence number (increasing), None when the destination is refused."""
+        its sequence number (its place in the queue), None when the destination is refused."""
         if not self._edu_allowed(destination):
             return None
-        if seq is None:
-            seq = self.next_edu_seq()
+        self._edu_seq += 1
+        seq = self._edu_seq
         await self.store.queue_edu_txn(conn, destination, seq, edu_type, content, key)
-        await self.store.set_position_txn(conn, EDU_SEQ, self._edu_seq)
         self.ctx.edu_counts[destination] = self.ctx.edu_counts.get(destination, 0) + 1
         return seq
 
