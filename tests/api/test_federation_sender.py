@@ -313,7 +313,14 @@ async def test_rejected_transaction_is_dropped_and_caught_up(
     await settle(services)
     assert len(fake.attempts) == 1
     assert await _rows(services, "SELECT * FROM federation_pdu_queue") == []
+    # The server answers: its other endpoints are not backed off, only this queue pauses.
+    retry = await services.destinations.get(fake.name)
+    assert retry is None or retry.retry_interval == 0
+    assert sender.is_paused(fake.name)
     fake.mode = "ok"
+    sender.wake_destination(fake.name)
+    await settle(services)
+    assert len(fake.attempts) == 1
     clock.advance(3600 * 1000)
     sender.wake_destination(fake.name)
     await settle(services)

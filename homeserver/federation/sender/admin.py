@@ -61,7 +61,8 @@ class DestinationAdmin:
 
     async def reset_connection(self, destination: str) -> None:
         info = await self._known(destination)
-        if not info.retry_last_ts:
+        paused = self.sender is not None and self.sender.is_paused(destination)
+        if not info.retry_last_ts and not paused:
             raise MatrixError(
                 400, "M_UNKNOWN", "The retry timing does not need to be reset for this destination."
             )

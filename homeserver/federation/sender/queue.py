@@ -79,6 +79,8 @@ class DestinationQueue:
         self._again = False
         self._retry_timer: asyncio.TimerHandle | None = None
         self.last_error: str | None = None
+        # After a refused transaction (4xx): no sending before this time (ms).
+        self.paused_until = 0
 
     # -- scheduling ------------------------------------------------------------------------------
 
@@ -132,6 +134,10 @@ class DestinationQueue:
         try:
             while True:
                 self._again = False
+                if self.ctx.clock.time_ms() < self.paused_until:
+                    self.ephemeral.clear()
+                    self._retry_later(self.paused_until)
+                    return
                 try:
                     await self.ctx.backoff.check(self.destination)
                 except NotRetryingDestination as exc:
@@ -293,10 +299,10 @@ class DestinationQueue:
                 ctx.catching_up.add(self.destination)
                 ctx.pdu_counts[self.destination] = 0
         if outcome is Outcome.REJECTED:
-            await ctx.backoff.record_failure(self.destination)
-            retry = await ctx.backoff.get(self.destination)
-            if retry is not None:
-                self._retry_later(retry.retry_last_ts + retry.retry_interval)
+            # Pause this queue only: the server answers (its other endpoints - backfill, joins,
+            # keys - may work), so the shared per-destination backoff is left alone.
+            self.paused_until = ctx.clock.time_ms() + ctx.backoff.min_interval
+            self._retry_later(self.paused_until)
         return False
 
     async def _forget(self, txn: InFlightTxn) -> None:

@@ -236,10 +236,15 @@ class FederationSender:
 
     # -- admin -----------------------------------------------------------------------------------
 
+    def is_paused(self, destination: str) -> bool:
+        queue = self.queues.get(destination)
+        return queue is not None and queue.paused_until > self.ctx.clock.time_ms()
+
     async def reset_destination(self, destination: str) -> None:
         """Admin: clear the backoff and the transaction in flight, and try again now."""
         await self.ctx.backoff.reset(destination)
         queue = self.queues.get(destination)
         if queue is not None:
             queue.last_error = None
+            queue.paused_until = 0
         self.wake_destination(destination)
