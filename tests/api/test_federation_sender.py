@@ -760,3 +760,28 @@ async def test_a_change_of_several_devices_makes_the_receiver_resync(
     assert update["prev_id"] == [] and update["deleted"] is True
     assert update["device_id"] in {alice["device_id"], second}
     assert update["stream_id"] == services.device_lists_stream.current
+
+
+async def test_a_server_joining_gets_the_presence_of_our_users(
+    aiohttp_client: Any, tmp_path: Path, remote: tuple[FakeRemote, Path]
+) -> None:
+    fake, ca = remote
+    client, services = await start_server(aiohttp_client, _config(tmp_path, ca, presence={"enabled": True}))
+    alice = await register(client)
+    token, user = alice["access_token"], alice["user_id"]
+    resp = await client.put(
+        f"/_matrix/client/v3/presence/{user}/status", json={"presence": "online"}, headers=auth(token)
+    )
+    assert resp.status == 200
+    # another local user, offline, joins too: only who is not offline is sent
+    offline = await register(client)
+    await settle(services)
+    assert fake.attempts == []  # nobody to tell yet
+    room_id, _ = await room_with_remote_member(client, services, fake, token)
+    resp = await client.post(
+        f"/_matrix/client/v3/rooms/{room_id}/join", json={}, headers=auth(offline["access_token"])
+    )
+    assert resp.status == 200
+    await settle(services)
+    pushes = [p for e in fake.edus_of("m.presence") for p in e["push"]]
+    assert [(p["user_id"], p["presence"]) for p in pushes] == [(user, "online")]

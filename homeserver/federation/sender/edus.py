@@ -20,14 +20,17 @@ from typing import Any
 
 from homeserver.core.clock import Clock
 from homeserver.core.errors import DatabaseUnavailableError
+from homeserver.core.ids import server_of
 from homeserver.core.streams import (
     DeviceListsRow,
+    EventsRow,
     PresenceStreamRow,
     ReceiptRow,
     Stream,
     StreamRow,
     TypingRow,
 )
+from homeserver.events.constants import JOIN
 from homeserver.federation.sender.destinations import DestinationResolver
 from homeserver.federation.sender.sender import FederationSender
 from homeserver.federation.sender.stream import StreamFollower, Writer
@@ -38,6 +41,8 @@ from homeserver.storage.database import Connection
 from homeserver.storage.stores.devices import DeviceStore
 
 logger = logging.getLogger(__name__)
+
+PRESENCE_PER_EDU = 100
 
 
 class LocalEdus:
@@ -64,6 +69,7 @@ class LocalEdus:
         bus.subscribe(Stream.RECEIPTS, self.on_receipts)
         if presence is not None:
             bus.subscribe(Stream.PRESENCE, self.on_presence)
+            bus.subscribe(Stream.EVENTS, self.on_events)
         sender.followers.append(
             StreamFollower(
                 Stream.DEVICE_LISTS,
@@ -142,21 +148,53 @@ class LocalEdus:
             if isinstance(row, PresenceStreamRow) and self.sender.is_local(row.user_id):
                 self._spawn(self._send_presence(row.user_id))
 
-    async def _send_presence(self, user_id: str) -> None:
+    async def _presence_entry(self, user_id: str) -> dict[str, Any]:
         assert self.presence is not None
         state = await self.presence.get_state(user_id)
-        now = self.clock.time_ms()
         entry: dict[str, Any] = {
             "user_id": user_id,
             "presence": state.state,
             # required by the spec; never active gives a huge value, as with Synapse
-            "last_active_ago": max(0, now - state.last_active_ts),
+            "last_active_ago": max(0, self.clock.time_ms() - state.last_active_ts),
             "currently_active": state.currently_active,
         }
         if state.status_msg:
             entry["status_msg"] = state.status_msg
+        return entry
+
+    async def _send_presence(self, user_id: str) -> None:
+        entry = await self._presence_entry(user_id)
         for destination in await self.resolver.hosts_sharing_rooms(user_id):
             await self.sender.send_edu(destination, "m.presence", {"push": [entry]}, key=user_id)
+
+    def on_events(self, position: int, rows: Sequence[StreamRow]) -> None:
+        """A server whose first user joins one of our rooms gets the presence of our users there
+        (as Synapse): it has heard none of their changes so far."""
+        for row in rows:
+            if (
+                isinstance(row, EventsRow)
+                and row.is_live
+                and row.membership == JOIN
+                and row.state_key is not None
+                and not self.sender.is_local(row.state_key)
+            ):
+                self._spawn(self._presence_to_new_server(row.room_id, row.state_key))
+
+    async def _presence_to_new_server(self, room_id: str, joined_user: str) -> None:
+        server = server_of(joined_user)
+        snapshot = await self.resolver.state.get(room_id)
+        if snapshot is None or not self.resolver.allowed(server):
+            return
+        joined = snapshot.members_with(JOIN)
+        if any(server_of(u) == server and u != joined_user for u in joined):
+            return  # the server was already in the room
+        push = []
+        for user_id in sorted(u for u in joined if self.sender.is_local(u)):
+            entry = await self._presence_entry(user_id)
+            if entry["presence"] != "offline":
+                push.append(entry)
+        for start in range(0, len(push), PRESENCE_PER_EDU):
+            await self.sender.send_edu(server, "m.presence", {"push": push[start : start + PRESENCE_PER_EDU]})
 
     # -- device lists and cross-signing keys -----------------------------------------------------
 
