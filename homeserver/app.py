@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from homeserver.api.admin import background_updates as admin_background_updates
 from homeserver.api.admin import compliance as admin_compliance
+from homeserver.api.admin import federation as admin_federation
 from homeserver.api.admin import media as admin_media
 from homeserver.api.admin import register as admin_register
 from homeserver.api.admin import rooms as admin_rooms
@@ -105,6 +106,7 @@ CLIENT_ROUTERS: tuple[Router, ...] = (
     admin_background_updates.routes,
     admin_users.routes,
     admin_server.routes,
+    admin_federation.routes,
     rooms.routes,
     sync.routes,
     account_data.routes,

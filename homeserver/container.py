@@ -41,6 +41,10 @@ from homeserver.federation.remote_events import RemoteEvents
 from homeserver.federation.remote_keys import RemoteKeyQueries
 from homeserver.federation.remote_rooms import RemoteRooms, RemoteTimestamps
 from homeserver.federation.room_reads import FederationRoomReads
+from homeserver.federation.sender import FederationSender
+from homeserver.federation.sender.admin import DestinationAdmin
+from homeserver.federation.sender.destinations import DestinationResolver
+from homeserver.federation.sender.edus import LocalEdus
 from homeserver.federation.server_access import ServerAccess
 from homeserver.federation.transactions import TransactionHandler
 from homeserver.http.federation_ratelimit import FederationRateLimiter
@@ -136,6 +140,7 @@ from homeserver.storage.stores.e2e import E2eStore
 from homeserver.storage.stores.events import EventStore, RoomVersionLookup
 from homeserver.storage.stores.federation import DestinationStore, ServerKeyStore
 from homeserver.storage.stores.federation_inbound import InboundFederationStore
+from homeserver.storage.stores.federation_queue import DestinationAdminStore, FederationQueueStore
 from homeserver.storage.stores.jobs import JobStore
 from homeserver.storage.stores.key_backup import KeyBackupStore
 from homeserver.storage.stores.misc import FilterStore, NonceStore, RegistrationTokenStore, UiaStore
@@ -390,6 +395,7 @@ class Services:
         self._build_federation_reads()
         self._build_federation_edus()
         self._build_appservice_sender()
+        self._build_federation_sender()
         self._wire_hooks()
         self._wire_metrics()
 
@@ -614,6 +620,49 @@ class Services:
             self.clock,
             server_name=server_name,
         ).register(self.federation_edus)
+    def _build_federation_sender(self) -> None:
+        """Outbound transactions (federation/sender/): PDUs of local events and EDUs of local
+        changes, per destination, persisted. Only one process sends (`send_federation`)."""
+        config = self.config
+        self.federation_sender: FederationSender | None = None
+        if self.role == "main" and config.federation.send_federation:
+            self._build_outbound_federation()
+        self.destination_admin = DestinationAdmin(
+            DestinationAdminStore(self.db), self.destinations, self.federation_sender
+        )
+
+    def _build_outbound_federation(self) -> None:
+        config = self.config
+        resolver = DestinationResolver(
+            self.state,
+            self.events,
+            self.memberships,
+            server_name=config.server_name,
+            domain_whitelist=config.federation_domain_whitelist,
+        )
+        self.federation_sender = FederationSender(
+            self.db,
+            self.bus,
+            FederationQueueStore(self.db),
+            self.federation_client,
+            self.destinations,
+            self.events,
+            self.state,
+            resolver,
+            self.clock,
+            server_name=config.server_name,
+            max_queued_pdus=config.federation.max_queued_pdus,
+        )
+        self.federation_edus_out = LocalEdus(
+            self.federation_sender,
+            self.bus,
+            resolver,
+            self.clock,
+            presence=self.presence if self.presence.enabled else None,
+            e2e_keys=self.e2e_keys,
+            devices=self.device_store,
+        )
+        self.to_device.remote_queue = self.federation_sender
 
     def _build_compliance(self) -> None:
         """Retention (hide, then purge expired events), GDPR erasure and search masking."""
@@ -1024,6 +1073,8 @@ class Services:
         await self.jobs.start()  # after the persister: jobs send events
         await self.pusher_pool.start()
         self.retention.start()
+        if self.federation_sender is not None:
+            await self.federation_sender.start()
 
     async def _register_appservice_senders(self) -> None:
         # Each appservice acts as its `sender_localpart` user, which must exist like any other
@@ -1050,6 +1101,9 @@ class Services:
         await self.push_http.close()
         await self.persister.stop()
         await self.appservice_sender.stop()  # unacknowledged transactions are resent at the next start
+        if self.federation_sender is not None:  # after the persister: its last events get queued
+            await self.federation_edus_out.drain()
+            await self.federation_sender.stop()
         await self.client_ips.stop()
         self.typing.stop()
         await self.presence.stop()

@@ -52,6 +52,10 @@ def _old_signing_keys(root: Section) -> tuple[OldSigningKey, ...]:
     return tuple(out)
 
 
+# PDUs kept per destination before it falls back to catch-up mode (federation/sender/).
+DEFAULT_MAX_QUEUED_PDUS = 1000
+
+
 def read_federation_config(root: Section, listeners: tuple[ListenerConfig, ...]) -> FederationConfig:
     cert = root.get_opt_str("tls_certificate_path")
     key = root.get_opt_str("tls_private_key_path")
@@ -100,4 +104,6 @@ def read_federation_config(root: Section, listeners: tuple[ListenerConfig, ...])
         destination_max_retry_interval=max_retry,
         client_timeout=client_timeout,
         allow_profile_lookup_over_federation=root.get_bool("allow_profile_lookup_over_federation", True),
+        send_federation=root.get_bool("send_federation", True),
+        max_queued_pdus=sec.get_int("max_queued_pdus", DEFAULT_MAX_QUEUED_PDUS, minimum=1),
     )

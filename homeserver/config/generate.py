@@ -123,17 +123,22 @@ federation_verify_certificates: true
 # Answer other servers' profile lookups (GET /_matrix/federation/v1/query/profile).
 allow_profile_lookup_over_federation: true
 
+# Send outbound federation transactions from this process (queues persist while it is off).
+send_federation: true
+
 # Keys this server used to sign with, published as expired so old signatures still verify.
 #old_signing_keys:
 #  "ed25519:id": { key: "base64+public+key", expired_ts: 123456789123 }
 
 # Backoff for servers that cannot be reached: the first retry after the minimum, each further
 # failure multiplies the wait, up to the maximum. client_timeout caps one outbound request.
+# max_queued_pdus: PDUs kept per unreachable server before it falls back to catch-up mode.
 federation:
   destination_min_retry_interval: 10m
   destination_retry_multiplier: 2
   destination_max_retry_interval: 7d
   client_timeout: 60s
+  max_queued_pdus: 1000
 
 ## Signing keys ##
 

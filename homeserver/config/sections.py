@@ -235,6 +235,10 @@ class FederationConfig:
     destination_max_retry_interval: int  # ms
     client_timeout: int  # ms for one outbound request (federation.client_timeout)
     allow_profile_lookup_over_federation: bool
+    # Synapse's `send_federation`: this process sends outbound transactions (main process only).
+    send_federation: bool = True
+    # federation.max_queued_pdus: PDUs queued per destination before catch-up mode takes over.
+    max_queued_pdus: int = 1000
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,12 @@ class DestinationBackoff:
         await self.store.upsert_destination(fresh)
         self._cache[destination] = fresh
 
+    async def reset(self, destination: str) -> None:
+        """Forget the failures (admin reset_connection): the next request goes out at once."""
+        fresh = DestinationRetry(destination, None, 0, 0)
+        await self.store.upsert_destination(fresh)
+        self._cache[destination] = fresh
+
     async def record_failure(self, destination: str) -> None:
         retry = await self.get(destination)
         now = self.clock.time_ms()

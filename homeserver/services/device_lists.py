@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from homeserver.core.clock import Clock
 from homeserver.core.streams import DeviceListsRow, EventsRow, Stream, StreamRow
@@ -42,6 +42,10 @@ class PendingChange:
     conn: Connection
     changes: list[Change]
     record: bool = True
+    # The (user_id, device_id)s this change is about (new keys, deletion, new signatures), so
+    # the federation sender can announce each device (m.device_list_update); none for changes of
+    # cross-signing keys only.
+    devices: list[tuple[str, str]] = field(default_factory=list)
 
 
 class DeviceListService:
@@ -99,6 +103,8 @@ class DeviceListService:
                     await self.store.insert_device_list_changes_txn(
                         conn, stream_id, pending.changes, self.clock.time_ms()
                     )
+                    if pending.devices:
+                        await self.store.insert_changed_devices_txn(conn, stream_id, pending.devices)
         if pending.record and pending.changes:
             await self._wake(stream_id, pending.changes)
 

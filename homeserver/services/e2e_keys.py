@@ -237,6 +237,7 @@ class E2eKeysService:
                 if existing != device_keys:
                     await self.store.upsert_device_keys_txn(conn, user_id, device_id, device_keys, now)
                     pending.record = True
+                    pending.devices = [(user_id, device_id)]
             if one_time_keys:
                 stored = await self.store.get_one_time_keys_txn(
                     conn, user_id, device_id, [(k.algorithm, k.key_id) for k in one_time_keys]
@@ -539,11 +540,16 @@ class E2eKeysService:
         changes: list[tuple[str, str | None]] = []
 
         own = body.get(user_id) or {}
+        signed_devices: list[tuple[str, str]] = []
         if own:
             stored_own = await self._process_own_signatures(user_id, own, failures)
             if stored_own:
                 to_store += stored_own
                 changes.append((user_id, None))
+                own_devices = {d.device_id for d in await self.devices.list_devices(user_id)}
+                signed_devices = sorted(
+                    {(user_id, s.target_device_id) for s in stored_own} & {(user_id, d) for d in own_devices}
+                )
         others = {u: v for u, v in body.items() if u != user_id and v}
         if others:
             stored_other = await self._process_other_signatures(user_id, others, failures)
@@ -551,6 +557,7 @@ class E2eKeysService:
             changes += sorted({(s.target_user_id, user_id) for s in stored_other})
         if to_store:
             async with self.device_lists.changing(changes) as pending:
+                pending.devices = signed_devices
                 await self.store.upsert_signatures_txn(pending.conn, to_store)
         return {"failures": failures}
 
@@ -644,6 +651,7 @@ class E2eKeysService:
         if not device_ids:
             return
         async with self.device_lists.changing([(user_id, None)]) as pending:
+            pending.devices = [(user_id, d) for d in device_ids]
             await self.store.delete_devices_txn(pending.conn, user_id, device_ids)
         for device_id in device_ids:
             self._invalidate_counts(user_id, device_id)

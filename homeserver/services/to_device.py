@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from homeserver.core import ids
 from homeserver.core.clock import Clock
@@ -43,6 +44,22 @@ class Delivery:
     position: int
 
 
+class RemoteToDeviceQueue(Protocol):
+    """Where messages for other servers' users go (the federation sender): queued inside the
+    send's own transaction, so a client's retry with the same txn id never sends them twice."""
+
+    async def queue_edu_txn(
+        self,
+        conn: Connection,
+        destination: str,
+        edu_type: str,
+        content: dict[str, Any],
+        key: str | None = None,
+    ) -> int | None: ...
+
+    def wake(self, destinations: Iterable[str]) -> None: ...
+
+
 class ToDeviceService:
     def __init__(
         self,
@@ -65,6 +82,8 @@ class ToDeviceService:
         self._reserved = stream.current
         self._reserve_lock = asyncio.Lock()
         self._last_txn_cleanup = 0
+        # Set when this server federates; without it, messages for remote users are dropped.
+        self.remote_queue: RemoteToDeviceQueue | None = None
 
     async def _reserve(self, count: int) -> None:
         async with self._reserve_lock:
@@ -85,6 +104,7 @@ class ToDeviceService:
             raise MatrixError(400, "M_BAD_JSON", "'messages' must be an object")
         suffix = ":" + self.server_name
         targets: list[tuple[str, str, dict[str, Any]]] = []
+        remote: dict[str, dict[str, dict[str, Any]]] = {}  # destination -> user -> device -> content
         for user_id, by_device in messages.items():
             if not isinstance(by_device, dict):
                 raise MatrixError(400, "M_BAD_JSON", f"'messages.{user_id}' must be an object")
@@ -94,7 +114,10 @@ class ToDeviceService:
             if not ids.is_valid_user_id(user_id):
                 raise MatrixError(400, "M_INVALID_PARAM", f"Invalid user id {user_id!r}")
             if not user_id.endswith(suffix):
-                logger.info("dropping to-device messages for remote user %s: no federation yet", user_id)
+                if self.remote_queue is None:
+                    logger.info("dropping to-device messages for remote user %s: not federating", user_id)
+                else:
+                    remote.setdefault(ids.server_of(user_id), {})[user_id] = by_device
                 continue
             known = {d.device_id for d in await self.devices.list_devices(user_id)}
             if "*" in by_device:
@@ -105,10 +128,25 @@ class ToDeviceService:
 
         now = self.clock.time_ms()
 
-        async def claim(conn: Connection) -> bool:
-            return await self.store.claim_to_device_txn(conn, sender, sender_device or "", txn_id, now)
+        queue = self.remote_queue if remote else None
 
-        await self._insert(sender, event_type, targets, claim)
+        async def claim(conn: Connection) -> bool:
+            fresh = await self.store.claim_to_device_txn(conn, sender, sender_device or "", txn_id, now)
+            # Queued inside the send's own transaction: a client's retry never sends them twice.
+            if fresh and queue is not None:
+                for destination, messages_for in sorted(remote.items()):
+                    content = {
+                        "sender": sender,
+                        "type": event_type,
+                        "message_id": secrets.token_urlsafe(12),
+                        "messages": messages_for,
+                    }
+                    await queue.queue_edu_txn(conn, destination, "m.direct_to_device", content)
+            return fresh
+
+        fresh = await self._insert(sender, event_type, targets, claim)
+        if fresh and queue is not None:
+            queue.wake(remote)
         await self._cleanup_txns(now)
 
     async def receive_remote(
@@ -140,7 +178,7 @@ class ToDeviceService:
         event_type: str,
         targets: list[tuple[str, str, dict[str, Any]]],
         claim: Callable[[Connection], Awaitable[bool]],
-    ) -> None:
+    ) -> bool:
         await self._reserve(max(1, len(targets)))
         async with self.stream.next_n(max(1, len(targets))) as stream_ids:
             async with self.db.transaction() as conn:
@@ -165,6 +203,7 @@ class ToDeviceService:
             self.stream.when_visible(
                 stream_ids[-1], lambda: self.bus.publish(Stream.TO_DEVICE, self.stream.current, rows)
             )
+        return fresh
 
     async def _cleanup_txns(self, now: int) -> None:
         if now - self._last_txn_cleanup < 3600 * 1000:

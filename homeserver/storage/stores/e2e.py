@@ -288,6 +288,14 @@ class E2eStore:
             [(stream_id, user_id, visible_to, now) for user_id, visible_to in changes],
         )
 
+    async def insert_changed_devices_txn(
+        self, conn: Connection, stream_id: int, devices: Sequence[tuple[str, str]]
+    ) -> None:
+        await conn.executemany(
+            "INSERT INTO device_lists_changed_devices (stream_id, user_id, device_id) VALUES ($1, $2, $3)",
+            [(stream_id, user_id, device_id) for user_id, device_id in devices],
+        )
+
     async def device_list_rows_since(self, after: int, upto: int, limit: int) -> list[DeviceListsRow]:
         """Stream rows of the device-list changes (stream-bus catch-up)."""
         rows = await self.db.fetch(
