@@ -83,7 +83,12 @@ class User:
 
     def send(self, room_id: str, content: dict[str, Any], event_type: str = "m.room.message") -> str:
         txn = f"t{time.monotonic_ns()}"
-        resp = self.api.put(f"{V3}/rooms/{q(room_id)}/send/{event_type}/{txn}", content)
+        if event_type == "m.room.redaction":
+            target = content["redacts"]
+            body = {k: v for k, v in content.items() if k != "redacts"}
+            resp = self.api.put(f"{V3}/rooms/{q(room_id)}/redact/{q(target)}/{txn}", body)
+        else:
+            resp = self.api.put(f"{V3}/rooms/{q(room_id)}/send/{event_type}/{txn}", content)
         assert resp.status == 200, resp.describe()
         return str(resp.body["event_id"])
 
@@ -180,38 +185,37 @@ def test_dm_and_group_with_edits_reactions_replies_redactions(sites: tuple[Site,
     alice.wait("bob's answer", lambda: "hi Alice, from B" in alice.bodies(dm))
 
     group = shared_room(bob, [alice, dave, carol], server_name=b.name, name="Group on B")
-    question = carol.text(group, "who brings the cake?")
-    dave.wait("carol's question", lambda: "who brings the cake?" in dave.bodies(group))
-    edit = {
+    members = (alice, bob, carol, dave)
+
+    def say(sender: User, content: dict[str, Any], event_type: str = "m.room.message") -> str:
+        """Send, then wait until every member has it: a conversation, one turn after another."""
+        event_id = sender.send(group, content, event_type)
+        for member in members:
+            member.wait(
+                f"{event_type} {event_id}",
+                lambda m=member: (
+                    event_id
+                    in {  # type: ignore[misc]
+                        e["event_id"] for e in m.events(group)
+                    }
+                ),
+            )
+        return event_id
+
+    question = say(carol, {"msgtype": "m.text", "body": "who brings the cake?"})
+    say(carol, {
         "msgtype": "m.text",
         "body": "* who brings the cake and the candles?",
         "m.new_content": {"msgtype": "m.text", "body": "who brings the cake and the candles?"},
         "m.relates_to": {"rel_type": "m.replace", "event_id": question},
-    }
-    carol.send(group, edit)
-    dave.send(
-        group, {"m.relates_to": {"rel_type": "m.annotation", "event_id": question, "key": "👍"}}, "m.reaction"
-    )
-    reply = alice.send(
-        group,
+    })  # fmt: skip
+    say(dave, {"m.relates_to": {"rel_type": "m.annotation", "event_id": question, "key": "👍"}}, "m.reaction")
+    say(
+        alice,
         {"msgtype": "m.text", "body": "I do", "m.relates_to": {"m.in_reply_to": {"event_id": question}}},
     )
-    mistake = alice.text(group, "oops, wrong room")
-    resp = alice.api.put(
-        f"{V3}/rooms/{q(group)}/redact/{q(mistake)}/r{time.monotonic_ns()}", {"reason": "typo"}
-    )
-    assert resp.status == 200, resp.describe()
-
-    for watcher in (bob, carol, dave):
-        watcher.wait(
-            "the edit",
-            lambda w=watcher: any(  # type: ignore[misc]
-                e["content"].get("m.relates_to", {}).get("rel_type") == "m.replace" for e in w.events(group)
-            ),
-        )
-        watcher.wait("the reaction", lambda w=watcher: bool(w.events(group, "m.reaction")))  # type: ignore[misc]
-        watcher.wait("the reply", lambda w=watcher: reply in {e["event_id"] for e in w.events(group)})  # type: ignore[misc]
-        watcher.wait("the redaction", lambda w=watcher: bool(w.events(group, "m.room.redaction")))  # type: ignore[misc]
+    mistake = say(alice, {"msgtype": "m.text", "body": "oops, wrong room"})
+    say(alice, {"redacts": mistake, "reason": "typo"}, "m.room.redaction")
     # The redacted message is redacted on the other server too.
     resp = carol.api.get(f"{V3}/rooms/{q(group)}/event/{q(mistake)}")
     assert resp.status == 200, resp.describe()
