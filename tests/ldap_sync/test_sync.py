@@ -1,0 +1,230 @@
+"""Directory sync against a real OpenLDAP slapd (school tree with Korean names) and our
+homeserver on a loopback port: spaces and rooms built, members joined, a student moved between
+classes, a leaver deactivated, second runs no-ops, dry runs, LDAP down, a crash mid-run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridges.ldap_sync.sync import RunResult, SyncAborted, run_once
+
+from ..ldap.slapd import ORG, Slapd, running_slapd, school_person_dn, unit_dn
+from .harness import BOT, Env, start
+
+ROOT, GRADE, CLASS1, CLASS2, STAFF, PARENTS = "한빛고등학교", "3학년", "3학년 1반", "3학년 2반", "교직원", "학부모"
+STUDENTS = {"@s.jiwoo:test.local", "@s.hayoon:test.local", "@s.doyoon:test.local", "@s.seojun:test.local"}
+HAN, OH, KANG = "@t.han:test.local", "@t.oh:test.local", "@p.kang:test.local"
+
+
+@pytest.fixture
+def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
+    # one per test: the tests change the directory
+    with running_slapd(tmp_path_factory.mktemp("slapd")) as server:
+        yield server
+
+
+@pytest.fixture
+async def env(aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path, slapd: Slapd) -> Env:
+    return await start(aiohttp_server, aiohttp_client, tmp_path, slapd)
+
+
+async def sync(env: Env, **kw: Any) -> tuple[RunResult, list[str]]:
+    lines: list[str] = []
+    result = await run_once(env.config(), progress=lines.append, **kw)
+    return result, lines
+
+
+async def one_room(env: Env, name: str, *, space: bool) -> str:
+    found = []
+    for room in await env.room_by_name(name):
+        create = next(e for e in await env.state(room["room_id"]) if e["type"] == "m.room.create")
+        if (create["content"].get("type") == "m.space") == space:
+            found.append(room["room_id"])
+    assert len(found) == 1, (name, space, found)
+    return found[0]
+
+
+def state_of(events: list[dict[str, Any]], etype: str) -> dict[str, dict[str, Any]]:
+    return {e["state_key"]: e["content"] for e in events if e["type"] == etype}
+
+
+async def test_sync_builds_the_tree_and_a_second_run_is_a_no_op(env: Env) -> None:
+    result, lines = await sync(env)
+    assert result.errors == []
+    assert "directory: 7 people, 6 units, 3 groups (1 people skipped)" in lines
+    counts = result.plan.counts()
+    assert counts["create_user"] == 7 and counts["create_space"] == 6 and counts["create_room"] == 7
+    assert any(line.startswith("[ 1/") or line.startswith("[1/") for line in lines)  # progress
+
+    # accounts: Korean display names, email, the DN as the LDAP external id (as LDAP login records)
+    doyoon = await env.user("@s.doyoon:test.local")
+    assert doyoon is not None and doyoon["displayname"] == "강도윤"
+    assert [(t["medium"], t["address"]) for t in doyoon["threepids"]] == [("email", "doyoon@school.example")]
+    assert doyoon["external_ids"] == [{"auth_provider": "ldap", "external_id": school_person_dn("s.doyoon")}]
+    assert (await env.user("@s.hayoon:test.local") or {})["threepids"] == []
+
+    # the space tree: one space and one default room per unit, parents linked both ways
+    spaces = {name: await one_room(env, name, space=True) for name in (ROOT, GRADE, CLASS1, CLASS2, STAFF, PARENTS)}
+    rooms = {name: await one_room(env, name, space=False) for name in (ROOT, GRADE, CLASS1, CLASS2, STAFF, PARENTS)}
+    group_room = await one_room(env, "3학년 2반 학부모", space=False)
+    assert len(await env.rooms()) == 13
+    tree = {
+        ROOT: {spaces[GRADE], spaces[STAFF], spaces[PARENTS], rooms[ROOT], group_room},
+        GRADE: {spaces[CLASS1], spaces[CLASS2], rooms[GRADE]},
+        CLASS1: {rooms[CLASS1]},
+        CLASS2: {rooms[CLASS2]},
+    }
+    for name, children in tree.items():
+        assert set(state_of(await env.state(spaces[name]), "m.space.child")) == children, name
+        for child in children:
+            parents = state_of(await env.state(child), "m.space.parent")
+            assert parents == {spaces[name]: {"via": ["test.local"], "canonical": True}}
+
+    # members: people of a unit and of its sub-units; homeroom groups feed their class
+    assert await env.members(rooms[CLASS2]) == {BOT, "@s.doyoon:test.local", "@s.seojun:test.local", OH}
+    assert await env.members(spaces[CLASS1]) == {BOT, "@s.jiwoo:test.local", "@s.hayoon:test.local", HAN}
+    assert await env.members(rooms[GRADE]) == {BOT, *STUDENTS, HAN, OH}
+    assert await env.members(spaces[ROOT]) == {BOT, *STUDENTS, HAN, OH, KANG}
+    assert await env.members(rooms[STAFF]) == {BOT, HAN, OH}
+    assert await env.members(group_room) == {BOT, KANG, OH}
+    # teachers get the configured level wherever they are members
+    levels = state_of(await env.state(rooms[CLASS2]), "m.room.power_levels")[""]["users"]
+    assert levels == {BOT: 100, OH: 50}
+    assert state_of(await env.state(group_room), "m.room.power_levels")[""]["users"] == {BOT: 100, OH: 50}
+
+    # a second run changes nothing
+    result, lines = await sync(env)
+    assert result.plan.actions == [] and result.errors == []
+    assert "plan: nothing to do" in lines
+    assert len(await env.rooms()) == 13
+
+
+async def test_student_moved_between_classes_and_a_leaver(env: Env) -> None:
+    await sync(env)
+    class1 = await one_room(env, CLASS1, space=False)
+    class2 = await one_room(env, CLASS2, space=False)
+    class2_space = await one_room(env, CLASS2, space=True)
+    grade = await one_room(env, GRADE, space=False)
+    conn = env.slapd.admin()
+    try:
+        # 강도윤 moves from 2반 to 1반; 윤서준 leaves the school; 오세훈 stops being a homeroom teacher
+        assert conn.modify_dn(school_person_dn("s.doyoon"), "uid=s.doyoon", new_superior=unit_dn("ou=class1,ou=grade3"))
+        assert conn.delete(school_person_dn("s.seojun"))
+        assert conn.modify(f"cn=homeroom-3-2,ou=groups,dc=school,dc=example", {"member": [("MODIFY_REPLACE", [school_person_dn("t.han")])]})
+    finally:
+        conn.unbind()
+
+    dry, lines = await sync(env, dry_run=True)
+    counts = dry.plan.counts()
+    assert counts["deactivate"] == 1 and counts["update_user"] == 1
+    summary = next(line for line in lines if line.startswith("plan: "))
+    assert "deactivate 1" in summary and "kick" in summary and "join" in summary and "nothing changed" in summary
+    assert await env.members(class2) == {BOT, "@s.doyoon:test.local", "@s.seojun:test.local", OH}  # untouched
+
+    result, _ = await sync(env)
+    assert result.errors == []
+    moved = "@s.doyoon:test.local"
+    assert moved in await env.members(class1) and moved not in await env.members(class2)
+    assert moved not in await env.members(class2_space)
+    assert moved in await env.members(grade)  # still in 3학년
+    doyoon = await env.user(moved)
+    assert doyoon is not None and doyoon["external_ids"][0]["external_id"].startswith("uid=s.doyoon,ou=class1")
+    # the leaver is deactivated and out of every room
+    seojun = await env.user("@s.seojun:test.local")
+    assert seojun is not None and seojun["deactivated"] is True
+    assert "@s.seojun:test.local" not in await env.members(grade)
+    # 한지민 is now also 2반's homeroom teacher (joined, level 50); 오세훈 lost 2반 and his level there
+    assert await env.members(class2) == {BOT, HAN}
+    levels = state_of(await env.state(class2), "m.room.power_levels")[""]["users"]
+    assert levels == {BOT: 100, HAN: 50}
+
+    result, _ = await sync(env)
+    assert result.plan.actions == [] and result.errors == []
+
+
+async def test_dry_run_prints_counts_and_changes_nothing(env: Env) -> None:
+    result, lines = await sync(env, dry_run=True)
+    assert lines[-1] == (
+        "plan: create_user 7, create_space 6, create_room 7, link 12, join 56, power 12 (dry run: nothing changed)"
+    )
+    assert any("create_user" in line and "강도윤" in line for line in lines)
+    assert await env.rooms() == []
+    assert await env.user("@s.doyoon:test.local") is None
+    assert not (env.tmp_path / "ldap-sync.db").exists()
+    # and the real run does what the dry run said
+    real, _ = await sync(env)
+    assert real.plan.counts() == result.plan.counts() and real.errors == []
+
+
+async def test_ldap_down_aborts_before_changing_anything(env: Env) -> None:
+    env.slapd.stop()
+    with pytest.raises(SyncAborted, match="cannot reach the LDAP directory at ldap://127.0.0.1.*nothing was changed"):
+        await sync(env)
+    assert await env.rooms() == []
+    assert not (env.tmp_path / "ldap-sync.db").exists()
+
+
+async def test_wrong_bind_password_aborts(env: Env) -> None:
+    config = env.config(ldap={"bind_password": "wrong"})
+    with pytest.raises(SyncAborted, match="invalidCredentials"):
+        await run_once(config, progress=lambda _line: None)
+    assert await env.rooms() == []
+
+
+async def test_empty_directory_does_not_deactivate_everyone(env: Env) -> None:
+    await sync(env)
+    config = env.config(users={"filter": "(uid=nobody-at-all)"})
+    with pytest.raises(SyncAborted, match="returned no people but 7 accounts are managed"):
+        await run_once(config, progress=lambda _line: None)
+    assert (await env.user(HAN) or {})["deactivated"] is False
+
+
+async def test_a_crash_mid_run_is_finished_by_the_next_run(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bridges.ldap_sync.state import BridgeState
+
+    original = BridgeState.set_room
+    calls = {"n": 0}
+
+    def crash_on_third(self: BridgeState, key: str, room_id: str) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:  # the room exists on the server, the mapping was never written
+            raise KeyboardInterrupt
+        original(self, key, room_id)
+
+    monkeypatch.setattr(BridgeState, "set_room", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        await sync(env)
+    monkeypatch.setattr(BridgeState, "set_room", original)
+    assert len(await env.rooms()) == 3
+
+    result, lines = await sync(env)
+    assert result.errors == []
+    assert any(line.startswith("found unit:") for line in lines)  # recovered from the create event
+    assert len(await env.rooms()) == 13  # no duplicate of the orphaned room
+    result, _ = await sync(env)
+    assert result.plan.actions == []
+
+
+async def test_a_room_deleted_on_the_server_is_made_again(env: Env) -> None:
+    await sync(env)
+    staff = await one_room(env, STAFF, space=False)
+    resp = await env.client.delete(
+        f"/_synapse/admin/v2/rooms/{staff}", json={"purge": True}, headers={"Authorization": f"Bearer {env.admin_token}"}
+    )
+    assert resp.status == 200
+    for _ in range(100):
+        status = await env.get(f"/_synapse/admin/v2/rooms/{staff}/delete_status")
+        if status["results"][0]["status"] in ("complete", "failed"):
+            break
+        import asyncio
+
+        await asyncio.sleep(0.05)
+    result, _ = await sync(env)
+    assert result.errors == []
+    assert result.plan.counts()["create_room"] == 1
+    new_staff = await one_room(env, STAFF, space=False)
+    assert new_staff != staff and await env.members(new_staff) == {BOT, HAN, OH}
