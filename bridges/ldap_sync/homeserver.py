@@ -80,11 +80,19 @@ class Homeserver:
         self.url = url.rstrip("/")
         self.api = ClientApi(self.url, as_token, session)
         self.bot_id = bot_id
+        self.reader: ClientApi | None = None
 
     async def close(self) -> None:
         await self.api.close()
 
+    def read_with(self, admin_access_token: str) -> None:
+        """Admin reads with another admin's token: a dry run before the bot is an admin (making it
+        one would be a change)."""
+        self.reader = ClientApi(self.url, admin_access_token, self.api.session)
+
     async def _bot(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        if self.reader is not None and method == "GET" and path.startswith(ADMIN):
+            return await self.reader.request(method, path, body, **kw)
         return await self.api.request(method, path, body, user_id=self.bot_id, **kw)
 
     # -- the bot's admin rights ------------------------------------------------------------

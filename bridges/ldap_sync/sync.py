@@ -109,9 +109,12 @@ async def _run(
 ) -> RunResult:
     if dry_run:
         if not await hs.bot_is_admin():
-            raise HomeserverError(
-                f"the sync's bot {bot_id} is not a server admin yet (a real run makes it one)"
-            )
+            if config.homeserver.admin_access_token is None:
+                raise HomeserverError(
+                    f"the sync's bot {bot_id} is not a server admin yet (a real run with "
+                    "homeserver.admin_access_token makes it one)"
+                )
+            hs.read_with(config.homeserver.admin_access_token)
     else:
         await hs.ensure_bot_admin(config.homeserver.admin_access_token)
 

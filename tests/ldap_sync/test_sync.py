@@ -149,7 +149,7 @@ async def test_student_moved_between_classes_and_a_leaver(env: Env) -> None:
 async def test_dry_run_prints_counts_and_changes_nothing(env: Env) -> None:
     result, lines = await sync(env, dry_run=True)
     assert lines[-1] == (
-        "plan: create_user 7, create_space 6, create_room 7, link 12, join 56, power 12 (dry run: nothing changed)"
+        "plan: create_user 7, create_space 6, create_room 7, link 12, join 46, power 11 (dry run: nothing changed)"
     )
     assert any("create_user" in line and "강도윤" in line for line in lines)
     assert await env.rooms() == []
