@@ -212,8 +212,9 @@ def school_person_dn(uid: str) -> str:
 def populate_school(conn: ldap3.Connection) -> None:
     for path, description in sorted(SCHOOL_UNITS.items(), key=lambda item: len(item[0])):
         ou = (path.split(",")[0].split("=")[1]) if path else "org"
-        assert conn.add(unit_dn(path), ["organizationalUnit"], {"ou": ou, "description": description}), conn.result
-    for uid, (path, cn, kind, mail, password) in SCHOOL_PEOPLE.items():
+        entry = {"ou": ou, "description": description}
+        assert conn.add(unit_dn(path), ["organizationalUnit"], entry), conn.result
+    for uid, (_path, cn, kind, mail, password) in SCHOOL_PEOPLE.items():
         attributes = {"uid": uid, "cn": cn, "sn": cn[0], "employeeType": kind, "userPassword": password}
         if mail:
             attributes["mail"] = mail

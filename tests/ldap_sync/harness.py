@@ -19,7 +19,9 @@ SERVER = "test.local"
 BOT = f"@ldapsync:{SERVER}"
 
 
-def sync_config_dict(tmp_path: Path, hs_url: str, ldap_uri: str, registration: Path, admin_token: str | None) -> dict[str, Any]:
+def sync_config_dict(
+    tmp_path: Path, hs_url: str, ldap_uri: str, registration: Path, admin_token: str | None
+) -> dict[str, Any]:
     return {
         "homeserver": {
             "url": hs_url,
@@ -27,7 +29,13 @@ def sync_config_dict(tmp_path: Path, hs_url: str, ldap_uri: str, registration: P
             "registration": str(registration),
             "admin_access_token": admin_token,
         },
-        "ldap": {"uri": ldap_uri, "bind_dn": BIND_DN, "bind_password": BIND_PASSWORD, "timeout": 3, "page_size": 3},
+        "ldap": {
+            "uri": ldap_uri,
+            "bind_dn": BIND_DN,
+            "bind_password": BIND_PASSWORD,
+            "timeout": 3,
+            "page_size": 3,
+        },
         "users": {"base": ORG, "filter": "(objectClass=inetOrgPerson)"},
         "units": {"base": ORG, "name_attribute": "description"},
         "groups": {
@@ -81,7 +89,9 @@ class Env:
         return set((await self.get(f"/_synapse/admin/v1/rooms/{room_id}/members"))["members"])
 
 
-async def start(aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path, slapd: Slapd, **hs_extra: Any) -> Env:
+async def start(
+    aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path, slapd: Slapd, **hs_extra: Any
+) -> Env:
     registration = generate_registration(id="ldap-sync", url=None, sender_localpart="ldapsync")
     reg_path = tmp_path / "ldap-sync-registration.yaml"
     write_registration(reg_path, registration)

@@ -15,7 +15,14 @@ from bridges.ldap_sync.sync import RunResult, SyncAborted, run_once
 from ..ldap.slapd import ORG, Slapd, running_slapd, school_person_dn, unit_dn
 from .harness import BOT, Env, start
 
-ROOT, GRADE, CLASS1, CLASS2, STAFF, PARENTS = "한빛고등학교", "3학년", "3학년 1반", "3학년 2반", "교직원", "학부모"
+ROOT, GRADE, CLASS1, CLASS2, STAFF, PARENTS = (
+    "한빛고등학교",
+    "3학년",
+    "3학년 1반",
+    "3학년 2반",
+    "교직원",
+    "학부모",
+)
 STUDENTS = {"@s.jiwoo:test.local", "@s.hayoon:test.local", "@s.doyoon:test.local", "@s.seojun:test.local"}
 HAN, OH, KANG = "@t.han:test.local", "@t.oh:test.local", "@p.kang:test.local"
 
@@ -68,8 +75,12 @@ async def test_sync_builds_the_tree_and_a_second_run_is_a_no_op(env: Env) -> Non
     assert (await env.user("@s.hayoon:test.local") or {})["threepids"] == []
 
     # the space tree: one space and one default room per unit, parents linked both ways
-    spaces = {name: await one_room(env, name, space=True) for name in (ROOT, GRADE, CLASS1, CLASS2, STAFF, PARENTS)}
-    rooms = {name: await one_room(env, name, space=False) for name in (ROOT, GRADE, CLASS1, CLASS2, STAFF, PARENTS)}
+    spaces = {
+        name: await one_room(env, name, space=True) for name in (ROOT, GRADE, CLASS1, CLASS2, STAFF, PARENTS)
+    }
+    rooms = {
+        name: await one_room(env, name, space=False) for name in (ROOT, GRADE, CLASS1, CLASS2, STAFF, PARENTS)
+    }
     group_room = await one_room(env, "3학년 2반 학부모", space=False)
     assert len(await env.rooms()) == 13
     tree = {
@@ -112,9 +123,14 @@ async def test_student_moved_between_classes_and_a_leaver(env: Env) -> None:
     conn = env.slapd.admin()
     try:
         # 강도윤 moves from 2반 to 1반; 윤서준 leaves the school; 오세훈 stops being a homeroom teacher
-        assert conn.modify_dn(school_person_dn("s.doyoon"), "uid=s.doyoon", new_superior=unit_dn("ou=class1,ou=grade3"))
+        assert conn.modify_dn(
+            school_person_dn("s.doyoon"), "uid=s.doyoon", new_superior=unit_dn("ou=class1,ou=grade3")
+        )
         assert conn.delete(school_person_dn("s.seojun"))
-        assert conn.modify(f"cn=homeroom-3-2,ou=groups,dc=school,dc=example", {"member": [("MODIFY_REPLACE", [school_person_dn("t.han")])]})
+        assert conn.modify(
+            "cn=homeroom-3-2,ou=groups,dc=school,dc=example",
+            {"member": [("MODIFY_REPLACE", [school_person_dn("t.han")])]},
+        )
     finally:
         conn.unbind()
 
@@ -122,7 +138,9 @@ async def test_student_moved_between_classes_and_a_leaver(env: Env) -> None:
     counts = dry.plan.counts()
     assert counts["deactivate"] == 1 and counts["update_user"] == 1
     summary = next(line for line in lines if line.startswith("plan: "))
-    assert "deactivate 1" in summary and "kick" in summary and "join" in summary and "nothing changed" in summary
+    assert (
+        "deactivate 1" in summary and "kick" in summary and "join" in summary and "nothing changed" in summary
+    )
     assert await env.members(class2) == {BOT, "@s.doyoon:test.local", "@s.seojun:test.local", OH}  # untouched
 
     result, _ = await sync(env)
@@ -132,7 +150,9 @@ async def test_student_moved_between_classes_and_a_leaver(env: Env) -> None:
     assert moved not in await env.members(class2_space)
     assert moved in await env.members(grade)  # still in 3학년
     doyoon = await env.user(moved)
-    assert doyoon is not None and doyoon["external_ids"][0]["external_id"].startswith("uid=s.doyoon,ou=class1")
+    assert doyoon is not None and doyoon["external_ids"][0]["external_id"].startswith(
+        "uid=s.doyoon,ou=class1"
+    )
     # the leaver is deactivated and out of every room
     seojun = await env.user("@s.seojun:test.local")
     assert seojun is not None and seojun["deactivated"] is True
@@ -149,7 +169,8 @@ async def test_student_moved_between_classes_and_a_leaver(env: Env) -> None:
 async def test_dry_run_prints_counts_and_changes_nothing(env: Env) -> None:
     result, lines = await sync(env, dry_run=True)
     assert lines[-1] == (
-        "plan: create_user 7, create_space 6, create_room 7, link 12, join 46, power 11 (dry run: nothing changed)"
+        "plan: create_user 7, create_space 6, create_room 7, link 12, join 46, power 11"
+        " (dry run: nothing changed)"
     )
     assert any("create_user" in line and "강도윤" in line for line in lines)
     assert await env.rooms() == []
@@ -162,7 +183,9 @@ async def test_dry_run_prints_counts_and_changes_nothing(env: Env) -> None:
 
 async def test_ldap_down_aborts_before_changing_anything(env: Env) -> None:
     env.slapd.stop()
-    with pytest.raises(SyncAborted, match="cannot reach the LDAP directory at ldap://127.0.0.1.*nothing was changed"):
+    with pytest.raises(
+        SyncAborted, match=r"cannot reach the LDAP directory at ldap://127\.0\.0\.1.*nothing was changed"
+    ):
         await sync(env)
     assert await env.rooms() == []
     assert not (env.tmp_path / "ldap-sync.db").exists()
@@ -213,7 +236,9 @@ async def test_a_room_deleted_on_the_server_is_made_again(env: Env) -> None:
     await sync(env)
     staff = await one_room(env, STAFF, space=False)
     resp = await env.client.delete(
-        f"/_synapse/admin/v2/rooms/{staff}", json={"purge": True}, headers={"Authorization": f"Bearer {env.admin_token}"}
+        f"/_synapse/admin/v2/rooms/{staff}",
+        json={"purge": True},
+        headers={"Authorization": f"Bearer {env.admin_token}"},
     )
     assert resp.status == 200
     for _ in range(100):
@@ -228,3 +253,87 @@ async def test_a_room_deleted_on_the_server_is_made_again(env: Env) -> None:
     assert result.plan.counts()["create_room"] == 1
     new_staff = await one_room(env, STAFF, space=False)
     assert new_staff != staff and await env.members(new_staff) == {BOT, HAN, OH}
+
+
+async def test_directory_people_sign_in_with_ldap_to_the_synced_account(
+    aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path, slapd: Slapd
+) -> None:
+    from ..ldap.slapd import synapse_ldap_module
+
+    module = synapse_ldap_module(slapd.uri, base=ORG, filter="(objectClass=inetOrgPerson)")
+    env = await start(aiohttp_server, aiohttp_client, tmp_path, slapd, modules=[module])
+
+    async def login(user: str, password: str) -> dict[str, Any]:
+        body = {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": user},
+            "password": password,
+        }
+        resp = await env.client.post("/_matrix/client/v3/login", json=body)
+        assert resp.status == 200, await resp.json()
+        return dict(await resp.json())
+
+    # 최지우 signed in before the first sync: the sync adopts her account instead of creating it
+    await login("s.jiwoo", "jiwoo-pw")
+    result, _ = await sync(env)
+    assert result.errors == [] and result.plan.counts()["create_user"] == 6
+    assert "update_user" not in result.plan.counts()  # LDAP login recorded the same name, mail and DN
+    # 강도윤 signs in with the directory password to the account the sync made, already in his rooms
+    session = await login("s.doyoon", "doyoon-pw")
+    assert session["user_id"] == "@s.doyoon:test.local"
+    resp = await env.client.get(
+        "/_matrix/client/v3/joined_rooms", headers={"Authorization": f"Bearer {session['access_token']}"}
+    )
+    joined = set((await resp.json())["joined_rooms"])
+    assert await one_room(env, CLASS2, space=False) in joined and len(joined) == 6
+    jiwoo_rooms = await env.get("/_synapse/admin/v1/users/@s.jiwoo:test.local/joined_rooms")
+    assert await one_room(env, CLASS1, space=True) in jiwoo_rooms["joined_rooms"]
+    result, _ = await sync(env)
+    assert result.plan.actions == []
+
+
+async def test_a_leaver_is_erased_and_their_own_rooms_handed_over(env: Env) -> None:
+    await sync(env)
+
+    async def token_for(user_id: str) -> dict[str, str]:
+        resp = await env.client.post(
+            f"/_synapse/admin/v1/users/{user_id}/login",
+            json={},
+            headers={"Authorization": f"Bearer {env.admin_token}"},
+        )
+        return {"Authorization": f"Bearer {(await resp.json())['access_token']}"}
+
+    han = await token_for(HAN)
+    resp = await env.client.post(
+        "/_matrix/client/v3/createRoom", json={"name": "수학 동아리", "preset": "private_chat"}, headers=han
+    )
+    club = (await resp.json())["room_id"]
+    jiwoo = await token_for("@s.jiwoo:test.local")
+    await env.client.post(
+        f"/_matrix/client/v3/rooms/{club}/invite", json={"user_id": "@s.jiwoo:test.local"}, headers=han
+    )
+    resp = await env.client.post(f"/_matrix/client/v3/join/{club}", json={}, headers=jiwoo)
+    assert resp.status == 200
+
+    conn = env.slapd.admin()
+    try:
+        assert conn.delete(school_person_dn("t.han"))
+    finally:
+        conn.unbind()
+    config = env.config(leavers={"erase": True, "handover_to": "@operator:test.local"})
+    lines: list[str] = []
+    result = await run_once(config, progress=lines.append)
+    assert result.errors == []
+    assert [a.text for a in result.plan.actions if a.kind == "deactivate"] == [
+        f"deactivate and erase {HAN} (rooms they administer handed over to @operator:test.local)"
+    ]
+    assert any(f"handed {club} over to @operator:test.local" in line for line in lines)
+    levels = state_of(await env.state(club), "m.room.power_levels")[""]["users"]
+    assert levels["@operator:test.local"] == 100
+    han_account = await env.user(HAN)
+    assert han_account is not None and han_account["deactivated"] and han_account["erased"]
+    assert han_account["displayname"] is None
+    # the class rooms are the bot's: nothing to hand over there, and 한지민 is out of them
+    assert HAN not in await env.members(await one_room(env, CLASS1, space=False))
+    result = await run_once(config, progress=lambda _line: None)
+    assert result.plan.actions == []
