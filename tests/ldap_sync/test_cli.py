@@ -87,3 +87,44 @@ async def test_cli_bad_config_and_arguments(tmp_path: Path) -> None:
     assert code == 2 and "bad interval" in err
     code, _, err = await cli("--config", str(path), "--once", "--interval", "10m")
     assert code == 2 and "not allowed with" in err
+
+
+async def test_cli_interval_runs_again_and_survives_a_failed_run(
+    aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path, slapd: Slapd
+) -> None:
+    env = await start(aiohttp_server, aiohttp_client, tmp_path, slapd)
+    config = write_config(env)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bridges.ldap_sync",
+        "--config",
+        str(config),
+        "--interval",
+        "1s",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        seen: list[str] = []
+
+        async def until(text: str) -> None:
+            while not any(text in line for line in seen):
+                line = await asyncio.wait_for(process.stdout.readline(), 60)  # type: ignore[union-attr]
+                assert line, "the sync exited"
+                seen.append(line.decode())
+
+        await until("done: 89 applied")
+        await until("plan: nothing to do")  # the second run
+        slapd.stop()  # a run with LDAP down is reported, the loop goes on
+        while True:  # stderr also carries the warnings about skipped entries
+            error = await asyncio.wait_for(process.stderr.readline(), 60)
+            assert error, "the sync exited"
+            if b"ldap sync aborted" in error:
+                break
+        assert b"cannot reach the LDAP directory" in error
+        assert process.returncode is None
+    finally:
+        process.terminate()
+        await process.wait()
