@@ -93,14 +93,21 @@ class Directory:
     skipped: tuple[str, ...]  # DNs of people left out, with the reason
 
 
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return value.hex()  # binary ids such as Active Directory's objectGUID
+    return str(value)
+
+
 def _values(attrs: dict[str, Any], name: str | None) -> list[str]:
     if not name:
         return []
     for key, value in attrs.items():
         if key.lower() == name.lower():
-            if isinstance(value, (list, tuple)):
-                return [v.decode() if isinstance(v, bytes) else str(v) for v in value]
-            return [value.decode() if isinstance(value, bytes) else str(value)]
+            return [_text(v) for v in value] if isinstance(value, (list, tuple)) else [_text(value)]
     return []
 
 

@@ -337,3 +337,34 @@ async def test_a_leaver_is_erased_and_their_own_rooms_handed_over(env: Env) -> N
     assert HAN not in await env.members(await one_room(env, CLASS1, space=False))
     result = await run_once(config, progress=lambda _line: None)
     assert result.plan.actions == []
+
+
+async def test_renames_and_a_removed_unit(env: Env) -> None:
+    await sync(env)
+    parents_space = await one_room(env, PARENTS, space=True)
+    parents_room = await one_room(env, PARENTS, space=False)
+    root = await one_room(env, ROOT, space=True)
+    conn = env.slapd.admin()
+    try:
+        # 최지우 changes her name; 3학년 1반 is renamed; the parents OU is dissolved (강민호 moves to staff)
+        assert conn.modify(school_person_dn("s.jiwoo"), {"cn": [("MODIFY_REPLACE", ["최지우(Jiwoo)"])]})
+        assert conn.modify(
+            unit_dn("ou=class1,ou=grade3"), {"description": [("MODIFY_REPLACE", ["3학년 1반 (별관)"])]}
+        )
+        assert conn.modify_dn(school_person_dn("p.kang"), "uid=p.kang", new_superior=unit_dn("ou=staff"))
+        assert conn.delete(unit_dn("ou=parents"))
+    finally:
+        conn.unbind()
+    result, _ = await sync(env)
+    assert result.errors == []
+    counts = result.plan.counts()
+    assert counts["rename"] == 2 and counts["unlink"] == 2 and counts["update_user"] == 2
+    assert (await env.user("@s.jiwoo:test.local") or {})["displayname"] == "최지우(Jiwoo)"
+    assert len(await env.room_by_name("3학년 1반 (별관)")) == 2
+    # the dissolved unit's rooms stay, out of the tree and without directory people
+    assert not state_of(await env.state(parents_space), "m.space.child").get(parents_room)
+    assert not state_of(await env.state(root), "m.space.child").get(parents_space)
+    assert await env.members(parents_space) == {BOT} and await env.members(parents_room) == {BOT}
+    assert KANG in await env.members(await one_room(env, STAFF, space=False))
+    result, _ = await sync(env)
+    assert result.plan.actions == []
