@@ -78,6 +78,7 @@ class LeaversConfig:
     deactivate: bool = True
     erase: bool = False
     handover_to: str | None = None  # rooms a leaver administered go to this user first
+    max_per_run: int | None = None  # more leavers than this in one run: abort (a filter gone wrong)
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,9 @@ def parse_config(raw: Any) -> SyncConfig:
         _check_template("groups.room_name", groups.room_name)
     if leavers.handover_to is not None and not re.fullmatch(r"@[^:]+:.+", leavers.handover_to):
         raise ConfigError("leavers.handover_to: must be a user id (@user:server)")
+    limit = leavers.max_per_run
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ConfigError("leavers.max_per_run: must be a non-negative integer")
     if ldap.page_size < 1 or ldap.timeout <= 0:
         raise ConfigError("ldap.page_size and ldap.timeout: must be positive")
     rules_raw = raw.get("power_levels") or []

@@ -4,6 +4,8 @@ the next one (which re-plans from the server's state)."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -19,6 +21,7 @@ from .state import BridgeState
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
+PARALLEL = frozenset({"create_user", "update_user", "join", "kick"})
 
 
 class Executor:
@@ -37,25 +40,46 @@ class Executor:
         self.progress = progress
         self.errors: list[str] = []
         self.done = 0
+        self._total = self._index = 0
+        self._last_report = 0.0
 
     async def run(self, plan: Plan) -> None:
-        total = len(plan.actions)
-        width = len(str(total))
-        last_report = time.monotonic()
-        for i, action in enumerate(plan.actions, 1):
-            try:
-                await self.apply(action)
-                self.done += 1
-                outcome = ""
-            except (MatrixRequestError, KeyError) as exc:
-                message = f"{action.text}: {_describe(exc)}"
-                self.errors.append(message)
-                outcome = f" FAILED ({_describe(exc)})"
-            # every action when short; about every second when long
-            now = time.monotonic()
-            if total <= 200 or now - last_report >= 1 or i == total or outcome:
-                self.progress(f"[{i:>{width}}/{total}] {action.text}{outcome}")
-                last_report = now
+        self._total = len(plan.actions)
+        self._index = 0
+        self._last_report = time.monotonic()
+        # Actions of one kind that touch different accounts/memberships are independent: those
+        # run `concurrency` at a time; room creation, links and power levels stay in order.
+        for kind, group in itertools.groupby(plan.actions, key=lambda a: a.kind):
+            actions = list(group)
+            if kind in PARALLEL and self.config.concurrency > 1:
+                sem = asyncio.Semaphore(self.config.concurrency)
+
+                async def limited(action: Action, sem: asyncio.Semaphore = sem) -> None:
+                    async with sem:
+                        await self._one(action)
+
+                async with asyncio.TaskGroup() as tasks:
+                    for action in actions:
+                        tasks.create_task(limited(action))
+            else:
+                for action in actions:
+                    await self._one(action)
+
+    async def _one(self, action: Action) -> None:
+        try:
+            await self.apply(action)
+            self.done += 1
+            outcome = ""
+        except (MatrixRequestError, KeyError) as exc:
+            self.errors.append(f"{action.text}: {_describe(exc)}")
+            outcome = f" FAILED ({_describe(exc)})"
+        self._index += 1
+        # every action when short; about every second when long
+        now = time.monotonic()
+        if self._total <= 200 or now - self._last_report >= 1 or self._index == self._total or outcome:
+            width = len(str(self._total))
+            self.progress(f"[{self._index:>{width}}/{self._total}] {action.text}{outcome}")
+            self._last_report = now
 
     def _room(self, key: str) -> str:
         try:

@@ -164,6 +164,14 @@ async def _run(
         progress(f"warning: {warning}")
     result = RunResult(plan)
 
+    leaving = plan.counts()["deactivate"]
+    limit = config.leavers.max_per_run
+    if limit is not None and leaving > limit and not dry_run:
+        raise SyncAborted(
+            f"{leaving} accounts would be deactivated, more than leavers.max_per_run ({limit}): "
+            "check the directory and the filters (--dry-run lists them), or raise the limit; "
+            "nothing was changed"
+        )
     if dry_run:
         for action in plan.actions:
             progress(f"  {action.kind:<12} {action.text}")

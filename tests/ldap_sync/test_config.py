@@ -51,6 +51,8 @@ def test_a_full_config_parses(tmp_path: Path) -> None:
         (lambda c: c["leavers"].update(handover_to="operator"), "leavers.handover_to"),
         (lambda c: c.update(extra={}), "unknown section(s) extra"),
         (lambda c: c.update(concurrency=0), "concurrency"),
+        (lambda c: c["leavers"].update(max_per_run=-1), "leavers.max_per_run"),
+        (lambda c: c["leavers"].update(max_per_run="5"), "leavers.max_per_run"),
         (lambda c: c.update(homeserver="x"), "homeserver: must be a mapping"),
     ],
 )

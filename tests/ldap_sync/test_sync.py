@@ -204,6 +204,17 @@ async def test_empty_directory_does_not_deactivate_everyone(env: Env) -> None:
     with pytest.raises(SyncAborted, match="returned no people but 7 accounts are managed"):
         await run_once(config, progress=lambda _line: None)
     assert (await env.user(HAN) or {})["deactivated"] is False
+    # a filter that still finds some people but loses many: the per-run limit stops it
+    only_students = {"filter": "(employeeType=student)"}
+    config = env.config(users=only_students, leavers={"max_per_run": 2})
+    with pytest.raises(
+        SyncAborted, match=r"3 accounts would be deactivated, more than leavers.max_per_run \(2\)"
+    ):
+        await run_once(config, progress=lambda _line: None)
+    assert (await env.user(KANG) or {})["deactivated"] is False
+    assert KANG in await env.members(await one_room(env, ROOT, space=False))
+    dry = await run_once(config, dry_run=True, progress=lambda _line: None)  # still lists them
+    assert dry.plan.counts()["deactivate"] == 3
 
 
 async def test_a_crash_mid_run_is_finished_by_the_next_run(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
