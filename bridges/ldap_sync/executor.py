@@ -21,6 +21,12 @@ from .state import BridgeState
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
+
+
+class ActionError(Exception):
+    """An action done only in part, with what is left for a person to do."""
+
+
 PARALLEL = frozenset({"create_user", "update_user", "join", "kick"})
 
 
@@ -70,7 +76,7 @@ class Executor:
             await self.apply(action)
             self.done += 1
             outcome = ""
-        except (MatrixRequestError, KeyError) as exc:
+        except (MatrixRequestError, KeyError, ActionError) as exc:
             self.errors.append(f"{action.text}: {_describe(exc)}")
             outcome = f" FAILED ({_describe(exc)})"
         self._index += 1
@@ -93,9 +99,9 @@ class Executor:
         if action.kind == "create_user":
             # Recorded first: a crash right after the PUT still leaves the account managed.
             self.state.manage_users({action.target: d["dn"]})
-            await hs.put_user(action.target, d["body"])
+            await self._put_user(action.target, d["body"])
         elif action.kind == "update_user":
-            await hs.put_user(action.target, d["body"])
+            await self._put_user(action.target, d["body"])
         elif action.kind in ("create_space", "create_room"):
             room_id = await hs.create_room(action.target, d["name"], d["is_space"])
             self.rooms[action.target] = room_id
@@ -121,6 +127,22 @@ class Executor:
             await self._deactivate(action.target, bool(d["erase"]))
         else:  # pragma: no cover - the planner only makes the kinds above
             raise ValueError(action.kind)
+
+    async def _put_user(self, user_id: str, body: dict[str, Any]) -> None:
+        try:
+            await self.hs.put_user(user_id, body)
+        except MatrixRequestError as exc:
+            if exc.errcode != "M_THREEPID_IN_USE" or "threepids" not in body:
+                raise
+            # The rest of the change (the account itself, its name) must not wait for a person to
+            # sort out whose address it is; the address is reported at every run until then.
+            rest = {k: v for k, v in body.items() if k != "threepids"}
+            if rest:
+                await self.hs.put_user(user_id, rest)
+            emails = ", ".join(t["address"] for t in body["threepids"])
+            raise ActionError(
+                f"{emails} belongs to another account; {user_id} was saved without it"
+            ) from None
 
     async def _power(self, room_id: str, changes: dict[str, int | None]) -> None:
         # Re-read: someone may have changed other entries since the plan was made.

@@ -379,3 +379,35 @@ async def test_renames_and_a_removed_unit(env: Env) -> None:
     assert KANG in await env.members(await one_room(env, STAFF, space=False))
     result, _ = await sync(env)
     assert result.plan.actions == []
+
+
+async def test_a_failing_action_is_reported_and_the_rest_goes_on(env: Env) -> None:
+    # someone else already has 강도윤's directory address
+    resp = await env.client.put(
+        "/_synapse/admin/v2/users/@someone:test.local",
+        json={
+            "password": "pass-word-1",
+            "threepids": [{"medium": "email", "address": "doyoon@school.example"}],
+        },
+        headers={"Authorization": f"Bearer {env.admin_token}"},
+    )
+    assert resp.status == 201
+    result, lines = await sync(env)
+    assert result.errors == [
+        "create @s.doyoon:test.local (강도윤): doyoon@school.example belongs to another account; "
+        "@s.doyoon:test.local was saved without it"
+    ]
+    assert any("FAILED (doyoon@school.example belongs to another account" in line for line in lines)
+    doyoon = await env.user("@s.doyoon:test.local")
+    assert doyoon is not None and doyoon["displayname"] == "강도윤" and doyoon["threepids"] == []
+    assert "@s.doyoon:test.local" in await env.members(await one_room(env, CLASS2, space=False))
+    # reported again at every run until someone sorts it out; nothing else to do
+    result, _ = await sync(env)
+    assert [a.kind for a in result.plan.actions] == ["update_user"] and len(result.errors) == 1
+
+
+async def test_homeserver_unreachable_aborts(env: Env) -> None:
+    config = env.config(homeserver={"url": "http://127.0.0.1:1"})
+    with pytest.raises(SyncAborted, match=r"homeserver http://127\.0\.0\.1:1 unreachable"):
+        await run_once(config, progress=lambda _line: None)
+    assert await env.rooms() == []
