@@ -3,6 +3,7 @@ registration for the sync's bot, and the sync's config pointing at all three."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from appservices import generate_registration, write_registration
 from bridges.ldap_sync.config import SyncConfig, parse_config
 from homeserver.app import create_app_from_config
+from homeserver.config import HomeserverConfig
 
 from ..api.helpers import auth, register
 from ..conftest import make_config
@@ -90,12 +92,21 @@ class Env:
 
 
 async def start(
-    aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path, slapd: Slapd, **hs_extra: Any
+    aiohttp_server: Any,
+    aiohttp_client: Any,
+    tmp_path: Path,
+    slapd: Slapd,
+    make: Callable[..., HomeserverConfig] | None = None,
+    **hs_extra: Any,
 ) -> Env:
+    """`make`: a config factory (tests/conftest.py `engine_config`, for PostgreSQL); SQLite by default."""
     registration = generate_registration(id="ldap-sync", url=None, sender_localpart="ldapsync")
     reg_path = tmp_path / "ldap-sync-registration.yaml"
     write_registration(reg_path, registration)
-    config = make_config(tmp_path, app_service_config_files=[str(reg_path)], **hs_extra)
+    if make is None:
+        config = make_config(tmp_path, app_service_config_files=[str(reg_path)], **hs_extra)
+    else:
+        config = make(app_service_config_files=[str(reg_path)], **hs_extra)
     server = await aiohttp_server(create_app_from_config(config))
     client = await aiohttp_client(server)
     admin = await register(client, "operator", admin=True)

@@ -39,6 +39,14 @@ async def env(aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path, slapd: S
     return await start(aiohttp_server, aiohttp_client, tmp_path, slapd)
 
 
+@pytest.fixture
+async def any_env(
+    aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path, slapd: Slapd, engine_config: Any
+) -> Env:
+    """The homeserver once on SQLite, once on PostgreSQL."""
+    return await start(aiohttp_server, aiohttp_client, tmp_path, slapd, engine_config)
+
+
 async def sync(env: Env, **kw: Any) -> tuple[RunResult, list[str]]:
     lines: list[str] = []
     result = await run_once(env.config(), progress=lines.append, **kw)
@@ -59,7 +67,8 @@ def state_of(events: list[dict[str, Any]], etype: str) -> dict[str, dict[str, An
     return {e["state_key"]: e["content"] for e in events if e["type"] == etype}
 
 
-async def test_sync_builds_the_tree_and_a_second_run_is_a_no_op(env: Env) -> None:
+async def test_sync_builds_the_tree_and_a_second_run_is_a_no_op(any_env: Env) -> None:
+    env = any_env
     result, lines = await sync(env)
     assert result.errors == []
     assert "directory: 7 people, 6 units, 3 groups (1 people skipped)" in lines
@@ -114,7 +123,8 @@ async def test_sync_builds_the_tree_and_a_second_run_is_a_no_op(env: Env) -> Non
     assert len(await env.rooms()) == 13
 
 
-async def test_student_moved_between_classes_and_a_leaver(env: Env) -> None:
+async def test_student_moved_between_classes_and_a_leaver(any_env: Env) -> None:
+    env = any_env
     await sync(env)
     class1 = await one_room(env, CLASS1, space=False)
     class2 = await one_room(env, CLASS2, space=False)
