@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,15 +64,16 @@ async def run_once(
     *,
     dry_run: bool = False,
     progress: Progress = _print,
-    read: Callable[[SyncConfig], Directory] = read_directory,
 ) -> RunResult:
     try:
         registration = load_registration(config.homeserver.registration)
     except (OSError, ValueError) as exc:
         raise SyncAborted(f"cannot load the appservice registration: {exc}") from None
+    if not isinstance(registration.get("sender_localpart"), str):
+        raise SyncAborted(f"{config.homeserver.registration}: no sender_localpart (the bot's localpart)")
     bot_id = f"@{registration['sender_localpart']}:{config.homeserver.server_name}"
     try:
-        directory = await asyncio.to_thread(read, config)
+        directory = await asyncio.to_thread(read_directory, config)
     except DirectoryError as exc:
         raise SyncAborted(f"{exc}; nothing was changed") from None
     progress(
@@ -82,12 +84,15 @@ async def run_once(
     db_path = config.state_db
     # A dry run never creates the bridge's file (one stat, before any network I/O).
     exists = Path(db_path).exists()  # noqa: ASYNC240
-    state = BridgeState(db_path if (not dry_run or exists) else ":memory:")
+    try:
+        state = BridgeState(db_path if (not dry_run or exists) else ":memory:")
+    except sqlite3.Error as exc:
+        raise SyncAborted(f"cannot open state_db {db_path}: {exc}; nothing was changed") from None
     hs = Homeserver(config.homeserver.url, registration["as_token"], bot_id)
     try:
         return await _run(config, desired, directory, state, hs, bot_id, dry_run, progress)
-    except aiohttp.ClientError as exc:
-        raise SyncAborted(f"homeserver {config.homeserver.url} unreachable: {exc}") from None
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise SyncAborted(f"homeserver {config.homeserver.url} unreachable: {exc!r}") from None
     except MatrixRequestError as exc:
         raise SyncAborted(f"homeserver refused a request while reading: {exc}") from None
     except HomeserverError as exc:

@@ -421,3 +421,20 @@ async def test_homeserver_unreachable_aborts(env: Env) -> None:
     with pytest.raises(SyncAborted, match=r"homeserver http://127\.0\.0\.1:1 unreachable"):
         await run_once(config, progress=lambda _line: None)
     assert await env.rooms() == []
+
+
+async def test_bad_registration_and_state_db_abort(env: Env) -> None:
+    import yaml
+
+    bad = env.tmp_path / "no-sender.yaml"
+    registration = yaml.safe_load(env.registration.read_text())
+    del registration["sender_localpart"]
+    bad.write_text(yaml.safe_dump(registration))
+    with pytest.raises(SyncAborted, match="no sender_localpart"):
+        await run_once(env.config(homeserver={"registration": str(bad)}), progress=lambda _line: None)
+    with pytest.raises(SyncAborted, match="cannot load the appservice registration"):
+        await run_once(env.config(homeserver={"registration": str(env.tmp_path / "nope.yaml")}))
+    nowhere = str(env.tmp_path / "missing-dir" / "state.db")
+    with pytest.raises(SyncAborted, match="cannot open state_db"):
+        await run_once(env.config(state_db=nowhere), progress=lambda _line: None)
+    assert await env.rooms() == []
