@@ -4,7 +4,7 @@ explicit config: nothing here knows one directory's layout."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ class LdapConfig:
     uri: str
     bind_dn: str | None = None
     bind_password: str | None = None
+    bind_password_file: str | None = None  # read at start (keeps the secret out of the config)
     start_tls: bool = False
     timeout: float = 5.0
     page_size: int = 500
@@ -167,6 +168,14 @@ def parse_config(raw: Any) -> SyncConfig:
         _check_template("groups.room_name", groups.room_name)
     if leavers.handover_to is not None and not re.fullmatch(r"@[^:]+:.+", leavers.handover_to):
         raise ConfigError("leavers.handover_to: must be a user id (@user:server)")
+    if ldap.bind_password_file is not None:
+        if ldap.bind_password is not None:
+            raise ConfigError("ldap: bind_password and bind_password_file are exclusive")
+        try:
+            secret = Path(ldap.bind_password_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"ldap.bind_password_file: cannot read it ({exc.strerror})") from None
+        ldap = replace(ldap, bind_password=secret)
     limit = leavers.max_per_run
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise ConfigError("leavers.max_per_run: must be a non-negative integer")

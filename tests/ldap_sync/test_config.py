@@ -52,6 +52,11 @@ def test_a_full_config_parses(tmp_path: Path) -> None:
         (lambda c: c.update(extra={}), "unknown section(s) extra"),
         (lambda c: c.update(concurrency=0), "concurrency"),
         (lambda c: c["leavers"].update(max_per_run=-1), "leavers.max_per_run"),
+        (
+            lambda c: c["ldap"].update(bind_password=None, bind_password_file="/nonexistent/pw"),
+            "ldap.bind_password_file: cannot read",
+        ),
+        (lambda c: c["ldap"].update(bind_password_file="/etc/hostname"), "are exclusive"),
         (lambda c: c["leavers"].update(max_per_run="5"), "leavers.max_per_run"),
         (lambda c: c.update(homeserver="x"), "homeserver: must be a mapping"),
     ],
@@ -76,3 +81,12 @@ def test_dn_normalisation() -> None:
     assert normalize_dn("ou=3학년 2반,dc=x") == "ou=3학년 2반,dc=x"
     assert parent_dn(normalize_dn(r"cn=Smith\, John,ou=people,dc=x")) == "ou=people,dc=x"
     assert parent_dn("dc=x") is None
+
+
+def test_bind_password_file(tmp_path: Path) -> None:
+    raw = base(tmp_path)
+    secret = tmp_path / "bind-password"
+    secret.write_text("s3cret\n")
+    raw["ldap"].pop("bind_password")
+    raw["ldap"]["bind_password_file"] = str(secret)
+    assert parse_config(raw).ldap.bind_password == "s3cret"
