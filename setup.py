@@ -7,7 +7,9 @@ from setuptools import find_packages, setup
 
 setup(
     packages=[
-        *find_packages(include=["homeserver", "homeserver.*", "bridges", "bridges.*"]),
+        *find_packages(
+            include=["homeserver", "homeserver.*", "appservices", "appservices.*", "bridges", "bridges.*"]
+        ),
         "homeserver._schema",
     ],
     package_dir={"homeserver._schema": "schema"},

@@ -162,8 +162,73 @@ def populate(server: Slapd) -> None:
                 members.append(dn)
         group = {"cn": "matrix-users", "member": members}
         assert conn.add(MATRIX_USERS, ["groupOfNames"], group), conn.result
+        populate_school(conn)
     finally:
         conn.unbind()
+
+
+# The organisation tree the directory sync mirrors (tests/ldap_sync): units with Korean names in
+# `description`, people placed in their unit, groups flagged `businessCategory: sync`.
+ORG = f"ou=org,{BASE}"
+# ou path below ORG (innermost first) -> description
+SCHOOL_UNITS: dict[str, str] = {
+    "": "한빛고등학교",
+    "ou=grade3": "3학년",
+    "ou=class1,ou=grade3": "3학년 1반",
+    "ou=class2,ou=grade3": "3학년 2반",
+    "ou=staff": "교직원",
+    "ou=parents": "학부모",
+}
+# uid -> (unit path below ORG, cn, employeeType, mail, password)
+SCHOOL_PEOPLE: dict[str, tuple[str, str, str, str | None, str]] = {
+    "s.jiwoo": ("ou=class1,ou=grade3", "최지우", "student", "jiwoo@school.example", "jiwoo-pw"),
+    "s.hayoon": ("ou=class1,ou=grade3", "정하윤", "student", None, "hayoon-pw"),
+    "s.doyoon": ("ou=class2,ou=grade3", "강도윤", "student", "doyoon@school.example", "doyoon-pw"),
+    "s.seojun": ("ou=class2,ou=grade3", "윤서준", "student", None, "seojun-pw"),
+    "t.han": ("ou=staff", "한지민 선생님", "teacher", "jimin.han@school.example", "han-pw"),
+    "t.oh": ("ou=staff", "오세훈 선생님", "teacher", "sehun.oh@school.example", "oh-pw"),
+    "p.kang": ("ou=parents", "강민호", "parent", "minho.kang@example.com", "kang-pw"),
+    # no valid Matrix localpart: the sync skips it
+    "Bad Name": ("ou=class1,ou=grade3", "Bad Name", "student", None, "bad-pw"),
+}
+# cn -> (description, member uids, unit path the group feeds or None for a room of its own)
+SCHOOL_GROUPS: dict[str, tuple[str, tuple[str, ...], str | None]] = {
+    "homeroom-3-1": ("3학년 1반 담임", ("t.han",), "ou=class1,ou=grade3"),
+    "homeroom-3-2": ("3학년 2반 담임", ("t.oh",), "ou=class2,ou=grade3"),
+    "parents-3-2": ("3학년 2반 학부모", ("p.kang", "t.oh"), None),
+}
+
+
+def unit_dn(path: str) -> str:
+    return f"{path},{ORG}" if path else ORG
+
+
+def school_person_dn(uid: str) -> str:
+    from ldap3.utils.dn import escape_rdn
+
+    return f"uid={escape_rdn(uid)},{unit_dn(SCHOOL_PEOPLE[uid][0])}"
+
+
+def populate_school(conn: ldap3.Connection) -> None:
+    for path, description in sorted(SCHOOL_UNITS.items(), key=lambda item: len(item[0])):
+        ou = (path.split(",")[0].split("=")[1]) if path else "org"
+        entry = {"ou": ou, "description": description}
+        assert conn.add(unit_dn(path), ["organizationalUnit"], entry), conn.result
+    for uid, (_path, cn, kind, mail, password) in SCHOOL_PEOPLE.items():
+        attributes = {"uid": uid, "cn": cn, "sn": cn[0], "employeeType": kind, "userPassword": password}
+        if mail:
+            attributes["mail"] = mail
+        assert conn.add(school_person_dn(uid), ["inetOrgPerson"], attributes), conn.result
+    for cn, (description, uids, unit) in SCHOOL_GROUPS.items():
+        attributes = {
+            "cn": cn,
+            "description": description,
+            "businessCategory": "sync",
+            "member": [school_person_dn(u) for u in uids],
+        }
+        if unit is not None:
+            attributes["seeAlso"] = unit_dn(unit)
+        assert conn.add(f"cn={cn},{GROUPS}", ["groupOfNames"], attributes), conn.result
 
 
 def person_dn(uid: str) -> str:
