@@ -141,7 +141,6 @@ class ChatBackend:
                 raise BackendError("timeout", "the model backend stopped answering") from exc
             except (aiohttp.ClientError, ConnectionError) as exc:
                 raise BackendError("stream", "the connection to the model backend broke") from exc
-            first = False
             if not raw:  # end of body
                 if data_lines:
                     yield "\n".join(data_lines)
@@ -156,6 +155,7 @@ class ChatBackend:
                 continue
             name, _, value = line.partition(":")
             if name == "data":
+                first = False  # keep-alive comments do not count as the model answering
                 data_lines.append(value[1:] if value.startswith(" ") else value)
 
     async def embed(self, texts: list[str]) -> list[list[float]]:

