@@ -256,8 +256,6 @@ class LlmBot:
                     encrypted = True
                 elif event.get("type") == SETTINGS_STATE_TYPE and event.get("state_key") == "":
                     self._apply_state_settings(event)
-        if len(self.state.joined_members(room_id)) == 2:
-            self.store.set_flag(room_id, "dm")
         if encrypted:
             await self._encrypted_notice(room_id)
 
