@@ -53,7 +53,9 @@ class FakeOpenAI:
         script = self.scripts.pop(0) if self.scripts else self.default
         if script.status != 200:
             return web.json_response({"error": {"message": "model overloaded"}}, status=script.status)
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
         await response.prepare(request)
         if script.release is not None:
             await response.write(b": thinking\n\n")  # an SSE comment: must be ignored
@@ -92,7 +94,9 @@ class FakeOpenAI:
         body = await request.json()
         self.embedding_requests.append(body)
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        data = [{"object": "embedding", "index": i, "embedding": hashed_vector(t)} for i, t in enumerate(texts)]
+        data = [
+            {"object": "embedding", "index": i, "embedding": hashed_vector(t)} for i, t in enumerate(texts)
+        ]
         return web.json_response({"object": "list", "data": data, "model": body.get("model")})
 
 

