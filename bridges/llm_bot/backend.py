@@ -8,7 +8,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,7 +118,11 @@ class ChatBackend:
                 text = (await response.text(errors="replace"))[:200]
                 raise BackendError("status", f"the model backend answered HTTP {response.status}: {text}")
             got_first = False
-            async for data in self._events(response):
+
+            def limit() -> float:  # until the first text the model may "think" longer
+                return self.config.idle_timeout_s if got_first else self.config.first_token_timeout_s
+
+            async for data in self._events(response, limit):
                 if data.strip() == "[DONE]":
                     return
                 delta = parse_sse_data(data, self.config.name)
@@ -129,14 +133,14 @@ class ChatBackend:
                     metrics.FIRST_TOKEN_SECONDS.labels(self.config.name).observe(time.monotonic() - started)
                 yield delta
 
-    async def _events(self, response: aiohttp.ClientResponse) -> AsyncIterator[str]:
+    async def _events(
+        self, response: aiohttp.ClientResponse, limit: Callable[[], float]
+    ) -> AsyncIterator[str]:
         """The `data` of each server-sent event (multi-line data joined with newlines)."""
         data_lines: list[str] = []
-        first = True
         while True:
-            limit = self.config.first_token_timeout_s if first else self.config.idle_timeout_s
             try:
-                raw = await asyncio.wait_for(response.content.readline(), limit)
+                raw = await asyncio.wait_for(response.content.readline(), limit())
             except TimeoutError as exc:
                 raise BackendError("timeout", "the model backend stopped answering") from exc
             except (aiohttp.ClientError, ConnectionError) as exc:
@@ -155,7 +159,6 @@ class ChatBackend:
                 continue
             name, _, value = line.partition(":")
             if name == "data":
-                first = False  # keep-alive comments do not count as the model answering
                 data_lines.append(value[1:] if value.startswith(" ") else value)
 
     async def embed(self, texts: list[str]) -> list[list[float]]:

@@ -87,6 +87,7 @@ class LlmBot:
         self._index_queue: asyncio.Queue[StoredMessage] = asyncio.Queue()
         self._background: set[asyncio.Task[Any]] = set()
         self._worker: asyncio.Task[None] | None = None
+        self._pruner: asyncio.Task[None] | None = None
         self.server.on("*")(self.on_event)
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -114,6 +115,9 @@ class LlmBot:
         for room_id, event_id, blob in self.store.vectors():
             self.index.add(room_id, event_id, from_blob(blob))
         self._worker = asyncio.create_task(self._index_worker())
+        self._spawn(self._resync_rooms())
+        if self.config.memory.max_age_days > 0:
+            self._pruner = asyncio.create_task(self._prune_loop())
         if self.config.displayname:
             try:
                 await self.intent.set_displayname(self.config.displayname)
@@ -125,9 +129,10 @@ class LlmBot:
             if conversation.active and conversation.active.task:
                 conversation.active.task.cancel()
         tasks = [t for t in self._background if not t.done()]
-        if self._worker:
-            self._worker.cancel()
-            tasks.append(self._worker)
+        for worker in (self._worker, self._pruner):
+            if worker is not None:
+                worker.cancel()
+                tasks.append(worker)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -136,6 +141,43 @@ class LlmBot:
             await self._session.close()
         self.store.close()
         self.server.txns.close()
+
+    async def _resync_rooms(self) -> None:
+        """After a restart: which rooms the bot is in, with their members and power levels (the
+        in-memory state store starts empty). Retried while the homeserver is unreachable."""
+        delay = 1.0
+        while True:
+            try:
+                answer = await self.api.request("GET", f"{V3}/joined_rooms", user_id=self.bot_id)
+                break
+            except (MatrixRequestError, aiohttp.ClientError, OSError) as exc:
+                logger.warning("cannot list the joined rooms yet (%s); retrying in %.0f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+        rooms = answer.get("joined_rooms") if isinstance(answer, dict) else None
+        for room_id in rooms if isinstance(rooms, list) else []:
+            if isinstance(room_id, str):
+                self.state.set_membership(room_id, self.bot_id, "join")
+                await self._load_state(room_id)
+
+    def prune(self, now_ms: int | None = None) -> int:
+        """Forget messages older than `memory.max_age_days` (the homeserver's retention purges
+        are not pushed to appservices, so the bot applies its own limit)."""
+        days = self.config.memory.max_age_days
+        if days <= 0:
+            return 0
+        cutoff = (now_ms if now_ms is not None else int(time.time() * 1000)) - days * 86_400_000
+        removed = self.store.delete_older_than(cutoff)
+        for event_id, room_id in removed:
+            self.index.remove(room_id, event_id)
+        return len(removed)
+
+    async def _prune_loop(self) -> None:
+        while True:
+            count = self.prune()
+            if count:
+                logger.info("forgot %d messages past memory.max_age_days", count)
+            await asyncio.sleep(3600)
 
     def make_app(self) -> web.Application:
         app = self.server.make_app()
@@ -181,6 +223,10 @@ class LlmBot:
     def _apply_state_settings(self, event: dict[str, Any]) -> None:
         """The room state event carries settings; honoured only from a room admin."""
         room_id, sender = event["room_id"], str(event.get("sender"))
+        sent_ts = event.get("origin_server_ts")
+        stored_ts = self.store.room_settings_ts(room_id)
+        if isinstance(sent_ts, int) and stored_ts is not None and stored_ts >= sent_ts:
+            return  # seen before (state read again after a restart) or older than a later command
         if not self.is_admin(room_id, sender):
             logger.info("ignoring %s in %s from %s: not a room admin", SETTINGS_STATE_TYPE, room_id, sender)
             return
@@ -190,7 +236,9 @@ class LlmBot:
                 overrides[key] = validate_room_value(key, value, self.config.backends)
             except (TypeError, ValueError) as exc:
                 logger.info("ignoring setting %s in %s: %s", key, room_id, exc)
-        self.store.set_room_settings(room_id, overrides, sender)
+        self.store.set_room_settings(
+            room_id, overrides, sender, sent_ts if isinstance(sent_ts, int) else None
+        )
 
     # -- event intake -----------------------------------------------------------------------------
 

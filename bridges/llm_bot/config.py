@@ -101,6 +101,7 @@ class MemoryConfig:
     embedding_backend: str = "default"
     backfill_messages: int = 2000  # read back through /messages on join
     max_passage_chars: int = 1000
+    max_age_days: int = 0  # forget messages older than this (0: keep); follow the server's retention
 
 
 @dataclass(frozen=True)

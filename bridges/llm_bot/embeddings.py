@@ -38,6 +38,7 @@ class LocalEmbedder:
     def __init__(self) -> None:
         self._model: Any = None
         self._lock = threading.Lock()  # not an asyncio lock: one embedder may serve several loops
+        self._encode_lock = threading.Lock()  # fast tokenizers must not be used by two threads at once
 
     @staticmethod
     def available() -> bool:
@@ -68,9 +69,12 @@ class LocalEmbedder:
 
     async def embed(self, texts: list[str]) -> np.ndarray:
         model = self._model if self._model is not None else await asyncio.to_thread(self._load_once)
-        vectors = await asyncio.to_thread(
-            lambda: model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
-        )
+
+        def encode() -> Any:
+            with self._encode_lock:
+                return model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+
+        vectors = await asyncio.to_thread(encode)
         return _normalise(vectors)
 
 

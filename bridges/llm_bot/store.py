@@ -175,13 +175,21 @@ class BotStore:
         row = self._db.execute("SELECT overrides FROM room_settings WHERE room_id = ?", (room_id,)).fetchone()
         return dict(json.loads(row[0])) if row else {}
 
-    def set_room_settings(self, room_id: str, overrides: dict[str, Any], updated_by: str) -> None:
+    def room_settings_ts(self, room_id: str) -> int | None:
+        row = self._db.execute(
+            "SELECT updated_ts FROM room_settings WHERE room_id = ?", (room_id,)
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def set_room_settings(
+        self, room_id: str, overrides: dict[str, Any], updated_by: str, updated_ts: int | None = None
+    ) -> None:
         with self._db:
             self._db.execute(
                 "INSERT INTO room_settings (room_id, overrides, updated_by, updated_ts) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (room_id) DO UPDATE SET overrides = excluded.overrides,"
                 " updated_by = excluded.updated_by, updated_ts = excluded.updated_ts",
-                (room_id, json.dumps(overrides), updated_by, int(time.time() * 1000)),
+                (room_id, json.dumps(overrides), updated_by, updated_ts or int(time.time() * 1000)),
             )
 
     def has_flag(self, room_id: str, flag: str) -> bool:

@@ -54,6 +54,7 @@ class Env:
     bot: LlmBot
     backend: FakeOpenAI
     tmp_path: Path
+    bot_server: Any  # the bot's aiohttp TestServer (the registration's url)
 
     async def user(self, name: str) -> nio.AsyncClient:
         localpart = f"{name}{secrets.token_hex(3)}"
@@ -132,8 +133,8 @@ async def start_env(
         else:
             raw[key] = value
     bot = LlmBot(parse_config(raw, registration=registration), embedder=embedder)
-    await aiohttp_server(bot.make_app(), port=port)
-    return Env(raw["homeserver_url"], bot, backend, tmp_path)
+    bot_server = await aiohttp_server(bot.make_app(), port=port)
+    return Env(raw["homeserver_url"], bot, backend, tmp_path, bot_server)
 
 
 async def sync_until(
