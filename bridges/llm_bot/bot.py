@@ -639,7 +639,10 @@ class LlmBot:
         memory = self.config.memory
         if self.embedder is None or memory.retrieved_passages <= 0:
             return []
-        await self._index_queue.join()  # messages that arrived just before are searchable
+        # Messages that arrived just before are searchable; a room that never stops talking does
+        # not hold the answer back for long.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._index_queue.join(), 10)
         try:
             query = (await self.embedder.embed([job.question[: memory.max_passage_chars]]))[0]
         except Exception:
