@@ -121,3 +121,26 @@ async def test_retrieval_backfill_incremental_and_redaction(
     query = (await embedder.embed(["boiler room door code"]))[0]
     best = rebuilt.search(room_id, np.asarray(query), 1)
     assert best and best[0][1] > 0.3
+
+
+async def test_retrieval_through_the_backend_embeddings_endpoint(
+    aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path
+) -> None:
+    """`memory.embeddings: backend`: vectors from the backend's /v1/embeddings (the fake server
+    hashes words), indexed as messages arrive."""
+    memory = {"embeddings": "backend", "recent_messages": 5, "retrieved_passages": 2, "min_similarity": 0.1}
+    env = await start_env(aiohttp_client, aiohttp_server, tmp_path, bot_config={"memory": memory})
+    assert isinstance(env.bot.embedder, BackendEmbedder)
+    alice = await env.user("alice")
+    try:
+        room_id = await env.room_with_bot(alice, direct=False)
+        await _send(alice, room_id, "the locker combination is 4321 for the gym locker")
+        for i in range(20):
+            await _send(alice, room_id, f"unrelated note {i} about apples")
+        await _send(alice, room_id, "assistant: what is the gym locker combination?", mention=True)
+        await wait_for(lambda: len(env.backend.requests) == 1)
+        await env.bot.idle()
+    finally:
+        await alice.close()
+    assert "4321" in _retrieved_section(env.backend.requests[0])
+    assert env.backend.embedding_requests and env.backend.embedding_requests[0]["model"] == "fake-model-7b"

@@ -191,3 +191,17 @@ async def test_streamed_reply_bounds_the_edit_rate() -> None:
         await reply.update("y" * (i + 1))
         now[0] += 0.005  # fast tokens: the floor (50 ms = 10 tokens) wins over 5 tokens
     assert len(intent.sent) == 1 + 1
+
+
+def test_main_checks_the_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from bridges.llm_bot.__main__ import main
+
+    (tmp_path / "reg.yaml").write_text(yaml.safe_dump(REG))
+    good = {**BASE, "registration": str(tmp_path / "reg.yaml")}
+    (tmp_path / "bot.yaml").write_text(yaml.safe_dump(good))
+    assert main(["--config", str(tmp_path / "bot.yaml"), "--check-config"]) == 0
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**good, "limits": {"oops": 1}}))
+    assert main(["--config", str(tmp_path / "bad.yaml"), "--check-config"]) == 2
+    assert "llm bot: configuration error: limits.oops: unknown key" in capsys.readouterr().err
