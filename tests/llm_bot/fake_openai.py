@@ -26,7 +26,8 @@ class Script:
     delay_s: float = 0.0  # between chunks (the model writing)
     release: asyncio.Event | None = None  # wait for it before the first chunk (the model thinking)
     status: int = 200  # anything else: an error answer, no stream
-    drop_after: int | None = None  # break the connection after this many chunks
+    drop_after: int | None = None  # break the connection after this many chunks ...
+    drop_gate: asyncio.Event | None = None  # ... once this is set (the client has read them)
     stall_after: int | None = None  # go silent after this many chunks
     malformed: bool = False  # mix broken chunks into the stream
     usage: bool = True  # send the usage chunk (stream_options.include_usage)
@@ -64,6 +65,8 @@ class FakeOpenAI:
         await self._event(response, {**base, "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
         for number, text in enumerate(script.chunks):
             if script.drop_after is not None and number == script.drop_after:
+                if script.drop_gate is not None:
+                    await script.drop_gate.wait()
                 assert request.transport is not None
                 request.transport.close()  # a broken connection mid-answer
                 return response

@@ -70,13 +70,16 @@ async def test_error_status_is_a_backend_error(fake: tuple[FakeOpenAI, str]) -> 
 
 async def test_broken_connection_after_partial_answer(fake: tuple[FakeOpenAI, str]) -> None:
     server, url = fake
-    server.scripts.append(Script(chunks=["one", " two", " three"], drop_after=2, delay_s=0.3))
+    gate = asyncio.Event()
+    server.scripts.append(Script(chunks=["one", " two", " three"], drop_after=2, drop_gate=gate))
     got: list[str] = []
     async with aiohttp.ClientSession() as session:
         backend = ChatBackend(BackendConfig("t", url, "m"), session)
         with pytest.raises(BackendError) as caught:
             async for delta in backend.stream_chat([], model="m", temperature=0, max_tokens=5):
                 got.append(delta.text)
+                if "".join(got) == "one two":
+                    gate.set()  # the connection breaks after the client has read two chunks
     assert "".join(got) == "one two"
     assert caught.value.kind == "stream"
 

@@ -22,13 +22,19 @@ async def test_backend_failure_gives_an_error_edit_and_keeps_the_partial_answer(
     try:
         room_id = await env.room_with_bot(alice, direct=True)
         before = metrics.ERRORS.labels("default", "stream")._value.get()
+        gate = asyncio.Event()
         env.backend.scripts.append(
-            Script(chunks=["The", " answer", " is", " lost"], drop_after=3, delay_s=0.2)
+            Script(chunks=["The", " answer", " is", " lost"], drop_after=2, drop_gate=gate)
         )
         await send(alice, room_id, "tell me something")
-        events = await collect_until(alice, room_id, lambda ev: len(finals(ev)) == 1)
+        # the connection breaks once the user has seen the start of the answer
+        events = await collect_until(
+            alice, room_id, lambda ev: any(e["content"].get("body") == "* The answer" for e in ev)
+        )
+        gate.set()
+        events += await collect_until(alice, room_id, lambda ev: len(finals(ev)) == 1)
         final = finals(events)[0]
-        assert final["body"].startswith("The answer is\n\n")
+        assert final["body"].startswith("The answer\n\n")
         assert "cut off" in final["body"] and "connection to the model backend broke" in final["body"]
         assert final["net.homeserver.llm_bot"]["outcome"] == "error"
         edits = [e for e in events if e["content"].get("m.relates_to", {}).get("rel_type") == "m.replace"]
