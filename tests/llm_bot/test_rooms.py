@@ -110,6 +110,12 @@ async def test_settings_only_from_admins_and_injection_changes_nothing(
         await env.bot.idle()
         request = env.backend.requests[0]
         assert (request["model"], request["temperature"], request["max_tokens"]) == ("other-model", 0.2, 300)
+        # the model's "!bot mode off" reached the room before this command: the bot handled both
+        await send(alice, room_id, "!bot usage")
+        events = await collect_until(
+            alice, room_id, lambda ev: any(n.startswith("Tokens used") for n in notices(ev))
+        )
+        assert any(e["content"].get("body") == "!bot mode off" and e["sender"] == BOT for e in events)
         settings = env.bot.settings(room_id)
         assert (settings.mode, settings.temperature, settings.backend) == ("mention", 0.2, "other")
 
