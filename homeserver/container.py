@@ -149,6 +149,7 @@ from homeserver.storage.stores.remote_devices import RemoteDeviceStore
 from homeserver.storage.stores.reports import ReportStore
 from homeserver.storage.stores.rooms import RoomStore
 from homeserver.storage.stores.search import SearchStore
+from homeserver.storage.stores.sliding_sync import SlidingSyncStore
 from homeserver.storage.stores.state import StateStore
 from homeserver.storage.stores.timeline import TimelineStore
 from homeserver.storage.stores.user_directory import UserDirectoryStore
@@ -157,6 +158,8 @@ from homeserver.storage.streams import StreamIdGenerator
 from homeserver.sync.e2ee import E2eeSyncExtension
 from homeserver.sync.ephemeral import IgnoreExtension, PresenceExtension, ReceiptsExtension, TypingExtension
 from homeserver.sync.service import SyncService
+from homeserver.sync.sliding.service import SlidingSyncService
+from homeserver.sync.sliding.summaries import RoomSummaryIndex
 from homeserver.sync.unread import UnreadCountsExtension
 
 logger = logging.getLogger(__name__)
@@ -390,6 +393,7 @@ class Services:
         self._build_federation_reads()
         self._build_federation_edus()
         self._build_appservice_sender()
+        self._build_sliding_sync()
         self._wire_hooks()
         self._wire_metrics()
 
@@ -831,6 +835,22 @@ class Services:
         self.key_backup = KeyBackupService(db, KeyBackupStore(db))
         self.sync.extensions.append(E2eeSyncExtension(self.e2e_keys, self.to_device, self.device_lists))
         self.accounts.devices_deleted_hooks.append(self.e2e_keys.on_devices_deleted)
+
+    def _build_sliding_sync(self) -> None:
+        """Simplified sliding sync (MSC4186) on the /sync machinery."""
+        self.room_summaries = RoomSummaryIndex(SlidingSyncStore(self.db), self.events)
+        self.bus.subscribe(Stream.EVENTS, self.room_summaries.on_events)
+        self.sliding_sync = SlidingSyncService(
+            self.sync,
+            self.room_summaries,
+            self.notifications,
+            self.account_data,
+            self.receipts,
+            self.typing,
+            self.to_device,
+            self.e2e_keys,
+            self.device_lists,
+        )
 
     def _build_ephemeral(self, stream_positions: dict[Stream, int]) -> None:
         """Receipts, read markers, typing, presence, room tags and ignored users."""
