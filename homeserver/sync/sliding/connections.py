@@ -49,6 +49,8 @@ class ConnState:
 @dataclass(slots=True)
 class _Connection:
     positions: dict[int, ConnState] = field(default_factory=dict)
+    # position -> the position the request that created it came from (0: none)
+    parents: dict[int, int] = field(default_factory=dict)
     next_pos: int = 1
 
 
@@ -89,20 +91,29 @@ class ConnectionStore:
         # The client has the state under `position`: older ones will never be used again.
         for old in [p for p in conn.positions if p < position]:
             del conn.positions[old]
+            conn.parents.pop(old, None)
         return state
 
-    def save(self, key: tuple[str, str, str], state: ConnState) -> int:
+    def save(self, key: tuple[str, str, str], state: ConnState, parent: int | None) -> int:
+        """The position for `state`, reached from `parent`: a retry of the same request that
+        reaches the same state gets the same position again."""
         conn = self._conns.get(key)
         if conn is None:
             conn = self._conns[key] = _Connection()
             while len(self._conns) > self.MAX_CONNECTIONS:
                 self._conns.popitem(last=False)
         self._conns.move_to_end(key)
+        for position, existing in conn.positions.items():
+            if conn.parents.get(position) == (parent or 0) and existing == state:
+                return position
         position = conn.next_pos
         conn.next_pos += 1
         conn.positions[position] = state
+        conn.parents[position] = parent or 0
         while len(conn.positions) > self.MAX_POSITIONS:
-            del conn.positions[min(conn.positions)]
+            oldest = min(conn.positions)
+            del conn.positions[oldest]
+            conn.parents.pop(oldest, None)
         return position
 
     def forget_device(self, user_id: str, device_id: str) -> None:

@@ -96,6 +96,7 @@ class SlidingSyncService:
         s.notifier.track(req.user_id)
         await s.memberships.load_user(req.user_id)
         since: StreamToken | None = None
+        conn_pos: int | None = None
         if req.pos is None:
             self.connections.start(key)
             prev = ConnState()
@@ -117,7 +118,8 @@ class SlidingSyncService:
                     run = await self._compute(req, since, prev)
         response = run.response
         if run.news or req.pos is None:
-            response["pos"] = f"{self.connections.save(key, run.state)}/{run.now.serialize()}"
+            position = self.connections.save(key, run.state, conn_pos)
+            response["pos"] = f"{position}/{run.now.serialize()}"
         else:
             # Nothing new: the same position again (as Synapse), so the client's state is unchanged.
             assert req.pos is not None
