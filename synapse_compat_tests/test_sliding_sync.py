@@ -51,7 +51,9 @@ def ss(
     return out
 
 
-def a_list(ranges: list[list[int]] | None = None, limit: int = 5, state: Any = (), **filters: Any) -> dict[str, Any]:
+def a_list(
+    ranges: list[list[int]] | None = None, limit: int = 5, state: Any = (), **filters: Any
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "ranges": ranges if ranges is not None else [[0, 20]],
         "timeline_limit": limit,
@@ -377,7 +379,16 @@ def test_notification_counts(hs: Homeserver) -> None:
         {"lists": {"all": {"ranges": [[0, 1]], "timeline_limit": 1, "required_state": [["m.room.name"]]}}},
         {"lists": {"all": {"ranges": "0-1", "timeline_limit": 1, "required_state": []}}},
         {"room_subscriptions": {"!a:b": "nope"}},
-        {"lists": {"all": {"ranges": [[0, 1]], "timeline_limit": 1, "required_state": [], "filters": {"is_dm": 3}}}},
+        {
+            "lists": {
+                "all": {
+                    "ranges": [[0, 1]],
+                    "timeline_limit": 1,
+                    "required_state": [],
+                    "filters": {"is_dm": 3},
+                }
+            }
+        },
     ],
 )
 def test_bad_bodies(hs: Homeserver, body: dict[str, Any]) -> None:

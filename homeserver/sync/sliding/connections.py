@@ -14,6 +14,7 @@ sliding sync client handles. See docs/sliding-sync.md.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -51,7 +52,6 @@ class _Connection:
     positions: dict[int, ConnState] = field(default_factory=dict)
     # position -> the position the request that created it came from (0: none)
     parents: dict[int, int] = field(default_factory=dict)
-    next_pos: int = 1
 
 
 def unknown_pos(message: str = "Unknown position") -> MatrixError:
@@ -61,7 +61,7 @@ def unknown_pos(message: str = "Unknown position") -> MatrixError:
 def parse_pos(pos: str) -> tuple[int, StreamToken]:
     """`<connection position>/<stream token>`; anything else is a position we cannot resume."""
     head, sep, token = pos.partition("/")
-    if not sep or not head.isascii() or not head.isdigit() or len(head) > 18:
+    if not sep or not head.isascii() or not head.isdigit() or len(head) > 19:
         raise unknown_pos("Malformed position; start a new connection without pos")
     try:
         return int(head), StreamToken.parse(token)
@@ -75,6 +75,9 @@ class ConnectionStore:
 
     def __init__(self) -> None:
         self._conns: OrderedDict[tuple[str, str, str], _Connection] = OrderedDict()
+        # Positions are unique over all connections and start from the clock, so a position from
+        # another connection, or from before a restart, is never mistaken for a current one.
+        self._next_pos = time.time_ns() // 1_000_000
 
     def start(self, key: tuple[str, str, str]) -> None:
         """A request without `pos`: the connection starts over."""
@@ -106,8 +109,8 @@ class ConnectionStore:
         for position, existing in conn.positions.items():
             if conn.parents.get(position) == (parent or 0) and existing == state:
                 return position
-        position = conn.next_pos
-        conn.next_pos += 1
+        position = self._next_pos
+        self._next_pos += 1
         conn.positions[position] = state
         conn.parents[position] = parent or 0
         while len(conn.positions) > self.MAX_POSITIONS:
