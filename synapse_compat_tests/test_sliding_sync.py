@@ -401,3 +401,18 @@ def test_bad_bodies(hs: Homeserver, body: dict[str, Any]) -> None:
 def test_requires_auth(hs: Homeserver) -> None:
     status, body, _ = hs.client().post(SS, {})
     assert status == 401 and body["errcode"] == "M_MISSING_TOKEN"
+
+
+def test_bigger_timeline_limit_expands_timeline(hs: Homeserver) -> None:
+    alice = hs.register()
+    room_id = create_room(alice)
+    sent = [send_text(alice, room_id, f"m{i}") for i in range(3)]
+    body: dict[str, Any] = {"lists": {"all": a_list(limit=1)}}
+    first = ss(alice, body)
+    assert event_ids(first["rooms"][room_id]) == sent[-1:]
+    # Opening the room: a subscription with a bigger timeline_limit gets the newest events again.
+    body["room_subscriptions"] = {room_id: {"timeline_limit": 3, "required_state": []}}
+    second = ss(alice, body, pos=first["pos"], timeout=0)
+    room = second["rooms"][room_id]
+    assert event_ids(room) == sent
+    assert room.get("unstable_expanded_timeline") is True

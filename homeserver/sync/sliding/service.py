@@ -291,7 +291,10 @@ class SlidingSyncService:
             ):
                 return  # nothing new for this room
 
-        after = 0 if initial or before is None else before.events_pos
+        # A bigger timeline_limit for a room already sent (Element X opening it): its newest
+        # events again, as Synapse does (`unstable_expanded_timeline`).
+        expanded = not initial and before is not None and want.timeline_limit > before.timeline_limit
+        after = 0 if initial or expanded or before is None else before.events_pos
         timeline, limited, start = await s.recent_events(user_id, room_id, after, upto, want.timeline_limit)
         e0 = run.since.events if run.since is not None else None
         num_live = sum(1 for ev in timeline if ev.stream_ordering > e0) if e0 is not None else 0
@@ -340,6 +343,8 @@ class SlidingSyncService:
             result["heroes"] = [dict(h) for h in heroes]
         if initial:
             result["initial"] = True
+        if expanded:
+            result["unstable_expanded_timeline"] = True
         if state_events:
             result["required_state"] = await s.serializer.serialize(state_events, include_room_id=False)
         if timeline:
@@ -426,7 +431,9 @@ class SlidingSyncService:
         joined = {r for r, (m, _) in run.memberships.items() if m == c.JOIN}
         if "account_data" in exts:
             after = since.account_data if since is not None else 0
-            items = await self.account_data.store.list_since(req.user_id, after, now.account_data)
+            items = []
+            if after < now.account_data or since is None:
+                items = await self.account_data.store.list_since(req.user_id, after, now.account_data)
             fresh = run.initial_rooms if since is not None else set()
             if fresh:
                 # Rooms sent in full for the first time get all their account data.
