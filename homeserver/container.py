@@ -838,7 +838,7 @@ class Services:
 
     def _build_sliding_sync(self) -> None:
         """Simplified sliding sync (MSC4186) on the /sync machinery."""
-        self.room_summaries = RoomSummaryIndex(SlidingSyncStore(self.db), self.events)
+        self.room_summaries = RoomSummaryIndex(SlidingSyncStore(self.db))
         self.bus.subscribe(Stream.EVENTS, self.room_summaries.on_events)
         self.sliding_sync = SlidingSyncService(
             self.sync,

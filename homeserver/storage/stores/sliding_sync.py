@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from typing import Any
 
+from homeserver.core.json import loads
 from homeserver.storage.database import Database
 
 _CHUNK = 400
@@ -36,21 +38,26 @@ class SlidingSyncStore:
                 result[row[0]] = int(row[1])
         return result
 
-    async def current_state_of_types(
+    async def current_state_contents(
         self, room_ids: Sequence[str], types: Collection[str]
-    ) -> list[tuple[str, str, str, str]]:
-        """(room_id, type, state_key, event_id) of the current state of `types` in the rooms."""
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """(room_id, type, content) of the current state events with an empty state key of
+        `types` in the rooms (content only: no event objects are built for a summary row)."""
         type_list = sorted(types)
-        out: list[tuple[str, str, str, str]] = []
+        out: list[tuple[str, str, dict[str, Any]]] = []
         for start in range(0, len(room_ids), _CHUNK):
             chunk = list(room_ids[start : start + _CHUNK])
             rooms_sql = _placeholders(1, len(chunk))
             types_sql = _placeholders(len(chunk) + 1, len(type_list))
             rows = await self.db.fetch(
-                "SELECT room_id, type, state_key, event_id FROM current_state"
-                f" WHERE room_id IN ({rooms_sql}) AND type IN ({types_sql})",
+                "SELECT cs.room_id, cs.type, e.json, e.redacted_by FROM current_state cs"
+                " JOIN events e ON e.event_id = cs.event_id"
+                f" WHERE cs.room_id IN ({rooms_sql}) AND cs.type IN ({types_sql}) AND cs.state_key = ''",
                 *chunk,
                 *type_list,
             )
-            out.extend((r[0], r[1], r[2], r[3]) for r in rows)
+            for room_id, ev_type, raw, redacted_by in rows:
+                # A redacted name or avatar has no content left (the create event keeps its own).
+                content = {} if redacted_by and ev_type != "m.room.create" else loads(raw).get("content")
+                out.append((room_id, ev_type, content if isinstance(content, dict) else {}))
         return out

@@ -2,7 +2,7 @@
 
 For every room: its bump stamp (newest event of a "bump" type), room type, whether it is
 encrypted, its name and avatar. Rows are loaded for all of a user's unknown rooms at once (three
-bulk queries for up to 400 rooms each: current state of a few types, their events, bump stamps)
+bulk queries for up to 400 rooms each: the content of a few current state events, bump stamps)
 and then kept current from the events stream, so a user in 1,000 rooms gets a sorted, filtered
 list without reading each room's state. Bounded: least recently used rooms are dropped.
 """
@@ -16,7 +16,6 @@ from typing import Any
 
 from homeserver.core.streams import EventsRow, StreamRow
 from homeserver.metrics.caches import register_cache
-from homeserver.storage.stores.events import EventStore
 from homeserver.storage.stores.sliding_sync import SlidingSyncStore
 
 # As Synapse (SLIDING_SYNC_DEFAULT_BUMP_EVENT_TYPES): events that move a room up the list.
@@ -46,9 +45,8 @@ class RoomSummary:
 class RoomSummaryIndex:
     MAX_ROOMS = 200_000
 
-    def __init__(self, store: SlidingSyncStore, events: EventStore) -> None:
+    def __init__(self, store: SlidingSyncStore) -> None:
         self.store = store
-        self.events = events
         self._rooms: OrderedDict[str, RoomSummary] = OrderedDict()
         self._metric = register_cache("sliding_sync_room_summaries", self, lambda s: len(s._rooms))
 
@@ -67,14 +65,11 @@ class RoomSummaryIndex:
         return out
 
     async def _load(self, room_ids: Sequence[str]) -> None:
-        rows = await self.store.current_state_of_types(room_ids, _SUMMARY_STATE)
-        found = await self.events.get_events([r[3] for r in rows if r[2] == ""])
+        rows = await self.store.current_state_contents(room_ids, _SUMMARY_STATE)
         bumps = await self.store.bump_stamps(room_ids, BUMP_EVENT_TYPES)
         loaded = {room_id: RoomSummary(bump_stamp=bumps.get(room_id, 0)) for room_id in room_ids}
-        for room_id, ev_type, state_key, event_id in rows:
-            stored = found.get(event_id)
-            if state_key == "" and stored is not None:
-                _apply_state(loaded[room_id], ev_type, stored.event.content)
+        for room_id, ev_type, content in rows:
+            _apply_state(loaded[room_id], ev_type, content)
         for room_id, summary in loaded.items():
             # An event committed while loading already updated a row: keep the newer one.
             self._rooms.setdefault(room_id, summary)
