@@ -153,10 +153,15 @@ class SlidingSyncService:
                 key=lambda r: (-self._bump_stamp(candidates[r], summaries.get(r)), r),
             )
             for name, lst in req.lists.items():
+                children: set[str] | None = None
+                if lst.filters.spaces is not None:
+                    children = set()
+                    for space_id in lst.filters.spaces:
+                        children |= await self._space_children(space_id)
                 rooms = [
                     r
                     for r in ordered
-                    if await self._matches(lst.filters, r, candidates[r][0], summaries.get(r), dms)
+                    if _matches(lst.filters, r, candidates[r][0], summaries.get(r), dms, children)
                 ]
                 ops = []
                 for start, end in lst.ranges or ():
@@ -203,34 +208,6 @@ class SlidingSyncService:
             if isinstance(room_ids, list):
                 rooms.update(r for r in room_ids if isinstance(r, str))
         return rooms
-
-    async def _matches(
-        self,
-        flt: ListFilters,
-        room_id: str,
-        membership: str,
-        summary: RoomSummary | None,
-        dms: set[str],
-    ) -> bool:
-        if flt.is_dm is not None and (room_id in dms) != flt.is_dm:
-            return False
-        if flt.is_invite is not None and (membership == c.INVITE) != flt.is_invite:
-            return False
-        encrypted = summary.encrypted if summary is not None else False
-        if flt.is_encrypted is not None and encrypted != flt.is_encrypted:
-            return False
-        room_type = summary.room_type if summary is not None else None
-        if flt.room_types is not None and room_type not in flt.room_types:
-            return False
-        if flt.not_room_types is not None and room_type in flt.not_room_types:
-            return False
-        if flt.spaces is not None:
-            children: set[str] = set()
-            for space_id in flt.spaces:
-                children |= await self._space_children(space_id)
-            if room_id not in children:
-                return False
-        return True
 
     async def _space_children(self, space_id: str) -> set[str]:
         snapshot = await self.sync_service.state.get(space_id)
@@ -480,6 +457,29 @@ class SlidingSyncService:
                     typing[room_id] = event
             out["typing"] = {"rooms": typing}
             run.news |= bool(typing) and since is not None
+
+
+def _matches(
+    flt: ListFilters,
+    room_id: str,
+    membership: str,
+    summary: RoomSummary | None,
+    dms: set[str],
+    space_children: set[str] | None,
+) -> bool:
+    if flt.is_dm is not None and (room_id in dms) != flt.is_dm:
+        return False
+    if flt.is_invite is not None and (membership == c.INVITE) != flt.is_invite:
+        return False
+    encrypted = summary.encrypted if summary is not None else False
+    if flt.is_encrypted is not None and encrypted != flt.is_encrypted:
+        return False
+    room_type = summary.room_type if summary is not None else None
+    if flt.room_types is not None and room_type not in flt.room_types:
+        return False
+    if flt.not_room_types is not None and room_type in flt.not_room_types:
+        return False
+    return space_children is None or room_id in space_children
 
 
 def _select(wants: set[StateWant], state: dict[StateKey, str], user_id: str, lazy: set[str]) -> set[StateKey]:
