@@ -379,6 +379,7 @@ def test_notification_counts(hs: Homeserver) -> None:
         {"lists": {"all": {"ranges": [[0, 1]], "timeline_limit": 1, "required_state": [["m.room.name"]]}}},
         {"lists": {"all": {"ranges": "0-1", "timeline_limit": 1, "required_state": []}}},
         {"room_subscriptions": {"!a:b": "nope"}},
+        {"extensions": {"to_device": {"enabled": True, "since": "soon"}}},
         {
             "lists": {
                 "all": {

@@ -9,6 +9,7 @@ from homeserver.core.errors import MatrixError
 
 MAX_TIMELINE_LIMIT = 1000  # Synapse's bound
 MAX_RANGE_END = 2**31
+MAX_CONN_ID = 255
 
 StateWant = tuple[str, str]
 
@@ -138,8 +139,10 @@ class ExtensionRequest:
         lists = _str_list(body.get("lists"), "lists")
         rooms = _str_list(body.get("rooms"), "rooms")
         since = body.get("since")
-        if since is not None and not isinstance(since, str):
-            raise _bad(f"extensions.{name}.since must be a string")
+        if since is not None and not (
+            isinstance(since, str) and since.isascii() and since.isdigit() and len(since) <= 19
+        ):
+            raise _bad(f"extensions.{name}.since is invalid (should look like an int)")
         limit = body.get("limit", 100)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise _bad(f"extensions.{name}.limit must be a non-negative integer")
@@ -179,8 +182,8 @@ class SlidingSyncRequest:
         if not isinstance(body, dict):
             raise _bad("The body must be an object")
         conn_id = body.get("conn_id") or ""
-        if not isinstance(conn_id, str):
-            raise _bad("conn_id must be a string")
+        if not isinstance(conn_id, str) or len(conn_id) > MAX_CONN_ID:
+            raise _bad(f"conn_id must be a string of at most {MAX_CONN_ID} characters")
         lists_raw = body.get("lists") or {}
         if not isinstance(lists_raw, dict):
             raise _bad("lists must be an object")

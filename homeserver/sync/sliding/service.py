@@ -383,7 +383,7 @@ class SlidingSyncService:
         since, now = run.since, run.now
         if "to_device" in exts and req.device_id is not None:
             raw = exts["to_device"].since
-            acked = int(raw) if raw is not None and raw.isascii() and raw.isdigit() else 0
+            acked = int(raw) if raw is not None else 0  # validated in request.py
             await self.to_device.acknowledge(req.user_id, req.device_id, acked)
             delivery = await self.to_device.deliver(req.user_id, req.device_id, acked, now.to_device)
             out["to_device"] = {"next_batch": str(delivery.position), "events": delivery.events}
