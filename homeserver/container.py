@@ -158,6 +158,7 @@ from homeserver.storage.streams import StreamIdGenerator
 from homeserver.sync.e2ee import E2eeSyncExtension
 from homeserver.sync.ephemeral import IgnoreExtension, PresenceExtension, ReceiptsExtension, TypingExtension
 from homeserver.sync.service import SyncService
+from homeserver.sync.sliding.connections import ConnectionStore
 from homeserver.sync.sliding.service import SlidingSyncService
 from homeserver.sync.sliding.summaries import RoomSummaryIndex
 from homeserver.sync.unread import UnreadCountsExtension
@@ -838,8 +839,11 @@ class Services:
 
     def _build_sliding_sync(self) -> None:
         """Simplified sliding sync (MSC4186) on the /sync machinery."""
-        self.room_summaries = RoomSummaryIndex(SlidingSyncStore(self.db))
+        store = SlidingSyncStore(self.db)
+        self.room_summaries = RoomSummaryIndex(store)
         self.bus.subscribe(Stream.EVENTS, self.room_summaries.on_events)
+        connections = ConnectionStore(store, self.clock.time_ms)
+        self.accounts.devices_deleted_hooks.append(connections.forget_devices)
         self.sliding_sync = SlidingSyncService(
             self.sync,
             self.room_summaries,
@@ -850,6 +854,7 @@ class Services:
             self.to_device,
             self.e2e_keys,
             self.device_lists,
+            connections,
         )
 
     def _build_ephemeral(self, stream_positions: dict[Stream, int]) -> None:

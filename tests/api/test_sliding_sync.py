@@ -11,6 +11,7 @@ import pytest
 
 from homeserver.app import create_app_from_config
 from homeserver.config import HomeserverConfig
+from homeserver.core.errors import MatrixError
 from homeserver.core.tokens import StreamToken
 from homeserver.sync.sliding.connections import ConnectionStore, ConnState, SentRoom, parse_pos
 from homeserver.sync.sliding.service import _select
@@ -51,11 +52,31 @@ async def test_unknown_pos_cases(hs: Any) -> None:
     head = first["pos"].split("/")[0]
     err = await ss(alice, one_list(), pos=f"{head}/s999999999", expect=400)
     assert err["errcode"] == "M_UNKNOWN_POS"
-    # Connection state lost (restart, eviction): M_UNKNOWN_POS, then the client starts over.
-    services_of(hs).sliding_sync.connections = ConnectionStore()
+    # Connection state gone (a new connection with the same conn_id, the device deleted):
+    # M_UNKNOWN_POS, then the client starts over.
+    assert (await ss(alice, one_list()))["lists"]["all"]["count"] == 1
     err = await ss(alice, one_list(), pos=first["pos"], expect=400)
     assert err["errcode"] == "M_UNKNOWN_POS"
-    assert (await ss(alice, one_list()))["lists"]["all"]["count"] == 1
+
+
+async def test_positions_survive_a_restart(hs: Any) -> None:
+    """Persisted: a process that never saw the connection resumes it from the database."""
+    alice = await User.new(hs)
+    room_id = await alice.create_room()
+    first = await ss(alice, one_list(limit=1))
+    services = services_of(hs)
+    old = services.sliding_sync.connections
+    services.sliding_sync.connections = ConnectionStore(old.store, services.clock.time_ms)
+    await alice.send(room_id, "after the restart")
+    second = await ss(alice, one_list(limit=1), pos=first["pos"])
+    room = second["rooms"][room_id]
+    assert "initial" not in room and room["num_live"] == 1
+    assert room["timeline"][0]["content"]["body"] == "after the restart"
+    # Logging out (the device is deleted) drops its connections.
+    position = int(second["pos"].split("/")[0])
+    assert await old.store.load_position(position, alice.user_id, alice.device_id, "") is not None
+    await alice.post(f"{V3}/logout", {})
+    assert await old.store.load_position(position, alice.user_id, alice.device_id, "") is None
 
 
 async def test_connections_are_separate_per_conn_id(hs: Any) -> None:
@@ -178,15 +199,20 @@ def test_select_required_state() -> None:
     assert _select({("m.room.topic", "")}, state, "@a:x", set()) == set()
 
 
-def test_connection_store_positions() -> None:
-    store = ConnectionStore()
+async def test_connection_store_positions(hs: Any) -> None:
+    services = services_of(hs)
+    store = ConnectionStore(services.sliding_sync.connections.store, services.clock.time_ms)
     key = ("@a:x", "DEV", "")
-    p1 = store.save(key, ConnState(), None)
-    room = SentRoom("join", 5, frozenset(), 1, (), (0, 0))
-    p2 = store.save(key, ConnState({"!r:x": room}), p1)
-    assert store.save(key, ConnState({"!r:x": room}), p1) == p2  # a retry reaching the same state
-    assert store.load(key, p2).rooms["!r:x"] == room
-    with pytest.raises(Exception) as err:
-        store.load(key, p1)  # dropped once the client used p2
-    assert getattr(err.value, "errcode", None) == "M_UNKNOWN_POS"
+    p1 = await store.save(key, ConnState(), None)
+    room = SentRoom("join", 5, frozenset({("m.room.name", "")}), 1, ("n", None, 1, 0, (), False), (0, 0))
+    p2 = await store.save(key, ConnState({"!r:x": room}, {"all": (1, (((0, 1), ("!r:x",)),))}), p1)
+    assert await store.save(key, ConnState({"!r:x": room}, {"all": (1, (((0, 1), ("!r:x",)),))}), p1) == p2
+    assert (await store.load(key, p2)).rooms["!r:x"] == room
+    with pytest.raises(MatrixError) as err:
+        await store.load(key, p1)  # dropped once the client used p2
+    assert err.value.errcode == "M_UNKNOWN_POS"
+    # Read back from the database: the same state, tuples and all.
+    fresh = ConnectionStore(store.store, services.clock.time_ms)
+    loaded = await fresh.load(key, p2)
+    assert loaded == ConnState({"!r:x": room}, {"all": (1, (((0, 1), ("!r:x",)),))})
     assert parse_pos("3/s5_1") == (3, StreamToken(events=5, account_data=1))

@@ -61,3 +61,83 @@ class SlidingSyncStore:
                 content = {} if redacted_by and ev_type != "m.room.create" else loads(raw).get("content")
                 out.append((room_id, ev_type, content if isinstance(content, dict) else {}))
         return out
+
+    # -- connection positions (homeserver/sync/sliding/connections.py) --------------------------
+
+    async def insert_position(
+        self,
+        position: int,
+        user_id: str,
+        device_id: str,
+        conn_id: str,
+        parent: int,
+        state: str,
+        created_ts: int,
+        keep: int,
+    ) -> None:
+        """Record a position; keep only the connection's newest `keep` ones."""
+        async with self.db.transaction("sliding_sync_insert_position") as conn:
+            await conn.execute(
+                "INSERT INTO sliding_sync_positions"
+                " (position, user_id, device_id, conn_id, parent, state, created_ts)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (position) DO NOTHING",
+                position,
+                user_id,
+                device_id,
+                conn_id,
+                parent,
+                state,
+                created_ts,
+            )
+            await conn.execute(
+                "DELETE FROM sliding_sync_positions WHERE user_id = $1 AND device_id = $2"
+                " AND conn_id = $3 AND position NOT IN (SELECT position FROM sliding_sync_positions"
+                " WHERE user_id = $1 AND device_id = $2 AND conn_id = $3"
+                " ORDER BY position DESC LIMIT $4)",
+                user_id,
+                device_id,
+                conn_id,
+                keep,
+            )
+
+    async def load_position(
+        self, position: int, user_id: str, device_id: str, conn_id: str
+    ) -> tuple[int, str] | None:
+        row = await self.db.fetchrow(
+            "SELECT parent, state FROM sliding_sync_positions WHERE position = $1 AND user_id = $2"
+            " AND device_id = $3 AND conn_id = $4",
+            position,
+            user_id,
+            device_id,
+            conn_id,
+        )
+        return (int(row[0]), row[1]) if row is not None else None
+
+    async def delete_positions_before(
+        self, position: int, user_id: str, device_id: str, conn_id: str
+    ) -> None:
+        await self.db.execute(
+            "DELETE FROM sliding_sync_positions WHERE user_id = $1 AND device_id = $2 AND conn_id = $3"
+            " AND position < $4",
+            user_id,
+            device_id,
+            conn_id,
+            position,
+        )
+
+    async def delete_connection(self, user_id: str, device_id: str, conn_id: str) -> None:
+        await self.db.execute(
+            "DELETE FROM sliding_sync_positions WHERE user_id = $1 AND device_id = $2 AND conn_id = $3",
+            user_id,
+            device_id,
+            conn_id,
+        )
+
+    async def delete_device_connections(self, user_id: str, device_ids: list[str]) -> None:
+        async with self.db.transaction("sliding_sync_delete_devices") as conn:
+            for device_id in device_ids:
+                await conn.execute(
+                    "DELETE FROM sliding_sync_positions WHERE user_id = $1 AND device_id = $2",
+                    user_id,
+                    device_id,
+                )

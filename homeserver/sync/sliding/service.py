@@ -76,6 +76,7 @@ class SlidingSyncService:
         to_device: ToDeviceService,
         keys: E2eKeysService,
         device_lists: DeviceListService,
+        connections: ConnectionStore,
     ) -> None:
         self.sync_service = sync
         self.summaries = summaries
@@ -86,7 +87,7 @@ class SlidingSyncService:
         self.to_device = to_device
         self.keys = keys
         self.device_lists = device_lists
-        self.connections = ConnectionStore()
+        self.connections = connections
 
     # -- entry point -----------------------------------------------------------------------------
 
@@ -98,13 +99,13 @@ class SlidingSyncService:
         since: StreamToken | None = None
         conn_pos: int | None = None
         if req.pos is None:
-            self.connections.start(key)
+            await self.connections.start(key)
             prev = ConnState()
         else:
             conn_pos, since = parse_pos(req.pos)
             if since.advanced_past(s.notifier.current):
                 raise unknown_pos()  # from another server or before a database reset
-            prev = self.connections.load(key, conn_pos)
+            prev = await self.connections.load(key, conn_pos)
         async with Measure("compute_sliding_sync"):
             run = await self._compute(req, since, prev)
         if not run.news and req.timeout_ms > 0:
@@ -118,7 +119,7 @@ class SlidingSyncService:
                     run = await self._compute(req, since, prev)
         response = run.response
         if run.news or req.pos is None:
-            position = self.connections.save(key, run.state, conn_pos)
+            position = await self.connections.save(key, run.state, conn_pos)
             response["pos"] = f"{position}/{run.now.serialize()}"
         else:
             # Nothing new: the same position again (as Synapse), so the client's state is unchanged.
