@@ -417,3 +417,39 @@ def test_bigger_timeline_limit_expands_timeline(hs: Homeserver) -> None:
     room = second["rooms"][room_id]
     assert event_ids(room) == sent
     assert room.get("unstable_expanded_timeline") is True
+
+
+def test_extensions_only_connection(hs: Homeserver) -> None:
+    """Element X's encryption loop: its own conn_id, no lists, to_device and e2ee only."""
+    alice, bob = hs.register(), hs.register()
+    body = {
+        "conn_id": "encryption",
+        "extensions": {"to_device": {"enabled": True}, "e2ee": {"enabled": True}},
+    }
+    first = ss(alice, body)
+    assert "lists" not in first and not first.get("rooms")
+    assert "device_one_time_keys_count" in first["extensions"]["e2ee"]
+    since = first["extensions"]["to_device"]["next_batch"]
+    result: dict[str, Any] = {}
+    waiter = threading.Thread(
+        target=lambda: result.update(
+            ss(
+                alice,
+                {
+                    **body,
+                    "extensions": {**body["extensions"], "to_device": {"enabled": True, "since": since}},
+                },
+                pos=first["pos"],
+                timeout=20000,
+            )
+        )
+    )
+    waiter.start()
+    status, _, _ = bob.client.put(
+        f"{V3}/sendToDevice/org.example.ping/{secrets.token_hex(4)}",
+        {"messages": {alice.user_id: {alice.device_id: {"n": 1}}}},
+    )
+    assert status == 200
+    waiter.join(30)
+    assert not waiter.is_alive()
+    assert [m["content"] for m in result["extensions"]["to_device"]["events"]] == [{"n": 1}]

@@ -125,6 +125,8 @@ class SlidingSyncService:
             # Nothing new: the same position again (as Synapse), so the client's state is unchanged.
             assert req.pos is not None
             response["pos"] = req.pos
+        if not response["lists"]:
+            del response["lists"]  # as Synapse: no `lists` without lists (the encryption loop)
         return {"pos": response.pop("pos"), **response}
 
     # -- one computation -------------------------------------------------------------------------
