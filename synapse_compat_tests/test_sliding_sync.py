@@ -193,6 +193,7 @@ def test_incremental_sends_only_changes(hs: Homeserver) -> None:
     assert set(again["rooms"]) == {r1}
     assert event_ids(again["rooms"][r1]) == event_ids(room)
     assert list_ids(again) == list_ids(second)
+    assert again["pos"] == second["pos"]
     # From the newer pos: nothing.
     third = ss(alice, body, pos=second["pos"], timeout=0)
     assert third.get("rooms", {}) == {}

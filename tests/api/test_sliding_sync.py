@@ -177,6 +177,15 @@ async def test_pos_and_timeout_in_body(hs: Any) -> None:
     assert err["errcode"] == "M_INVALID_PARAM"
 
 
+async def test_long_poll_times_out_with_the_same_pos(hs: Any) -> None:
+    alice = await User.new(hs)
+    await alice.create_room()
+    first = await ss(alice, one_list())
+    quiet = await ss(alice, one_list(), pos=first["pos"], wait_ms=300)
+    assert quiet["pos"] == first["pos"] and quiet["rooms"] == {}
+    assert quiet["lists"]["all"]["count"] == 1
+
+
 async def test_versions_advertises(hs: Any) -> None:
     resp = await hs.get("/_matrix/client/versions")
     assert (await resp.json())["unstable_features"]["org.matrix.simplified_msc3575"] is True
