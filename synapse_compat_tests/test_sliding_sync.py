@@ -454,3 +454,14 @@ def test_extensions_only_connection(hs: Homeserver) -> None:
     waiter.join(30)
     assert not waiter.is_alive()
     assert [m["content"] for m in result["extensions"]["to_device"]["events"]] == [{"n": 1}]
+
+
+def test_thread_subscriptions_extension_not_served(hs: Homeserver) -> None:
+    """The threads extension Synapse has (MSC4308 thread subscriptions) is behind its experimental
+    `msc4306_enabled`; by default, as here, asking for it is accepted and answers nothing."""
+    alice = hs.register()
+    create_room(alice)
+    ext = {"io.element.msc4308.thread_subscriptions": {"enabled": True, "limit": 10}}
+    resp = ss(alice, {"lists": {"all": a_list(limit=1)}, "extensions": ext})
+    assert "io.element.msc4308.thread_subscriptions" not in resp["extensions"]
+    assert resp["lists"]["all"]["count"] == 1
