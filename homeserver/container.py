@@ -154,6 +154,7 @@ from homeserver.storage.stores.remote_devices import RemoteDeviceStore
 from homeserver.storage.stores.reports import ReportStore
 from homeserver.storage.stores.rooms import RoomStore
 from homeserver.storage.stores.search import SearchStore
+from homeserver.storage.stores.sliding_sync import SlidingSyncStore
 from homeserver.storage.stores.state import StateStore
 from homeserver.storage.stores.timeline import TimelineStore
 from homeserver.storage.stores.user_directory import UserDirectoryStore
@@ -162,6 +163,9 @@ from homeserver.storage.streams import StreamIdGenerator
 from homeserver.sync.e2ee import E2eeSyncExtension
 from homeserver.sync.ephemeral import IgnoreExtension, PresenceExtension, ReceiptsExtension, TypingExtension
 from homeserver.sync.service import SyncService
+from homeserver.sync.sliding.connections import ConnectionStore
+from homeserver.sync.sliding.service import SlidingSyncService
+from homeserver.sync.sliding.summaries import RoomSummaryIndex
 from homeserver.sync.unread import UnreadCountsExtension
 
 logger = logging.getLogger(__name__)
@@ -396,6 +400,7 @@ class Services:
         self._build_federation_edus()
         self._build_appservice_sender()
         self._build_federation_sender()
+        self._build_sliding_sync()
         self._wire_hooks()
         self._wire_metrics()
 
@@ -880,6 +885,26 @@ class Services:
         self.key_backup = KeyBackupService(db, KeyBackupStore(db))
         self.sync.extensions.append(E2eeSyncExtension(self.e2e_keys, self.to_device, self.device_lists))
         self.accounts.devices_deleted_hooks.append(self.e2e_keys.on_devices_deleted)
+
+    def _build_sliding_sync(self) -> None:
+        """Simplified sliding sync (MSC4186) on the /sync machinery."""
+        store = SlidingSyncStore(self.db)
+        self.room_summaries = RoomSummaryIndex(store)
+        self.bus.subscribe(Stream.EVENTS, self.room_summaries.on_events)
+        connections = ConnectionStore(store, self.clock.time_ms)
+        self.accounts.devices_deleted_hooks.append(connections.forget_devices)
+        self.sliding_sync = SlidingSyncService(
+            self.sync,
+            self.room_summaries,
+            self.notifications,
+            self.account_data,
+            self.receipts,
+            self.typing,
+            self.to_device,
+            self.e2e_keys,
+            self.device_lists,
+            connections,
+        )
 
     def _build_ephemeral(self, stream_positions: dict[Stream, int]) -> None:
         """Receipts, read markers, typing, presence, room tags and ignored users."""

@@ -185,6 +185,17 @@ def check_authenticated_media(hs: Homeserver) -> None:
     assert_error(hs.client().get(path), 401, "M_MISSING_TOKEN")
 
 
+def check_simplified_sliding_sync(hs: Homeserver) -> None:
+    alice = hs.register()
+    room_id = create_room(alice)
+    event_id = send_text(alice, room_id, "hello sliding sync")
+    body = {"lists": {"all": {"ranges": [[0, 9]], "timeline_limit": 1, "required_state": []}}}
+    status, resp, _ = alice.client.post("/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", body)
+    assert status == 200, resp
+    assert resp["lists"]["all"]["ops"][0]["room_ids"] == [room_id]
+    assert [e["event_id"] for e in resp["rooms"][room_id]["timeline"]] == [event_id]
+
+
 FEATURE_CHECKS: dict[str, Callable[[Homeserver], None]] = {
     "org.matrix.e2e_cross_signing": check_cross_signing,
     "org.matrix.msc2432": check_room_aliases,
@@ -195,6 +206,7 @@ FEATURE_CHECKS: dict[str, Callable[[Homeserver], None]] = {
     "org.matrix.msc3773": check_thread_notification_counts,
     "org.matrix.msc3981": check_recursive_relations,
     "org.matrix.msc3916.stable": check_authenticated_media,
+    "org.matrix.simplified_msc3575": check_simplified_sliding_sync,
 }
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from homeserver.core.tokens import PaginationToken, StreamToken
 from homeserver.events import constants as c
-from homeserver.events.filter import Filter, RoomEventFilter
+from homeserver.events.filter import EventFilter, Filter, RoomEventFilter
 from homeserver.metrics.usage import Measure
 from homeserver.notifier.notifier import Notifier
 from homeserver.services.account_data import AccountDataService
@@ -24,6 +24,7 @@ from homeserver.services.visibility import VisibilityService
 from homeserver.state.current import RoomSnapshot
 from homeserver.state.indexes import MembershipIndex, RoomStreamIndex, RoomTailCache
 from homeserver.state.service import StateService
+from homeserver.storage.stores.account_data import AccountDataItem
 from homeserver.storage.stores.events import EventStore, StoredEvent
 from homeserver.storage.stores.rooms import RoomStore
 from homeserver.sync import metrics as sync_metrics
@@ -247,21 +248,35 @@ class SyncService:
         if after >= now.account_data and since is not None:
             return [], {}
         items = await self.account_data.store.list_since(req.user_id, after, now.account_data)
-        ad_filter = req.filter.account_data
-        room_ad_filter = req.filter.room.account_data
+        return await self.account_data_changes(
+            req.user_id, items, since is None, req.filter.account_data, req.filter.room.account_data
+        )
+
+    async def account_data_changes(
+        self,
+        user_id: str,
+        items: list[AccountDataItem],
+        initial: bool,
+        ad_filter: EventFilter | None = None,
+        room_ad_filter: EventFilter | None = None,
+    ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+        """Account data items as sync events (global, per room), through the filters when given;
+        an initial sync also gets the defaults never stored (m.push_rules). Also sliding sync's
+        account_data extension."""
         global_events = []
         per_room: dict[str, list[dict[str, Any]]] = {}
         for item in items:
+            event = {"type": item.type, "content": item.content}
             if item.room_id == "":
-                if ad_filter.matches(item.type, req.user_id):
-                    global_events.append({"type": item.type, "content": item.content})
-            elif room_ad_filter.matches(item.type, req.user_id):
-                per_room.setdefault(item.room_id, []).append({"type": item.type, "content": item.content})
-        if since is None:
+                if ad_filter is None or ad_filter.matches(item.type, user_id):
+                    global_events.append(event)
+            elif room_ad_filter is None or room_ad_filter.matches(item.type, user_id):
+                per_room.setdefault(item.room_id, []).append(event)
+        if initial:
             present = {e["type"] for e in global_events}
             for ad_type, provider in self.default_global_account_data.items():
-                if ad_type not in present and ad_filter.matches(ad_type, req.user_id):
-                    global_events.append({"type": ad_type, "content": await provider(req.user_id)})
+                if ad_type not in present and (ad_filter is None or ad_filter.matches(ad_type, user_id)):
+                    global_events.append({"type": ad_type, "content": await provider(user_id)})
         return global_events, per_room
 
     # -- rooms -----------------------------------------------------------------------------------
@@ -279,7 +294,22 @@ class SyncService:
     ) -> tuple[list[StoredEvent], bool, int]:
         """Visible timeline events in (after, upto], newest `limit`; returns (events, limited, start)."""
         flt = req.filter.room.timeline
-        limit = self._timeline_limit(flt)
+        visible, limited, start = await self.recent_events(
+            req.user_id, room_id, after, upto, self._timeline_limit(flt)
+        )
+        if not flt.is_unconstrained:
+            visible = [s for s in visible if flt.matches_event(s.event, room_id)]
+        return visible, limited, start
+
+    async def recent_events(
+        self, user_id: str, room_id: str, after: int, upto: int, limit: int
+    ) -> tuple[list[StoredEvent], bool, int]:
+        """The newest `limit` events in (after, upto] the user may see, oldest first; returns
+        (events, limited, start) where `start` is the position before the first one (the
+        `prev_batch`). Also sliding sync's timeline."""
+        if limit <= 0:
+            limited = self.room_streams.last.get(room_id, 0) > after
+            return [], limited, upto
         ids = self.room_tails.between(room_id, after, upto, limit + 1, newest_first=True)
         if ids is None:
             ids = await self.events.room_event_ids_between(
@@ -290,10 +320,7 @@ class SyncService:
         raw = raw[:limit]
         raw.reverse()
         start = raw[0].stream_ordering - 1 if raw else upto
-        visible = await self.visibility.filter_events(req.user_id, room_id, raw)
-        if not flt.is_unconstrained:
-            visible = [s for s in visible if flt.matches_event(s.event, room_id)]
-        return visible, limited, start
+        return await self.visibility.filter_events(user_id, room_id, raw), limited, start
 
     async def _joined_room(
         self,
@@ -416,6 +443,11 @@ class SyncService:
             }
         )
         return events
+
+    async def stripped_state(self, room_id: str, user_id: str, invite: bool = True) -> list[dict[str, Any]]:
+        """An invite's (or knock's) stripped state, ending with the member event itself."""
+        key = "invite_room_state" if invite else "knock_room_state"
+        return await self._stripped_room(room_id, user_id, key)
 
     async def _invited_room(self, room_id: str, user_id: str) -> dict[str, Any]:
         return {"invite_state": {"events": await self._stripped_room(room_id, user_id, "invite_room_state")}}

@@ -37,3 +37,12 @@ class UnreadCountsExtension(SyncExtension):
         room["unread_notifications"] = main
         if per_thread and threads:
             room["unread_thread_notifications"] = threads
+
+
+async def unread_totals(notifications: NotificationService, user_id: str, room_id: str) -> tuple[int, int]:
+    """(notification_count, highlight_count) of a room over all its threads (sliding sync)."""
+    notified = highlighted = 0
+    for count in await notifications.room_counts(user_id, room_id):
+        notified += count.notifications
+        highlighted += count.highlights
+    return notified, highlighted

@@ -44,7 +44,7 @@ SUPPORTED_VERSIONS = [
 # a check in synapse_compat_tests/test_unstable_features.py; false says "asked, not supported" for
 # flags Element and Element X read. Not listed (so also false): label-based filtering (MSC2326),
 # mutual rooms (MSC2666), forced encryption presets, busy presence, appservice ping, profile fields
-# (MSC4133), sliding sync (`org.matrix.simplified_msc3575`).
+# (MSC4133).
 UNSTABLE_FEATURES: dict[str, bool] = {
     # Cross-signing keys and signatures (MSC1756).
     "org.matrix.e2e_cross_signing": True,
@@ -63,6 +63,8 @@ UNSTABLE_FEATURES: dict[str, bool] = {
     "org.matrix.msc3981": True,
     # Authenticated media under /_matrix/client/v1/media (MSC3916; stable in v1.11).
     "org.matrix.msc3916.stable": True,
+    # Simplified sliding sync (MSC4186), as Element X uses it (docs/sliding-sync.md).
+    "org.matrix.simplified_msc3575": True,
     # Signing in a new device from an existing one (MSC3882, POST /login/get_token): not served.
     "org.matrix.msc3882": False,
 }

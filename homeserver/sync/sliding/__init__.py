@@ -1,0 +1,1 @@
+"""Simplified sliding sync (MSC4186, `org.matrix.simplified_msc3575`)."""
