@@ -444,6 +444,23 @@ require_membership_for_aliases: true
 #search_mask_patterns:
 #  - '01[016789]-?\\d{3,4}-?\\d{4}'
 
+## Signing in with the organisation's accounts (docs/sign-in.md) ##
+
+# LDAP / Active Directory passwords: the matrix-synapse-ldap3 block, unchanged.
+# (The legacy `password_providers:` list with ldap_auth_provider.LdapAuthProvider works too.)
+#modules:
+#  - module: "ldap_auth_provider.LdapAuthProviderModule"
+#    config:
+#      enabled: true
+#      uri: "ldap://ldap.example.com:389"
+#      start_tls: true
+#      base: "ou=people,dc=example,dc=com"
+#      attributes: {uid: "uid", mail: "mail", name: "cn"}
+#      bind_dn: "cn=matrix,ou=services,dc=example,dc=com"
+#      bind_password: "<secret>"
+#      filter: "(memberOf=cn=matrix-users,ou=groups,dc=example,dc=com)"
+#password_providers: []
+
 ## Moderation ##
 
 # Refuse (or redact) messages, room names and topics containing these words. Case-insensitive;

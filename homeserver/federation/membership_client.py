@@ -36,6 +36,7 @@ from homeserver.federation.backoff import NotRetryingDestination
 from homeserver.federation.client import (
     MAX_RESPONSE_SIZE,
     FederationClient,
+    FederationDenied,
     FederationError,
     RemoteHttpError,
 )
@@ -116,6 +117,11 @@ class RemoteMembership:
                     extra = {"room_version": exc.body["room_version"]} if "room_version" in exc.body else {}
                     last_error = MatrixError(exc.status, exc.errcode, str(exc.body.get("error", "")), **extra)
                 logger.info("%s of %s at %s failed: %s", kind, room_id, server, exc)
+                continue
+            except FederationDenied as exc:
+                # Not a failure of the room's servers: this server may not federate with it.
+                last_error = last_error or MatrixError(403, "M_FORBIDDEN", f"Federation denied with {server}")
+                logger.info("%s of %s at %s refused: %s", kind, room_id, server, exc)
                 continue
             except (FederationError, NotRetryingDestination) as exc:
                 logger.info("%s of %s at %s failed: %s", kind, room_id, server, exc)

@@ -162,7 +162,7 @@ def test_log_config_health_and_startup_line(tmp_path: Path) -> None:
     assert "Logging error" not in server.stderr_path.read_text()
     # The launcher lists client, federation, media, metrics; federation brings the key API along.
     line = next(line for line in text.splitlines() if "listening on" in line)
-    assert "(client, federation, keys, media, metrics, health)" in line
+    assert "(client, federation, keys, openid, media, metrics, health)" in line
     assert "listed but not served" not in line
     assert "stopped cleanly" in text
 
