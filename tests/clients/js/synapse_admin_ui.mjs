@@ -61,9 +61,13 @@ page.on("requestfailed", (req) => {
 page.on("pageerror", (err) => console.log(`page error: ${err.message}`));
 
 let stepName = "start";
-const step = (name) => {
+let stepNo = 0;
+// Each step's end state is kept as a screenshot in $ARTIFACTS (step-N.png) for a person to look at.
+const step = async (name) => {
+  if (stepNo > 0) await page.screenshot({ path: `${ARTIFACTS}/step-${stepNo}.png` }).catch(() => {});
+  stepNo += 1;
   stepName = name;
-  console.log(`step: ${name}`);
+  console.log(`step ${stepNo}: ${name}`);
 };
 
 const main = page.locator("main, #main-content").first();
@@ -93,7 +97,7 @@ const confirmDialog = async (label) => {
 };
 
 try {
-  step("log in");
+  await step("log in");
   await page.goto(`${SA_URL}/`);
   const baseUrl = page.locator('input[name="base_url"]');
   await baseUrl.fill(HS);
@@ -103,20 +107,20 @@ try {
   await page.getByRole("button", { name: /sign in/i }).first().click();
   await page.waitForFunction(() => localStorage.getItem("access_token") !== null);
 
-  step("list users");
+  await step("list users");
   await go("/users");
   await seeText(env("ALICE_ID"));
   await seeText(env("BOB_ID"));
   await seeText(env("VICTIM_ID"));
 
-  step("search users");
+  await step("search users");
   const search = page.getByRole("textbox", { name: /search/i }).first();
   await search.fill("alicewond");
   await poll("the search to narrow the list", async () =>
     (await main.getByText(env("BOB_ID")).count()) === 0 && (await main.getByText(env("ALICE_ID")).count()) > 0
   );
 
-  step("open a user and deactivate them");
+  await step("open a user and deactivate them");
   await go(`/users/${encodeURIComponent(env("VICTIM_ID"))}`);
   await page.locator('input[name="displayname"]').first().waitFor();
   await page.waitForFunction(
@@ -129,17 +133,17 @@ try {
     return body?.deactivated === true;
   });
 
-  step("list rooms");
+  await step("list rooms");
   await go("/rooms");
   await seeText("Kept Garden");
   await seeText("Doomed Lounge");
 
-  step("open a room and see its members");
+  await step("open a room and see its members");
   await go(`/rooms/${encodeURIComponent(env("KEPT_ROOM"))}/show/members`);
   await seeText(env("ALICE_ID"));
   await seeText(env("BOB_ID"));
 
-  step("delete a room");
+  await step("delete a room");
   await go(`/rooms/${encodeURIComponent(env("DOOMED_ROOM"))}/show`);
   await seeText("Doomed Lounge");
   await page.getByRole("button", { name: /delete/i }).first().click();
@@ -149,24 +153,25 @@ try {
     return status === 404;
   });
 
-  step("list media (per user statistics)");
+  await step("list media (per user statistics)");
   await go("/user_media_statistics");
   await seeText(env("ALICE_ID"));
 
-  step("list a user's media");
+  await step("list a user's media");
   await go(`/users/${encodeURIComponent(env("ALICE_ID"))}/media`);
   await seeText(env("MEDIA_ID"));
 
-  step("list reports");
+  await step("list reports");
   await go("/reports");
   await seeText("Kept Garden");
   await seeText(env("ALICE_ID"));
 
-  step("open a report");
+  await step("open a report");
   await main.getByText("Kept Garden").first().click();
   await seeText(env("REPORT_REASON"));
   await seeText(env("BOB_ID"));
 
+  await step("done");
   await Promise.all(pending);
   if (clientErrors.length) console.log(`4xx answers:\n  ${clientErrors.join("\n  ")}`);
   if (serverErrors.length) throw new Error(`server errors:\n  ${serverErrors.join("\n  ")}`);
