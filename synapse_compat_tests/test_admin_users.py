@@ -37,6 +37,10 @@ def test_admin_only(hs: Homeserver, user: User, other_user: User) -> None:
         ("GET", f"{V2}/users/{target}/devices"),
         ("POST", f"{V1}/users/{target}/login"),
         ("GET", f"{V1}/users/{target}/joined_rooms"),
+        ("GET", f"{V1}/users/{target}/memberships"),
+        ("GET", f"{V1}/users/{target}/sent_invite_count"),
+        ("GET", f"{V1}/users/{target}/cumulative_joined_room_count"),
+        ("GET", "/_synapse/admin/v3/users"),
         ("GET", f"{V1}/users/{target}/media"),
         ("POST", f"{V1}/users/{target}/shadow_ban"),
         ("GET", f"{V1}/users/{target}/override_ratelimit"),
@@ -372,3 +376,42 @@ def test_username_available(hs: Homeserver, user: User) -> None:
         400,
         "M_USER_IN_USE",
     )
+
+
+def test_list_users_v3_deactivated_filter(hs: Homeserver) -> None:
+    """v3 (what synapse-admin lists with): `deactivated` filters instead of including."""
+    admin = hs.register(admin=True)
+    prefix = _prefix()
+    active = hs.register(localpart=f"{prefix}-a")
+    gone = hs.register(localpart=f"{prefix}-d")
+    resp = admin.client.post(f"{V1}/deactivate/{q(gone.user_id)}", {"erase": False})
+    assert resp.status == 200, resp.describe()
+
+    def names(**params: Any) -> list[str]:
+        resp = admin.client.get("/_synapse/admin/v3/users", params={"user_id": prefix, **params})
+        assert resp.status == 200, resp.describe()
+        assert resp.body["total"] == len(resp.body["users"]), resp.describe()
+        return sorted(u["name"] for u in resp.body["users"])
+
+    assert names() == sorted([active.user_id, gone.user_id])
+    assert names(deactivated="true") == [gone.user_id]
+    assert names(deactivated="false") == [active.user_id]
+
+
+def test_user_memberships(hs: Homeserver, user: User, other_user: User) -> None:
+    admin = hs.register(admin=True)
+    joined = create_room(other_user, preset="public_chat")
+    join_room(user, joined)
+    left = create_room(other_user, preset="public_chat")
+    join_room(user, left)
+    assert user.client.post(f"/_matrix/client/v3/rooms/{q(left)}/leave", {}).status == 200
+    resp = admin.client.get(f"{V1}/users/{q(user.user_id)}/memberships")
+    assert resp.status == 200, resp.describe()
+    assert resp.body["memberships"] == {joined: "join", left: "leave"}, resp.describe()
+    # Invites sent by other_user: none yet.
+    resp = admin.client.get(f"{V1}/users/{q(other_user.user_id)}/sent_invite_count", params={"from_ts": 0})
+    assert resp.status == 200 and resp.body == {"invite_count": 0}, resp.describe()
+    resp = admin.client.get(
+        f"{V1}/users/{q(user.user_id)}/cumulative_joined_room_count", params={"from_ts": 0}
+    )
+    assert resp.status == 200 and resp.body == {"cumulative_joined_room_count": 2}, resp.describe()

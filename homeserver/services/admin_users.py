@@ -479,6 +479,23 @@ class AdminUserService:
         memberships = await self.rooms.list_user_memberships(user_id)
         return sorted(m.room_id for m in memberships if m.membership == "join")
 
+    async def memberships(self, user_id: str) -> dict[str, str]:
+        """`GET /users/{userId}/memberships`: every room the user has a membership in, and which."""
+        self.local_user_id(user_id)
+        return {m.room_id: m.membership for m in await self.rooms.list_user_memberships(user_id)}
+
+    async def sent_invite_count(self, user_id: str, from_ts: int) -> int:
+        """Invites of others the user sent at or after `from_ts` (ms)."""
+        self.local_user_id(user_id)
+        events = await self.store.member_events_since(from_ts, sender=user_id)
+        return sum(1 for _room, target, membership in events if membership == "invite" and target != user_id)
+
+    async def cumulative_joined_room_count(self, user_id: str, from_ts: int) -> int:
+        """Rooms the user joined at or after `from_ts` (ms), even ones they have left since."""
+        self.local_user_id(user_id)
+        events = await self.store.member_events_since(from_ts, target=user_id)
+        return len({room for room, _target, membership in events if membership == "join"})
+
     async def account_data_of(self, user_id: str) -> dict[str, Any]:
         await self.existing(user_id)
         global_data: dict[str, Any] = {}

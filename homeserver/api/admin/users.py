@@ -25,6 +25,7 @@ from homeserver.services.admin_users import (
 routes = Router()
 V1 = ("/_synapse/admin/v1",)
 V2 = ("/_synapse/admin/v2",)
+V3 = ("/_synapse/admin/v3",)
 DEFAULT_LIMIT = 100
 
 
@@ -77,6 +78,23 @@ def _uid(req: ApiRequest) -> str:
 
 @routes.get("/users", auth=Auth.ADMIN, prefixes=V2)
 async def list_users(req: ApiRequest) -> Any:
+    # v2: `deactivated=true` includes deactivated accounts, absent/false leaves them out.
+    return await _list_users(
+        req, include_deactivated=_bool(req, "deactivated") is True, only_deactivated=False
+    )
+
+
+@routes.get("/users", auth=Auth.ADMIN, prefixes=V3)
+async def list_users_v3(req: ApiRequest) -> Any:
+    # v3 (what synapse-admin calls): `deactivated` filters: true → only deactivated accounts,
+    # false → none of them, absent → all accounts.
+    deactivated = _bool(req, "deactivated")
+    return await _list_users(
+        req, include_deactivated=deactivated is not False, only_deactivated=deactivated is True
+    )
+
+
+async def _list_users(req: ApiRequest, *, include_deactivated: bool, only_deactivated: bool) -> Any:
     offset, limit = _paging(req)
     order_by = _choice(req, "order_by", USER_ORDER, "name")
     direction = _choice(req, "dir", ("f", "b"), "f")
@@ -85,7 +103,8 @@ async def list_users(req: ApiRequest) -> Any:
         user_id=req.query.get("user_id") or None,
         name=name or None,
         guests=_bool(req, "guests") is not False,
-        deactivated=_bool(req, "deactivated") is True,
+        deactivated=include_deactivated,
+        only_deactivated=only_deactivated,
         admins=_bool(req, "admins"),
         locked=_bool(req, "locked") is True,
         not_user_types=tuple(req.query.getall("not_user_type", [])),
@@ -194,6 +213,23 @@ async def delete_devices(req: ApiRequest) -> Any:
 
 
 # -- rooms, pushers, account data -----------------------------------------------------------------
+
+
+@routes.get("/users/{userId}/memberships", auth=Auth.ADMIN, prefixes=V1)
+async def memberships(req: ApiRequest) -> Any:
+    return {"memberships": await req.services.admin_users.memberships(_uid(req))}
+
+
+@routes.get("/users/{userId}/sent_invite_count", auth=Auth.ADMIN, prefixes=V1)
+async def sent_invite_count(req: ApiRequest) -> Any:
+    count = await req.services.admin_users.sent_invite_count(_uid(req), _int(req, "from_ts", 0))
+    return {"invite_count": count}
+
+
+@routes.get("/users/{userId}/cumulative_joined_room_count", auth=Auth.ADMIN, prefixes=V1)
+async def cumulative_joined_room_count(req: ApiRequest) -> Any:
+    count = await req.services.admin_users.cumulative_joined_room_count(_uid(req), _int(req, "from_ts", 0))
+    return {"cumulative_joined_room_count": count}
 
 
 @routes.get("/users/{userId}/joined_rooms", auth=Auth.ADMIN, prefixes=V1)

@@ -4,6 +4,7 @@ rate-limit overrides and a user's media."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,8 @@ class UserListQuery:
     user_id: str | None = None  # substring of the user id
     name: str | None = None  # substring of the localpart or the display name
     guests: bool = True
-    deactivated: bool = False
+    deactivated: bool = False  # include deactivated accounts
+    only_deactivated: bool = False  # v3's `deactivated=true`: nothing but deactivated accounts
     admins: bool | None = None
     locked: bool = False
     not_user_types: tuple[str, ...] = ()
@@ -158,7 +160,9 @@ class AdminUserStore:
             add("lower(u.user_id) LIKE ? ESCAPE '\\'", _like(query.user_id))
         if not query.guests:
             clauses.append("NOT u.is_guest")
-        if not query.deactivated:
+        if query.only_deactivated:
+            clauses.append("u.deactivated")
+        elif not query.deactivated:
             clauses.append("NOT u.deactivated")
         if query.admins is not None:
             clauses.append("u.is_admin" if query.admins else "NOT u.is_admin")
@@ -188,6 +192,28 @@ class AdminUserStore:
             offset,
         )
         return [_user(r) for r in rows], total
+
+    async def member_events_since(
+        self, from_ts: int, *, sender: str | None = None, target: str | None = None
+    ) -> list[tuple[str, str, str]]:
+        """`(room_id, state_key, membership)` of accepted membership events sent by `sender` or about
+        `target` at or after `from_ts` (ms): the admin API's invite and joined-room counts."""
+        column, value = ("sender", sender) if sender is not None else ("state_key", target)
+        if value is None:
+            raise ValueError("sender or target is required")
+        rows = await self.db.fetch(
+            f"SELECT room_id, state_key, json FROM events WHERE type = 'm.room.member' AND {column} = $1"
+            " AND origin_server_ts >= $2 AND rejected_reason IS NULL AND NOT outlier",
+            value,
+            from_ts,
+        )
+        out: list[tuple[str, str, str]] = []
+        for room_id, state_key, raw in rows:
+            content = json.loads(raw).get("content")
+            membership = content.get("membership") if isinstance(content, dict) else None
+            if isinstance(membership, str):
+                out.append((room_id, state_key, membership))
+        return out
 
     async def set_flag(self, user_id: str, flag: str, value: bool) -> bool:
         """Set one boolean account flag; False when there is no such user."""
