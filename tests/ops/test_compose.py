@@ -14,8 +14,13 @@ import yaml
 from homeserver.config import load_config
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
-WORKERS = {"reader1": "client_reader", "reader2": "client_reader", "pusher1": "pusher",
-           "media1": "media", "federation1": "federation_inbound"}
+WORKERS = {
+    "reader1": "client_reader",
+    "reader2": "client_reader",
+    "pusher1": "pusher",
+    "media1": "media",
+    "federation1": "federation_inbound",
+}
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +71,11 @@ def test_start_order(compose: dict[str, Any]) -> None:
     seen: set[str] = set()
 
     def visit(name: str, path: tuple[str, ...]) -> None:
-        assert name not in path, f"dependency cycle {path + (name,)}"
+        assert name not in path, f"dependency cycle {(*path, name)}"
         if name in seen:
             return
         for dep in _depends(services[name]):
-            visit(dep, path + (name,))
+            visit(dep, (*path, name))
         seen.add(name)
 
     for name in services:
@@ -96,7 +101,9 @@ def test_healthcheck_ports_match_the_configs(compose: dict[str, Any]) -> None:
         service = compose["services"][name]
         check = " ".join(service["healthcheck"]["test"])
         port = int(re.search(r"127\.0\.0\.1:(\d+)/health", check).group(1))  # type: ignore[union-attr]
-        config = yaml.safe_load((DOCKER / "config" / ("homeserver.yaml" if name == "main" else f"{name}.yaml")).read_text())
+        config = yaml.safe_load(
+            (DOCKER / "config" / ("homeserver.yaml" if name == "main" else f"{name}.yaml")).read_text()
+        )
         assert port in [listener["port"] for listener in config["listeners"]], name
 
 
@@ -114,7 +121,9 @@ def test_nginx_upstreams_name_the_compose_services_and_ports() -> None:
 def test_prometheus_scrapes_every_process(compose: dict[str, Any]) -> None:
     prom = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())
     assert prom["rule_files"] == ["/etc/prometheus/alerts.yml"]
-    targets = {t.split(":")[0] for sc in prom["scrape_configs"] for st in sc["static_configs"] for t in st["targets"]}
+    targets = {
+        t.split(":")[0] for sc in prom["scrape_configs"] for st in sc["static_configs"] for t in st["targets"]
+    }
     assert targets == {"main", *WORKERS}
 
 

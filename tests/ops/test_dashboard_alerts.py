@@ -24,11 +24,42 @@ PROMETHEUS_OWN = {"up"}
 
 PROMQL_WORDS = {
     # functions
-    "rate", "irate", "increase", "sum", "max", "min", "avg", "count", "topk", "bottomk",
-    "histogram_quantile", "absent", "label_values", "delta", "deriv", "clamp_min", "clamp_max",
-    "abs", "time", "vector", "scalar", "avg_over_time", "max_over_time", "min_over_time",
+    "rate",
+    "irate",
+    "increase",
+    "sum",
+    "max",
+    "min",
+    "avg",
+    "count",
+    "topk",
+    "bottomk",
+    "histogram_quantile",
+    "absent",
+    "label_values",
+    "delta",
+    "deriv",
+    "clamp_min",
+    "clamp_max",
+    "abs",
+    "time",
+    "vector",
+    "scalar",
+    "avg_over_time",
+    "max_over_time",
+    "min_over_time",
     # keywords
-    "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "offset", "bool",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "bool",
 }
 
 
@@ -84,10 +115,11 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[set[str]]:
         room = client.post("/_matrix/client/v3/createRoom", {}).body["room_id"]
         for i in range(3):
             status, _, _ = client.put(
-                f"/_matrix/client/v3/rooms/{room}/send/m.room.message/t{i}", {"msgtype": "m.text", "body": str(i)}
+                f"/_matrix/client/v3/rooms/{room}/send/m.room.message/t{i}",
+                {"msgtype": "m.text", "body": str(i)},
             )
             assert status == 200
-        status, body, _ = client.get("/_matrix/client/v3/sync", params={"timeout": "0"})
+        status, _body, _ = client.get("/_matrix/client/v3/sync", params={"timeout": "0"})
         assert status == 200
         with urllib.request.urlopen(f"{server.base_url}/_synapse/metrics", timeout=10) as resp:
             yield exported_names(resp.read().decode())
@@ -138,7 +170,8 @@ def test_alert_rules_are_well_formed() -> None:
         assert anchor[0] == "docs/operations.md", name
         doc = re.sub(r"^```.*?^```", "", (REPO / "docs" / "operations.md").read_text(), flags=re.M | re.S)
         headings = {
-            re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in re.findall(r"^#+ (.+)$", doc, re.M)
+            re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-")
+            for h in re.findall(r"^#+ (.+)$", doc, re.M)
         }
         assert len(anchor) == 2 and anchor[1] in headings, f"{name}: no heading for {anchor}"
 
@@ -148,8 +181,19 @@ def test_dashboard_is_well_formed() -> None:
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     titles = " ".join(panel["title"] for panel in dashboard["panels"]).lower()
-    for topic in ("request rate", "persist", "sync wakeups", "fan-out", "cpu", "memory",
-                  "federation", "pushers", "appservices", "connection pool", "cache hit"):
+    for topic in (
+        "request rate",
+        "persist",
+        "sync wakeups",
+        "fan-out",
+        "cpu",
+        "memory",
+        "federation",
+        "pushers",
+        "appservices",
+        "connection pool",
+        "cache hit",
+    ):
         assert topic in titles, topic
     for panel in dashboard["panels"]:
         for target in panel.get("targets", []):

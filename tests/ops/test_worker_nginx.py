@@ -90,7 +90,9 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
     conf.write_text(_main_conf(workdir, site))
     check = subprocess.run([nginx, "-t", "-c", str(conf), "-p", str(workdir)], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
-    proc = subprocess.Popen([nginx, "-c", str(conf), "-p", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [nginx, "-c", str(conf), "-p", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 30
         while True:  # readiness poll
