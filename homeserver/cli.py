@@ -377,6 +377,10 @@ def cmd_backup(args: argparse.Namespace) -> int:
     except OpsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a directory we cannot create or write, a full disk
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -388,6 +392,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
         restore(config, args.source, force=args.force, progress=_progress)
     except OpsError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a directory we cannot create or write, a full disk
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
     return 0
 

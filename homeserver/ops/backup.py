@@ -95,6 +95,8 @@ def _copy_media(source: Path, destination: Path, progress: Progress) -> int:
 
 def backup(config: Any, directory: str, progress: Progress = print) -> BackupResult:
     out = Path(directory)
+    if out.exists() and not out.is_dir():
+        raise OpsError(f"{out} is not a directory")
     if out.exists() and any(out.iterdir()):
         raise OpsError(f"{out} is not empty: back up into a new directory")
     out.mkdir(parents=True, exist_ok=True)

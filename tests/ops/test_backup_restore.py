@@ -6,6 +6,7 @@ server, existing database without --force)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -165,6 +166,16 @@ def test_refusals(tmp_path: Path) -> None:
         (occupied / "x").write_text("x")
         result = homeserver("backup", "--config", str(config), "--to", str(occupied))
         assert result.returncode == 1 and "not empty" in result.stderr
+        result = homeserver("backup", "--config", str(config), "--to", str(occupied / "x"))
+        assert result.returncode == 1 and "not a directory" in result.stderr, result.stderr
+        blocked = tmp_path / "blocked"
+        blocked.mkdir(mode=0o500)
+        result = homeserver("backup", "--config", str(config), "--to", str(blocked / "sub"))
+        if os.geteuid() != 0:  # root writes anywhere
+            assert result.returncode == 1 and result.stderr.startswith("error: Permission denied"), (
+                result.stderr
+            )
+            assert "Traceback" not in result.stderr
         result = homeserver("backup", "--config", str(config), "--to", str(tmp_path / "ok"))
         assert result.returncode == 0, result.stderr
     finally:
