@@ -1,4 +1,4 @@
-"""Command line: run | migrate | generate-config | register-user."""
+"""Command line: run | migrate | generate-config | register-user | backup | restore | port-db."""
 
 from __future__ import annotations
 
@@ -361,6 +361,94 @@ def cmd_register_user(args: argparse.Namespace) -> int:
     return _run_or_exit(run())
 
 
+# -- backup / restore / port-db ---------------------------------------------------------------------
+
+
+def _progress(line: str) -> None:
+    print(line, flush=True)
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from homeserver.ops.backup import OpsError, backup
+
+    config = _load(args)
+    try:
+        backup(config, args.to, progress=_progress)
+    except OpsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a directory we cannot create or write, a full disk
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from homeserver.ops.backup import OpsError, restore
+
+    config = _load(args)
+    try:
+        restore(config, args.source, force=args.force, progress=_progress)
+    except OpsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a directory we cannot create or write, a full disk
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_port_db(args: argparse.Namespace) -> int:
+    from homeserver.config import ConfigError
+    from homeserver.config.database import database_url_to_raw, read_database
+    from homeserver.config.parsing import Section
+    from homeserver.storage.port_db import PortError, port
+
+    config = _load(args)
+    sqlite_path = args.sqlite_database or (config.database.sqlite_path if config.database.is_sqlite else None)
+    if not sqlite_path:
+        print("error: the config does not use SQLite; pass --sqlite-database FILE", file=sys.stderr)
+        return 2
+    try:
+        raw = {"database": database_url_to_raw(args.postgres, "--postgres")}
+        target = read_database(Section(raw, ""), config.data_dir)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    if target.engine != "postgres":
+        print("error: --postgres must be a postgresql:// URL", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        try:
+            report = await port(sqlite_path, target, batch_size=args.batch_size, progress=_progress)
+        except PortError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        width = max(len(c.table) for c in report.counts)
+        for count in report.counts:
+            mark = "ok" if count.ok else "MISMATCH"
+            print(f"  {count.table:<{width}}  sqlite {count.source:>8}  postgres {count.target:>8}  {mark}")
+        if report.nul_characters_removed:
+            removed = report.nul_characters_removed
+            print(f"note: {removed} NUL character(s) removed from text (PostgreSQL refuses them)")
+        if not report.ok:
+            print(
+                "error: row counts differ (was the server writing to SQLite?); run port-db again",
+                file=sys.stderr,
+            )
+            return 1
+        print(
+            f"done: {report.rows_copied} rows copied; every table's row count matches. Point the config's "
+            "`database` at PostgreSQL and start the server."
+        )
+        return 0
+
+    return _run_or_exit(run())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="homeserver", description="A fast, light Matrix homeserver")
     parser.add_argument("--version", action="version", version=f"homeserver {__version__}")
@@ -390,6 +478,28 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("-p", "--password", help="password (prompted when omitted)")
     reg.add_argument("-a", "--admin", action="store_true", help="make the user a server admin")
     reg.set_defaults(func=cmd_register_user)
+
+    bak = sub.add_parser("backup", help="back up the database, media store and signing key while serving")
+    with_config(bak)
+    bak.add_argument("--to", required=True, help="a new (or empty) directory")
+    bak.set_defaults(func=cmd_backup)
+
+    res = sub.add_parser("restore", help="restore a `backup` directory (server stopped)")
+    with_config(res)
+    res.add_argument("--from", dest="source", required=True, help="the backup directory")
+    res.add_argument(
+        "--force", action="store_true", help="replace an existing database/signing key (kept aside)"
+    )
+    res.set_defaults(func=cmd_restore)
+
+    port = sub.add_parser("port-db", help="copy the SQLite database into PostgreSQL (resumable)")
+    with_config(port)
+    port.add_argument(
+        "--postgres", required=True, help="postgresql://user:pass@host:5432/db (an empty database)"
+    )
+    port.add_argument("--sqlite-database", help="the SQLite file (default: the config's database)")
+    port.add_argument("--batch-size", type=int, default=5000, help="rows per transaction (default 5000)")
+    port.set_defaults(func=cmd_port_db)
     return parser
 
 

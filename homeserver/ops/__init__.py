@@ -1,0 +1,1 @@
+"""Operator commands beyond running the server: backup, restore, port-db."""
