@@ -439,6 +439,45 @@ require_membership_for_aliases: true
 #search_mask_patterns:
 #  - '01[016789]-?\\d{3,4}-?\\d{4}'
 
+## Signing in with the organisation's accounts (docs/sign-in.md) ##
+
+# LDAP / Active Directory passwords: the matrix-synapse-ldap3 block, unchanged.
+# (The legacy `password_providers:` list with ldap_auth_provider.LdapAuthProvider works too.)
+#modules:
+#  - module: "ldap_auth_provider.LdapAuthProviderModule"
+#    config:
+#      enabled: true
+#      uri: "ldap://ldap.example.com:389"
+#      start_tls: true
+#      base: "ou=people,dc=example,dc=com"
+#      attributes: {uid: "uid", mail: "mail", name: "cn"}
+#      bind_dn: "cn=matrix,ou=services,dc=example,dc=com"
+#      bind_password: "<secret>"
+#      filter: "(memberOf=cn=matrix-users,ou=groups,dc=example,dc=com)"
+#password_providers: []
+
+# OpenID Connect single sign-on (Keycloak, Azure AD, Google...), as Synapse's oidc_providers.
+#oidc_providers:
+#  - idp_id: keycloak
+#    idp_name: "School account"
+#    issuer: "https://sso.example.com/realms/school"
+#    client_id: "matrix"
+#    client_secret: "<secret>"
+#    scopes: ["openid", "profile", "email"]
+#    user_mapping_provider:
+#      config:
+#        localpart_template: "{{ user.preferred_username }}"
+#        display_name_template: "{{ user.name }}"
+#        email_template: "{{ user.email }}"
+# Client URLs a login token may go to without a confirmation page (prefixes).
+#sso:
+#  client_whitelist: ["https://element.example.com/"]
+# Let a signed-in device sign in another (POST /login/get_token, MSC3882).
+#login_via_existing_session:
+#  enabled: false
+#  require_ui_auth: true
+#  token_timeout: 5m
+
 ## Moderation ##
 
 # Refuse (or redact) messages, room names and topics containing these words. Case-insensitive;

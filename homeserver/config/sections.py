@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from homeserver.config.auth_modules import LdapConfig
+from homeserver.config.oidc import LoginViaExistingSession, OidcProviderConfig, SsoConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,6 +436,9 @@ class HomeserverConfig:
     server_notices: ServerNoticesConfig | None = None  # None: server notices are not configured
     compliance: ComplianceConfig = ComplianceConfig()  # retention, search masking
     ldap: LdapConfig | None = None  # the LDAP password provider (`modules:`), if enabled
+    oidc_providers: tuple[OidcProviderConfig, ...] = ()  # single sign-on
+    sso: SsoConfig = field(default_factory=SsoConfig)
+    login_via_existing_session: LoginViaExistingSession = field(default_factory=LoginViaExistingSession)
 
     def serves_metrics(self, listener: ListenerConfig) -> bool:
         """Whether /metrics is served on this listener (needs `enable_metrics`, as in Synapse)."""

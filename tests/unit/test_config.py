@@ -268,7 +268,6 @@ def test_synapse_postgres_config(tmp_path: Path) -> None:
     assert config.unknown_keys == (
         "database.args.keepalives_idle",
         "email",
-        "oidc_providers",
         "presence.include_offline_users_on_sync",
     )
     assert config.extras["email"] == {"smtp_host": "mail.example.com"}

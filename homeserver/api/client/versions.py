@@ -94,7 +94,7 @@ async def getCapabilities(req: ApiRequest) -> dict[str, Any]:
             "m.set_displayname": {"enabled": True},
             "m.set_avatar_url": {"enabled": True},
             "m.3pid_changes": {"enabled": False},
-            "m.get_login_token": {"enabled": False},
+            "m.get_login_token": {"enabled": config.login_via_existing_session.enabled},
         }
     }
 
