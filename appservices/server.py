@@ -37,6 +37,7 @@ class AppServiceServer:
         self.state = state or StateStore()
         self._handlers: dict[str, list[EventHandler]] = {}
         self._ephemeral: list[EventHandler] = []
+        self._to_device: list[EventHandler] = []
         self.user_query: QueryHandler | None = None
         self.room_query: QueryHandler | None = None
 
@@ -53,6 +54,12 @@ class AppServiceServer:
 
     def on_ephemeral(self, handler: EventHandler) -> EventHandler:
         self._ephemeral.append(handler)
+        return handler
+
+    def on_to_device(self, handler: EventHandler) -> EventHandler:
+        """Decorator: to-device messages for the namespace's users (MSC2409/MSC4203), each with
+        `to_user_id` and `to_device_id`."""
+        self._to_device.append(handler)
         return handler
 
     # -- HTTP ------------------------------------------------------------------------------------
@@ -95,6 +102,10 @@ class AppServiceServer:
         for edu in ephemeral if isinstance(ephemeral, list) else []:
             for handler in self._ephemeral:
                 await handler(edu)
+        to_device = body.get("to_device", body.get("de.sorunome.msc2409.to_device", []))
+        for message in to_device if isinstance(to_device, list) else []:
+            for handler in self._to_device:
+                await handler(message)
         self.txns.mark(txn_id)
         return web.json_response({})
 

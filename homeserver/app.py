@@ -31,6 +31,7 @@ from homeserver.api.client import (
     login,
     message_pagination,
     notifications,
+    openid,
     presence,
     profile,
     pusher,
@@ -52,15 +53,26 @@ from homeserver.api.client import (
     threads_list,
     to_device,
     typing,
+    unsubscribe,
     users,
     versions,
     voip,
 )
+from homeserver.api.federation import backfill as federation_backfill
+from homeserver.api.federation import event_auth as federation_event_auth
+from homeserver.api.federation import events as federation_events
 from homeserver.api.federation import keys as federation_keys
 from homeserver.api.federation import media as federation_media
+from homeserver.api.federation import membership as federation_membership
+from homeserver.api.federation import openid as federation_openid
+from homeserver.api.federation import public_rooms as federation_public_rooms
 from homeserver.api.federation import query as federation_query
+from homeserver.api.federation import send as federation_send
+from homeserver.api.federation import space_hierarchy as federation_space_hierarchy
+from homeserver.api.federation import user_keys as federation_user_keys
 from homeserver.api.federation import version as federation_version
 from homeserver.api.media import authed_content_repo, content_repo
+from homeserver.config.errors import ConfigError
 from homeserver.config.sections import HomeserverConfig, ListenerConfig
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError
@@ -124,14 +136,30 @@ CLIENT_ROUTERS: tuple[Router, ...] = (
     users.routes,
     room_upgrades.routes,
     report_content.routes,
+    openid.routes,
+    unsubscribe.routes,
 )
 
 # The media repository: authenticated /_matrix/client/v1/media and /_matrix/media (uploads, legacy).
 MEDIA_ROUTERS: tuple[Router, ...] = (authed_content_repo.routes, content_repo.routes)
 
 # The server-server API; as in Synapse, the `federation` resource also serves /_matrix/key/v2.
-FEDERATION_ROUTERS: tuple[Router, ...] = (federation_version.routes, federation_query.routes)
+FEDERATION_ROUTERS: tuple[Router, ...] = (
+    federation_version.routes,
+    federation_query.routes,
+    federation_membership.routes,
+    federation_send.routes,
+    # history, state and room reads (docs/federation.md, "What other servers can read")
+    federation_backfill.routes,
+    federation_events.routes,
+    federation_event_auth.routes,
+    federation_public_rooms.routes,
+    federation_space_hierarchy.routes,
+    federation_user_keys.routes,
+)
 KEY_ROUTERS: tuple[Router, ...] = (federation_keys.routes,)
+# /_matrix/federation/v1/openid/userinfo: with `federation`, or alone under `openid` (as Synapse).
+OPENID_ROUTERS: tuple[Router, ...] = (federation_openid.routes,)
 # Served with `federation` when the media repository is enabled.
 FEDERATION_MEDIA_ROUTERS: tuple[Router, ...] = (federation_media.routes,)
 
@@ -185,9 +213,7 @@ def _wrap(route: Route, body_limit: int) -> Any:
     return endpoint
 
 
-def add_routers(
-    app: web.Application, routers: Iterable[Router], body_limit: int = DEFAULT_MAX_BODY
-) -> None:
+def add_routers(app: web.Application, routers: Iterable[Router], body_limit: int = DEFAULT_MAX_BODY) -> None:
     expect = expect_handler(body_limit)
     for router in routers:
         for route in router.routes:
@@ -208,8 +234,9 @@ async def health_handler(request: web.Request) -> web.Response:
 def served_resources(config: HomeserverConfig, resources: Iterable[str]) -> tuple[str, ...]:
     """The listed resources this process really serves (the start-up line shows these).
 
-    `health` is served on every listener, as Synapse does; `openid` and `replication` are accepted
-    in the config but have no endpoints yet.
+    `health` is served on every listener, as Synapse does; `openid` (the OpenID userinfo
+    endpoint) comes with `federation` too; `replication` is accepted in the config but has no
+    endpoints yet.
     """
     names = set(resources)
     served = []
@@ -219,12 +246,31 @@ def served_resources(config: HomeserverConfig, resources: Iterable[str]) -> tupl
         served.append("federation")
     if "keys" in names or "federation" in names:
         served.append("keys")
+    if "openid" in names or "federation" in names:
+        served.append("openid")
     if "media" in names and config.enable_media_repo:
         served.append("media")
     if "metrics" in names and config.enable_metrics:
         served.append("metrics")
     served.append("health")
     return tuple(served)
+
+
+def _mount_push_gateway(app: web.Application, config: HomeserverConfig) -> None:
+    """bridges/push_gateway in this process (`push_gateway.enabled`): /_matrix/push/v1/notify is
+    served next to the client API. The gateway never imports the homeserver; only this does."""
+    from bridges.push_gateway import config as gateway_config
+    from bridges.push_gateway.server import mount
+
+    settings = config.push_gateway
+    try:
+        if settings.config_file is not None:
+            parsed = gateway_config.load_config(settings.config_file)
+        else:
+            parsed = gateway_config.parse_config(dict(settings.settings))
+    except gateway_config.ConfigError as exc:
+        raise ConfigError(str(exc), "push_gateway") from exc
+    mount(app, parsed)
 
 
 def _build_app(
@@ -245,10 +291,14 @@ def _build_app(
             add_routers(app, FEDERATION_MEDIA_ROUTERS, max_body)
     if "keys" in served:
         add_routers(app, KEY_ROUTERS, max_body)
+    if "openid" in served:
+        add_routers(app, OPENID_ROUTERS, max_body)
     if "media" in served:
         # Uploads stream to disk; the media repository enforces max_upload_size precisely.
         upload_limit = config.max_upload_size or max_body
         add_routers(app, MEDIA_ROUTERS, max(upload_limit, max_body))
+    if "client" in served and config.push_gateway.enabled:
+        _mount_push_gateway(app, config)
     if "metrics" in served:
         app.router.add_get("/metrics", metrics_handler)
         app.router.add_get("/_synapse/metrics", metrics_handler)

@@ -17,19 +17,32 @@ from homeserver.appservice.api import AppServiceApi
 from homeserver.appservice.loading import load_registrations
 from homeserver.appservice.queries import AppServiceQueries
 from homeserver.appservice.registry import InMemoryAppServiceRegistry, check_user_id_not_exclusive
+from homeserver.appservice.sender.service import AppServiceSender
 from homeserver.auth_providers.ldap import LdapAuthProvider
 from homeserver.config.sections import HomeserverConfig, RateLimit
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError
 from homeserver.core.streams import Stream
-from homeserver.crypto.keyring import Keyring
+from homeserver.crypto.keyring import DelegatingKeyring, Keyring
 from homeserver.crypto.keys import decode_verify_key, load_or_create_signing_key
 from homeserver.federation.backoff import DestinationBackoff
 from homeserver.federation.client import FederationClient
+from homeserver.federation.edu_handlers import FederationEduHandlers
 from homeserver.federation.edus import EduRegistry
+from homeserver.federation.event_handler import FederationEventHandler
+from homeserver.federation.hierarchy import FederationHierarchy
 from homeserver.federation.keyring import FederationKeyring
 from homeserver.federation.keyserver import KeyServer
+from homeserver.federation.membership_client import RemoteMembership
+from homeserver.federation.membership_server import MembershipServer
 from homeserver.federation.queries import RemoteQueries
+from homeserver.federation.remote_devices import RemoteDeviceLists
+from homeserver.federation.remote_events import RemoteEvents
+from homeserver.federation.remote_keys import RemoteKeyQueries
+from homeserver.federation.remote_rooms import RemoteRooms, RemoteTimestamps
+from homeserver.federation.room_reads import FederationRoomReads
+from homeserver.federation.server_access import ServerAccess
+from homeserver.federation.transactions import TransactionHandler
 from homeserver.http.federation_ratelimit import FederationRateLimiter
 from homeserver.http.outbound import IPFilter, OutboundClient
 from homeserver.http.ratelimit import Bucket, RateLimiter
@@ -70,9 +83,13 @@ from homeserver.services.messages import MessageService
 from homeserver.services.metrics import presence_pending_writes
 from homeserver.services.notifications import NotificationService
 from homeserver.services.notifications_list import NotificationsListService
+from homeserver.services.openid import OpenIdService
 from homeserver.services.passwords import PasswordHasher
 from homeserver.services.presence import PresenceService
 from homeserver.services.profiles import ProfileService
+from homeserver.services.push_delivery.deps import DeliveryDeps
+from homeserver.services.push_delivery.pool import PusherPool
+from homeserver.services.push_delivery.unsubscribe import UnsubscribeTokens
 from homeserver.services.push_rules import PushRulesService
 from homeserver.services.pushers import PusherService
 from homeserver.services.receipts import ReceiptService
@@ -112,23 +129,28 @@ from homeserver.storage.stores.account_data import AccountDataStore
 from homeserver.storage.stores.admin_media import AdminMediaStore
 from homeserver.storage.stores.admin_rooms import AdminRoomStore
 from homeserver.storage.stores.admin_users import AdminUserStore
+from homeserver.storage.stores.appservice_txns import AppServiceTxnStore
 from homeserver.storage.stores.audit import AuditStore
 from homeserver.storage.stores.client_ips import ClientIpStore
 from homeserver.storage.stores.compliance import ComplianceStore
+from homeserver.storage.stores.dag import DagStore
 from homeserver.storage.stores.devices import DeviceStore
 from homeserver.storage.stores.directory import DirectoryStore
 from homeserver.storage.stores.e2e import E2eStore
 from homeserver.storage.stores.events import EventStore, RoomVersionLookup
 from homeserver.storage.stores.federation import DestinationStore, ServerKeyStore
+from homeserver.storage.stores.federation_inbound import InboundFederationStore
 from homeserver.storage.stores.jobs import JobStore
 from homeserver.storage.stores.key_backup import KeyBackupStore
 from homeserver.storage.stores.login_tokens import LoginTokenStore
 from homeserver.storage.stores.misc import FilterStore, NonceStore, RegistrationTokenStore, UiaStore
+from homeserver.storage.stores.openid import OpenIdStore
 from homeserver.storage.stores.presence import PresenceStore
 from homeserver.storage.stores.push_actions import PushActionStore
 from homeserver.storage.stores.push_rules import PushRuleStore
-from homeserver.storage.stores.pushers import PusherStore
+from homeserver.storage.stores.pushers import Pusher, PusherStore
 from homeserver.storage.stores.receipts import ReceiptStore
+from homeserver.storage.stores.remote_devices import RemoteDeviceStore
 from homeserver.storage.stores.reports import ReportStore
 from homeserver.storage.stores.rooms import RoomStore
 from homeserver.storage.stores.search import SearchStore
@@ -359,7 +381,7 @@ class Services:
             state_ids_at=self.state.state_ids_at,
             current_position=lambda: self.notifier.current.events,
         )
-        self.media = build_media_repository(config, db, clock)
+        self.media = build_media_repository(config, db, clock, self.federation_client)
         self._build_e2ee(stream_positions)
         self._build_ephemeral(stream_positions)
         self._build_search()
@@ -369,8 +391,34 @@ class Services:
         self._build_admin()
         self._build_admin_users()
         self._build_compliance()
+        self._build_federation_membership()
+        self._build_federation_inbound()
+        self._build_federation_reads()
+        self._build_federation_edus()
+        self._build_appservice_sender()
         self._wire_hooks()
         self._wire_metrics()
+
+    def _build_appservice_sender(self) -> None:
+        """Transactions pushed to appservices (appservice/sender/); only the main process sends."""
+        self.appservice_sender = AppServiceSender(
+            self.appservices,
+            AppServiceTxnStore(self.db),
+            self.appservice_api,
+            self.bus,
+            self.events,
+            self.serializer,
+            self.rooms,
+            self.state,
+            self.receipts,
+            self.presence,
+            self.memberships,
+            self.clock,
+            server_name=self.config.server_name,
+        )
+        if self.role == "main":
+            self.directory.alias_changed_hooks.append(self.appservice_sender.interest.alias_changed)
+            self.appservice_api.ping_hooks.append(self.appservice_sender.force_retry)
 
     def _build_admin(self) -> None:
         """The room, media and server-notice admin API, and the background jobs behind it."""
@@ -488,6 +536,110 @@ class Services:
         self.federation_ratelimiter = FederationRateLimiter(clock, config.rc_federation)
         self.profiles.remote_lookup = self.remote_queries.profile
 
+    def _build_federation_membership(self) -> None:
+        """Joins, knocks, leaves and invites across servers, both directions (issue #12)."""
+        self.membership_server = MembershipServer(
+            self.state,
+            self.events,
+            self.state_groups,
+            self.users,
+            self.persister,
+            self.clock,
+            server_name=self.config.server_name,
+            signing_key=self.signing_key,
+            keyring=lambda: self.keyring,  # read at use: tests swap the keyring
+        )
+        self.membership.remote = RemoteMembership(
+            self.federation_client,
+            self.persister,
+            self.state,
+            self.events,
+            self.clock,
+            server_name=self.config.server_name,
+            signing_key=self.signing_key,
+            keyring=lambda: self.keyring,
+        )
+
+    def _build_federation_inbound(self) -> None:
+        """The inbound event pipeline (federation/event_handler.py) and PUT /send transactions."""
+        self.federation_inbound_store = InboundFederationStore(self.db)
+        self.federation_events = FederationEventHandler(
+            server_name=self.config.server_name,
+            persister=self.persister,
+            state=self.state,
+            events=self.events,
+            groups=self.state_groups,
+            store=self.federation_inbound_store,
+            resolver=self.persister.resolver,
+            # through the attribute, so a keyring swapped in later (tests) is the one used
+            keyring=DelegatingKeyring(lambda: self.keyring),
+            remote=RemoteEvents(self.federation_client),
+            clock=self.clock,
+        )
+        # /messages past the start of our history backfills; backfilled events' visibility comes
+        # from the state before them
+        self.timeline.backfill = self.federation_events.backfill_for_client
+        self.visibility.state_before_event = functools.partial(self.state.state_ids_at_event, before=True)
+        self.federation_transactions = TransactionHandler(
+            events=self.federation_events,
+            edus=self.federation_edus,
+            store=self.federation_inbound_store,
+            state=self.state,
+            clock=self.clock,
+        )
+    def _build_federation_reads(self) -> None:
+        """What other servers may read here (history, state, directory, hierarchy, OpenID), and the
+        client paths that read other servers' rooms (docs/federation.md)."""
+        db, server_name = self.db, self.config.server_name
+        self.server_access = ServerAccess(self.state, self.events, self.state_groups, self.visibility)
+        self.federation_reads = FederationRoomReads(
+            self.server_access,
+            self.events,
+            DagStore(db),
+            self.state,
+            self.state_groups,
+            TimelineStore(db),
+            self.clock,
+            server_name=server_name,
+        )
+        self.federation_hierarchy = FederationHierarchy(self.directory, self.state, self.server_access)
+        self.openid = OpenIdService(OpenIdStore(db), self.clock, server_name=server_name)
+        self.remote_rooms = RemoteRooms(self.federation_client)
+        self.spaces.remote_hierarchy = self.remote_rooms.hierarchy_lookup
+        self.timeline.remote_timestamp = RemoteTimestamps(
+            self.state, self.remote_rooms, server_name=server_name
+        ).lookup
+    def _build_federation_edus(self) -> None:
+        """Inbound EDU handlers, remote users' device lists and keys (E2EE across servers)."""
+        server_name = self.config.server_name
+        self.remote_device_store = RemoteDeviceStore(self.db)
+        self.remote_devices = RemoteDeviceLists(
+            self.remote_device_store,
+            self.e2e_store,
+            self.device_lists,
+            self.state,
+            self.federation_client,
+            self.clock,
+            server_name=server_name,
+        )
+        self.bus.subscribe(Stream.EVENTS, self.remote_devices.on_events)
+        remote_keys = RemoteKeyQueries(
+            self.remote_devices, self.remote_device_store, self.e2e_store, self.federation_client
+        )
+        self.e2e_keys.remote_query = remote_keys.query_body
+        self.e2e_keys.remote_claim = remote_keys.claim
+        FederationEduHandlers(
+            self.state,
+            self.typing,
+            self.receipts,
+            self.presence,
+            self.to_device,
+            self.remote_devices,
+            self.remote_device_store,
+            self.clock,
+            server_name=server_name,
+        ).register(self.federation_edus)
+
     def _build_compliance(self) -> None:
         """Retention (hide, then purge expired events), GDPR erasure and search masking."""
         config = self.config.compliance
@@ -535,8 +687,47 @@ class Services:
             await self.notifications.mark_read(user_id, room_id, pos, thread_id)
 
         self.receipts.receipt_hooks.append(on_read)
-        self.pushers = PusherService(PusherStore(self.db), self.clock)
+        self.pushers = PusherService(PusherStore(self.db), self.clock, lambda: self.persister.current_stream)
         self.accounts.devices_deleted_hooks.append(self.pushers.on_devices_deleted)
+        self.accounts.deactivated_hooks.append(self.pushers.remove_all)
+        self._build_push_delivery()
+
+    def _build_push_delivery(self) -> None:
+        """HTTP and email pushers delivering the notifications above (docs/push.md)."""
+        config = self.config
+        tokens = UnsubscribeTokens(bytes(self.signing_key.signing_key))
+        self.pushers.unsubscribe_tokens = tokens
+
+        def unsubscribe_url(pusher: Pusher) -> str:
+            token = tokens.make(pusher.user_id, pusher.app_id, pusher.pushkey)
+            return f"{config.public_baseurl}_synapse/client/unsubscribe?token={token}"
+
+        self.push_http = OutboundClient(
+            IPFilter(config.ip_range_blacklist, config.ip_range_whitelist),
+            user_agent="homeserver pusher",
+            timeout=config.push.gateway_timeout,
+            max_redirects=0,
+        )
+        self.pusher_pool = PusherPool(
+            DeliveryDeps(
+                store=self.pushers.store,
+                actions=self.notifications.store,
+                events=self.events,
+                state=self.state,
+                visibility=self.visibility,
+                http=self.push_http,
+                clock=self.clock,
+                push=config.push,
+                email=config.email,
+                current_position=lambda: self.bus.positions[Stream.EVENTS],
+                remove_pusher=self.pushers.delete,
+                unsubscribe_url=unsubscribe_url,
+            ),
+            enabled=config.push.enabled and self.role in ("main", "pusher"),
+        )
+        self.pushers.changed_hooks.append(self.pusher_pool.on_pusher_changed)
+        self.bus.subscribe(Stream.EVENTS, self.pusher_pool.on_events)
+        self.receipts.receipt_hooks.append(self.pusher_pool.on_read)
 
     def _build_client_services(self) -> None:
         """Services behind client endpoints that used to reach stores from their handlers."""
@@ -587,6 +778,12 @@ class Services:
             self.clock,
         )
         self.room_service.creation_checks.append(self._check_not_suspended)
+        self.admin_users.emails_changed_hooks.append(self._emails_changed)
+
+    async def _emails_changed(self, user_id: str, emails: list[str]) -> None:
+        email = self.config.email
+        add = email.enable_notifs and email.notif_for_new_users
+        await self.pushers.on_emails_changed(user_id, emails, add_pushers=add)
 
     async def _check_not_suspended(self, creator: str, _body: dict[str, Any]) -> None:
         await self.restrictions.check_not_suspended(creator)
@@ -767,6 +964,8 @@ class Services:
         self.profiles.changed_hooks.append(self.membership.refresh_profile_in_rooms)
         self.accounts.deactivated_hooks.append(self.membership.leave_all_rooms)
         self._wire_ephemeral_hooks()
+        if self.role == "main":
+            self.appservice_sender.subscribe()  # last: after the indexes and wake-ups
 
     def _subscribe_consumers(self) -> None:
         """Stream-bus consumers, called synchronously after each commit in this order: indexes
@@ -843,10 +1042,12 @@ class Services:
         if self.role == "main":
             await self.user_directory.start()
             await self._register_appservice_senders()
+            await self.appservice_sender.start()  # after the bus positions, before the persister
         self.persister.start()
         self.client_ips.start()
         self.loop_lag.start()
         await self.jobs.start()  # after the persister: jobs send events
+        await self.pusher_pool.start()
         self.retention.start()
 
     async def _register_appservice_senders(self) -> None:
@@ -870,7 +1071,10 @@ class Services:
         await self.content_policy.drain()
         await self.retention.stop()
         await self.jobs.stop()  # unfinished jobs resume at the next start
+        await self.pusher_pool.stop()  # undelivered notifications resume at the next start
+        await self.push_http.close()
         await self.persister.stop()
+        await self.appservice_sender.stop()  # unacknowledged transactions are resent at the next start
         await self.client_ips.stop()
         self.typing.stop()
         await self.presence.stop()

@@ -225,4 +225,6 @@ def test_unknown_alias_query_lets_the_appservice_create_it(
     with run_appservice(reg, answer) as fake:
         resp = user.client.get(f"{V3}/directory/room/{q(alias)}")
     assert resp.status == 200 and resp.body["room_id"] == room_id, resp.describe()
-    assert [unquote(r.path) for r in fake.received] == [f"/_matrix/app/v1/rooms/{alias}"]
+    # (event transactions the server pushes meanwhile are not part of the query)
+    queries = [unquote(r.path) for r in fake.received if "/transactions/" not in r.path]
+    assert queries == [f"/_matrix/app/v1/rooms/{alias}"]

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -48,6 +49,8 @@ class AppServiceApi:
     def __init__(self, timeout: float = QUERY_TIMEOUT) -> None:
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
+        # Called with the appservice id after a successful ping: the sender retries at once.
+        self.ping_hooks: list[Callable[[str], None]] = []
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -64,14 +67,16 @@ class AppServiceApi:
         *,
         body: Any = None,
         params: dict[str, str] | None = None,
+        time_limit: float | None = None,
     ) -> AppServiceResponse:
         """One request to `{url}{path}`. Raises `AppServiceUnreachable` (with `TimeoutError` as
-        its cause on timeout) when no answer arrives."""
+        its cause on timeout) when no answer arrives within `time_limit` seconds (default: the
+        query timeout)."""
         if service.url is None:
             raise AppServiceUnreachable("no url configured")
         session = self._get_session()
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout if time_limit is None else time_limit):
                 async with session.request(
                     method,
                     service.url + path,
@@ -110,6 +115,8 @@ class AppServiceApi:
             # The spec's extra fields; `status` is also MatrixError's own argument name.
             error.extra.update(status=resp.status, body=resp.body.decode("utf-8", "replace"))
             raise error
+        for hook in self.ping_hooks:
+            hook(service.id)
         return int((time.monotonic() - started) * 1000)
 
     async def query_exists(self, service: ApplicationService, kind: str, identifier: str) -> bool:

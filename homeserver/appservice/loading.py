@@ -94,9 +94,8 @@ def parse_registration(path: str, info: Any, server_name: str) -> ApplicationSer
         aliases=_namespaces(path, namespaces.get("aliases"), "aliases"),
         rooms=_namespaces(path, namespaces.get("rooms"), "rooms"),
         rate_limited=info.get("rate_limited", True),
-        receive_ephemeral=bool(
-            info.get("receive_ephemeral", info.get("de.sorunome.msc2409.push_ephemeral", False))
-        ),
+        receive_ephemeral=bool(info.get("receive_ephemeral", False)),
+        unstable_ephemeral=bool(info.get("de.sorunome.msc2409.push_ephemeral", False)),
         protocols=tuple(protocols or ()),
         msc3202=bool(info.get("org.matrix.msc3202", False)),
         push_to_device=bool(info.get("push_to_device", info.get("org.matrix.msc2409.push_to_device", False))),

@@ -52,10 +52,21 @@ class ApplicationService:
     aliases: tuple[Namespace, ...] = ()
     rooms: tuple[Namespace, ...] = ()
     rate_limited: bool = True
-    receive_ephemeral: bool = False
+    receive_ephemeral: bool = False  # `receive_ephemeral`: the stable `ephemeral` transaction key
     protocols: tuple[str, ...] = ()
-    msc3202: bool = False  # MSC3202 device lists / one-time keys: accepted and stored, not pushed yet
+    msc3202: bool = False  # MSC3202: device-list changes in transactions
     push_to_device: bool = False
+    # `de.sorunome.msc2409.push_ephemeral`: the unstable `de.sorunome.msc2409.ephemeral` key
+    unstable_ephemeral: bool = False
+
+    @property
+    def wants_ephemeral(self) -> bool:
+        """Typing, receipts and presence (and MSC2409 to-device) go into its transactions."""
+        return self.receive_ephemeral or self.unstable_ephemeral
+
+    @property
+    def wants_to_device(self) -> bool:
+        return self.wants_ephemeral or self.push_to_device
 
     def is_interested_in_user(self, user_id: str) -> bool:
         """The sender or a user inside a user namespace: the users it may act as."""

@@ -21,6 +21,7 @@ from homeserver.config.media import read_media_options
 from homeserver.config.moderation import read_room_creation, read_word_filter
 from homeserver.config.oidc import read_login_via_existing_session, read_oidc_providers, read_sso
 from homeserver.config.parsing import Section, join_path
+from homeserver.config.push import read_email, read_push, read_push_gateway
 from homeserver.config.ratelimits import (
     read_federation,
     read_invites,
@@ -208,6 +209,9 @@ def _build(root: Section, raw: Mapping[str, Any], config_files: tuple[str, ...])
         oidc_providers=read_oidc_providers(root),
         sso=read_sso(root),
         login_via_existing_session=read_login_via_existing_session(root),
+        push=read_push(root),
+        email=read_email(root),
+        push_gateway=read_push_gateway(root),
     )
     unknown = root.unread_paths(d.IGNORED_KEYS) + unsupported
     return dataclasses.replace(config, unknown_keys=tuple(sorted(unknown)))

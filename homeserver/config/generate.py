@@ -497,6 +497,52 @@ room_creation:
   allow: everyone
   allow_direct_messages: true
 
+## Push notifications (docs/push.md) ##
+
+# Delivery to the pushers clients register (push gateways, email). Push gateway URLs are
+# outbound requests: a gateway on a private address needs it in ip_range_whitelist.
+# include_content: send message content to gateways (pushers with format event_id_only never
+# get it). group_unread_count_by_room: the badge counts rooms with unread notifications (plus
+# invites) rather than messages. gateway_timeout: seconds one POST may take.
+push:
+  enabled: true
+  include_content: true
+  group_unread_count_by_room: true
+  gateway_timeout: 90
+
+# The push gateway (bridges/push_gateway, Sygnal-compatible) served by this process at
+# /_matrix/push/v1/notify, so one process is enough: its Sygnal-format settings (apps: ...)
+# inline here or in config_file. Pushers then use this server's own URL (a loopback or private
+# address must be in ip_range_whitelist).
+push_gateway:
+  enabled: false
+  #config_file: /etc/homeserver/sygnal.yaml
+  #apps:
+  #  org.example.web:
+  #    type: webpush
+  #    vapid_private_key: /etc/homeserver/vapid_private.pem
+  #    vapid_contact_email: ops@example.com
+
+# Notification emails: a digest of unread messages once they waited unread for notif_delay.
+# Users add an email pusher for an address of their account; notif_for_new_users adds one for
+# accounts created with an email address. client_base_url: where room links in emails point.
+email:
+  enable_notifs: false
+  #notif_from: "%(app)s <noreply@example.com>"
+  app_name: Matrix
+  smtp_host: localhost
+  smtp_port: 25
+  #smtp_user: "mailer"
+  #smtp_pass: "<password>"
+  # STARTTLS required (require_transport_security), used when offered (enable_tls), or
+  # implicit TLS on connect (force_tls, usually port 465).
+  require_transport_security: false
+  enable_tls: true
+  force_tls: false
+  notif_for_new_users: true
+  client_base_url: "https://matrix.to"
+  notif_delay: 10m
+
 ## VoIP: TURN servers handed to clients (GET /voip/turnServer) ##
 
 turn_uris: []

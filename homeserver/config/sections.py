@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from homeserver.config.auth_modules import LdapConfig
 from homeserver.config.oidc import LoginViaExistingSession, OidcProviderConfig, SsoConfig
+from homeserver.config.push import EmailConfig, PushConfig, PushGatewayConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,6 +440,9 @@ class HomeserverConfig:
     oidc_providers: tuple[OidcProviderConfig, ...] = ()  # single sign-on
     sso: SsoConfig = field(default_factory=SsoConfig)
     login_via_existing_session: LoginViaExistingSession = field(default_factory=LoginViaExistingSession)
+    push: PushConfig = field(default_factory=PushConfig)  # push delivery (docs/push.md)
+    email: EmailConfig = field(default_factory=EmailConfig)  # email notifications (docs/push.md)
+    push_gateway: PushGatewayConfig = field(default_factory=PushGatewayConfig)  # embedded gateway
 
     def serves_metrics(self, listener: ListenerConfig) -> bool:
         """Whether /metrics is served on this listener (needs `enable_metrics`, as in Synapse)."""
@@ -450,4 +454,3 @@ class HomeserverConfig:
 
     def may_create_alias(self, user_id: str, room_id: str, alias: str) -> bool:
         return first_matching_action(self.alias_creation_rules, user_id, room_id, [alias])
-

@@ -51,6 +51,9 @@ class EventsRow:
     soft_failed: bool = False
     device_id: str | None = None
     txn_id: str | None = None
+    # An outlier that sets a local user's membership in a room this server is not in (a remote
+    # invite, knock or invite rejection): membership consumers and the notifier take it.
+    out_of_band: bool = False
 
     @property
     def is_live(self) -> bool:

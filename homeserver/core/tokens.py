@@ -94,6 +94,12 @@ class PaginationToken:
         head = token[1:].split("_", 1)[0]
         if token[0] == "t":  # t<topo>-<stream>: accept Synapse-shaped tokens for robustness
             head = head.rsplit("-", 1)[-1]
+        elif head.startswith("-"):
+            # s-<n>: a position in backfilled history (below every live event)
+            value = _position(head[1:])
+            if value is None:
+                raise MatrixError(400, "M_INVALID_PARAM", "Invalid pagination token")
+            return cls(-value)
         value = _position(head)
         if value is None:
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid pagination token")

@@ -8,6 +8,7 @@ it explicitly (tests, and this server's own key).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -44,3 +45,14 @@ class InMemoryKeyring:
         if key is None or key.valid_until_ts < valid_at_ts:
             return None
         return key.verify_key
+
+
+class DelegatingKeyring:
+    """A keyring that asks whichever keyring `current()` returns at call time (the services'
+    keyring attribute, which tests replace after start-up)."""
+
+    def __init__(self, current: Callable[[], Keyring]) -> None:
+        self._current = current
+
+    async def get_verify_key(self, server_name: str, key_id: str, *, valid_at_ts: int) -> VerifyKey | None:
+        return await self._current().get_verify_key(server_name, key_id, valid_at_ts=valid_at_ts)

@@ -48,6 +48,13 @@ class EventContext:
     soft_failed: bool = False
     # (user_id, device_id, txn_id) of an idempotent client send.
     txn: tuple[str, str, str] | None = None
+    # The event is stored already as an outlier and now takes its place in the DAG (federation:
+    # an auth or state event that later arrives live or through backfill).
+    replaces_outlier: bool = False
+    # An outlier member event of a local user in a room this server is not in (an invite received
+    # over federation, a knock or the rejection of an invite made through another server): it sets
+    # the user's membership (room_memberships, /sync) without touching the room's state.
+    out_of_band_membership: bool = False
 
     @property
     def is_outlier(self) -> bool:

@@ -15,11 +15,12 @@ import asyncio
 import json
 import logging
 import ssl
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import aiohttp
+from multidict import CIMultiDictProxy
 from yarl import URL
 
 from homeserver.config.sections import HomeserverConfig
@@ -37,6 +38,7 @@ from homeserver.federation.discovery import (
     split_server_name,
 )
 from homeserver.http.outbound import (
+    REDIRECT_STATUSES,
     GuardedResolver,
     IPFilter,
     OutboundClient,
@@ -48,6 +50,10 @@ logger = logging.getLogger(__name__)
 
 MAX_RESPONSE_SIZE = 10 * 1024 * 1024
 USER_AGENT = "homeserver (federation)"
+ERROR_BODY_LIMIT = 64 * 1024  # an error answer to a streamed request is read up to this
+STREAM_CHUNK = 256 * 1024
+MAX_DOWNLOAD_REDIRECTS = 5
+T = TypeVar("T")
 
 
 class FederationError(Exception):
@@ -61,6 +67,14 @@ class FederationError(Exception):
 
 class RequestSendFailed(FederationError):
     """Nothing usable came back: unreachable, refused, timed out, TLS failure, bad JSON."""
+
+
+class RequestTimedOut(RequestSendFailed):
+    """The destination did not answer (or stopped sending) in time."""
+
+
+class ResponseTooLarge(FederationError):
+    """A streamed body went past its byte limit (the download is abandoned)."""
 
 
 class FederationDenied(FederationError):
@@ -124,6 +138,49 @@ class _TlsOutboundClient(OutboundClient):
         return self._get_session()
 
 
+class _PlainOutboundClient(OutboundClient):
+    """The SSRF-guarded client with the system trust store: for URLs a remote server redirects
+    us to (a CDN is not a federation endpoint, `federation_custom_ca_list` does not apply)."""
+
+    def session(self) -> aiohttp.ClientSession:
+        return self._get_session()
+
+
+class StreamedResponse:
+    """A 2xx answer whose body is read in chunks, cut off past `max_size` bytes in total."""
+
+    def __init__(self, source: str, resp: aiohttp.ClientResponse, max_size: int) -> None:
+        self.source = source  # the destination, or the host of a redirect target
+        self.status = resp.status
+        self.headers: CIMultiDictProxy[str] = resp.headers
+        self.max_size = max_size
+        self.received = 0
+        self._resp = resp
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        declared = self._resp.content_length
+        if declared is not None and declared > self.max_size:
+            raise ResponseTooLarge(self.source, f"the response is larger than {self.max_size} bytes")
+        async for chunk in self._resp.content.iter_chunked(STREAM_CHUNK):
+            self.received += len(chunk)
+            if self.received > self.max_size:
+                raise ResponseTooLarge(self.source, f"the response is larger than {self.max_size} bytes")
+            yield chunk
+
+
+def _stream_timeout(idle_timeout: float) -> aiohttp.ClientTimeout:
+    # Total time is bounded by the caller's asyncio.timeout; this bounds connecting and each read.
+    return aiohttp.ClientTimeout(total=None, sock_connect=idle_timeout, sock_read=idle_timeout)
+
+
+async def _error_body(resp: aiohttp.ClientResponse) -> Any:
+    try:
+        raw = await OutboundClient._read_capped(resp, ERROR_BODY_LIMIT)
+        return json.loads(raw) if raw else None
+    except (OutboundError, ValueError, aiohttp.ClientError):
+        return None
+
+
 class FederationClient:
     def __init__(
         self,
@@ -147,12 +204,16 @@ class FederationClient:
         )
         ip_filter = IPFilter(config.ip_range_blacklist, config.ip_range_whitelist)
         self.http = _TlsOutboundClient(ip_filter, build_ssl_context(config), timeout=10.0)
+        self.redirect_http = _PlainOutboundClient(
+            ip_filter, user_agent=USER_AGENT, timeout=10.0, max_redirects=MAX_DOWNLOAD_REDIRECTS
+        )
         self.discovery = discovery or ServerDiscovery(
             self.fetch_well_known, clock, srv if srv is not None else default_srv_resolver()
         )
 
     async def close(self) -> None:
         await self.http.close()
+        await self.redirect_http.close()
 
     # -- discovery ---------------------------------------------------------------------------
 
@@ -226,25 +287,18 @@ class FederationClient:
         time_limit: float | None = None,
         signed: bool = True,
         ignore_backoff: bool = False,
+        max_response_size: int = MAX_RESPONSE_SIZE,
     ) -> Any:
         """Send one request; `path` is already percent-encoded. Returns the parsed JSON body.
 
         Raises FederationDenied, NotRetryingDestination, RequestSendFailed or RemoteHttpError.
         """
-        if destination == self.server_name:
-            raise FederationError(destination, "refusing to send a federation request to ourselves")
-        self.check_whitelist(destination)
-        try:
-            split_server_name(destination)
-        except ValueError as exc:
-            raise RequestSendFailed(destination, "invalid server name") from exc
-        if not ignore_backoff:
-            await self.backoff.check(destination)
+        await self._check_destination(destination, ignore_backoff)
         uri = path + ("?" + urlencode(args, doseq=True) if args else "")
         limit = min(time_limit or self.default_timeout, self.default_timeout)
         try:
             async with asyncio.timeout(limit):
-                status, parsed = await self._send(method, destination, uri, body, signed)
+                status, parsed = await self._send(method, destination, uri, body, signed, max_response_size)
         except TimeoutError as exc:
             await self.backoff.record_failure(destination)
             raise RequestSendFailed(destination, "timed out") from exc
@@ -261,13 +315,26 @@ class FederationClient:
             raise RequestSendFailed(destination, "the response is not JSON")
         return parsed
 
-    async def _send(
-        self, method: str, destination: str, uri: str, body: Mapping[str, Any] | None, signed: bool
-    ) -> tuple[int, Any]:
+    async def _check_destination(self, destination: str, ignore_backoff: bool) -> None:
+        if destination == self.server_name:
+            raise FederationError(destination, "refusing to send a federation request to ourselves")
+        self.check_whitelist(destination)
         try:
-            address = await self.discovery.resolve(destination)
+            split_server_name(destination)
         except ValueError as exc:
-            raise RequestSendFailed(destination, str(exc)) from exc
+            raise RequestSendFailed(destination, "invalid server name") from exc
+        if not ignore_backoff:
+            await self.backoff.check(destination)
+
+    def _headers(
+        self,
+        address: ServerAddress,
+        destination: str,
+        method: str,
+        uri: str,
+        body: Mapping[str, Any] | None,
+        signed: bool,
+    ) -> dict[str, str]:
         headers = {"Host": address.host_header, "Content-Type": "application/json"}
         if signed:
             headers["Authorization"] = sign_request(
@@ -278,6 +345,25 @@ class FederationClient:
                 uri=uri,
                 content=body,
             )
+        return headers
+
+    async def _resolve(self, destination: str) -> ServerAddress:
+        try:
+            return await self.discovery.resolve(destination)
+        except ValueError as exc:
+            raise RequestSendFailed(destination, str(exc)) from exc
+
+    async def _send(
+        self,
+        method: str,
+        destination: str,
+        uri: str,
+        body: Mapping[str, Any] | None,
+        signed: bool,
+        max_response_size: int = MAX_RESPONSE_SIZE,
+    ) -> tuple[int, Any]:
+        address = await self._resolve(destination)
+        headers = self._headers(address, destination, method, uri, body, signed)
         data = json.dumps(body).encode() if body is not None else None
         url = URL(_base_url(address) + uri, encoded=True)
         try:
@@ -290,7 +376,7 @@ class FederationClient:
                 allow_redirects=False,
                 server_hostname=address.tls_hostname,
             ) as resp:
-                raw = await OutboundClient._read_capped(resp, MAX_RESPONSE_SIZE)
+                raw = await OutboundClient._read_capped(resp, max_response_size)
                 status = resp.status
         except OutboundError as exc:
             raise RequestSendFailed(destination, exc.reason) from exc
@@ -303,6 +389,117 @@ class FederationClient:
             return status, json.loads(raw) if raw else None
         except ValueError:
             return status, None
+
+    # -- streamed downloads (remote media) ---------------------------------------------------
+
+    async def get_streamed(
+        self,
+        destination: str,
+        path: str,
+        args: Mapping[str, str | list[str]] | None,
+        consume: Callable[[StreamedResponse], Awaitable[T]],
+        *,
+        max_size: int,
+        idle_timeout: float,
+        total_timeout: float,
+        ignore_backoff: bool = False,
+    ) -> T:
+        """A signed GET whose 2xx answer `consume` reads as a stream; returns what it returns.
+
+        The answer must start, and keep arriving, within `idle_timeout` seconds; everything
+        (`consume` included) must be done within `total_timeout`; past `max_size` bytes the body
+        is cut off with ResponseTooLarge. A non-2xx answer raises RemoteHttpError. Unreachable,
+        timed out (RequestTimedOut) or 5xx counts against the destination's backoff, as in
+        `request`. Whatever else `consume` raises goes through unchanged.
+        """
+        await self._check_destination(destination, ignore_backoff)
+        uri = path + ("?" + urlencode(args, doseq=True) if args else "")
+        answered = False
+        try:
+            async with asyncio.timeout(total_timeout):
+                address = await self._resolve(destination)
+                headers = self._headers(address, destination, "GET", uri, None, True)
+                url = URL(_base_url(address) + uri, encoded=True)
+                self.http.check_url(url)
+                async with self.http.session().get(
+                    url,
+                    headers=headers,
+                    allow_redirects=False,
+                    server_hostname=address.tls_hostname,
+                    timeout=_stream_timeout(idle_timeout),
+                ) as resp:
+                    answered = True
+                    if not 200 <= resp.status < 300:
+                        status, body = resp.status, await _error_body(resp)
+                    else:
+                        await self.backoff.record_success(destination)
+                        return await consume(StreamedResponse(destination, resp, max_size))
+        except TimeoutError as exc:
+            await self.backoff.record_failure(destination)
+            raise RequestTimedOut(destination, "timed out") from exc
+        except OutboundError as exc:
+            await self.backoff.record_failure(destination)
+            raise RequestSendFailed(destination, exc.reason) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            if answered and not isinstance(exc, aiohttp.ClientError):
+                raise  # not the network: for example the disk `consume` writes to
+            await self.backoff.record_failure(destination)
+            if _is_blocked_error(exc):
+                raise RequestSendFailed(destination, "IP address blocked by IP blacklist entry") from exc
+            logger.info("federation GET %s to %s failed: %r", path, destination, exc)
+            raise RequestSendFailed(destination, f"{type(exc).__name__}: {exc}") from exc
+        if status >= 500:
+            await self.backoff.record_failure(destination)
+        else:
+            await self.backoff.record_success(destination)
+        raise RemoteHttpError(destination, status, body)
+
+    async def get_url_streamed(
+        self,
+        url: str,
+        consume: Callable[[StreamedResponse], Awaitable[T]],
+        *,
+        max_size: int,
+        idle_timeout: float,
+        total_timeout: float,
+    ) -> T:
+        """GET a URL a remote server redirected us to (a media `Location`), unsigned, through the
+        SSRF guard (`ip_range_blacklist`/`whitelist` checked for every hop and connection),
+        following up to 5 redirects. Same limits and errors as `get_streamed`, no backoff."""
+        current = URL(url)
+        source = current.host or url
+        session = self.redirect_http.session()
+        consuming = False
+        try:
+            async with asyncio.timeout(total_timeout):
+                for _hop in range(MAX_DOWNLOAD_REDIRECTS + 1):
+                    source = current.host or url
+                    self.redirect_http.check_url(current)
+                    async with session.get(
+                        current, allow_redirects=False, timeout=_stream_timeout(idle_timeout)
+                    ) as resp:
+                        self.redirect_http._check_peer(resp)
+                        if resp.status in REDIRECT_STATUSES and "Location" in resp.headers:
+                            current = current.join(URL(resp.headers["Location"]))
+                            continue
+                        if not 200 <= resp.status < 300:
+                            raise RemoteHttpError(source, resp.status, await _error_body(resp))
+                        consuming = True
+                        try:
+                            return await consume(StreamedResponse(source, resp, max_size))
+                        except aiohttp.ClientError as exc:
+                            raise RequestSendFailed(source, f"{type(exc).__name__}: {exc}") from exc
+        except TimeoutError as exc:
+            raise RequestTimedOut(source, "timed out") from exc
+        except OutboundError as exc:
+            raise RequestSendFailed(source, exc.reason) from exc
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            if consuming:
+                raise  # not the network (that is RequestSendFailed by now): `consume`'s own error
+            if _is_blocked_error(exc):
+                raise RequestSendFailed(source, "IP address blocked by IP blacklist entry") from exc
+            raise RequestSendFailed(source, f"{type(exc).__name__}: {exc}") from exc
+        raise RequestSendFailed(source, "too many redirects")
 
 
 def _base_url(address: ServerAddress) -> str:
@@ -317,4 +514,7 @@ __all__ = [
     "NotRetryingDestination",
     "RemoteHttpError",
     "RequestSendFailed",
+    "RequestTimedOut",
+    "ResponseTooLarge",
+    "StreamedResponse",
 ]

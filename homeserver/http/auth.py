@@ -67,8 +67,12 @@ async def _admin(req: ApiRequest) -> Identity:
 
 async def _appservice(req: ApiRequest) -> Identity:
     identity = await _user(req)  # an unknown token is 401 before the 403 below, as in Synapse
-    if identity.requester is None or identity.requester.app_service_id is None or (
-        identity.requester.token_hash is not None  # a user registered by an appservice, own token
+    if (
+        identity.requester is None
+        or identity.requester.app_service_id is None
+        or (
+            identity.requester.token_hash is not None  # a user registered by an appservice, own token
+        )
     ):
         raise MatrixError(403, "M_FORBIDDEN", "Only application services can use the /appservice endpoints")
     return identity

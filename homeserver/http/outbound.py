@@ -293,6 +293,38 @@ class OutboundClient:
                 raise OutboundError(f"failed to fetch the URL: {type(exc).__name__}") from exc
         raise OutboundError("too many redirects")
 
+    async def post_json(
+        self, url: str, body: Any, *, max_size: int, time_limit: float | None = None
+    ) -> FetchResult:
+        """POST a JSON body to `url` (no redirects: a push gateway or webhook answers itself).
+
+        Raises BlockedDestinationError, ResponseTooLargeError or OutboundError.
+        """
+        session = self._get_session()
+        try:
+            target = URL(url, encoded=False)
+        except ValueError as exc:
+            raise OutboundError("malformed URL") from exc
+        self.check_url(target)
+        client_requests.labels("POST").inc()
+        try:
+            async with asyncio.timeout(time_limit if time_limit is not None else self.timeout):
+                async with session.post(target, json=body, allow_redirects=False) as resp:
+                    client_responses.labels("POST", str(resp.status)).inc()
+                    peer = self._check_peer(resp)
+                    data = await self._read_capped(resp, max_size)
+                    return FetchResult(
+                        str(target), resp.status, CIMultiDictProxy(CIMultiDict(resp.headers)), data, peer
+                    )
+        except TimeoutError as exc:
+            raise OutboundError("timed out") from exc
+        except OutboundError:
+            raise
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            if _is_blocked_error(exc):
+                raise BlockedDestinationError("IP address blocked by IP blacklist entry") from exc
+            raise OutboundError(f"request failed: {type(exc).__name__}") from exc
+
     async def post_form(
         self,
         url: str,

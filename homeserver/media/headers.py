@@ -6,7 +6,7 @@ Pure functions, so the rules are unit-tested on their own.
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
@@ -114,3 +114,32 @@ def content_disposition(content_type: str, filename: str | None, *, force_inline
     if _PLAIN_FILENAME.match(filename) and '"' not in filename and "\\" not in filename:
         return f'{disposition}; filename="{filename}"'
     return f"{disposition}; filename*=utf-8''{quote(filename, safe='')}"
+
+
+_DISPOSITION_PARAM = re.compile(
+    r""";\s*(filename\*?)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]*))""", re.IGNORECASE
+)
+
+
+def filename_from_disposition(value: str | None) -> str | None:
+    """The filename a remote server gave in Content-Disposition (RFC 6266: `filename*` wins)."""
+    if not value:
+        return None
+    plain: str | None = None
+    extended: str | None = None
+    for match in _DISPOSITION_PARAM.finditer(value):
+        name = match.group(1).lower()
+        raw = match.group(2) if match.group(2) is not None else match.group(3)
+        if name == "filename*":
+            charset, sep, rest = raw.partition("'")
+            _lang, sep2, encoded = rest.partition("'")
+            if sep and sep2 and charset.lower() in ("utf-8", "iso-8859-1"):
+                try:
+                    extended = unquote(encoded, encoding=charset.lower(), errors="strict")
+                except (UnicodeDecodeError, LookupError):
+                    extended = None
+        elif match.group(2) is not None:
+            plain = re.sub(r"\\(.)", r"\1", raw)
+        else:
+            plain = raw
+    return clean_filename(extended if extended is not None else plain)

@@ -10,6 +10,11 @@ ids are 143-bit random strings, so knowing one is the capability. Quarantined me
 Media uploaded while `enable_authenticated_media` is on is marked `authenticated` and is
 not served by the legacy unauthenticated endpoints (the spec's "freeze"); with
 `allow_legacy_unauthenticated_media: false` those endpoints demand a token outright.
+
+Remote media (`mxc://` of another server) not cached yet is fetched by `remote_cache.py`, then
+served like local media; its thumbnails are generated here, from the cached original. The legacy
+unauthenticated endpoints do not fetch new remote media once `enable_authenticated_media` is on
+(the freeze, as Synapse), and `allow_remote=false` never does.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homeserver.config.sections import HomeserverConfig
 from homeserver.core.clock import Clock
@@ -42,6 +47,9 @@ from homeserver.media.headers import (
 from homeserver.media.ids import generate_media_id, is_valid_media_id, mxc_uri
 from homeserver.media.scanner import ClamdScanner, ScannerUnavailable
 from homeserver.storage.stores.media import MediaInfo, MediaStore, ThumbnailInfo
+
+if TYPE_CHECKING:
+    from homeserver.media.remote_cache import RemoteMediaCache
 
 logger = logging.getLogger(__name__)
 # The audit trail for refused uploads: a dedicated logger operators can route to their SIEM.
@@ -77,6 +85,12 @@ class Download:
         return self.storage.read_chunks(self.path, start, length)
 
 
+class MalwareFound(MatrixError):
+    def __init__(self, message: str, signature: str) -> None:
+        super().__init__(403, "M_FORBIDDEN", message)
+        self.signature = signature
+
+
 def _upload_too_large(max_size: int) -> MatrixError:
     return too_large(f"Upload is larger than the {max_size}-byte limit")
 
@@ -110,6 +124,7 @@ class MediaRepository:
         )
         self._thumb_slots = asyncio.Semaphore(THUMBNAIL_CONCURRENCY)
         self._probes: OrderedDict[tuple[str, str], thumbnails.ImageProbe] = OrderedDict()
+        self.remote: RemoteMediaCache | None = None  # set when federation is available
 
     async def close(self) -> None:
         if self.previews is not None:
@@ -142,7 +157,7 @@ class MediaRepository:
         temp = await self._receive(chunks)
         try:
             await self._check_quota(requester.user_id, temp.length)
-            await self._scan(temp, requester.user_id, media_type, upload_name, client_ip)
+            await self.scan(temp, requester.user_id, media_type, upload_name, client_ip)
             media_id = generate_media_id()
             await self.storage.commit_temp(temp, self.storage.content_path(None, media_id))
         except BaseException:
@@ -167,7 +182,7 @@ class MediaRepository:
         except BaseException:
             await self.storage.delete(self.storage.content_path(None, media_id))
             raise
-        await self._quarantine_if_known_bad(media_id, temp.sha256)
+        await self.quarantine_if_known_bad(self.server_name, media_id, temp.sha256)
         logger.info("%s uploaded %s (%d bytes, %s)", requester.user_id, media_id, temp.length, media_type)
         return mxc_uri(self.server_name, media_id)
 
@@ -233,7 +248,7 @@ class MediaRepository:
         temp = await self._receive(chunks)
         try:
             await self._check_quota(requester.user_id, temp.length)
-            await self._scan(temp, requester.user_id, media_type, upload_name, client_ip)
+            await self.scan(temp, requester.user_id, media_type, upload_name, client_ip)
         except BaseException:
             await self.storage.discard_temp(temp)
             raise
@@ -253,7 +268,7 @@ class MediaRepository:
         )
         if not done:
             raise MatrixError(409, "M_CANNOT_OVERWRITE_MEDIA", "Media already uploaded")
-        await self._quarantine_if_known_bad(media_id, sha256)
+        await self.quarantine_if_known_bad(self.server_name, media_id, sha256)
         event = self._upload_events.get((server_name, media_id))
         if event is not None:
             event.set()
@@ -275,7 +290,7 @@ class MediaRepository:
 
         temp = await self._receive(one())
         try:
-            await self._scan(temp, user_id, media_type, upload_name, None)
+            await self.scan(temp, user_id, media_type, upload_name, None)
             media_id = generate_media_id()
             await self.storage.commit_temp(temp, self.storage.content_path(None, media_id))
         except BaseException:
@@ -322,39 +337,57 @@ class MediaRepository:
                     f"{limit.time_period // 1000} seconds"
                 )
 
-    async def _scan(
+    async def scan(
         self,
         temp: TempFile,
         user_id: str | None,
         media_type: str,
         upload_name: str | None,
         client_ip: str | None,
+        *,
+        remote: str | None = None,
     ) -> None:
+        """Raise unless clamd finds the file clean; `remote` is the mxc URI of fetched remote media."""
         if self.scanner is None:
             return
+        what = f"remote media {remote}" if remote else f"upload by {user_id}"
         try:
             verdict = await self.scanner.scan(self.storage.read_temp(temp))
         except ScannerUnavailable as exc:
             if self.options.clamd.fail_closed:
-                logger.error("virus scanner unavailable, upload by %s refused: %s", user_id, exc)
+                logger.error("virus scanner unavailable, %s refused: %s", what, exc)
                 raise MatrixError(
-                    503, "M_UNKNOWN", "The virus scanner is unavailable; try the upload again later"
+                    503,
+                    "M_UNKNOWN",
+                    f"The virus scanner is unavailable; try the {'download' if remote else 'upload'}"
+                    " again later",
                 ) from exc
-            logger.warning("virus scanner unavailable, upload by %s accepted unscanned: %s", user_id, exc)
+            logger.warning("virus scanner unavailable, %s accepted unscanned: %s", what, exc)
             return
         if verdict.clean:
             return
         signature = verdict.signature or "unknown"
-        audit_logger.warning(
-            "infected upload rejected: user=%s ip=%s sha256=%s size=%d type=%s name=%r signature=%s",
-            user_id,
-            client_ip,
-            temp.sha256,
-            temp.length,
-            media_type,
-            upload_name,
-            signature,
-        )
+        if remote:
+            audit_logger.warning(
+                "infected remote media refused: mxc=%s sha256=%s size=%d type=%s name=%r signature=%s",
+                remote,
+                temp.sha256,
+                temp.length,
+                media_type,
+                upload_name,
+                signature,
+            )
+        else:
+            audit_logger.warning(
+                "infected upload rejected: user=%s ip=%s sha256=%s size=%d type=%s name=%r signature=%s",
+                user_id,
+                client_ip,
+                temp.sha256,
+                temp.length,
+                media_type,
+                upload_name,
+                signature,
+            )
         await self.store.insert_scan_rejection(
             rejection_id=secrets.token_hex(12),
             user_id=user_id,
@@ -363,14 +396,12 @@ class MediaRepository:
             sha256=temp.sha256,
             media_length=temp.length,
             media_type=media_type,
-            upload_name=upload_name,
+            upload_name=upload_name if not remote else f"{remote} {upload_name or ''}".strip(),
             signature=signature,
         )
-        raise MatrixError(
-            403,
-            "M_FORBIDDEN",
-            f"Upload rejected: the file contains malware ({signature})",
-        )
+        if remote:
+            raise MalwareFound(f"The remote media contains malware ({signature})", signature)
+        raise MalwareFound(f"Upload rejected: the file contains malware ({signature})", signature)
 
     async def _delete_expired_pending(self, now: int) -> None:
         for info in await self.store.list_expired_pending(now, limit=100):
@@ -392,15 +423,22 @@ class MediaRepository:
         legacy: bool,
         timeout_ms: int | None,
         bypass_quarantine: bool = False,
+        allow_remote: bool = True,
     ) -> MediaInfo:
         if legacy:
             self.check_legacy_access(requester)
         if not is_valid_server_name(server_name) or not is_valid_media_id(media_id):
             raise not_found("Unknown media")
-        if server_name != self.server_name:
-            # Remote media arrives with federation (the store keeps an origin for it).
-            raise not_found("Remote media is not available on this server")
         info = await self.store.get_media(server_name, media_id)
+        if info is None and server_name != self.server_name:
+            # Not cached yet. The legacy endpoints without a token are frozen once authenticated
+            # media is on: what they could not serve anyway is not fetched for them.
+            frozen = legacy and requester is None and bool(self.config.enable_authenticated_media)
+            if not allow_remote or frozen:
+                raise not_found("Unknown media")
+            if self.remote is None:
+                raise not_found("Unknown media")
+            info = await self.remote.get(server_name, media_id, timeout_ms)
         if info is None:
             raise not_found("Unknown media")
         if not info.uploaded:
@@ -448,6 +486,31 @@ class MediaRepository:
                 raise not_found("Unknown media")
             info = fresh
 
+    # -- remote media ---------------------------------------------------------------------
+
+    def _fs_origin(self, info: MediaInfo) -> str | None:
+        """The media store keeps local files under local_*, remote ones under remote_*/<origin>."""
+        return None if info.origin == self.server_name else info.origin
+
+    async def purge_remote_cache(self, before_ts: int) -> int:
+        """Delete cached remote media not accessed since `before_ts` (refetched on demand)."""
+        deleted = 0
+        while True:
+            batch = await self.store.list_purgeable_remote_media(self.server_name, before_ts)
+            if not batch:
+                break
+            progressed = 0
+            for origin, media_id in batch:
+                if await self.delete_media(origin, media_id):
+                    progressed += 1
+            deleted += progressed
+            if not progressed:
+                break
+        logger.info("purged %d cached remote media item(s) last used before %d", deleted, before_ts)
+        return deleted
+
+    # -- downloads (continued) --------------------------------------------------------------
+
     async def download(
         self,
         requester: Requester | None,
@@ -458,6 +521,7 @@ class MediaRepository:
         filename: str | None = None,
         timeout_ms: int | None = None,
         bypass_quarantine: bool = False,
+        allow_remote: bool = True,
     ) -> Download:
         info = await self._readable(
             requester,
@@ -466,8 +530,9 @@ class MediaRepository:
             legacy=legacy,
             timeout_ms=timeout_ms,
             bypass_quarantine=bypass_quarantine,
+            allow_remote=allow_remote,
         )
-        path = self.storage.content_path(None, info.filesystem_id)
+        path = self.storage.content_path(self._fs_origin(info), info.filesystem_id)
         media_type = served_content_type(info.media_type)
         name = filename if filename is not None else info.upload_name
         try:
@@ -499,6 +564,7 @@ class MediaRepository:
         legacy: bool = False,
         timeout_ms: int | None = None,
         bypass_quarantine: bool = False,
+        allow_remote: bool = True,
     ) -> Download:
         if width < 1 or height < 1:
             raise MatrixError(400, "M_INVALID_PARAM", "width and height must be positive integers")
@@ -511,11 +577,13 @@ class MediaRepository:
             legacy=legacy,
             timeout_ms=timeout_ms,
             bypass_quarantine=bypass_quarantine,
+            allow_remote=allow_remote,
         )
         static_type = thumbnails.thumbnail_type(base_type(info.media_type or ""))
         if static_type is None:
             raise MatrixError(400, "M_UNKNOWN", "Cannot generate thumbnails for the requested content")
-        source = self.storage.content_path(None, info.filesystem_id)
+        fs_origin = self._fs_origin(info)
+        source = self.storage.content_path(fs_origin, info.filesystem_id)
         probe = await self._probe(info, source)
         want_animated = bool(animated) and probe.animated
         if (
@@ -546,7 +614,7 @@ class MediaRepository:
             animated=want_animated,
         )
         path = self.storage.thumbnail_path(
-            None,
+            fs_origin,
             info.filesystem_id,
             target.width,
             target.height,
@@ -581,6 +649,9 @@ class MediaRepository:
                 thumbnails.probe, self.storage.abspath(source), self.max_image_pixels
             )
         except thumbnails.ImageTooLarge as exc:
+            if info.origin != self.server_name:
+                # The spec's answer for remote content (ours is 413).
+                raise MatrixError(502, "M_TOO_LARGE", "Content is too large to thumbnail") from exc
             raise too_large("Content is too large to thumbnail") from exc
         except thumbnails.ThumbnailError as exc:
             raise MatrixError(
@@ -638,12 +709,12 @@ class MediaRepository:
 
     # -- admin (api/admin/media.py) --------------------------------------------------------
 
-    async def _quarantine_if_known_bad(self, media_id: str, sha256: str) -> None:
-        """Content an admin quarantined stays quarantined when uploaded again (as Synapse)."""
+    async def quarantine_if_known_bad(self, origin: str, media_id: str, sha256: str) -> None:
+        """Content an admin quarantined stays quarantined when uploaded (or fetched) again."""
         by_user = await self.store.quarantined_by_for_hash(sha256)
         if by_user is not None:
-            await self.store.set_quarantined(self.server_name, media_id, by_user)
-            logger.info("upload %s matches quarantined content: quarantined", media_id)
+            await self.store.set_quarantined(origin, media_id, by_user)
+            logger.info("media %s/%s matches quarantined content: quarantined", origin, media_id)
 
     async def quarantine_media(self, origin: str, media_id: str, by_user: str) -> bool:
         done = await self.store.set_quarantined(origin, media_id, by_user)

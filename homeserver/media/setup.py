@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from homeserver.config.sections import HomeserverConfig
 from homeserver.core.clock import Clock
+from homeserver.federation.client import FederationClient
 from homeserver.http.outbound import IPFilter, OutboundClient
 from homeserver.media.filestore import LocalMediaStorage
 from homeserver.media.preview import UrlPreviewService
+from homeserver.media.remote import RemoteMediaFetcher
+from homeserver.media.remote_cache import RemoteMediaCache
 from homeserver.media.repository import MediaRepository
 from homeserver.media.scanner import ClamdScanner
 from homeserver.storage.database import Database
@@ -16,7 +19,10 @@ PREVIEW_TIMEOUT_S = 10.0
 PREVIEW_MAX_REDIRECTS = 5
 
 
-def build_media_repository(config: HomeserverConfig, db: Database, clock: Clock) -> MediaRepository:
+def build_media_repository(
+    config: HomeserverConfig, db: Database, clock: Clock, federation: FederationClient | None = None
+) -> MediaRepository:
+    """`federation`: the client remote media is fetched with (without it, remote media is 404)."""
     options = config.media
     scanner = None
     if options.clamd.enabled:
@@ -27,7 +33,11 @@ def build_media_repository(config: HomeserverConfig, db: Database, clock: Clock)
             timeout=options.clamd.timeout / 1000,
         )
     store = MediaStore(db)
-    repo = MediaRepository(config, store, LocalMediaStorage(config.media_store_path), clock, scanner=scanner)
+    storage = LocalMediaStorage(config.media_store_path)
+    repo = MediaRepository(config, store, storage, clock, scanner=scanner)
+    if federation is not None:
+        fetcher = RemoteMediaFetcher(federation, storage, max_size=config.max_upload_size)
+        repo.remote = RemoteMediaCache(repo, fetcher)
     outbound = OutboundClient(
         IPFilter(config.url_preview_ip_range_blacklist, config.url_preview_ip_range_whitelist),
         user_agent="homeserver URL preview",

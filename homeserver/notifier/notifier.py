@@ -87,6 +87,9 @@ class Notifier:
             if isinstance(row, EventsRow) and row.is_live:
                 extra = [row.state_key] if row.membership is not None and row.state_key else []
                 self.on_room_event(Stream.EVENTS, row.stream_ordering, row.room_id, extra)
+            elif isinstance(row, EventsRow) and row.out_of_band and row.state_key:
+                # a remote invite (or its rejection) in a room none of our users is in
+                self.on_user_event(Stream.EVENTS, row.stream_ordering, [row.state_key])
         self.advance(Stream.EVENTS, position)
 
     def on_account_data(self, position: int, rows: Sequence[StreamRow]) -> None:

@@ -16,7 +16,7 @@ from dataclasses import replace
 from homeserver.core import json as hjson
 from homeserver.core.clock import Clock
 from homeserver.events import constants as c
-from homeserver.events.context import EventContext, StateIds
+from homeserver.events.context import EventContext, EventKind, StateIds
 from homeserver.events.event import Event
 from homeserver.persist.plan import BatchPlan, EventLookup, PersistedEvent, membership_row
 from homeserver.state.current import RoomSnapshot, StateKey
@@ -73,16 +73,21 @@ class ContextApplier:
         room_id = event.room_id
         event_id = event.event_id
         key = (event.type, event.state_key) if event.state_key is not None else None
-        plan.auth_edges.extend((event_id, a, room_id) for a in event.auth_event_ids)
+        if not ctx.replaces_outlier:  # an outlier's auth edges are stored already
+            plan.auth_edges.extend((event_id, a, room_id) for a in event.auth_event_ids)
         if ctx.is_outlier:
             plan.events.append(self._event_row(ctx, ordering, None))
+            if ctx.out_of_band_membership and event.type == c.MEMBER:
+                plan.members.append(membership_row(event, ordering))
             return PersistedEvent(event, ordering, snapshot, None, ctx), snapshot, group_id
 
         plan.edges.extend((event_id, prev, room_id) for prev in event.prev_event_ids)
         # Built on the room's current state (every local event; a remote one when federation
         # found its state before to be the current one): no comparison, no new "before" group.
+        # (A room without a state group is new: its create event starts from the empty state; the
+        # first event of a room joined over federation brings the state it was received with.)
         on_current = ctx.state_group_before == snapshot.state_group and (
-            snapshot.state_group is not None or not snapshot.state
+            snapshot.state_group is not None or (not snapshot.state and not ctx.state_before)
         )
         delta_before: dict[StateKey, str | None] | None = None
         if not on_current and snapshot.state_group is not None:
@@ -159,10 +164,25 @@ class ContextApplier:
                 )
 
         memberships = snapshot.memberships
+        # A room joined through another server: its first event here arrives with the room's whole
+        # state. That state existed before the event, so its deltas are dated just before it: state
+        # at a stream position (sync, /messages) then shows the room as it was when we joined.
+        learnt = (
+            ctx.kind is EventKind.REMOTE_NEW
+            and not snapshot.state
+            and snapshot.state_group is None
+            and bool(ctx.state_before)
+        )
         for k, v in changes.items():
             prev_event = snapshot.state.get(k)
             prev_id = prev_event.event_id if prev_event is not None else None
-            plan.deltas.append((ordering, room_id, k[0], k[1], v, prev_id))
+            if learnt and k in ctx.state_before:
+                prev_id = ctx.state_before[k]
+                plan.deltas.append((ordering - 1, room_id, k[0], k[1], prev_id, None))
+                if prev_id != v:
+                    plan.deltas.append((ordering, room_id, k[0], k[1], v, prev_id))
+            else:
+                plan.deltas.append((ordering, room_id, k[0], k[1], v, prev_id))
             if v is None:
                 plan.removed_state.append((room_id, k[0], k[1]))
             else:
@@ -273,6 +293,7 @@ class ContextApplier:
             outlier=ctx.is_outlier,
             rejected_reason=ctx.rejected_reason,
             soft_failed=ctx.soft_failed,
+            replaces_outlier=ctx.replaces_outlier,
         )
 
 

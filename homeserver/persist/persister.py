@@ -39,7 +39,7 @@ from homeserver.persist.metrics import persist_latency
 from homeserver.persist.plan import BatchPlan, EventLookup, PersistedEvent
 from homeserver.replication.bus import StreamBus
 from homeserver.state.current import CurrentStateCache, RoomSnapshot
-from homeserver.state.resolution import PlaceholderStateResolver, StateResolver
+from homeserver.state.resolution import StateResolver, V2StateResolver
 from homeserver.storage.batching import DeferredConnection
 from homeserver.storage.database import Connection, Database
 from homeserver.storage.engine import is_data_error
@@ -63,6 +63,9 @@ class _Unit:
     new_room_version: RoomVersion | None
     future: asyncio.Future[list[PersistedEvent]]
     results: list[PersistedEvent] = field(default_factory=list)
+    # A room learnt over federation (joined through another server, or an invite/knock in a room
+    # this server is not in): (version, creator). Its `rooms` row is written if missing.
+    remote_room: tuple[RoomVersion, str] | None = None
 
 
 class _WriteFailed(Exception):
@@ -99,8 +102,7 @@ class EventPersister:
         self.signing_key = signing_key
         self.bus = bus
         self.groups = groups
-        # PLACEHOLDER until federation brings state resolution v2 (see state/resolution.py).
-        self.resolver: StateResolver = resolver or PlaceholderStateResolver()
+        self.resolver: StateResolver = resolver or V2StateResolver(groups)
         self._applier = ContextApplier(groups, self.resolver, clock)
         self._last_stream = stream_start
         self.current_stream = stream_start
@@ -150,6 +152,17 @@ class EventPersister:
         """Persist events built elsewhere (federation: received, outliers, backfill) as one unit.
         The rooms must exist."""
         return await self._enqueue(_Unit([], contexts, None, self._future()))
+
+    async def persist_remote_room(
+        self, room_version: RoomVersion, creator: str, contexts: list[EventContext]
+    ) -> list[PersistedEvent]:
+        """Like `persist`, for a room that may not exist here yet: a room joined through another
+        server (the state and auth chain of the send_join response as outliers, then the join as
+        REMOTE_NEW with that state before it), or an out-of-band membership (a received invite).
+        The room's `rooms` row is written in the same transaction when it is missing; a room that
+        exists is extended as by `persist`."""
+        unit = _Unit([], contexts, None, self._future(), remote_room=(room_version, creator))
+        return await self._enqueue(unit)
 
     @staticmethod
     def _future() -> asyncio.Future[list[PersistedEvent]]:
@@ -233,6 +246,7 @@ class EventPersister:
         start_groups: dict[str, int | None] = {}
         accepted: list[_Unit] = []
         new_rooms: list[tuple[str, RoomVersion, str, int]] = []
+        remote_rooms: list[tuple[str, RoomVersion, str, int]] = []
         plan = BatchPlan()
         pending_events: dict[str, Event] = {}
         stream = self._last_stream
@@ -284,11 +298,13 @@ class EventPersister:
                     else:
                         trial_stream += 1
                         ordering = trial_stream
+                    # The event itself is visible to its own apply: a fork it creates is resolved
+                    # with it in one of the state sets.
+                    trial_events[ctx.event.event_id] = ctx.event
                     lookup = EventLookup(self.events, pending_events, trial_events)
                     result, snapshot, trial_group = await self._applier.apply(
                         ctx, snapshot, ordering, trial_group, trial_plan, lookup
                     )
-                    trial_events[ctx.event.event_id] = ctx.event
                     if ctx.event.room_id != room_id:  # the create event fixed a v12 room id
                         room_ids[room_id] = ctx.event.room_id
                         start_groups.setdefault(ctx.event.room_id, start_groups.pop(room_id, None))
@@ -312,6 +328,11 @@ class EventPersister:
                 new_rooms.append(
                     (create.room_id, unit.new_room_version, create.sender, create.origin_server_ts)
                 )
+            if unit.remote_room is not None and results:
+                first = results[0].event
+                remote_rooms.append(
+                    (first.room_id, unit.remote_room[0], unit.remote_room[1], self.clock.time_ms())
+                )
         if not accepted:
             return
 
@@ -320,7 +341,7 @@ class EventPersister:
             room_id: s.state_group for room_id, s in working.items() if s.state_group != start_groups[room_id]
         }
         try:
-            await self._write(persisted, new_rooms, working, changed_groups, plan)
+            await self._write(persisted, new_rooms, working, changed_groups, plan, remote_rooms)
         except Exception as exc:
             for abort in self.abort_hooks:
                 abort()
@@ -376,6 +397,7 @@ class EventPersister:
                     soft_failed=ctx is not None and ctx.soft_failed,
                     device_id=p.txn[1] if p.txn is not None else None,
                     txn_id=p.txn[2] if p.txn is not None else None,
+                    out_of_band=ctx is not None and ctx.out_of_band_membership,
                 )
             )
         self.current_stream = stream
@@ -388,6 +410,8 @@ class EventPersister:
             return snapshot
         if unit.new_room_version is not None and isinstance(item, EventDraft) and item.type == c.CREATE:
             return RoomSnapshot(room_id, unit.new_room_version, {}, (), 0, 0, {})
+        if unit.remote_room is not None:
+            return RoomSnapshot(room_id, unit.remote_room[0], {}, (), 0, 0, {})
         raise MatrixError(404, "M_NOT_FOUND", "Unknown room")
 
     # -- one event -------------------------------------------------------------------------------
@@ -400,6 +424,7 @@ class EventPersister:
         working: dict[str, RoomSnapshot],
         changed_groups: dict[str, int | None],
         plan: BatchPlan,
+        remote_rooms: Sequence[tuple[str, RoomVersion, str, int]] = (),
     ) -> None:
         live = [p for p in persisted if p.is_live]
         async with self.db.transaction() as txn:
@@ -407,6 +432,8 @@ class EventPersister:
             conn = DeferredConnection(txn)
             for room_id, version, creator, ts in new_rooms:
                 await self.rooms.insert_room_txn(conn, room_id, version.identifier, creator, ts)
+            for room_id, version, creator, ts in remote_rooms:
+                await self.rooms.insert_room_if_missing_txn(conn, room_id, version.identifier, creator, ts)
             await self.events.insert_events_txn(conn, plan.events)
             if plan.txn_ids:
                 await self.events.insert_txn_ids_txn(conn, plan.txn_ids)

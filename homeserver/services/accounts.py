@@ -289,9 +289,7 @@ class AccountService:
                 conn, user_id, device_id, display_name, want_refresh_token, now
             )
             if login_type is not None:
-                await self._audit_txn(
-                    conn, None, "login", user_id, result.device_id, {"type": login_type}
-                )
+                await self._audit_txn(conn, None, "login", user_id, result.device_id, {"type": login_type})
         metrics.logins.labels("False", "").inc()
         await self._run_device_hooks(self.device_created_hooks, user_id, [result.device_id])
         return result

@@ -132,6 +132,14 @@ class AdminMediaService:
         )
         return {"deleted_media": deleted, "total": len(deleted)}
 
+    async def purge_media_cache(self, admin: str, before_ts: int) -> dict[str, Any]:
+        """Cached remote media unused since `before_ts` goes (quarantined and protected items stay)."""
+        deleted = await self.repository.purge_remote_cache(before_ts)
+        await self.audit.record(
+            "media.purge_cache", actor=admin, detail={"before_ts": before_ts, "count": deleted}
+        )
+        return {"deleted": deleted}
+
     # -- statistics ------------------------------------------------------------------------------------
 
     async def user_media_statistics(

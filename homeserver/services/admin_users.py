@@ -127,6 +127,8 @@ class AdminUserService:
         self.audit = audit
         self.clock = clock
         self.server_name = server_name
+        # (user_id, email addresses) after an admin replaced a user's threepids (email pushers)
+        self.emails_changed_hooks: list[Callable[[str, list[str]], Awaitable[None]]] = []
 
     # -- lookups -------------------------------------------------------------------------------
 
@@ -209,6 +211,10 @@ class AdminUserService:
         else:
             await self._modify(admin, existing, changes)
             created = False
+        if "threepids" in changes:
+            emails = [address for medium, address in changes["threepids"] if medium == "email"]
+            for hook in self.emails_changed_hooks:
+                await hook(user_id, emails)
         row = await self.store.get_user(user_id)
         assert row is not None
         return created, await self._info(row)

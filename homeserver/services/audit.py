@@ -92,6 +92,7 @@ ACTIONS = frozenset(
         "media.unprotect",
         "media.delete",
         "media.delete_old",
+        "media.purge_cache",
         "media.quarantine_room",
         "media.quarantine_user",
         "server_notice.send",

@@ -10,8 +10,9 @@ directory"), with Synapse's permission model where the spec leaves it open:
 - the listing shows published rooms that are joinable or knockable (or world-readable) and have
   joined members, largest first.
 
-Remote aliases are resolved over federation (`remote_alias`, set by the container); remote room
-directories are not available yet.
+Remote aliases are resolved over federation (`remote_alias`, set by the container); other servers'
+directories are read through `federation/remote_rooms.py`, and ours is served to them
+(`api/federation/public_rooms.py`) when `allow_public_rooms_over_federation` is on.
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ class RoomSummary:
     room_version: str | None = None
     encryption: str | None = None
     allowed_room_ids: tuple[str, ...] = ()
+    # False when the create event says `m.federate: false` (local users only).
+    federate: bool = True
     # m.space.child events (not redacted, with a `via` list), by state key.
     children: tuple[Event, ...] = field(default=(), repr=False)
 
@@ -157,6 +160,7 @@ def summarize(room_id: str, state: Mapping[str, Mapping[str, Any]], joined: int)
         room_version=_nonempty_str(create.get("room_version")) or ("1" if create else None),
         encryption=_nonempty_str(state.get("m.room.encryption", {}).get("algorithm")),
         allowed_room_ids=tuple(allowed),
+        federate=create.get("m.federate", True) is not False,
     )
 
 
@@ -244,8 +248,12 @@ class PublicRoomsQuery:
     room_types: tuple[str | None, ...] | None = None
     # A third-party network's list (appservice lists; none exist yet), instead of the main list.
     third_party_instance_id: str | None = None
+    # Another server asks (federation /publicRooms): rooms with `m.federate: false` are left out.
+    federated_only: bool = False
 
     def matches(self, summary: RoomSummary) -> bool:
+        if self.federated_only and not summary.federate:
+            return False
         if self.room_types is not None and summary.room_type not in self.room_types:
             return False
         if self.search_term:
@@ -292,6 +300,8 @@ class DirectoryService:
         self.remote_alias: Callable[[str], Awaitable[dict[str, Any]]] | None = None
         # Asks appservices about aliases in their namespaces that do not exist yet (may create them).
         self.unknown_alias_query: Callable[[str], Awaitable[bool]] | None = None
+        # Called with the room id after one of its aliases was created or deleted.
+        self.alias_changed_hooks: list[Callable[[str], None]] = []
 
     def _is_local(self, alias: str) -> bool:
         return ids.server_of(alias) == self.server_name
@@ -352,6 +362,8 @@ class DirectoryService:
         if not await self.store.insert_alias(alias, room_id, user_id, self.clock.time_ms()):
             raise MatrixError(409, "M_UNKNOWN", f"Room alias {alias} already exists")
         logger.info("%s created alias %s for %s", user_id, alias, room_id)
+        for hook in self.alias_changed_hooks:
+            hook(room_id)
 
     async def delete_alias(self, requester: Requester, alias: str) -> None:
         """deleteRoomAlias: for the alias' creator, server admins and room moderators."""
@@ -368,6 +380,8 @@ class DirectoryService:
         if await self.store.delete_alias(alias) is None:
             raise not_found(f"Room alias {alias} not found")  # deleted concurrently
         logger.info("%s deleted alias %s of %s", user_id, alias, room_id)
+        for hook in self.alias_changed_hooks:
+            hook(room_id)
         await self._drop_from_canonical_alias(user_id, room_id, alias)
 
     async def _check_room_moderator(self, user_id: str, room_id: str, message: str) -> None:

@@ -16,7 +16,7 @@ Rules follow the spec and, where it is silent, Synapse:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from unpaddedbase64 import decode_base64
@@ -41,6 +41,17 @@ CROSS_SIGNING_FIELDS = {
 }
 MAX_CACHED_COUNTS = 100_000
 REMOTE_FAILURE = {"status": 503, "message": "Federation is not available on this server"}
+DEFAULT_REMOTE_TIMEOUT_MS = 10_000  # the spec's default `timeout` of /keys/query and /keys/claim
+MAX_REMOTE_TIMEOUT_MS = 60_000
+
+# Keys of users on other servers (federation/remote_keys.py): (user -> device ids, timeout in
+# seconds) -> {"device_keys", "master_keys", "self_signing_keys", "failures"}; and
+# (user -> device -> algorithm, timeout) -> (claimed keys, failures by server).
+RemoteKeyQuery = Callable[[dict[str, list[str]], float], Awaitable[Mapping[str, Any]]]
+RemoteKeyClaim = Callable[
+    [dict[str, dict[str, str]], float],
+    Awaitable[tuple[dict[str, dict[str, dict[str, Any]]], dict[str, dict[str, Any]]]],
+]
 
 
 def _bad_json(msg: str) -> MatrixError:
@@ -107,6 +118,45 @@ def cross_signing_public_key(key: Mapping[str, Any]) -> str:
     return public
 
 
+def _parse_query(device_keys: Any) -> dict[str, list[str]]:
+    """`device_keys` of a key query: user -> device ids (empty: all)."""
+    if not isinstance(device_keys, dict):
+        raise _bad_json("'device_keys' must be an object")
+    wanted: dict[str, list[str]] = {}
+    for user_id, devices in device_keys.items():
+        if devices is None:
+            devices = []
+        if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
+            raise _bad_json(f"'device_keys.{user_id}' must be an array of device ids")
+        if not ids.is_valid_user_id(user_id):
+            raise MatrixError(400, "M_INVALID_PARAM", f"Invalid user id {user_id!r}")
+        wanted[user_id] = devices
+    return wanted
+
+
+def _parse_claim(one_time_keys: Any) -> dict[str, dict[str, str]]:
+    """`one_time_keys` of a claim: user -> device -> algorithm."""
+    if not isinstance(one_time_keys, dict):
+        raise _bad_json("'one_time_keys' must be an object")
+    wanted: dict[str, dict[str, str]] = {}
+    for user_id, devices in one_time_keys.items():
+        if not isinstance(devices, dict) or not all(isinstance(a, str) for a in devices.values()):
+            raise _bad_json(f"'one_time_keys.{user_id}' must map device ids to algorithms")
+        if not ids.is_valid_user_id(user_id):
+            raise MatrixError(400, "M_INVALID_PARAM", f"Invalid user id {user_id!r}")
+        wanted[user_id] = devices
+    return wanted
+
+
+def _timeout_s(timeout_ms: Any) -> float:
+    """The `timeout` of /keys/query and /keys/claim (ms; default 10 s), capped."""
+    if timeout_ms is None:
+        timeout_ms = DEFAULT_REMOTE_TIMEOUT_MS
+    if not isinstance(timeout_ms, int) or isinstance(timeout_ms, bool) or timeout_ms < 0:
+        raise MatrixError(400, "M_INVALID_PARAM", "'timeout' must be a non-negative integer")
+    return min(timeout_ms, MAX_REMOTE_TIMEOUT_MS) / 1000
+
+
 class E2eKeysService:
     def __init__(
         self,
@@ -127,6 +177,9 @@ class E2eKeysService:
         # (user, device) -> (one-time key counts, unused fallback algorithms)
         self._counts: dict[tuple[str, str], tuple[dict[str, int], list[str]]] = {}
         self._counts_generation = 0
+        # set when federation is wired (container): how users on other servers are asked
+        self.remote_query: RemoteKeyQuery | None = None
+        self.remote_claim: RemoteKeyClaim | None = None
 
     def _is_local(self, user_id: str) -> bool:
         return ids.server_of(user_id) == self.server_name
@@ -244,22 +297,51 @@ class E2eKeysService:
 
     # -- POST /keys/query ----------------------------------------------------------------------
 
-    async def query_keys(self, requester_id: str, device_keys: Any) -> dict[str, Any]:
-        if not isinstance(device_keys, dict):
-            raise _bad_json("'device_keys' must be an object")
-        wanted: dict[str, list[str]] = {}
-        failures: dict[str, Any] = {}
-        for user_id, devices in device_keys.items():
-            if devices is None:
-                devices = []
-            if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
-                raise _bad_json(f"'device_keys.{user_id}' must be an array of device ids")
-            if not ids.is_valid_user_id(user_id):
-                raise MatrixError(400, "M_INVALID_PARAM", f"Invalid user id {user_id!r}")
-            if self._is_local(user_id):
-                wanted[user_id] = devices
-            else:
-                failures[ids.server_of(user_id)] = REMOTE_FAILURE
+    async def query_keys(self, requester_id: str, device_keys: Any, timeout_ms: Any = None) -> dict[str, Any]:
+        wanted = _parse_query(device_keys)
+        local = {u: d for u, d in wanted.items() if self._is_local(u)}
+        remote = {u: d for u, d in wanted.items() if not self._is_local(u)}
+        body = await self._local_keys(local, requester_id)
+        if remote:
+            await self._query_remote(remote, _timeout_s(timeout_ms), body)
+        # a local user's signatures on other users' keys (their user-signing key on a master key)
+        # are stored here, not on the other server
+        if remote:
+            await self._add_signatures_by(requester_id, list(remote), body)
+        return body
+
+    async def _query_remote(
+        self, remote: dict[str, list[str]], timeout_s: float, body: dict[str, Any]
+    ) -> None:
+        if self.remote_query is None:
+            for user_id in remote:
+                body["failures"][ids.server_of(user_id)] = REMOTE_FAILURE
+            return
+        answer = await self.remote_query(remote, timeout_s)
+        for part in ("device_keys", "master_keys", "self_signing_keys", "failures"):
+            body[part].update(answer.get(part) or {})
+
+    async def _add_signatures_by(self, signer: str, user_ids: list[str], body: dict[str, Any]) -> None:
+        signatures = [s for s in await self.store.list_signatures(user_ids) if s.signer == signer]
+        for sig in signatures:
+            target: dict[str, Any] | None = (
+                body["device_keys"].get(sig.target_user_id, {}).get(sig.target_device_id)
+            )
+            master = body["master_keys"].get(sig.target_user_id)
+            if target is None and master is not None:
+                if f"ed25519:{sig.target_device_id}" in (master.get("keys") or {}):
+                    target = master
+            if target is None:
+                continue
+            merged = {u: dict(v) for u, v in (target.get("signatures") or {}).items() if isinstance(v, dict)}
+            merged.setdefault(signer, {})[sig.key_id] = sig.signature
+            target["signatures"] = merged
+
+    async def _local_keys(
+        self, wanted: dict[str, list[str]], requester_id: str | None, *, with_names: bool = True
+    ) -> dict[str, Any]:
+        """The keys of local users; `requester_id` None (another server asking): signatures by the
+        users themselves only, no user-signing keys, and no device names unless `with_names`."""
         users = list(wanted)
         stored = await self.store.list_device_keys(users)
         signatures = await self.store.list_signatures(users)
@@ -291,34 +373,39 @@ class E2eKeysService:
             result_devices[user_id] = {
                 d: with_signatures(user_id, d, user_devices[d]) for d in chosen if d in user_devices
             }
+            if not with_names:
+                for keys in result_devices[user_id].values():
+                    keys["unsigned"] = {}
         body: dict[str, Any] = {
             "device_keys": result_devices,
-            "failures": failures,
+            "failures": {},
             "master_keys": {},
             "self_signing_keys": {},
             "user_signing_keys": {},
         }
         for (user_id, key_type), key in cross.items():
-            if key_type == "user_signing" and user_id != requester_id:
+            if key_type == "user_signing" and (requester_id is None or user_id != requester_id):
                 continue
             body[f"{key_type}_keys"][user_id] = with_signatures(user_id, key.public_key, key.key)
         return body
 
     # -- POST /keys/claim ----------------------------------------------------------------------
 
-    async def claim_keys(self, one_time_keys: Any) -> dict[str, Any]:
-        if not isinstance(one_time_keys, dict):
-            raise _bad_json("'one_time_keys' must be an object")
-        claimed: dict[str, dict[str, dict[str, Any]]] = {}
+    async def claim_keys(self, one_time_keys: Any, timeout_ms: Any = None) -> dict[str, Any]:
+        wanted = _parse_claim(one_time_keys)
+        claimed = await self._claim_local({u: d for u, d in wanted.items() if self._is_local(u)})
         failures: dict[str, Any] = {}
-        for user_id, devices in one_time_keys.items():
-            if not isinstance(devices, dict) or not all(isinstance(a, str) for a in devices.values()):
-                raise _bad_json(f"'one_time_keys.{user_id}' must map device ids to algorithms")
-            if not ids.is_valid_user_id(user_id):
-                raise MatrixError(400, "M_INVALID_PARAM", f"Invalid user id {user_id!r}")
-            if not self._is_local(user_id):
-                failures[ids.server_of(user_id)] = REMOTE_FAILURE
-                continue
+        remote = {u: d for u, d in wanted.items() if not self._is_local(u)}
+        if remote and self.remote_claim is None:
+            failures = {ids.server_of(u): REMOTE_FAILURE for u in remote}
+        elif remote and self.remote_claim is not None:
+            remote_claimed, failures = await self.remote_claim(remote, _timeout_s(timeout_ms))
+            claimed.update(remote_claimed)
+        return {"one_time_keys": claimed, "failures": failures}
+
+    async def _claim_local(self, wanted: dict[str, dict[str, str]]) -> dict[str, dict[str, dict[str, Any]]]:
+        claimed: dict[str, dict[str, dict[str, Any]]] = {}
+        for user_id, devices in wanted.items():
             for device_id, algorithm in devices.items():
                 key = await self.store.claim_key(user_id, device_id, algorithm)
                 if key is not None:
@@ -326,7 +413,51 @@ class E2eKeysService:
                     claimed.setdefault(user_id, {}).setdefault(device_id, {})[
                         f"{key.algorithm}:{key.key_id}"
                     ] = key.key
-        return {"one_time_keys": claimed, "failures": failures}
+        return claimed
+
+    # -- serving other servers (federation user_keys.yaml, user_devices.yaml) --------------------
+
+    async def query_keys_for_server(self, device_keys: Any) -> dict[str, Any]:
+        """POST /_matrix/federation/v1/user/keys/query: local users only (as Synapse: 400 else);
+        device names are not shared with other servers (Synapse's default)."""
+        wanted = _parse_query(device_keys)
+        for user_id in wanted:
+            if not self._is_local(user_id):
+                raise MatrixError(400, "M_INVALID_PARAM", f"User {user_id} is not hosted on this server")
+        body = await self._local_keys(wanted, None, with_names=False)
+        return {k: body[k] for k in ("device_keys", "master_keys", "self_signing_keys")}
+
+    async def claim_keys_for_server(self, one_time_keys: Any) -> dict[str, Any]:
+        """POST /_matrix/federation/v1/user/keys/claim: keys of other servers' users are not ours to
+        give and are left out."""
+        wanted = _parse_claim(one_time_keys)
+        return {
+            "one_time_keys": await self._claim_local({u: d for u, d in wanted.items() if self._is_local(u)})
+        }
+
+    async def devices_for_server(self, user_id: str) -> dict[str, Any]:
+        """GET /_matrix/federation/v1/user/devices/{userId} for a local user: every device, with
+        its keys when uploaded (self-signatures merged), the master / self-signing keys, and the
+        stream id of the user's latest device-list change (what m.device_list_update EDUs count)."""
+        if not ids.is_valid_user_id(user_id):
+            raise MatrixError(400, "M_INVALID_PARAM", "Invalid user id")
+        if not self._is_local(user_id):
+            raise MatrixError(400, "M_INVALID_PARAM", "User is not hosted on this homeserver")
+        stream_id = await self.store.latest_device_list_stream_id(user_id)
+        keys = await self._local_keys({user_id: []}, None, with_names=False)
+        device_keys = keys["device_keys"].get(user_id, {})
+        devices = []
+        for device in await self.devices.list_devices(user_id):
+            entry: dict[str, Any] = {"device_id": device.device_id}
+            if device.device_id in device_keys:
+                entry["keys"] = {k: v for k, v in device_keys[device.device_id].items() if k != "unsigned"}
+            devices.append(entry)
+        body: dict[str, Any] = {"user_id": user_id, "stream_id": stream_id, "devices": devices}
+        if user_id in keys["master_keys"]:
+            body["master_key"] = keys["master_keys"][user_id]
+        if user_id in keys["self_signing_keys"]:
+            body["self_signing_key"] = keys["self_signing_keys"][user_id]
+        return body
 
     # -- cross-signing keys --------------------------------------------------------------------
 

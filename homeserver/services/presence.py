@@ -54,6 +54,8 @@ _PRIORITY = {OFFLINE: 0, UNAVAILABLE: 1, ONLINE: 2}
 IDLE_TIMEOUT_MS = 5 * 60 * 1000
 SYNC_ONLINE_TIMEOUT_MS = 30 * 1000
 LAST_ACTIVE_GRANULARITY_MS = 60 * 1000
+# A remote user whose server sent nothing about them for this long is offline (Synapse's value).
+FEDERATION_TIMEOUT_MS = 30 * 60 * 1000
 
 _KEEP: Any = object()
 
@@ -100,6 +102,7 @@ class PresenceService:
         idle_timeout_ms: int = IDLE_TIMEOUT_MS,
         sync_online_timeout_ms: int = SYNC_ONLINE_TIMEOUT_MS,
         last_active_granularity_ms: int = LAST_ACTIVE_GRANULARITY_MS,
+        federation_timeout_ms: int = FEDERATION_TIMEOUT_MS,
     ) -> None:
         self.store = store
         self.memberships = memberships
@@ -114,10 +117,13 @@ class PresenceService:
         self.idle_timeout_ms = idle_timeout_ms
         self.sync_online_timeout_ms = sync_online_timeout_ms
         self.last_active_granularity_ms = last_active_granularity_ms
+        self.federation_timeout_ms = federation_timeout_ms
         self.log: ChangeLog[str] = ChangeLog(start_position)
         self._states: dict[str, PresenceRow] = {}
         self._devices: dict[str, dict[str | None, _Device]] = {}
         self._not_offline: set[str] = set()
+        # remote users (from m.presence EDUs, kept in memory only) -> when their server last told us
+        self._remote_seen: dict[str, int] = {}
         # timeouts: heap of (deadline ms, user) and each user's live deadline (others are stale)
         self._heap: list[tuple[int, str]] = []
         self._deadline: dict[str, int] = {}
@@ -265,6 +271,51 @@ class PresenceService:
         if user_id in self._states:
             self._update(user_id, now, last_sync=True)
 
+    async def receive_remote(
+        self,
+        user_id: str,
+        presence: str,
+        status_msg: str | None,
+        last_active_ago: int,
+        currently_active: bool,
+    ) -> None:
+        """One entry of an m.presence EDU's `push` (the caller checked the user belongs to the
+        sending server and shares a room with a local user). Remote presence lives in memory and
+        tells local users like a local change; it turns offline after FEDERATION_TIMEOUT_MS
+        without news."""
+        if not self.enabled or presence not in STATES:
+            return
+        prev = await self.get_state(user_id)
+        now = self.clock.time_ms()
+        self._remote_seen[user_id] = now
+        row = replace(
+            prev,
+            state=presence,
+            status_msg=status_msg,
+            last_active_ts=max(0, now - max(0, last_active_ago)),
+            last_user_sync_ts=now,
+            currently_active=presence == ONLINE and currently_active,
+        )
+        self._set_remote(user_id, prev, row)
+
+    def _set_remote(self, user_id: str, prev: PresenceRow, row: PresenceRow) -> None:
+        row = self._tell_if_worth(user_id, prev, row)
+        self._states[user_id] = row
+        if row.state == OFFLINE:
+            self._not_offline.discard(user_id)
+        else:
+            self._not_offline.add(user_id)
+        self._schedule(user_id)
+
+    def _remote_timeout(self, user_id: str, now: int) -> None:
+        row = self._states.get(user_id)
+        if row is None or row.state == OFFLINE:
+            return
+        if now - self._remote_seen.get(user_id, 0) >= self.federation_timeout_ms:
+            self._set_remote(user_id, row, replace(row, state=OFFLINE, currently_active=False))
+        else:
+            self._schedule(user_id)
+
     def _device(self, user_id: str, device_id: str | None, now: int) -> _Device:
         devices = self._devices.setdefault(user_id, {})
         device = devices.get(device_id)
@@ -302,15 +353,7 @@ class PresenceService:
         )
         if prev.state != state:
             metrics.presence_state_transition.labels("local", prev.state, state).inc()
-        if self._worth_telling(prev, row):
-            metrics.presence_updates.inc()
-            self.position += 1
-            row = replace(row, stream_id=self.position)
-            self.log.add(self.position, user_id)
-            self.bus.publish(
-                Stream.PRESENCE, self.position, [PresenceStreamRow(self.position, user_id, state)]
-            )
-            self._spawn(self._notify(user_id, self.position))
+        row = self._tell_if_worth(user_id, prev, row)
         self._states[user_id] = row
         if state == OFFLINE:
             self._not_offline.discard(user_id)
@@ -321,6 +364,20 @@ class PresenceService:
             self._dirty[user_id] = row
             self._flush_wanted.set()
         self._schedule(user_id)
+
+    def _tell_if_worth(self, user_id: str, prev: PresenceRow, row: PresenceRow) -> PresenceRow:
+        """Take the next stream position and wake whoever shares a room, when it matters."""
+        if not self._worth_telling(prev, row):
+            return row
+        metrics.presence_updates.inc()
+        self.position += 1
+        row = replace(row, stream_id=self.position)
+        self.log.add(self.position, user_id)
+        self.bus.publish(
+            Stream.PRESENCE, self.position, [PresenceStreamRow(self.position, user_id, row.state)]
+        )
+        self._spawn(self._notify(user_id, self.position))
+        return row
 
     def _worth_telling(self, prev: PresenceRow, row: PresenceRow) -> bool:
         if prev.state != row.state or prev.status_msg != row.status_msg:
@@ -344,6 +401,12 @@ class PresenceService:
     # -- timeouts --------------------------------------------------------------------------------
 
     def _next_deadline(self, user_id: str) -> int | None:
+        seen = self._remote_seen.get(user_id)
+        if seen is not None:
+            remote = self._states.get(user_id)
+            if remote is None or remote.state == OFFLINE:
+                return None
+            return seen + self.federation_timeout_ms + 1
         deadlines = []
         for device in self._devices.get(user_id, {}).values():
             if device.state == ONLINE:
@@ -400,6 +463,9 @@ class PresenceService:
             self._arm()
 
     def _timeout(self, user_id: str, now: int) -> None:
+        if user_id in self._remote_seen:
+            self._remote_timeout(user_id, now)
+            return
         devices = self._devices.get(user_id, {})
         for device_id, device in list(devices.items()):
             if device.state == ONLINE and now - device.last_active_ts > self.idle_timeout_ms:

@@ -138,6 +138,22 @@ class ReceiptService:
             else:
                 await self._store_receipt(user_id, room_id, receipt_type, stored, None)
 
+    async def receive_remote(
+        self, user_id: str, room_id: str, event_id: str, thread_id: str | None, ts: int
+    ) -> bool:
+        """An `m.read` receipt from an m.receipt EDU (origin, ACL and the user's server checked by
+        the caller). Stored like a local one when the user is joined and the event is a known
+        event of the room (a receipt needs the event's position to move only forward); it wakes
+        local members through the receipts stream. False when ignored."""
+        snapshot = await self.state.get(room_id)
+        if snapshot is None or snapshot.membership(user_id) != c.JOIN:
+            return False
+        stored = await self.events.get_event(event_id)
+        if stored is None or stored.event.room_id != room_id or stored.outlier:
+            return False
+        await self._store_receipt(user_id, room_id, READ, stored, thread_id, ts=ts, remote=True)
+        return True
+
     async def _activity(self, user_id: str, device_id: str | None) -> None:
         for hook in self.activity_hooks:
             try:
@@ -206,7 +222,15 @@ class ReceiptService:
     # -- receipts --------------------------------------------------------------------------------
 
     async def _store_receipt(
-        self, user_id: str, room_id: str, receipt_type: str, stored: StoredEvent, thread_id: str | None
+        self,
+        user_id: str,
+        room_id: str,
+        receipt_type: str,
+        stored: StoredEvent,
+        thread_id: str | None,
+        *,
+        ts: int | None = None,
+        remote: bool = False,
     ) -> None:
         async with self.stream.next() as stream_id:
             receipt = Receipt(
@@ -216,7 +240,7 @@ class ReceiptService:
                 thread_id,
                 stored.event_id,
                 stored.stream_ordering,
-                self.clock.time_ms(),
+                self.clock.time_ms() if ts is None else ts,
                 stream_id,
             )
             moved = await self.store.upsert_forward(receipt)
@@ -237,7 +261,8 @@ class ReceiptService:
         self.stream.when_visible(
             stream_id, lambda: self.bus.publish(Stream.RECEIPTS, self.stream.current, [row])
         )
-        if self.receipt_hooks and await self._read_position_moved(receipt):
+        # the hooks reset a local user's unread counts; a remote user has none here
+        if not remote and self.receipt_hooks and await self._read_position_moved(receipt):
             for hook in self.receipt_hooks:
                 try:
                     await hook(user_id, room_id, thread_id, stored.event_id, stored.stream_ordering)

@@ -167,6 +167,7 @@ class _ReplacementRoomId:
 # How long a repeated upgrade request by the same user returns the same replacement room.
 RETRY_WINDOW_MS = 5 * 60 * 1000
 
+
 class RoomUpgradeService:
     def __init__(
         self,

@@ -62,7 +62,10 @@ class EventSerializer:
         user_id: str | None = None,
         device_id: str | None = None,
         include_room_id: bool = True,
+        stripped_state: bool = False,
     ) -> list[dict[str, Any]]:
+        """`stripped_state`: every invite carries its `invite_room_state` (appservice pushes, as
+        Synapse), not only for the invited user."""
         if not events:
             return []
         now = self.clock.time_ms()
@@ -99,7 +102,7 @@ class EventSerializer:
                     unsigned["prev_content"] = prev_pdu.get("content", {})
                     unsigned["prev_sender"] = previous.event.sender
             invite_state = event.unsigned.get("invite_room_state")
-            if invite_state is not None and user_id == event.state_key:
+            if invite_state is not None and (stripped_state or user_id == event.state_key):
                 unsigned["invite_room_state"] = invite_state
             out.append(client_event(pdu, stored.event_id, include_room_id=include_room_id, unsigned=unsigned))
         return out

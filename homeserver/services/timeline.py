@@ -11,6 +11,12 @@ let the user see (`visible_ranges`), so a user who joined a `joined` room late d
 history before their join, and it stops after `MAX_SCAN_BATCHES` batches so one request stays
 bounded (the client then gets a short or empty chunk with an `end` to continue from).
 
+History fetched from other servers (backfill) has negative stream orderings, below every live event
+(`s-<n>` tokens). /messages scans it too; its visibility is decided from the state before each such
+event (`VisibilityService`), and when a backwards page reaches the start of what this server has,
+`backfill` (the federation handler's, set by the container) is asked for more and the page is read
+again.
+
 Bundled aggregations (`unsigned.m.relations`: `m.replace`, `m.thread`, `m.reference`; never
 `m.annotation`, never on state events) are added here for the endpoints of this service only; the
 /sync path does not pay for them.
@@ -137,6 +143,12 @@ def is_valid_edit(original: Event, edit: Event) -> bool:
     return edit.type == ENCRYPTED or isinstance(edit.content.get("m.new_content"), dict)
 
 
+# Below every backfilled event: where a read with no lower bound starts.
+HISTORY_FLOOR = -MAX_POSITION
+# (room id, how many events) -> whether any were stored
+Backfill = Callable[[str, int], Awaitable[bool]]
+
+
 def _token(value: str | None) -> int | None:
     return PaginationToken.parse(value).stream if value else None
 
@@ -171,6 +183,10 @@ class TimelineService:
         self.serializer = serializer
         self.state_ids_at = state_ids_at
         self.current_position = current_position
+        # Pulls history from other servers when a /messages page runs out (federation).
+        self.backfill: Backfill | None = None
+        # (room_id, ts, forwards) -> {event_id, origin_server_ts} from another server, or None.
+        self.remote_timestamp: Callable[[str, int, bool], Awaitable[dict[str, Any] | None]] | None = None
 
     # -- access and visibility ---------------------------------------------------------------------
 
@@ -294,6 +310,9 @@ class TimelineService:
             return _Scan([], lower if backwards else upper, True)
         # A server admin (admin API) reads the whole room, whatever its history visibility.
         ranges = [(lower, upper)] if privileged else await self._ranges(user_id, room_id)
+        if not privileged and lower < 0:
+            # Backfilled history: every event there is checked against the state before it.
+            ranges = [(lower, 0), *ranges]
         spans = [
             (max(low, lower), min(high, upper)) for low, high in ranges if min(high, upper) > max(low, lower)
         ]
@@ -465,16 +484,19 @@ class TimelineService:
         limit: int,
         flt: RoomEventFilter,
         privileged: bool = False,
+        backfill: bool = False,
     ) -> dict[str, Any]:
+        """`backfill`: when a backwards page reaches the start of our history, ask other servers
+        for more (client /messages)."""
         frm, to = _token(from_token), _token(to_token)
         access = await self._read_access(user_id, room_id, privileged)
         ceiling = self._ceiling(access)
         if backwards:
             upper = min(frm if frm is not None else ceiling, ceiling)
-            lower = to if to is not None else 0
+            lower = to if to is not None else HISTORY_FLOOR
             start = from_token or PaginationToken(upper).serialize()
         else:
-            lower = frm if frm is not None else 0
+            lower = frm if frm is not None else HISTORY_FLOOR
             upper = min(to if to is not None else ceiling, ceiling)
             start = from_token or PaginationToken(lower).serialize()
         scan = await self._scan(
@@ -487,6 +509,25 @@ class TimelineService:
             flt=flt,
             privileged=privileged,
         )
+        if (
+            backfill
+            and backwards
+            and to is None
+            and self.backfill is not None
+            and scan.exhausted
+            and len(scan.events) < limit
+            and await self.backfill(room_id, limit - len(scan.events))
+        ):
+            scan = await self._scan(
+                user_id,
+                room_id,
+                lower=lower,
+                upper=upper,
+                backwards=backwards,
+                limit=limit,
+                flt=flt,
+                privileged=privileged,
+            )
         response: dict[str, Any] = {
             "chunk": await self.serialize(user_id, device_id, room_id, scan.events, ceiling=ceiling),
             "start": start,
@@ -711,5 +752,10 @@ class TimelineService:
             if len(rows) < 100:
                 break
             after_key = (rows[-1].origin_server_ts, rows[-1].stream_ordering)
+        if self.remote_timestamp is not None:
+            # Nothing here: ask the servers in the room (best effort; federation/remote_rooms.py).
+            remote = await self.remote_timestamp(room_id, ts, forwards)
+            if remote is not None:
+                return remote
         direction = "forward" if forwards else "backward"
         raise not_found(f"Unable to find event from {ts} in {direction} direction")

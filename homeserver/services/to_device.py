@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError
 from homeserver.core.streams import Stream, ToDeviceRow
 from homeserver.replication.bus import StreamBus
-from homeserver.storage.database import Database
+from homeserver.storage.database import Connection, Database
 from homeserver.storage.stores.devices import DeviceStore
 from homeserver.storage.stores.e2e import E2eStore, ToDeviceMessage
 from homeserver.storage.streams import StreamIdGenerator
@@ -103,10 +104,47 @@ class ToDeviceService:
                 targets.extend((user_id, d, c) for d, c in by_device.items() if d in known)
 
         now = self.clock.time_ms()
+
+        async def claim(conn: Connection) -> bool:
+            return await self.store.claim_to_device_txn(conn, sender, sender_device or "", txn_id, now)
+
+        await self._insert(sender, event_type, targets, claim)
+        await self._cleanup_txns(now)
+
+    async def receive_remote(
+        self, sender: str, event_type: str, messages: Any, claim: Callable[[Connection], Awaitable[bool]]
+    ) -> None:
+        """An m.direct_to_device EDU (the caller checked the sender's server and parsed the
+        shape): delivered to the local users' devices like a local message (`*`: every device);
+        messages for users of other servers or unknown devices are dropped. `claim` records the
+        EDU's message id in the same transaction and answers False for a retransmission."""
+        suffix = ":" + self.server_name
+        targets: list[tuple[str, str, dict[str, Any]]] = []
+        for user_id, by_device in messages.items():
+            if not user_id.endswith(suffix) or not isinstance(by_device, dict):
+                continue
+            known = {d.device_id for d in await self.devices.list_devices(user_id)}
+            if "*" in by_device:
+                content = by_device["*"]
+                if isinstance(content, dict):
+                    targets.extend((user_id, d, content) for d in sorted(known))
+            else:
+                targets.extend(
+                    (user_id, d, c) for d, c in by_device.items() if d in known and isinstance(c, dict)
+                )
+        await self._insert(sender, event_type, targets, claim)
+
+    async def _insert(
+        self,
+        sender: str,
+        event_type: str,
+        targets: list[tuple[str, str, dict[str, Any]]],
+        claim: Callable[[Connection], Awaitable[bool]],
+    ) -> None:
         await self._reserve(max(1, len(targets)))
         async with self.stream.next_n(max(1, len(targets))) as stream_ids:
             async with self.db.transaction() as conn:
-                fresh = await self.store.claim_to_device_txn(conn, sender, sender_device or "", txn_id, now)
+                fresh = await claim(conn)
                 if fresh and targets:
                     await self.store.insert_to_device_txn(
                         conn,
@@ -127,7 +165,6 @@ class ToDeviceService:
             self.stream.when_visible(
                 stream_ids[-1], lambda: self.bus.publish(Stream.TO_DEVICE, self.stream.current, rows)
             )
-        await self._cleanup_txns(now)
 
     async def _cleanup_txns(self, now: int) -> None:
         if now - self._last_txn_cleanup < 3600 * 1000:

@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_MS = 30_000
 MAX_TIMEOUT_MS = 120_000
+# A remote user's typing lasts this long unless their server renews it (Synapse's value).
+FEDERATION_TIMEOUT_MS = 60_000
 
 ActivityHook = Callable[[str, str | None], Awaitable[None]]
 
@@ -73,6 +75,19 @@ class TypingService:
             self.started(room_id, user_id, max(0, min(timeout, MAX_TIMEOUT_MS)))
         else:
             self.stopped(room_id, user_id)
+
+    async def receive_remote(self, room_id: str, user_id: str, typing: bool) -> bool:
+        """An m.typing EDU (its origin, ACL and the user's server checked by the caller): applied
+        when the user is joined to the room; it expires like local typing, after
+        FEDERATION_TIMEOUT_MS unless renewed (as Synapse). False when ignored."""
+        snapshot = await self.state.get(room_id)
+        if snapshot is None or snapshot.membership(user_id) != c.JOIN:
+            return False
+        if typing:
+            self.started(room_id, user_id, FEDERATION_TIMEOUT_MS)
+        else:
+            self.stopped(room_id, user_id)
+        return True
 
     def started(self, room_id: str, user_id: str, timeout_ms: int) -> None:
         loop = asyncio.get_running_loop()

@@ -7,12 +7,16 @@ after the event; invited → visible if the user was invited; otherwise hidden.
 Two compliance rules come on top (services/retention.py, services/erasure.py), as in Synapse's
 `filter_events_for_client`: non-state events older than the room's retention cutoff are hidden;
 events of erased senders are served pruned unless the user was joined when they were sent.
+
+Backfilled history (negative stream orderings, older than every live event) is not covered by the
+live histories of visibility and membership: for those events both come from the state before the
+event (`state_before_event`, the recorded state groups); without it they are hidden.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from homeserver.core.streams import EventsRow, StreamRow
@@ -21,6 +25,8 @@ from homeserver.storage.stores.events import EventStore, StoredEvent
 from homeserver.storage.stores.rooms import RoomStore
 
 History = list[tuple[int, str | None]]  # (stream ordering, value) oldest first
+# event id -> the state before it as ids, None when unknown
+StateBefore = Callable[[str], Awaitable[Mapping[tuple[str, str], str] | None]]
 
 
 class VisibilityService:
@@ -35,6 +41,8 @@ class VisibilityService:
         self.retention_cutoff: Callable[[str], Awaitable[int | None]] | None = None
         # Optional (services/erasure.py): which of these senders are erased.
         self.erased_senders: Callable[[Iterable[str]], Awaitable[set[str]]] | None = None
+        # Optional (state service): the state before an event, for backfilled history.
+        self.state_before_event: StateBefore | None = None
 
     def invalidate(self, room_id: str, type: str, state_key: str) -> None:
         self._histories.pop((room_id, type, state_key), None)
@@ -92,12 +100,19 @@ class VisibilityService:
             if event.type == c.MEMBER and event.state_key == user_id:
                 visible.append(stored)  # a user always sees their own membership changes
                 continue
-            hv = self._value_before(hv_history, hv_positions, pos) or "shared"
+            if pos < 0:
+                at = await self._at_backfilled(user_id, stored)
+                if at is None:
+                    continue
+                hv_at, membership = at
+                hv = hv_at or "shared"
+            else:
+                hv = self._value_before(hv_history, hv_positions, pos) or "shared"
+                membership = self._value_before(member_history, member_positions, pos)
             sender_erased = event.sender in erased
             if hv == "world_readable" and not sender_erased:
                 visible.append(stored)
                 continue
-            membership = self._value_before(member_history, member_positions, pos)
             joined = membership == c.JOIN
             if not (
                 joined
@@ -117,6 +132,24 @@ class VisibilityService:
                     s for s in visible if s.event.state_key is not None or s.event.sender not in ignored
                 ]
         return visible
+
+    async def _at_backfilled(self, user_id: str, stored: StoredEvent) -> tuple[str | None, str | None] | None:
+        """(history visibility, the user's membership) before a backfilled event; None when its
+        state is unknown (then it is hidden)."""
+        if self.state_before_event is None:
+            return None
+        state = await self.state_before_event(stored.event_id)
+        if state is None:
+            return None
+        hv_id = state.get((c.HISTORY_VISIBILITY, ""))
+        member_id = state.get((c.MEMBER, user_id))
+        found = await self.events.get_events([e for e in (hv_id, member_id) if e is not None])
+        hv = found[hv_id].event.content.get("history_visibility") if hv_id in found else None
+        membership = found[member_id].event.content.get("membership") if member_id in found else None
+        return (
+            hv if isinstance(hv, str) else None,
+            membership if isinstance(membership, str) else None,
+        )
 
     async def can_see_event(self, user_id: str, stored: StoredEvent) -> bool:
         return bool(await self.filter_events(user_id, stored.event.room_id, [stored]))

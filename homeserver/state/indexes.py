@@ -68,7 +68,7 @@ class MembershipIndex:
         for row in rows:
             if not isinstance(row, EventsRow) or row.membership is None or row.state_key is None:
                 continue
-            if not row.is_live:
+            if not row.is_live and not row.out_of_band:
                 continue
             rooms = self._users.get(row.state_key)
             if rooms is not None:

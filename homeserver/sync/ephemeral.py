@@ -155,8 +155,10 @@ class IgnoreExtension(SyncExtension):
         if not ignored:
             return False
         for room_id in list(invites):
-            snapshot = await self.state.get(room_id)
-            invite = snapshot.get(c.MEMBER, req.user_id) if snapshot is not None else None
-            if invite is not None and invite.sender in ignored:
+            # The invite_state ends with the invite itself (also for an invite received over
+            # federation, which is not part of any room state here).
+            stripped = invites[room_id].get("invite_state", {}).get("events") or [{}]
+            member = stripped[-1]
+            if member.get("type") == c.MEMBER and member.get("sender") in ignored:
                 del invites[room_id]
         return False

@@ -395,6 +395,13 @@ class SyncService:
         """The stripped state of an invite or knock, ending with the member event itself."""
         snapshot = await self.state.get(room_id)
         member = snapshot.get(c.MEMBER, user_id) if snapshot else None
+        if member is None or member.content.get("membership") not in (c.INVITE, c.KNOCK):
+            # An invite or knock in a room this server is not in is an out-of-band outlier: it is
+            # the user's membership row, not the room's state.
+            row = await self.rooms.get_membership(room_id, user_id)
+            stored = await self.events.get_event(row.event_id) if row is not None else None
+            if stored is not None:
+                member = stored.event
         if member is None:
             return []
         events = [dict(s) for s in member.unsigned.get(unsigned_key, [])]

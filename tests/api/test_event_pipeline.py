@@ -102,8 +102,11 @@ async def test_persister_contract_fork_outlier_rejected(any_engine_client: Any) 
     services.bus.subscribe(Stream.EVENTS, recorder)
     alice = await register(client)
     token = alice["access_token"]
+    # Anyone may set the topic: the fork's remote topic change passes state resolution's auth checks.
     resp = await client.post(
-        "/_matrix/client/v3/createRoom", json={"preset": "public_chat"}, headers=auth(token)
+        "/_matrix/client/v3/createRoom",
+        json={"preset": "public_chat", "power_level_content_override": {"events": {"m.room.topic": 0}}},
+        headers=auth(token),
     )
     room_id = (await resp.json())["room_id"]
     snapshot = await services.state.get(room_id)

@@ -143,7 +143,7 @@ async def test_unknown_and_invalid_media(client: Any) -> None:
     for path in (
         "/_matrix/client/v1/media/download/test.local/doesnotexist",
         "/_matrix/client/v1/media/download/test.local/bad.id",
-        "/_matrix/client/v1/media/download/other.server/abcdef",
+        # (remote media is fetched over federation: tests/api/test_remote_media.py)
         "/_matrix/client/v1/media/download/bad%20server/abcdef",
         "/_matrix/client/v1/media/thumbnail/test.local/doesnotexist?width=32&height=32",
     ):

@@ -28,10 +28,22 @@ async def _list(client: Any, token: str) -> list[dict[str, Any]]:
     return list((await resp.json())["pushers"])
 
 
+async def add_email(client: Any, user_id: str, address: str) -> None:
+    """Give the user a validated email address (admin API), as an email pusher requires."""
+    admin = await register(client, admin=True)
+    resp = await client.put(
+        f"/_synapse/admin/v2/users/{user_id}",
+        json={"threepids": [{"medium": "email", "address": address}]},
+        headers=auth(admin["access_token"]),
+    )
+    assert resp.status == 200, await resp.text()
+
+
 async def test_pusher_lifecycle(any_engine_client: Any) -> None:
     client = any_engine_client
     user = await register(client)
     token = user["access_token"]
+    await add_email(client, user["user_id"], "parent@school.example")
     assert await _set(client, token, HTTP_PUSHER) == (200, {})
     pushers = await _list(client, token)
     assert (
@@ -81,6 +93,12 @@ async def test_pusher_validation(client: Any) -> None:
     assert (status, body["errcode"]) == (400, "M_INVALID_PARAM")
     status, body = await _set(client, token, {**HTTP_PUSHER, "kind": "email", "pushkey": "not-an-email"})
     assert (status, body["errcode"]) == (400, "M_INVALID_PARAM")
+    # An email pusher only for an address of the account (Synapse: 400 M_THREEPID_NOT_FOUND).
+    status, body = await _set(
+        client, token, {**HTTP_PUSHER, "kind": "email", "app_id": "m.email", "pushkey": "x@school.example"}
+    )
+    assert (status, body["errcode"]) == (400, "M_THREEPID_NOT_FOUND")
+    assert await _list(client, token) == []
 
 
 async def test_unparseable_pusher_url_is_invalid_param(any_engine_client: Any) -> None:

@@ -1,9 +1,6 @@
 """mautrix-python's `AppService` (a real bridge framework) against our homeserver: it registers
-its bot and a ghost through the appservice API, and its bot joins a room when invited.
-
-The homeserver does not push transactions yet (docs/appservices.md), so the invite is delivered
-to mautrix's transaction endpoint by the test, exactly as a homeserver would send it; everything
-mautrix does in reaction goes to our server over the client-server API.
+its bot and a ghost through the appservice API, receives the invite in a transaction the homeserver
+pushes, and its bot joins; then it receives a message sent by a user in the room.
 """
 
 from __future__ import annotations
@@ -14,7 +11,6 @@ import socket
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -68,8 +64,14 @@ async def test_mautrix_appservice_registers_and_joins_on_invite(aiohttp_client: 
         id="mautrix-test",
     )
     joined = asyncio.Event()
+    received: list[str] = []
+    got_message = asyncio.Event()
 
     async def on_event(event: Event) -> None:
+        if event.type == EventType.ROOM_MESSAGE:
+            received.append(str(event.content.body))
+            if event.content.body == "hello bridge":
+                got_message.set()
         if (
             event.type == EventType.ROOM_MEMBER
             and event.state_key == appservice.bot_mxid
@@ -92,21 +94,17 @@ async def test_mautrix_appservice_registers_and_joins_on_invite(aiohttp_client: 
             headers=headers,
         )
         assert resp.status == 200, await resp.text()
-        state = await (await hs.get(f"/_matrix/client/v3/rooms/{room_id}/state", headers=headers)).json()
-        invite = next(
-            e for e in state if e["type"] == "m.room.member" and e["state_key"] == appservice.bot_mxid
-        )
-        # deliver it as the homeserver's transaction push would
-        async with aiohttp.ClientSession() as session:
-            async with session.put(
-                f"http://127.0.0.1:{port}/_matrix/app/v1/transactions/t1",
-                json={"events": [invite]},
-                headers={"Authorization": f"Bearer {registration['hs_token']}"},
-            ) as push:
-                assert push.status == 200
+        # the homeserver pushes the invite to mautrix's transaction endpoint
         await asyncio.wait_for(joined.wait(), 30)  # mautrix dispatches handlers in tasks
 
         await appservice.intent.send_text(room_id, "hello from mautrix")
+        resp = await hs.put(
+            f"/_matrix/client/v3/rooms/{room_id}/send/m.room.message/m1",
+            json={"msgtype": "m.text", "body": "hello bridge"},
+            headers=headers,
+        )
+        assert resp.status == 200
+        await asyncio.wait_for(got_message.wait(), 30)
     finally:
         await appservice.stop()
 
@@ -120,3 +118,4 @@ async def test_mautrix_appservice_registers_and_joins_on_invite(aiohttp_client: 
         await hs.get(f"/_matrix/client/v3/rooms/{room_id}/messages", params={"dir": "b"}, headers=headers)
     ).json()
     assert any(e.get("content", {}).get("body") == "hello from mautrix" for e in messages["chunk"])
+    assert "hello bridge" in received

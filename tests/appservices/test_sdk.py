@@ -3,6 +3,7 @@ homeserver (started in-process with a registration the SDK generated)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,32 @@ async def test_transactions_checked_deduplicated_and_dispatched(aiohttp_client: 
         "/transactions/t2", json=_txn([{**MEMBER, "event_id": "$2"}]), headers=auth("hs-secret")
     )
     assert seen == ["$1", "$2"]
+
+
+async def test_ephemeral_and_to_device_dispatched(aiohttp_client: Any) -> None:
+    server = AppServiceServer("hs-secret")
+    edus: list[str] = []
+    messages: list[tuple[str, str]] = []
+
+    @server.on_ephemeral
+    async def on_edu(edu: dict[str, Any]) -> None:
+        edus.append(edu["type"])
+
+    @server.on_to_device
+    async def on_message(message: dict[str, Any]) -> None:
+        messages.append((message["to_user_id"], message["content"]["n"]))
+
+    client: TestClient = await aiohttp_client(server.make_app())
+    body = {
+        "events": [],
+        "de.sorunome.msc2409.ephemeral": [{"type": "m.typing", "room_id": "!r", "content": {"user_ids": []}}],
+        "de.sorunome.msc2409.to_device": [
+            {"type": "m.x", "sender": "@a:x", "content": {"n": 1}, "to_user_id": "@b:x", "to_device_id": "D"}
+        ],
+    }
+    resp = await client.put("/_matrix/app/v1/transactions/e1", json=body, headers=auth("hs-secret"))
+    assert resp.status == 200
+    assert edus == ["m.typing"] and messages == [("@b:x", 1)]
 
 
 async def test_ping_and_queries(aiohttp_client: Any) -> None:
@@ -169,3 +196,49 @@ def test_sdk_never_imports_the_homeserver() -> None:
             if isinstance(node, ast.ImportFrom) and node.module:
                 names.append(node.module)
             assert not any(n.split(".")[0] == "homeserver" for n in names), path
+
+
+async def test_sdk_receives_a_message_pushed_by_the_homeserver(
+    aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path
+) -> None:
+    """End to end: a user writes in a room where the SDK's bot is joined; the homeserver pushes
+    the message to the SDK's transaction receiver, which dispatches it to the handler."""
+    registration = generate_registration(
+        id="sdk-push", url=None, sender_localpart="pushbot", user_regexes=(r"@push_.*:test\.local",)
+    )
+    received: list[dict[str, Any]] = []
+    arrived = asyncio.Event()
+    server = AppServiceServer(registration["hs_token"], TransactionStore(str(tmp_path / "txns.db")))
+
+    @server.on("m.room.message")
+    async def on_message(event: dict[str, Any]) -> None:
+        received.append(event)
+        arrived.set()
+
+    sdk = await aiohttp_server(server.make_app())
+    registration["url"] = str(sdk.make_url("")).rstrip("/")
+    reg_path = tmp_path / "sdk-push.yaml"
+    write_registration(reg_path, registration)
+    hs: TestClient = await aiohttp_client(
+        create_app_from_config(make_config(tmp_path, app_service_config_files=[str(reg_path)]))
+    )
+    alice = await register(hs)
+    headers = auth(alice["access_token"])
+    resp = await hs.post("/_matrix/client/v3/createRoom", json={"preset": "public_chat"}, headers=headers)
+    room_id = (await resp.json())["room_id"]
+    api = ClientApi(str(hs.make_url("")), registration["as_token"])
+    try:
+        assert await api.intent(f"@pushbot:{SERVER}").join(room_id) == room_id
+    finally:
+        await api.close()
+    resp = await hs.put(
+        f"/_matrix/client/v3/rooms/{room_id}/send/m.room.message/t1",
+        json={"msgtype": "m.text", "body": "hi bot"},
+        headers=headers,
+    )
+    event_id = (await resp.json())["event_id"]
+    await asyncio.wait_for(arrived.wait(), 20)
+    assert [(e["event_id"], e["sender"], e["content"]["body"]) for e in received] == [
+        (event_id, alice["user_id"], "hi bot")
+    ]
+    assert server.state.is_joined(room_id, f"@pushbot:{SERVER}")  # learned from the pushed join

@@ -9,17 +9,17 @@ involved: A is `localhost:PORT`, B the IP literal `127.0.0.1:PORT`.
 Checked: A serves and notarises keys (fetching B's over TLS and verifying them); a client of A
 reads the profile of a user on B and resolves an alias on B (B authenticates A's X-Matrix
 signature by fetching A's key); B refuses a forged signature with 401; a dead server gives a
-client 502 rather than a hang. Needs `openssl` (tests/run.sh installs it).
+client 502 rather than a hang; a client of A downloads (and thumbnails) media uploaded on B,
+fetched by A over the authenticated federation media API. Needs `openssl` (tests/run.sh installs
+it).
 """
 
 from __future__ import annotations
 
 import http.client
+import io
 import json
-import os
-import shutil
 import ssl
-import subprocess
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from signedjson.key import decode_verify_key_bytes, generate_signing_key
 from signedjson.sign import verify_signed_json
 from unpaddedbase64 import decode_base64
@@ -36,48 +37,7 @@ from homeserver.crypto.request_auth import sign_request
 from synapse_compat_tests.client import MatrixClient, q, register_user
 from synapse_compat_tests.launcher import LaunchedServer, free_port, launch
 
-
-def _openssl() -> str:
-    path = shutil.which("openssl")
-    if path is None:
-        message = "`openssl` is not installed (tests/run.sh installs it with apt-get)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
-def make_ca_and_leaf(workdir: Path) -> tuple[Path, Path, Path]:
-    """A CA, and a leaf for localhost / 127.0.0.1 signed by it: (ca.pem, chain.pem, key.pem)."""
-    openssl = _openssl()
-
-    def run(*args: str) -> None:
-        subprocess.run([openssl, *args], check=True, capture_output=True, cwd=workdir)
-
-    ca_ext = ["-addext", "basicConstraints=critical,CA:TRUE"]
-    ca_ext += ["-addext", "keyUsage=critical,keyCertSign,cRLSign"]
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Test Federation CA",
-        "-keyout", "ca.key", "-out", "ca.pem", *ca_ext)  # fmt: skip
-    run(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "leaf.key",
-        "-out",
-        "leaf.csr",
-    )
-    (workdir / "leaf.ext").write_text(
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
-    )
-    run("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-days", "2", "-extfile", "leaf.ext", "-out", "leaf.pem")  # fmt: skip
-    chain = workdir / "chain.pem"
-    chain.write_text((workdir / "leaf.pem").read_text() + (workdir / "ca.pem").read_text())
-    return workdir / "ca.pem", chain, workdir / "leaf.key"
+from .federation_harness import make_ca_and_leaf
 
 
 @dataclass
@@ -137,7 +97,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fed, Fed]]:
                 "sqlite",
                 tmp_path_factory.mktemp(name.replace(":", "_")),
                 overrides=overrides,
-                listener_overrides={"resources": [{"names": ["client"]}]},
+                listener_overrides={"resources": [{"names": ["client", "media"]}]},
                 extra_listeners=[fed_listener],
             )
             launched.append(Fed(name, port, server, ca))
@@ -229,3 +189,40 @@ def test_unreachable_server_is_502(pair: tuple[Fed, Fed]) -> None:
     # and a server outside federation_domain_whitelist is refused without any request
     resp = a.client.with_token(token).get(f"/_matrix/client/v3/profile/{q('@x:elsewhere.example')}")
     assert (resp.status, resp.body["errcode"]) == (403, "M_FORBIDDEN")
+
+
+def test_remote_media(pair: tuple[Fed, Fed]) -> None:
+    a, b = pair
+    buf = io.BytesIO()
+    Image.new("RGB", (400, 300), (20, 90, 200)).save(buf, "PNG")
+    png = buf.getvalue()
+    _, bob_token, _ = register_user(b.client, b.server.shared_secret, "media_bob")
+    resp = b.client.with_token(bob_token).post(
+        "/_matrix/media/v3/upload?filename=pic.png", data=png, headers={"Content-Type": "image/png"}
+    )
+    assert resp.status == 200, resp.describe()
+    server, _, media_id = resp.body["content_uri"][len("mxc://") :].partition("/")
+    assert server == b.name
+
+    _, alice_token, _ = register_user(a.client, a.server.shared_secret, "media_alice")
+    on_a = a.client.with_token(alice_token)
+    path = f"/_matrix/client/v1/media/download/{q(b.name)}/{media_id}"
+    resp = on_a.get(path)
+    assert resp.status == 200, resp.describe()
+    assert resp.raw == png and resp.header("Content-Type") == "image/png"
+    assert resp.header("Content-Disposition") == 'inline; filename="pic.png"'
+    resp = on_a.get(f"{path}/renamed.png")
+    assert resp.status == 200 and resp.raw == png
+    assert resp.header("Content-Disposition") == 'inline; filename="renamed.png"'
+    resp = on_a.get(
+        f"/_matrix/client/v1/media/thumbnail/{q(b.name)}/{media_id}",
+        params={"width": 32, "height": 32, "method": "crop"},
+    )
+    assert resp.status == 200, resp.describe()
+    assert Image.open(io.BytesIO(resp.raw)).size == (32, 32)
+
+    resp = on_a.get(f"/_matrix/client/v1/media/download/{q(b.name)}/doesnotexist")
+    assert (resp.status, resp.body["errcode"]) == (404, "M_NOT_FOUND")
+    # A server that is down: 502, not a hang.
+    resp = on_a.get("/_matrix/client/v1/media/download/127.0.0.1:1/abcdef")
+    assert (resp.status, resp.body["errcode"]) == (502, "M_UNKNOWN")

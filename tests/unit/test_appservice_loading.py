@@ -49,6 +49,27 @@ def test_valid_registration_loads(tmp_path: Path) -> None:
     assert not service.is_exclusive_alias("#_bridge_room:example.org")
 
 
+def test_ephemeral_keys_stable_and_unstable(tmp_path: Path) -> None:
+    """Synapse sends `ephemeral` for `receive_ephemeral` and `de.sorunome.msc2409.ephemeral` for
+    the unstable key: which one was set decides the transaction key."""
+    [stable] = load_registrations([_write(tmp_path, "a.yaml", GOOD)], "example.org")
+    assert (stable.receive_ephemeral, stable.unstable_ephemeral, stable.wants_ephemeral) == (
+        True,
+        False,
+        True,
+    )
+    text = GOOD.replace("receive_ephemeral: true", "de.sorunome.msc2409.push_ephemeral: true")
+    [unstable] = load_registrations([_write(tmp_path, "b.yaml", text)], "example.org")
+    assert (unstable.receive_ephemeral, unstable.unstable_ephemeral, unstable.wants_to_device) == (
+        False,
+        True,
+        True,
+    )
+    text = GOOD.replace("receive_ephemeral: true", "push_to_device: true")
+    [to_device] = load_registrations([_write(tmp_path, "c.yaml", text)], "example.org")
+    assert (to_device.wants_ephemeral, to_device.wants_to_device) == (False, True)
+
+
 def test_null_url_is_allowed(tmp_path: Path) -> None:
     text = GOOD.replace("url: http://127.0.0.1:9000", "url: null")
     [service] = load_registrations([_write(tmp_path, "a.yaml", text)], "example.org")

@@ -17,10 +17,10 @@ def test_implemented_keys_are_not_reported_unknown() -> None:
             "turn_password": "p",
             "turn_user_lifetime": "2h",
             "require_membership_for_aliases": False,
-            "email": {"smtp_host": "localhost"},
+            "oidc_providers": [{"idp_id": "x"}],
         },
     )
-    assert config.unknown_keys == ("email",)
+    assert config.unknown_keys == ("oidc_providers",)
     assert config.turn.uris == ("turn:turn.example.com:3478?transport=udp",)
     assert config.turn.user_lifetime == 2 * 3600 * 1000
     assert config.require_membership_for_aliases is False

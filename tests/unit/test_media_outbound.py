@@ -251,3 +251,40 @@ async def test_caps(servers: dict[str, Any]) -> None:
     for url in ("ftp://127.0.0.1/x", "file:///etc/passwd", "gopher://127.0.0.1:25/"):
         with pytest.raises(OutboundError, match="unsupported"):
             await _get(client, url)
+
+
+async def test_post_json_guarded_and_never_redirected() -> None:
+    """post_json (push gateways): same guard as GET; a redirect is the answer, not followed."""
+    posted: list[Any] = []
+
+    async def notify(request: web.Request) -> web.Response:
+        posted.append(await request.json())
+        return web.json_response({"rejected": []})
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect("/notify")
+
+    app = web.Application()
+    app.router.add_post("/notify", notify)
+    app.router.add_post("/moved", moved)
+    runner, port = await _serve(app, "127.0.0.1")
+    try:
+        client = OutboundClient(IPFilter(DEFAULT_IP_RANGE_BLACKLIST))
+        with pytest.raises(BlockedDestinationError):
+            await client.post_json(f"http://127.0.0.1:{port}/notify", {"a": 1}, max_size=1024)
+        for url in (f"http://localhost:{port}/notify", "http://[::1/notify", "ftp://x/notify"):
+            with pytest.raises(OutboundError):
+                await client.post_json(url, {"a": 1}, max_size=1024)
+        await client.close()
+        assert posted == []
+
+        client = OutboundClient(IPFilter(DEFAULT_IP_RANGE_BLACKLIST, ["127.0.0.1"]))
+        result = await client.post_json(f"http://127.0.0.1:{port}/notify", {"a": 1}, max_size=1024)
+        assert (result.status, result.body, posted) == (200, b'{"rejected": []}', [{"a": 1}])
+        result = await client.post_json(f"http://127.0.0.1:{port}/moved", {"a": 2}, max_size=1024)
+        assert result.status == 307 and posted == [{"a": 1}]
+        with pytest.raises(ResponseTooLargeError):
+            await client.post_json(f"http://127.0.0.1:{port}/notify", {"a": 3}, max_size=4)
+        await client.close()
+    finally:
+        await runner.cleanup()

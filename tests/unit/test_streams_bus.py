@@ -24,7 +24,7 @@ from homeserver.core.streams import (
 )
 from homeserver.core.tokens import STREAM_NAMES, StreamToken
 from homeserver.replication.bus import StreamBus
-from homeserver.state.resolution import PlaceholderStateResolver, conflicted_keys, merge_unconflicted
+from homeserver.state.resolution import conflicted_keys, merge_unconflicted
 
 SAMPLES: dict[Stream, StreamRow] = {
     Stream.EVENTS: EventsRow(
@@ -109,19 +109,3 @@ def test_trivial_merge_and_conflicts() -> None:
     with_topic = {**base, ("m.room.topic", ""): "$t"}
     assert merge_unconflicted([base, with_topic]) is None  # absent vs present conflicts (as in v2)
     assert conflicted_keys([base, with_topic]) == {("m.room.topic", "")}
-
-
-async def test_placeholder_resolver_prefers_the_deeper_event_and_keeps_keys() -> None:
-    class FakeEvent:
-        def __init__(self, event_id: str, depth: int) -> None:
-            self.event_id, self.depth = event_id, depth
-
-    events = {"$t1": FakeEvent("$t1", 5), "$t2": FakeEvent("$t2", 9)}
-
-    async def lookup(ids: Sequence[str]) -> dict[str, FakeEvent]:
-        return {i: events[i] for i in ids if i in events}
-
-    a = {("m.room.create", ""): "$c", ("m.room.topic", ""): "$t1"}
-    b = {("m.room.create", ""): "$c", ("m.room.topic", ""): "$t2", ("m.room.name", ""): "$n"}
-    resolved = await PlaceholderStateResolver().resolve(None, "!r:x", [a, b], lookup)  # type: ignore[arg-type]
-    assert resolved == {("m.room.create", ""): "$c", ("m.room.topic", ""): "$t2", ("m.room.name", ""): "$n"}

@@ -125,9 +125,8 @@ async def delete_old_media_deprecated(req: ApiRequest) -> Any:
 
 @routes.post("/purge_media_cache", auth=Auth.ADMIN, prefixes=ADMIN_V1)
 async def purge_media_cache(req: ApiRequest) -> Any:
-    _before_ts(req)
-    # Remote media is not cached yet (no federation): nothing to purge.
-    return {"deleted": 0}
+    before_ts = _before_ts(req)
+    return await req.services.admin_media.purge_media_cache(req.user.user_id, before_ts)
 
 
 # -- statistics ---------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ async def queryKeys(req: ApiRequest) -> Any:
     body = await req.json()
     if "device_keys" not in body:
         raise MatrixError(400, "M_MISSING_PARAM", "Missing parameter 'device_keys'")
-    return await req.services.e2e_keys.query_keys(req.user.user_id, body["device_keys"])
+    return await req.services.e2e_keys.query_keys(req.user.user_id, body["device_keys"], body.get("timeout"))
 
 
 @routes.post("/keys/claim", prefixes=PREFIXES)
@@ -32,7 +32,7 @@ async def claimKeys(req: ApiRequest) -> Any:
     body = await req.json()
     if "one_time_keys" not in body:
         raise MatrixError(400, "M_MISSING_PARAM", "Missing parameter 'one_time_keys'")
-    return await req.services.e2e_keys.claim_keys(body["one_time_keys"])
+    return await req.services.e2e_keys.claim_keys(body["one_time_keys"], body.get("timeout"))
 
 
 @routes.get("/keys/changes", prefixes=PREFIXES)

@@ -7,7 +7,7 @@ from typing import Any
 
 from homeserver.core import ids
 from homeserver.core.errors import MatrixError, missing_token
-from homeserver.http.params import get_bool, get_dict, get_int, get_list, get_str, query_int
+from homeserver.http.params import get_bool, get_dict, get_int, get_list, get_str, query_bool, query_int
 from homeserver.http.routing import ApiRequest, Auth, Router
 from homeserver.services.directory import PublicRoomsQuery
 
@@ -39,33 +39,9 @@ def _remote_server(req: ApiRequest) -> str | None:
     return server
 
 
-def _remote_unavailable(server: str) -> MatrixError:
-    # Without federation this is Synapse's FederationDeniedError (403), not a retryable 5xx.
-    return MatrixError(403, "M_FORBIDDEN", f"Federation denied with {server}: this server does not federate")
-
-
-@routes.get("/publicRooms", auth=Auth.OPTIONAL)
-async def getPublicRooms(req: ApiRequest) -> Any:
-    server = _remote_server(req)
-    # Anonymous access is an operator's choice (Synapse's allow_public_rooms_without_auth), and
-    # never covers proxying a remote server's directory.
-    if req.requester is None and (
-        server is not None or not req.services.config.allow_public_rooms_without_auth
-    ):
-        raise missing_token()
-    limit = query_int(req.query, "limit")
-    if limit is not None and limit < 0:
-        raise MatrixError(400, "M_INVALID_PARAM", "'limit' must not be negative")
-    if server is not None:
-        raise _remote_unavailable(server)
-    query = PublicRoomsQuery(limit=limit, since=req.query.get("since") or None)
-    return await req.services.directory.list_public_rooms(query)
-
-
-@routes.post("/publicRooms")
-async def queryPublicRooms(req: ApiRequest) -> Any:
-    server = _remote_server(req)
-    body = await req.json()
+def public_rooms_query(body: dict[str, Any]) -> tuple[PublicRoomsQuery, dict[str, Any], bool]:
+    """A queryPublicRooms body (client or federation): the query, its `filter` object and
+    `include_all_networks`."""
     limit = get_int(body, "limit")
     if limit is not None and limit < 0:
         raise MatrixError(400, "M_INVALID_PARAM", "'limit' must not be negative")
@@ -79,8 +55,6 @@ async def queryPublicRooms(req: ApiRequest) -> Any:
     instance_id = get_str(body, "third_party_instance_id")
     if include_all_networks and instance_id is not None:
         raise MatrixError(400, "M_INVALID_PARAM", "Can't use include_all_networks with an explicit network")
-    if server is not None:
-        raise _remote_unavailable(server)
     query = PublicRoomsQuery(
         limit=limit,
         since=since or None,
@@ -88,4 +62,55 @@ async def queryPublicRooms(req: ApiRequest) -> Any:
         room_types=tuple(room_types) if room_types else None,
         third_party_instance_id=instance_id,
     )
+    return query, search_filter, include_all_networks
+
+
+def public_rooms_args(req: ApiRequest) -> tuple[PublicRoomsQuery, bool]:
+    """getPublicRooms query parameters (client or federation): the query and
+    `include_all_networks`."""
+    limit = query_int(req.query, "limit")
+    include_all_networks = query_bool(req.query, "include_all_networks")
+    instance_id = req.query.get("third_party_instance_id") or None
+    query = PublicRoomsQuery(
+        limit=limit,
+        since=req.query.get("since") or None,
+        third_party_instance_id=None if include_all_networks else instance_id,
+    )
+    return query, include_all_networks
+
+
+@routes.get("/publicRooms", auth=Auth.OPTIONAL)
+async def getPublicRooms(req: ApiRequest) -> Any:
+    server = _remote_server(req)
+    # Anonymous access is an operator's choice (Synapse's allow_public_rooms_without_auth), and
+    # never covers proxying a remote server's directory.
+    if req.requester is None and (
+        server is not None or not req.services.config.allow_public_rooms_without_auth
+    ):
+        raise missing_token()
+    query, include_all_networks = public_rooms_args(req)
+    if server is not None:
+        return await req.services.remote_rooms.public_rooms(
+            server,
+            limit=query.limit,
+            since=query.since,
+            include_all_networks=include_all_networks,
+            third_party_instance_id=query.third_party_instance_id,
+        )
+    return await req.services.directory.list_public_rooms(query)
+
+
+@routes.post("/publicRooms")
+async def queryPublicRooms(req: ApiRequest) -> Any:
+    server = _remote_server(req)
+    query, search_filter, include_all_networks = public_rooms_query(await req.json())
+    if server is not None:
+        return await req.services.remote_rooms.public_rooms(
+            server,
+            limit=query.limit,
+            since=query.since,
+            search_filter=search_filter or None,
+            include_all_networks=include_all_networks,
+            third_party_instance_id=query.third_party_instance_id,
+        )
     return await req.services.directory.list_public_rooms(query)

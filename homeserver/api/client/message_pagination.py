@@ -57,4 +57,5 @@ async def getRoomEvents(req: ApiRequest) -> Any:
         backwards=backwards,
         limit=limit,
         flt=flt,
+        backfill=True,
     )

@@ -1,4 +1,4 @@
-"""Pushers: GET /pushers, POST /pushers/set (pusher.yaml). Delivery comes with the pusher worker."""
+"""Pushers: GET /pushers, POST /pushers/set (pusher.yaml). Delivery: services/push_delivery."""
 
 from __future__ import annotations
 

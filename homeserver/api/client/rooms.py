@@ -47,23 +47,33 @@ async def createRoom(req: ApiRequest) -> Any:
 # -- membership -------------------------------------------------------------------------------------
 
 
+def _via(req: ApiRequest) -> list[str]:
+    """Servers to join or knock through: `via` (v1.12) and the older `server_name`."""
+    return [*req.query.getall("via", []), *req.query.getall("server_name", [])]
+
+
 @routes.post("/rooms/{roomId}/join")
 async def joinRoomById(req: ApiRequest) -> Any:
     room_id = _room_id(req)
     _, reason = await _reason(req)
-    await req.services.membership.join(req.user.user_id, room_id, reason)
+    await req.services.membership.join(req.user.user_id, room_id, reason, via=_via(req))
     return {"room_id": room_id}
 
 
-async def _resolve_room(req: ApiRequest) -> str:
-    return await req.services.directory.resolve_room_id_or_alias(req.path["roomIdOrAlias"])
+async def _resolve_room(req: ApiRequest) -> tuple[str, list[str]]:
+    """The room id, and the servers to reach it through (the alias's, then the client's)."""
+    target = req.path["roomIdOrAlias"]
+    if target.startswith("#"):
+        found = await req.services.directory.resolve_alias(target)
+        return found["room_id"], [*found["servers"], *_via(req)]
+    return await req.services.directory.resolve_room_id_or_alias(target), _via(req)
 
 
 @routes.post("/join/{roomIdOrAlias}")
 async def joinRoom(req: ApiRequest) -> Any:
     _, reason = await _reason(req)
-    room_id = await _resolve_room(req)
-    await req.services.membership.join(req.user.user_id, room_id, reason)
+    room_id, via = await _resolve_room(req)
+    await req.services.membership.join(req.user.user_id, room_id, reason, via=via)
     return {"room_id": room_id}
 
 
@@ -121,8 +131,8 @@ async def unban(req: ApiRequest) -> Any:
 @routes.post("/knock/{roomIdOrAlias}")
 async def knockRoom(req: ApiRequest) -> Any:
     _, reason = await _reason(req)
-    room_id = await _resolve_room(req)
-    await req.services.membership.knock(req.user.user_id, room_id, reason)
+    room_id, via = await _resolve_room(req)
+    await req.services.membership.knock(req.user.user_id, room_id, reason, via=via)
     return {"room_id": room_id}
 
 

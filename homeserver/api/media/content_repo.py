@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from homeserver.http.params import query_bool
 from homeserver.http.routing import ApiRequest, Auth, Router
 
 from .common import (
@@ -25,6 +26,11 @@ from .common import (
 )
 
 routes = Router()
+
+
+def allow_remote(req: ApiRequest) -> bool:
+    """`allow_remote=false`: answer from what this server has, never fetch over federation."""
+    return query_bool(req.query, "allow_remote", True)
 
 
 @routes.post("/upload", prefixes=MEDIA_LEGACY, auth=Auth.USER)
@@ -55,6 +61,7 @@ async def getContent(req: ApiRequest) -> Any:
         legacy=True,
         timeout_ms=timeout_ms(req),
         bypass_quarantine=bypass_quarantine(req),
+        allow_remote=allow_remote(req),
     )
     return await stream_download(req, download)
 
@@ -69,6 +76,7 @@ async def getContentOverrideName(req: ApiRequest) -> Any:
         filename=req.path["fileName"],
         timeout_ms=timeout_ms(req),
         bypass_quarantine=bypass_quarantine(req),
+        allow_remote=allow_remote(req),
     )
     return await stream_download(req, download)
 
@@ -76,7 +84,12 @@ async def getContentOverrideName(req: ApiRequest) -> Any:
 @routes.get("/thumbnail/{serverName}/{mediaId}", prefixes=MEDIA_LEGACY, auth=Auth.OPTIONAL)
 async def getContentThumbnail(req: ApiRequest) -> Any:
     download = await req.services.media.thumbnail(
-        req.requester, req.path["serverName"], req.path["mediaId"], legacy=True, **thumbnail_args(req)
+        req.requester,
+        req.path["serverName"],
+        req.path["mediaId"],
+        legacy=True,
+        allow_remote=allow_remote(req),
+        **thumbnail_args(req),
     )
     return await stream_download(req, download)
 

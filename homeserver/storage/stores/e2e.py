@@ -299,6 +299,15 @@ class E2eStore:
         )
         return [DeviceListsRow(int(r[0]), r[1], r[2]) for r in rows]
 
+    async def latest_device_list_stream_id(self, user_id: str) -> int:
+        """The stream id of the user's latest device-list change seen by everyone (0: none): the
+        `stream_id` of GET /_matrix/federation/v1/user/devices/{userId}."""
+        value = await self.db.fetchval(
+            "SELECT MAX(stream_id) FROM device_lists_stream WHERE user_id = $1 AND visible_to IS NULL",
+            user_id,
+        )
+        return int(value or 0)
+
     async def device_list_changes_between(self, after: int, upto: int) -> list[DeviceListChange]:
         rows = await self.db.fetch(
             "SELECT DISTINCT stream_id, user_id, visible_to FROM device_lists_stream"

@@ -44,6 +44,8 @@ class NewEventRow:
     outlier: bool = False
     rejected_reason: str | None = None
     soft_failed: bool = False
+    # An outlier row of this event exists: update it in place instead of inserting.
+    replaces_outlier: bool = False
 
 
 def relation_of(event: Event) -> tuple[str | None, str | None]:
@@ -250,6 +252,31 @@ class EventStore:
     # -- writes (inside the persister's transaction) -----------------------------------------------
 
     async def insert_events_txn(self, conn: Connection, rows: Sequence[NewEventRow]) -> None:
+        replacing = [r for r in rows if r.replaces_outlier]
+        if replacing:
+            rows = [r for r in rows if not r.replaces_outlier]
+            await conn.executemany(
+                "UPDATE events SET stream_ordering = $2, json = $3, contains_url = $4,"
+                " relates_to_id = $5, rel_type = $6, replaces_state = $7, outlier = $8,"
+                " rejected_reason = $9, soft_failed = $10 WHERE event_id = $1 AND outlier",
+                [
+                    (
+                        r.event.event_id,
+                        r.stream_ordering,
+                        r.json,
+                        r.contains_url,
+                        r.relates_to_id,
+                        r.rel_type,
+                        r.replaces_state,
+                        r.outlier,
+                        r.rejected_reason,
+                        r.soft_failed,
+                    )
+                    for r in replacing
+                ],
+            )
+        if not rows:
+            return
         await conn.executemany(
             "INSERT INTO events (event_id, room_id, stream_ordering, depth, type, state_key, sender,"
             " origin_server_ts, json, contains_url, relates_to_id, rel_type, replaces_state, outlier,"

@@ -1,4 +1,8 @@
-"""Media repository tables: media, media_thumbnails, media_scan_rejections, url_previews."""
+"""Media repository tables: media, media_thumbnails, media_scan_rejections, url_previews.
+
+`media` holds local uploads (origin = our server name) and the cache of remote media
+(origin = the remote server; user_id NULL), keyed by (origin, media_id) alike, so quarantine,
+protection and the admin API treat both the same way."""
 
 from __future__ import annotations
 
@@ -127,6 +131,54 @@ class MediaStore:
             authenticated,
             url_cache,
         )
+
+    async def insert_remote_media(
+        self,
+        *,
+        origin: str,
+        media_id: str,
+        media_type: str,
+        upload_name: str | None,
+        media_length: int,
+        now_ts: int,
+        sha256: str,
+        filesystem_id: str,
+        authenticated: bool,
+    ) -> bool:
+        """Cache a fetched remote item; False when another fetch (another worker) cached it first."""
+        async with self.db.transaction() as conn:
+            inserted = await conn.fetchval(
+                "INSERT INTO media (origin, media_id, user_id, media_type, upload_name, media_length,"
+                " created_ts, uploaded_ts, unused_expires_ts, sha256, filesystem_id, authenticated,"
+                " last_access_ts) VALUES ($1, $2, NULL, $3, $4, $5, $6, $6, NULL, $7, $8, $9, $6)"
+                " ON CONFLICT (origin, media_id) DO NOTHING RETURNING media_id",
+                origin,
+                media_id,
+                media_type,
+                upload_name,
+                media_length,
+                now_ts,
+                sha256,
+                filesystem_id,
+                authenticated,
+            )
+        return inserted is not None
+
+    async def list_purgeable_remote_media(
+        self, local_origin: str, before_ts: int, limit: int = 500
+    ) -> list[tuple[str, str]]:
+        """Cached remote media not accessed since `before_ts`: (origin, media_id). Quarantined and
+        protected items stay, so a quarantine is not undone by fetching the media again."""
+        rows = await self.db.fetch(
+            "SELECT origin, media_id FROM media WHERE origin <> $1"
+            " AND COALESCE(last_access_ts, created_ts) < $2"
+            " AND quarantined_by IS NULL AND NOT safe_from_quarantine"
+            " ORDER BY origin, media_id LIMIT $3",
+            local_origin,
+            before_ts,
+            limit,
+        )
+        return [(r[0], r[1]) for r in rows]
 
     async def complete_pending_upload(
         self,

@@ -28,6 +28,18 @@ class NotificationRow:
     created_ts: int
 
 
+@dataclass(frozen=True, slots=True)
+class PushAction:
+    """One unread notification, as a pusher delivers it."""
+
+    event_id: str
+    room_id: str
+    stream_ordering: int
+    actions: list[Any]
+    highlight: bool
+    received_ts: int
+
+
 class PushActionStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -94,3 +106,38 @@ class PushActionStore:
             limit,
         )
         return [NotificationRow(r[0], r[1], int(r[2]), loads(r[3]), bool(r[4]), int(r[5])) for r in rows]
+
+    # -- delivery (pushers) ------------------------------------------------------------------------
+
+    async def unread_for_user_in_range(
+        self, user_id: str, after: int, upto: int, limit: int, *, newest_first: bool = False
+    ) -> list[PushAction]:
+        """The user's unread notifications with after < stream_ordering <= upto, oldest first
+        (http pushers) or newest first (email digests)."""
+        order = "DESC" if newest_first else "ASC"
+        rows = await self.db.fetch(
+            "SELECT event_id, room_id, stream_ordering, actions, highlight, created_ts"
+            " FROM event_push_actions WHERE user_id = $1"
+            " AND stream_ordering > $2 AND stream_ordering <= $3 AND NOT read"
+            f" ORDER BY stream_ordering {order} LIMIT $4",
+            user_id,
+            after,
+            upto,
+            limit,
+        )
+        return [PushAction(r[0], r[1], int(r[2]), loads(r[3]), bool(r[4]), int(r[5])) for r in rows]
+
+    async def badge_count(self, user_id: str, *, group_by_room: bool) -> int:
+        """Synapse's badge: pending invites plus, over joined rooms, the rooms with unread
+        notifications (or the notifications themselves when not grouped by room)."""
+        counted = "COUNT(DISTINCT e.room_id)" if group_by_room else "COUNT(*)"
+        row = await self.db.fetchrow(
+            f"SELECT {counted} FROM event_push_actions e JOIN room_memberships m"
+            " ON m.room_id = e.room_id AND m.user_id = e.user_id"
+            " WHERE e.user_id = $1 AND NOT e.read AND m.membership = 'join'",
+            user_id,
+        )
+        invites = await self.db.fetchrow(
+            "SELECT COUNT(*) FROM room_memberships WHERE user_id = $1 AND membership = 'invite'", user_id
+        )
+        return int(row[0] if row else 0) + int(invites[0] if invites else 0)

@@ -83,6 +83,19 @@ class RoomStore:
             created_ts,
         )
 
+    async def insert_room_if_missing_txn(
+        self, conn: Connection, room_id: str, version: str, creator: str, created_ts: int
+    ) -> None:
+        """A room learnt over federation (joined remotely, or an invite to it): its row, once."""
+        await conn.execute(
+            "INSERT INTO rooms (room_id, room_version, creator, created_ts) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (room_id) DO NOTHING",
+            room_id,
+            version,
+            creator,
+            created_ts,
+        )
+
     async def set_public(self, room_id: str, is_public: bool) -> None:
         await self.db.execute("UPDATE rooms SET is_public = $2 WHERE room_id = $1", room_id, is_public)
 

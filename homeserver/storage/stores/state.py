@@ -70,6 +70,42 @@ class StateStore:
                 state[key] = row[3]
         return state
 
+    async def get_group_state_filtered(
+        self, group: int | None, types: Sequence[str], member_server: str | None = None
+    ) -> dict[StateKey, str]:
+        """Part of a group's state: the keys of `types`, and the members of `member_server`
+        (their user ids end in ":" + it), without reading the rest of a large room's state."""
+        if group is None:
+            return {}
+        args: list[object] = [group]
+        conditions = []
+        if types:
+            placeholders = ", ".join(f"${len(args) + i + 1}" for i in range(len(types)))
+            args.extend(types)
+            conditions.append(f"e.type IN ({placeholders})")
+        if member_server is not None:
+            suffix = ":" + member_server
+            args.extend(["m.room.member", len(suffix), suffix])
+            n = len(args)
+            conditions.append(
+                f"(e.type = ${n - 2} AND substr(e.state_key, length(e.state_key) - ${n - 1} + 1) = ${n})"
+            )
+        if not conditions:
+            return {}
+        rows = await self.db.fetch(
+            _CHAIN + " SELECT e.state_group, e.type, e.state_key, e.event_id FROM state_group_entries e"
+            f" WHERE e.state_group IN (SELECT id FROM chain) AND ({' OR '.join(conditions)})",
+            *args,
+        )
+        state: dict[StateKey, str] = {}
+        for row in sorted(rows, key=lambda r: int(r[0])):
+            key = (row[1], row[2])
+            if row[3] is None:
+                state.pop(key, None)
+            else:
+                state[key] = row[3]
+        return state
+
     async def get_group_hops(self, group: int) -> int | None:
         value = await self.db.fetchval("SELECT hops FROM state_groups WHERE id = $1", group)
         return int(value) if value is not None else None
@@ -117,6 +153,36 @@ class StateStore:
                 if auth_id not in found:
                     found.add(auth_id)
                     frontier.append(auth_id)
+        return found
+
+    async def auth_edges(self, event_ids: Sequence[str]) -> dict[str, list[str]]:
+        """One level of the auth-chain index: event id -> its auth event ids. Events without a row
+        (create events, events not committed yet) are absent: callers read those from the event."""
+        edges: dict[str, list[str]] = {}
+        ids = list(dict.fromkeys(event_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            placeholders = ", ".join(f"${i + 1}" for i in range(len(chunk)))
+            rows = await self.db.fetch(
+                f"SELECT event_id, auth_id FROM event_auth WHERE event_id IN ({placeholders})", *chunk
+            )
+            for event_id, auth_id in rows:
+                edges.setdefault(event_id, []).append(auth_id)
+        return edges
+
+    async def rejected_event_ids(self, event_ids: Sequence[str]) -> set[str]:
+        """The ones among `event_ids` stored as rejected (never usable as auth events)."""
+        found: set[str] = set()
+        ids = list(dict.fromkeys(event_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            placeholders = ", ".join(f"${i + 1}" for i in range(len(chunk)))
+            rows = await self.db.fetch(
+                f"SELECT event_id FROM events WHERE event_id IN ({placeholders})"
+                " AND rejected_reason IS NOT NULL",
+                *chunk,
+            )
+            found.update(r[0] for r in rows)
         return found
 
     # -- writes (inside the persister's transaction) -----------------------------------------------
