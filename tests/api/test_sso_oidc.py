@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from html import unescape
 from pathlib import Path
@@ -47,24 +48,29 @@ HS_URL = f"http://127.0.0.1:{HS_PORT}"
 
 
 @pytest.fixture(scope="module")
-def issuer() -> Iterator[str]:
-    if not (JS_DIR / "node_modules" / "oidc-provider").exists():
-        _require_node_modules()
+def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     _require_node_modules()
+    if not (JS_DIR / "node_modules" / "oidc-provider").exists():
+        pytest.skip("oidc-provider missing: run `npm ci` in tests/clients/js")
     port = _free_port()
     callback = f"{HS_URL}/_synapse/client/oidc/callback"
-    proc = subprocess.Popen(
-        [str(NODE), "oidc_provider.mjs", str(port), CLIENT_ID, CLIENT_SECRET, callback],
-        cwd=JS_DIR,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log = tmp_path_factory.mktemp("oidc") / "provider.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(NODE), "oidc_provider.mjs", str(port), CLIENT_ID, CLIENT_SECRET, callback],
+            cwd=JS_DIR,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("READY "), line + proc.stdout.read(2000)
-        yield line.split()[1]
+        # The provider prints its warnings before READY: poll the log, never block on the pipe.
+        deadline = time.monotonic() + 30
+        while "READY " not in log.read_text():
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "oidc-provider did not start: " + log.read_text()
+            time.sleep(0.1)
+        ready = next(line for line in log.read_text().splitlines() if line.startswith("READY "))
+        yield ready.split()[1]
     finally:
         proc.terminate()
         proc.wait(10)
