@@ -492,6 +492,7 @@ class Services:
             self.login_tokens,
             SessionSigner(bytes(self.signing_key.signing_key), self.clock),
             self.clock,
+            self.uia,
             public_baseurl=config.public_baseurl,
         )
 

@@ -34,10 +34,14 @@ class LoginTokens:
         auth_provider_id: str | None = None,
     ) -> str:
         token = "syl_" + secrets.token_urlsafe(32)
-        await self.store.insert(
-            token_hash(token), user_id, self.clock.time_ms() + lifetime_ms, auth_provider_id
-        )
+        now = self.clock.time_ms()
+        await self.store.delete_expired(now)  # indexed; keeps the table to the live tokens
+        await self.store.insert(token_hash(token), user_id, now + lifetime_ms, auth_provider_id)
         return token
+
+    async def claim_sso_state(self, state: str, expiry_ts: int) -> bool:
+        """One callback per SSO session state (see LoginTokenStore.claim_sso_state)."""
+        return await self.store.claim_sso_state(state, expiry_ts, self.clock.time_ms())
 
     async def login(self, body: dict[str, Any]) -> LoginResult:
         token = body.get("token")

@@ -28,6 +28,7 @@ from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError
 from homeserver.services.accounts import AccountService
 from homeserver.services.login_tokens import LoginTokens
+from homeserver.services.uia import UiaService
 from homeserver.sso.mapping import MappingError, UserAttributes, map_claims
 from homeserver.sso.oidc import OidcError, OidcProvider, pkce_pair
 from homeserver.sso.session import SessionSigner
@@ -46,6 +47,17 @@ class SsoError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+MAP_USERNAME_RETRIES = 1000  # as Synapse
+
+
+@dataclass(frozen=True, slots=True)
+class UiaOutcome:
+    """The end of an m.login.sso UIA stage: confirmed for `user_id`, or signed in as someone else."""
+
+    user_id: str
+    done: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +80,7 @@ class SsoService:
         login_tokens: LoginTokens,
         signer: SessionSigner,
         clock: Clock,
+        uia: UiaService,
         *,
         public_baseurl: str,
     ) -> None:
@@ -78,11 +91,9 @@ class SsoService:
         self.login_tokens = login_tokens
         self.signer = signer
         self.clock = clock
+        self.uia = uia
         self.public_baseurl = public_baseurl
         self.callback_url = public_baseurl.rstrip("/") + CALLBACK_PATH
-        # States already used (a replayed callback with a copied cookie); kept for the cookie's
-        # lifetime at most, bounded.
-        self._used_states: dict[str, int] = {}
 
     @property
     def enabled(self) -> bool:
@@ -103,18 +114,23 @@ class SsoService:
 
     # -- step 1 ----------------------------------------------------------------------------------
 
-    async def start(self, idp_id: str | None, client_redirect_url: str) -> tuple[str, str]:
-        """(the provider's authorization URL, the session cookie's value)."""
+    def _provider(self, idp_id: str | None) -> OidcProvider:
         if idp_id is None:
             if len(self.providers) != 1:
                 raise MatrixError(400, "M_MISSING_PARAM", "Several identity providers: name one in the path")
-            provider = next(iter(self.providers.values()))
-        else:
-            found = self.providers.get(idp_id)
-            if found is None:
-                raise MatrixError(404, "M_NOT_FOUND", "Unknown identity provider")
-            provider = found
+            return next(iter(self.providers.values()))
+        found = self.providers.get(idp_id)
+        if found is None:
+            raise MatrixError(404, "M_NOT_FOUND", "Unknown identity provider")
+        return found
+
+    async def start(self, idp_id: str | None, client_redirect_url: str) -> tuple[str, str]:
+        """(the provider's authorization URL, the session cookie's value)."""
+        provider = self._provider(idp_id)
         _check_client_url(client_redirect_url)
+        return await self._authorize(provider, {"redirect": client_redirect_url})
+
+    async def _authorize(self, provider: OidcProvider, extra: dict[str, Any]) -> tuple[str, str]:
         state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         try:
             metadata = await provider.metadata()
@@ -124,14 +140,43 @@ class SsoService:
         verifier, challenge = pkce_pair() if provider.uses_pkce(metadata) else (None, None)
         url = await provider.authorization_url(self.callback_url, state, nonce, challenge)
         cookie = self.signer.sign(
-            {"idp": provider.idp_id, "state": state, "nonce": nonce, "verifier": verifier,
-             "redirect": client_redirect_url}
-        )  # fmt: skip
+            {"idp": provider.idp_id, "state": state, "nonce": nonce, "verifier": verifier, **extra}
+        )
         return url, cookie
+
+    # -- user-interactive auth (m.login.sso) -----------------------------------------------------
+
+    async def providers_for_user(self, user_id: str) -> list[OidcProvider]:
+        """The configured providers this user has signed in with: the ones that can confirm it is
+        them in user-interactive auth (Synapse offers m.login.sso to exactly these users)."""
+        if not self.providers:
+            return []
+        linked = {idp for idp, _ in await self.admin_users.list_external_ids(user_id)}
+        return [p for idp, p in self.providers.items() if idp in linked]
+
+    async def ui_auth_choices(self, ui_auth_session: str) -> tuple[str, str, list[OidcProvider]]:
+        """For the m.login.sso fallback page: (user, what the client is asking to do, the user's
+        providers)."""
+        session = await self.uia.session(ui_auth_session)
+        if session is None:
+            raise MatrixError(400, "M_UNKNOWN", "Unknown or expired UIA session")
+        if session.user_id is None:
+            raise MatrixError(400, "M_UNKNOWN", "This session is not one of a signed-in user")
+        providers = await self.providers_for_user(session.user_id)
+        if not providers:
+            raise MatrixError(400, "M_UNKNOWN", "This account has not signed in with single sign-on")
+        return session.user_id, describe_operation(session.method, session.uri), providers
+
+    async def start_ui_auth(self, ui_auth_session: str, user_id: str, idp_id: str) -> tuple[str, str]:
+        """The redirect of the m.login.sso fallback page: to one of the user's own providers."""
+        provider = self.providers.get(idp_id)
+        if provider is None or provider not in await self.providers_for_user(user_id):
+            raise MatrixError(404, "M_NOT_FOUND", "Unknown identity provider for this account")
+        return await self._authorize(provider, {"ui_auth": ui_auth_session})
 
     # -- steps 2 and 3 ---------------------------------------------------------------------------
 
-    async def callback(self, query: Mapping[str, str], cookie: str | None) -> SsoOutcome:
+    async def callback(self, query: Mapping[str, str], cookie: str | None) -> SsoOutcome | UiaOutcome:
         if "error" in query:
             description = query.get("error_description") or query["error"]
             raise SsoError(400, f"The identity provider refused the login: {description}")
@@ -145,7 +190,8 @@ class SsoService:
             raise SsoError(400, "The login's state does not match this browser's session")
         if not code:
             raise SsoError(400, "The identity provider sent no code")
-        self._claim_state(state, int(session["exp"]))
+        if not await self.login_tokens.claim_sso_state(state, int(session["exp"])):
+            raise SsoError(400, "This login was already completed; start again")
         provider = self.providers.get(str(session.get("idp")))
         if provider is None:
             raise SsoError(400, "This login started with an identity provider that is gone")
@@ -158,6 +204,8 @@ class SsoService:
             reason = exc.reason if isinstance(exc, OidcError) else str(exc)
             logger.warning("SSO login with %s failed: %s", provider.idp_id, reason)
             raise SsoError(502 if isinstance(exc, OidcError) else 500, f"Login failed: {reason}") from exc
+        if "ui_auth" in session:
+            return await self._finish_ui_auth(str(session["ui_auth"]), provider, attributes)
         user_id = await self._user_for(provider, attributes)
         token = await self.login_tokens.issue(user_id, auth_provider_id=provider.idp_id)
         client_url = str(session["redirect"])
@@ -165,13 +213,25 @@ class SsoService:
             _with_param(client_url, "loginToken", token), not self._trusted(client_url), user_id
         )
 
-    def _claim_state(self, state: str, expires: int) -> None:
-        now = self.clock.time_ms()
-        if len(self._used_states) > 10_000:
-            self._used_states = {s: e for s, e in self._used_states.items() if e > now}
-        if state in self._used_states:
-            raise SsoError(400, "This login was already completed; start again")
-        self._used_states[state] = expires
+    async def _finish_ui_auth(
+        self, ui_auth_session: str, provider: OidcProvider, attributes: UserAttributes
+    ) -> UiaOutcome:
+        """Mark the m.login.sso stage done if the provider's user is the session's user; never
+        creates or links an account (as Synapse's complete_sso_ui_auth_request)."""
+        session = await self.uia.session(ui_auth_session)
+        if session is None or session.user_id is None:
+            raise SsoError(400, "This confirmation has expired; start the action again")
+        owner = await self.admin_users.external_id_owner(provider.idp_id, attributes.remote_user_id)
+        if owner != session.user_id:
+            logger.warning(
+                "SSO UIA for %s answered by %s subject %s (owner %s)",
+                session.user_id, provider.idp_id, attributes.remote_user_id, owner,
+            )  # fmt: skip
+            # As Synapse: the stage is recorded as proving nobody, so the request fails (403).
+            await self.uia.complete_stage(ui_auth_session, "m.login.sso", "")
+            return UiaOutcome(session.user_id, done=False)
+        await self.uia.complete_stage(ui_auth_session, "m.login.sso", owner)
+        return UiaOutcome(owner, done=True)
 
     def _trusted(self, url: str) -> bool:
         return url.startswith(self.public_baseurl) or any(
@@ -190,23 +250,28 @@ class SsoService:
             raise SsoError(
                 500, "The server maps no user name for this provider (localpart_template); tell an admin"
             )
-        try:
-            localpart = self.accounts.check_new_localpart(attributes.localpart)
-        except MatrixError as err:
-            raise SsoError(
-                400, f"The identity provider's user name cannot be used here: {err.error}"
-            ) from err
-        user_id = self.accounts.user_id_for(localpart)
-        existing = await self.accounts.users.get_user(user_id)
-        if existing is not None:
-            if not provider.config.allow_existing_users:
-                raise SsoError(409, f"The user name {localpart} is already taken on this server")
-            if existing.deactivated:
-                raise SsoError(403, "This account has been deactivated")
-            async with self.accounts.db.transaction() as conn:
-                await self.admin_users.add_external_id_txn(conn, idp, attributes.remote_user_id, user_id)
-            logger.info("linked %s to %s subject %s", user_id, idp, attributes.remote_user_id)
-            return user_id
+        if provider.config.allow_existing_users:
+            existing = await self._existing_user(attributes.localpart)
+            if existing is not None:
+                async with self.accounts.db.transaction() as conn:
+                    await self.admin_users.add_external_id_txn(conn, idp, attributes.remote_user_id, existing)
+                logger.info("linked %s to %s subject %s", existing, idp, attributes.remote_user_id)
+                return existing
+        # As Synapse: a taken name is never signed into (that would hand over someone else's
+        # account); the mapped name gets a number, "alice1", "alice2", ...
+        for failures in range(MAP_USERNAME_RETRIES):
+            localpart = attributes.localpart + (str(failures) if failures else "")
+            try:
+                localpart = self.accounts.check_new_localpart(localpart)
+            except MatrixError as err:
+                raise SsoError(
+                    400, f"The identity provider's user name cannot be used here: {err.error}"
+                ) from err
+            user_id = self.accounts.user_id_for(localpart)
+            if not await self.accounts.users.get_user_case_insensitive(user_id):
+                break
+        else:
+            raise SsoError(409, "Unable to generate a Matrix ID from the identity provider's answer")
 
         async def link(conn: Connection) -> None:
             await self.admin_users.add_external_id_txn(conn, idp, attributes.remote_user_id, user_id)
@@ -225,6 +290,41 @@ class SsoService:
             raise SsoError(409 if err.errcode == "M_USER_IN_USE" else err.status, err.error) from err
         logger.info("created %s on first login with %s", user_id, idp)
         return user_id
+
+    async def _existing_user(self, localpart: str) -> str | None:
+        """allow_existing_users: the account of that name, matched case-insensitively as Synapse
+        does (and refusing to guess between several that differ only in case)."""
+        user_id = self.accounts.user_id_for(localpart)
+        found = [u for u in await self.accounts.users.get_user_case_insensitive(user_id)]
+        if not found:
+            return None
+        exact = [u for u in found if u.user_id == user_id]
+        user = found[0] if len(found) == 1 else exact[0] if exact else None
+        if user is None:
+            raise SsoError(409, f"{user_id} matches several accounts that differ only in case")
+        if user.deactivated:
+            raise SsoError(403, "This account has been deactivated")
+        return user.user_id
+
+
+_OPERATIONS = (
+    ("/devices", "remove devices from your account"),
+    ("/delete_devices", "remove devices from your account"),
+    ("/account/password", "change your password"),
+    ("/account/deactivate", "deactivate your account"),
+    ("/keys/device_signing/upload", "add cross-signing keys to your account"),
+    ("/login/get_token", "sign in another device to your account"),
+    ("/account/3pid", "change the email addresses or phone numbers of your account"),
+)
+
+
+def describe_operation(method: str, uri: str) -> str:
+    """What the client asked to do, for the confirmation page (the spec's "A client is trying
+    to remove a device from your account")."""
+    for marker, text in _OPERATIONS:
+        if marker in uri:
+            return text
+    return "make a change to your account"
 
 
 def _check_client_url(url: str) -> None:
@@ -258,9 +358,45 @@ def confirm_page(url: str) -> str:
     )
 
 
-def _page(title: str, body: str) -> str:
+def ui_auth_confirm_page(user_id: str, operation: str, links: list[tuple[str, str]]) -> str:
+    buttons = "".join(
+        f'<p><a href="{html.escape(url, quote=True)}">Continue with {html.escape(name)}</a></p>'
+        for name, url in links
+    )
+    return _page(
+        "Confirm it's you",
+        f"<p>A client is trying to {html.escape(operation)} ({html.escape(user_id)}). To confirm "
+        "this action, re-authenticate with single sign-on. If you did not expect this, your "
+        f"account may be compromised!</p>{buttons}",
+    )
+
+
+# The spec's fallback completion script: tells the client (embedded view or opener) it is done.
+_AUTH_DONE_SCRIPT = (
+    "<script>if (window.onAuthDone) { window.onAuthDone(); } else if (window.opener && "
+    'window.opener.postMessage) { window.opener.postMessage("authDone", "*"); }</script>'
+)
+
+
+def ui_auth_done_page() -> str:
+    return _page(
+        "Thank you",
+        "<p>Now we know it's you, you can close this window and return to the application.</p>",
+        head=_AUTH_DONE_SCRIPT,
+    )
+
+
+def ui_auth_wrong_user_page(user_id: str) -> str:
+    return _page(
+        "That was not your account",
+        f"<p>You signed in with an account that is not {html.escape(user_id)}. Start the action "
+        "again in the application and sign in with the right account.</p>",
+    )
+
+
+def _page(title: str, body: str, head: str = "") -> str:
     return (
         '<!DOCTYPE html><html><head><meta charset="utf-8"><meta name="viewport" '
-        f'content="width=device-width"><title>{title}</title></head><body><h1>{title}</h1>{body}'
+        f'content="width=device-width"><title>{title}</title>{head}</head><body><h1>{title}</h1>{body}'
         "</body></html>"
     )

@@ -12,8 +12,9 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from homeserver.config.oidc import OidcMapping
 
-# Characters Synapse leaves as they are when turning a name into a localpart.
-_LOCALPART_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._=-/+")
+# Characters Synapse leaves as they are when turning a name into a localpart (its
+# MXID_LOCALPART_ALLOWED_CHARACTERS less "=", which starts an escape).
+_LOCALPART_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-/+")
 
 
 def _finalize(value: Any) -> Any:
@@ -41,16 +42,14 @@ class UserAttributes:
 
 
 def map_username_to_localpart(name: str) -> str:
-    """Synapse's `map_username_to_mxid_lowercase`: lower-case, and every other character that a
-    localpart may not hold becomes `=` and its UTF-8 bytes in hex (reversible, collision-free)."""
+    """Synapse's `map_username_to_mxid_localpart` (case-insensitive): ASCII lower-cased, every
+    other byte that a localpart may not hold becomes `=` and its hex (reversible), and a leading
+    underscore (reserved for appservices) `=5f`."""
     out = []
-    for char in name.lower():
-        if char in _LOCALPART_CHARS and char != "=":
-            out.append(char)
-        else:
-            out.extend(f"={byte:02x}" for byte in char.encode())
+    for byte in name.encode():
+        char = chr(byte).lower() if byte < 0x80 else ""
+        out.append(char if char and (char in _LOCALPART_CHARS or char == "_") else f"={byte:02x}")
     result = "".join(out)
-    # A leading underscore is reserved for appservices (and would not be valid here anyway).
     return "=5f" + result[1:] if result.startswith("_") else result
 
 

@@ -45,3 +45,15 @@ class LoginTokenStore:
 
     async def delete_expired(self, before_ts: int) -> None:
         await self.db.execute("DELETE FROM login_tokens WHERE expiry_ts < $1", before_ts)
+
+    async def claim_sso_state(self, state: str, expiry_ts: int, now: int) -> bool:
+        """Record an SSO callback's state; False when it was already used (a replay)."""
+        async with self.db.transaction() as conn:
+            await conn.execute("DELETE FROM sso_used_states WHERE expiry_ts < $1", now)
+            row = await conn.fetchrow(
+                "INSERT INTO sso_used_states (state, expiry_ts) VALUES ($1, $2)"
+                " ON CONFLICT (state) DO NOTHING RETURNING state",
+                state,
+                expiry_ts,
+            )
+        return row is not None

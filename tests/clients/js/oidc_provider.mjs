@@ -26,26 +26,42 @@ const provider = new Provider(issuer, {
       token_endpoint_auth_method: "client_secret_basic",
     },
   ],
-  claims: { openid: ["sub"], profile: ["name", "preferred_username"], email: ["email", "email_verified"] },
+  claims: { openid: ["sub"], profile: ["name", "preferred_username", "nickname"], email: ["email", "email_verified"] },
   // Put the scope's claims in the ID token itself (the default keeps them for userinfo).
   conformIdTokenClaims: false,
   features: { devInteractions: { enabled: true } },
   cookies: { keys: ["test-cookie-key"] },
+  // The subject is the login name (oidc-provider's dev login makes it the account id). The
+  // userinfo endpoint also gives a `nickname` the ID token lacks, so a test can tell which of the
+  // two the homeserver read.
   async findAccount(ctx, id) {
     const known = ACCOUNTS[id] || { name: id, email: undefined };
     return {
       accountId: id,
-      async claims() {
+      async claims(use) {
         return {
-          sub: `subject-${Buffer.from(id).toString("hex")}`,
-          preferred_username: id,
+          sub: id,
+          preferred_username: RENAMED[id] || id,
           name: known.name,
           email: known.email,
           email_verified: Boolean(known.email),
+          ...(use === "userinfo" ? { nickname: `${known.name} (from userinfo)` } : {}),
         };
       },
     };
   },
+});
+
+// Test control: GET /test/rename?account=<sub>&name=<new preferred_username> (a user renamed at
+// the provider keeps their subject).
+const RENAMED = {};
+provider.use(async (ctx, next) => {
+  if (ctx.path === "/test/rename") {
+    RENAMED[ctx.query.account] = ctx.query.name;
+    ctx.body = "renamed";
+    return;
+  }
+  await next();
 });
 
 provider.listen(Number(port), "127.0.0.1", () => {
