@@ -25,6 +25,16 @@ class OidcMapping:
 
 
 @dataclass(frozen=True, slots=True)
+class AttributeRequirement:
+    """Synapse's `attribute_requirements` entry: the claim must be present, and (when `value` or
+    `one_of` is given) have, or contain when it is a list, one of those values."""
+
+    attribute: str
+    value: str | None = None
+    one_of: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class OidcProviderConfig:
     idp_id: str  # as clients see it: "oidc" or "oidc-<configured id>", as Synapse prefixes it
     idp_name: str
@@ -45,6 +55,8 @@ class OidcProviderConfig:
     allow_existing_users: bool
     pkce_method: str  # "auto", "always" or "never"
     mapping: OidcMapping
+    enable_registration: bool = True  # false: only accounts already linked to this provider
+    attribute_requirements: tuple[AttributeRequirement, ...] = ()
 
     @property
     def uses_userinfo(self) -> bool:
@@ -55,6 +67,8 @@ class OidcProviderConfig:
 class SsoConfig:
     # Redirect URLs a login token may be sent to without asking the user first (prefixes).
     client_whitelist: tuple[str, ...] = ()
+    # Set the display name from the provider on every login, not only the first.
+    update_profile_information: bool = False
 
 
 def read_oidc_providers(root: Section) -> tuple[OidcProviderConfig, ...]:
@@ -69,7 +83,10 @@ def read_oidc_providers(root: Section) -> tuple[OidcProviderConfig, ...]:
 
 def read_sso(root: Section) -> SsoConfig:
     sec = root.section("sso")
-    return SsoConfig(client_whitelist=sec.get_str_list("client_whitelist"))
+    return SsoConfig(
+        client_whitelist=sec.get_str_list("client_whitelist"),
+        update_profile_information=sec.get_bool("update_profile_information", False),
+    )
 
 
 def _required(sec: Section, key: str) -> str:
@@ -117,12 +134,28 @@ def _provider(sec: Section) -> OidcProviderConfig:
         allow_existing_users=sec.get_bool("allow_existing_users", False),
         pkce_method=sec.get_choice("pkce_method", "auto", ("auto", "always", "never")),
         mapping=_mapping(sec),
+        enable_registration=sec.get_bool("enable_registration", True),
+        attribute_requirements=tuple(_requirement(r) for r in sec.sections("attribute_requirements")),
     )
     if not discover:
         for key in ("authorization_endpoint", "token_endpoint"):
             if getattr(provider, key) is None:
                 raise ConfigError("needed when discover is false", sec.key_path(key))
     return provider
+
+
+def _requirement(sec: Section) -> AttributeRequirement:
+    value = sec.raw("value")
+    one_of = sec.raw("one_of")
+    if value is not None and not isinstance(value, str):
+        raise sec.error("value", "a string", value)
+    if one_of is not None and (not isinstance(one_of, list) or not all(isinstance(v, str) for v in one_of)):
+        raise sec.error("one_of", "a list of strings", one_of)
+    return AttributeRequirement(
+        attribute=_required(sec, "attribute"),
+        value=value,
+        one_of=tuple(one_of) if one_of is not None else None,
+    )
 
 
 def _mapping(sec: Section) -> OidcMapping:

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from homeserver.config.oidc import SsoConfig
+from homeserver.config.oidc import AttributeRequirement, SsoConfig
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError
 from homeserver.services.accounts import AccountService
 from homeserver.services.login_tokens import LoginTokens
+from homeserver.services.profiles import ProfileService
 from homeserver.services.uia import UiaService
 from homeserver.sso.mapping import MappingError, UserAttributes, map_claims
 from homeserver.sso.oidc import OidcError, OidcProvider, pkce_pair
@@ -81,6 +82,7 @@ class SsoService:
         signer: SessionSigner,
         clock: Clock,
         uia: UiaService,
+        profiles: ProfileService,
         *,
         public_baseurl: str,
     ) -> None:
@@ -92,6 +94,7 @@ class SsoService:
         self.signer = signer
         self.clock = clock
         self.uia = uia
+        self.profiles = profiles
         self.public_baseurl = public_baseurl
         self.callback_url = public_baseurl.rstrip("/") + CALLBACK_PATH
 
@@ -199,6 +202,8 @@ class SsoService:
             claims = await provider.claims_for_code(
                 code, self.callback_url, str(session["nonce"]), session.get("verifier")
             )
+            if not meets_requirements(claims, provider.config.attribute_requirements):
+                raise SsoError(403, "You are not authorised to log in here.")
             attributes = map_claims(provider.config.mapping, claims)
         except (OidcError, MappingError) as exc:
             reason = exc.reason if isinstance(exc, OidcError) else str(exc)
@@ -245,6 +250,10 @@ class SsoService:
             user = await self.accounts.users.get_user(owner)
             if user is None or user.deactivated:
                 raise SsoError(403, "This account has been deactivated")
+            if self.config.update_profile_information and attributes.display_name:
+                profile = await self.profiles.get_profile(owner)
+                if profile.displayname != attributes.display_name:
+                    await self.profiles.set_displayname(owner, attributes.display_name)
             return owner
         if attributes.localpart is None:
             raise SsoError(
@@ -257,6 +266,8 @@ class SsoService:
                     await self.admin_users.add_external_id_txn(conn, idp, attributes.remote_user_id, existing)
                 logger.info("linked %s to %s subject %s", existing, idp, attributes.remote_user_id)
                 return existing
+        if not provider.config.enable_registration:
+            raise SsoError(403, "User does not exist and registrations are disabled")
         # As Synapse: a taken name is never signed into (that would hand over someone else's
         # account); the mapped name gets a number, "alice1", "alice2", ...
         for failures in range(MAP_USERNAME_RETRIES):
@@ -305,6 +316,22 @@ class SsoService:
         if user.deactivated:
             raise SsoError(403, "This account has been deactivated")
         return user.user_id
+
+
+def meets_requirements(claims: Mapping[str, Any], requirements: tuple[AttributeRequirement, ...]) -> bool:
+    """Synapse's `attribute_requirements`: every one must hold; a claim that is not a list counts
+    as a list of itself."""
+    for req in requirements:
+        if req.attribute not in claims:
+            return False
+        if req.value is None and req.one_of is None:
+            continue
+        raw = claims[req.attribute]
+        values = raw if isinstance(raw, list) else [raw]
+        wanted = ([req.value] if req.value is not None else []) + list(req.one_of or ())
+        if not any(v in values for v in wanted):
+            return False
+    return True
 
 
 _OPERATIONS = (

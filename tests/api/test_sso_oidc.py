@@ -121,13 +121,20 @@ async def hs(engine_config: Callable[..., HomeserverConfig], aiohttp_client: Any
             _provider(issuer, "linking", "Linking", allow_existing_users=True),
             _provider(
                 issuer,
+                "staff",
+                "Staff only",
+                attribute_requirements=[{"attribute": "groups", "value": "staff"}],
+            ),
+            _provider(issuer, "closed", "Closed", enable_registration=False, allow_existing_users=True),
+            _provider(
+                issuer,
                 "info",
                 "Userinfo",
                 user_profile_method="userinfo_endpoint",
                 user_mapping_provider=userinfo_mapping,
             ),
         ],
-        sso={"client_whitelist": ["https://client.example/"]},
+        sso={"client_whitelist": ["https://client.example/"], "update_profile_information": True},
         login_via_existing_session={"enabled": True},
     )
     clock = FakeClock(int(time.time() * 1000))
@@ -248,9 +255,10 @@ async def sso_user(hs: Any, name: str, idp: str = "oidc-school") -> dict[str, An
         await b.close()
 
 
-async def rename_at_provider(hs: Any, account: str, name: str) -> None:
+async def set_at_provider(hs: Any, account: str, **claims: str) -> None:
+    """Change what the provider says of `account` (empty: back to its defaults)."""
     async with aiohttp.ClientSession() as control:
-        resp = await control.get(f"{hs.issuer}/test/rename", params={"account": account, "name": name})
+        resp = await control.get(f"{hs.issuer}/test/set", params={"account": account, **claims})
         assert resp.status == 200
 
 
@@ -274,6 +282,8 @@ async def test_login_flows_list_the_providers_as_element_reads_them(hs: Any) -> 
     assert sso["identity_providers"] == [
         {"id": "oidc-school", "name": "School account", "brand": "keycloak"},
         {"id": "oidc-linking", "name": "Linking"},
+        {"id": "oidc-staff", "name": "Staff only"},
+        {"id": "oidc-closed", "name": "Closed"},
         {"id": "oidc-info", "name": "Userinfo"},
     ]
 
@@ -304,13 +314,41 @@ async def test_full_sso_login_creates_the_account(hs: Any, browser: Browser) -> 
     assert view["external_ids"] == [{"auth_provider": "oidc-school", "external_id": "kim.minjun"}]
     # Signing in again, in another browser, after the provider renamed the user: the account is
     # found through the subject, not the name.
-    await rename_at_provider(hs, "kim.minjun", "minjun.renamed")
+    await set_at_provider(hs, "kim.minjun", preferred_username="minjun.renamed", name="Minjun Kim")
     try:
         again = await sso_user(hs, "kim.minjun")
     finally:
-        await rename_at_provider(hs, "kim.minjun", "kim.minjun")  # the provider outlives the test
+        await set_at_provider(hs, "kim.minjun")  # the provider outlives the test
     assert again["user_id"] == "@kim.minjun:test.local" and again["device_id"] != body["device_id"]
     assert await services_of(hs).users.get_user("@minjun.renamed:test.local") is None
+    # sso.update_profile_information: the provider's new display name is taken on.
+    profile = await (await hs.get("/_matrix/client/v3/profile/@kim.minjun:test.local")).json()
+    assert profile["displayname"] == "Minjun Kim"
+
+
+async def test_attribute_requirements(hs: Any) -> None:
+    # The "staff" provider requires groups to contain "staff".
+    assert (await sso_user(hs, "kim.minjun", idp="oidc-staff"))["user_id"] == "@kim.minjun:test.local"
+    b = Browser()
+    try:
+        resp = await sso_login(b, "pupil", idp="oidc-staff")
+        assert resp.status == 403 and "not authorised to log in here" in await resp.text()
+    finally:
+        await b.close()
+    assert await services_of(hs).users.get_user("@pupil:test.local") is None
+
+
+async def test_provider_without_registration_only_signs_in_linked_accounts(hs: Any) -> None:
+    b = Browser()
+    try:
+        resp = await sso_login(b, "newcomer", idp="oidc-closed")
+        assert resp.status == 403 and "registrations are disabled" in await resp.text()
+    finally:
+        await b.close()
+    assert await services_of(hs).users.get_user("@newcomer:test.local") is None
+    # An existing account of that name is still linked when allow_existing_users is on.
+    await register(hs, "teacher", password="pw-teacher")
+    assert (await sso_user(hs, "teacher", idp="oidc-closed"))["user_id"] == "@teacher:test.local"
 
 
 async def test_names_that_are_no_localpart_are_mapped_as_synapse_does(hs: Any) -> None:

@@ -10,7 +10,7 @@ const [port, clientId, clientSecret, redirectUri] = process.argv.slice(2);
 const issuer = `http://127.0.0.1:${port}`;
 
 const ACCOUNTS = {
-  "kim.minjun": { name: "김민준", email: "minjun.kim@school.example" },
+  "kim.minjun": { name: "김민준", email: "minjun.kim@school.example", groups: ["staff", "teachers"] },
   "Park Teacher": { name: "박지훈", email: "jihoon.park@school.example" },
   existing: { name: "Existing User", email: "existing@school.example" },
 };
@@ -26,7 +26,7 @@ const provider = new Provider(issuer, {
       token_endpoint_auth_method: "client_secret_basic",
     },
   ],
-  claims: { openid: ["sub"], profile: ["name", "preferred_username", "nickname"], email: ["email", "email_verified"] },
+  claims: { openid: ["sub"], profile: ["name", "preferred_username", "nickname", "groups"], email: ["email", "email_verified"] },
   // Put the scope's claims in the ID token itself (the default keeps them for userinfo).
   conformIdTokenClaims: false,
   features: { devInteractions: { enabled: true } },
@@ -41,8 +41,9 @@ const provider = new Provider(issuer, {
       async claims(use) {
         return {
           sub: id,
-          preferred_username: RENAMED[id] || id,
-          name: known.name,
+          preferred_username: OVERRIDES[id]?.preferred_username || id,
+          name: OVERRIDES[id]?.name || known.name,
+          groups: known.groups || ["students"],
           email: known.email,
           email_verified: Boolean(known.email),
           ...(use === "userinfo" ? { nickname: `${known.name} (from userinfo)` } : {}),
@@ -52,13 +53,14 @@ const provider = new Provider(issuer, {
   },
 });
 
-// Test control: GET /test/rename?account=<sub>&name=<new preferred_username> (a user renamed at
-// the provider keeps their subject).
-const RENAMED = {};
+// Test control: GET /test/set?account=<sub>&preferred_username=..&name=.. changes what the
+// provider says of a user (a user renamed at the provider keeps their subject).
+const OVERRIDES = {};
 provider.use(async (ctx, next) => {
-  if (ctx.path === "/test/rename") {
-    RENAMED[ctx.query.account] = ctx.query.name;
-    ctx.body = "renamed";
+  if (ctx.path === "/test/set") {
+    const { account, ...claims } = ctx.query;
+    OVERRIDES[account] = claims;
+    ctx.body = "set";
     return;
   }
   await next();
