@@ -68,8 +68,14 @@ class OidcProvider:
             if cfg.discover:
                 url = cfg.issuer.rstrip("/") + "/.well-known/openid-configuration"
                 found = await self._get_json(url)
-                if found.get("issuer") != cfg.issuer:
-                    raise OidcError(f"the provider's issuer is {found.get('issuer')!r}, not {cfg.issuer!r}")
+                # The discovered issuer is the one ID tokens carry (as in Synapse); it must be
+                # the configured one, give or take the trailing slash operators often add
+                # (Synapse's Google example says "https://accounts.google.com/").
+                discovered = found.get("issuer")
+                if not isinstance(discovered, str) or discovered.rstrip("/") != cfg.issuer.rstrip("/"):
+                    raise OidcError(f"the provider's issuer is {discovered!r}, not {cfg.issuer!r}")
+            else:
+                found["issuer"] = cfg.issuer
             for key in ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "jwks_uri"):
                 configured = getattr(cfg, key)
                 if configured:
@@ -172,13 +178,14 @@ class OidcProvider:
             key: Any = (cfg.client_secret or "").encode()
         else:
             key = await self._signing_key(header.get("kid"))
+        metadata = await self.metadata()
         try:
             claims = jwt.decode(
                 id_token,
                 key=key,
                 algorithms=[algorithm],
                 audience=cfg.client_id,
-                issuer=cfg.issuer,
+                issuer=metadata["issuer"],
                 leeway=CLOCK_SKEW_S,
                 options={"require": ["exp", "iat", "iss", "aud", "sub"]},
             )

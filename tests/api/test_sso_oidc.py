@@ -126,6 +126,16 @@ async def hs(engine_config: Callable[..., HomeserverConfig], aiohttp_client: Any
                 attribute_requirements=[{"attribute": "groups", "value": "staff"}],
             ),
             _provider(issuer, "closed", "Closed", enable_registration=False, allow_existing_users=True),
+            # As Synapse's Google example: the issuer configured with a trailing slash, and a
+            # localpart from a filter chain.
+            _provider(
+                f"{issuer}/",
+                "slash",
+                "Slash",
+                user_mapping_provider={
+                    "config": {"localpart_template": "{{ user.email.split('@')[0] | lower }}"}
+                },
+            ),
             _provider(
                 issuer,
                 "info",
@@ -284,6 +294,7 @@ async def test_login_flows_list_the_providers_as_element_reads_them(hs: Any) -> 
         {"id": "oidc-linking", "name": "Linking"},
         {"id": "oidc-staff", "name": "Staff only"},
         {"id": "oidc-closed", "name": "Closed"},
+        {"id": "oidc-slash", "name": "Slash"},
         {"id": "oidc-info", "name": "Userinfo"},
     ]
 
@@ -354,6 +365,14 @@ async def test_provider_without_registration_only_signs_in_linked_accounts(hs: A
 async def test_names_that_are_no_localpart_are_mapped_as_synapse_does(hs: Any) -> None:
     assert (await sso_user(hs, "Park Teacher"))["user_id"] == "@park=20teacher:test.local"
     assert (await sso_user(hs, "_Under_Score"))["user_id"] == "@=5funder_score:test.local"
+
+
+async def test_issuer_with_trailing_slash_and_template_expressions(hs: Any) -> None:
+    body = await sso_user(hs, "Park Teacher", idp="oidc-slash")
+    assert body["user_id"] == "@jihoon.park:test.local"  # from jihoon.park@school.example
+    # No display name template: the localpart stays the display name.
+    profile = await (await hs.get("/_matrix/client/v3/profile/@jihoon.park:test.local")).json()
+    assert profile["displayname"] == "jihoon.park"
 
 
 async def test_userinfo_endpoint_profile_method(hs: Any) -> None:
