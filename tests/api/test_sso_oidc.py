@@ -665,6 +665,8 @@ async def test_get_login_token_signs_in_another_device(aiohttp_client: Any, tmp_
     headers = auth(user["access_token"])
     caps = await (await hs.get("/_matrix/client/v3/capabilities", headers=headers)).json()
     assert caps["capabilities"]["m.get_login_token"] == {"enabled": True}
+    versions = await (await hs.get("/_matrix/client/versions")).json()
+    assert versions["unstable_features"]["org.matrix.msc3882"] is True
     flows = [f["type"] for f in (await (await hs.get("/_matrix/client/v3/login")).json())["flows"]]
     assert "m.login.token" in flows and "m.login.sso" not in flows
 
@@ -718,3 +720,5 @@ async def test_get_login_token_is_off_by_default(client: Any) -> None:
         await client.get("/_matrix/client/v3/capabilities", headers=auth(user["access_token"]))
     ).json()
     assert caps["capabilities"]["m.get_login_token"] == {"enabled": False}
+    versions = await (await client.get("/_matrix/client/versions")).json()
+    assert versions["unstable_features"]["org.matrix.msc3882"] is False

@@ -63,14 +63,18 @@ UNSTABLE_FEATURES: dict[str, bool] = {
     "org.matrix.msc3981": True,
     # Authenticated media under /_matrix/client/v1/media (MSC3916; stable in v1.11).
     "org.matrix.msc3916.stable": True,
-    # Signing in a new device from an existing one (MSC3882, POST /login/get_token): not served.
-    "org.matrix.msc3882": False,
 }
 
 
 @routes.get("/_matrix/client/versions", auth=Auth.NONE, prefixes=())
 async def getVersions(req: ApiRequest) -> dict[str, Any]:
-    return {"versions": SUPPORTED_VERSIONS, "unstable_features": UNSTABLE_FEATURES}
+    # Signing in a new device from an existing one (MSC3882, POST /login/get_token): served when
+    # login_via_existing_session is enabled.
+    msc3882 = req.services.config.login_via_existing_session.enabled
+    return {
+        "versions": SUPPORTED_VERSIONS,
+        "unstable_features": {**UNSTABLE_FEATURES, "org.matrix.msc3882": msc3882},
+    }
 
 
 @routes.get("/.well-known/matrix/client", auth=Auth.NONE, prefixes=())
