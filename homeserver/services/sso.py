@@ -53,6 +53,12 @@ class SsoError(Exception):
 MAP_USERNAME_RETRIES = 1000  # as Synapse
 
 
+class _LinkedMeanwhile(Exception):
+    def __init__(self, owner: str) -> None:
+        super().__init__(owner)
+        self.owner = owner
+
+
 @dataclass(frozen=True, slots=True)
 class UiaOutcome:
     """The end of an m.login.sso UIA stage: confirmed for `user_id`, or signed in as someone else."""
@@ -263,9 +269,11 @@ class SsoService:
             existing = await self._existing_user(attributes.localpart)
             if existing is not None:
                 async with self.accounts.db.transaction() as conn:
-                    await self.admin_users.add_external_id_txn(conn, idp, attributes.remote_user_id, existing)
-                logger.info("linked %s to %s subject %s", existing, idp, attributes.remote_user_id)
-                return existing
+                    owner = await self.admin_users.link_external_id_txn(
+                        conn, idp, attributes.remote_user_id, existing
+                    )
+                logger.info("linked %s to %s subject %s", owner, idp, attributes.remote_user_id)
+                return owner
         if not provider.config.enable_registration:
             raise SsoError(403, "User does not exist and registrations are disabled")
         # As Synapse: a taken name is never signed into (that would hand over someone else's
@@ -285,7 +293,9 @@ class SsoService:
             raise SsoError(409, "Unable to generate a Matrix ID from the identity provider's answer")
 
         async def link(conn: Connection) -> None:
-            await self.admin_users.add_external_id_txn(conn, idp, attributes.remote_user_id, user_id)
+            owner = await self.admin_users.link_external_id_txn(conn, idp, attributes.remote_user_id, user_id)
+            if owner != user_id:
+                raise _LinkedMeanwhile(owner)  # rolls the new account back
             emails = []
             for address in attributes.emails:
                 if await self.admin_users.threepid_owner_txn(conn, "email", address) is None:
@@ -297,7 +307,15 @@ class SsoService:
             await self.accounts.register(
                 localpart, None, displayname=attributes.display_name, inhibit_login=True, in_transaction=link
             )
+        except _LinkedMeanwhile as race:
+            # The same person's concurrent first login (two tabs) created the account first.
+            return race.owner
         except MatrixError as err:
+            if err.errcode == "M_USER_IN_USE":
+                # Most likely that same race, lost on the user name rather than the link.
+                owner = await self.admin_users.external_id_owner(idp, attributes.remote_user_id)
+                if owner is not None:
+                    return owner
             raise SsoError(409 if err.errcode == "M_USER_IN_USE" else err.status, err.error) from err
         logger.info("created %s on first login with %s", user_id, idp)
         return user_id

@@ -8,6 +8,7 @@ Also `POST /login/get_token` (MSC3882), which needs no provider.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import subprocess
@@ -360,6 +361,20 @@ async def test_provider_without_registration_only_signs_in_linked_accounts(hs: A
     # An existing account of that name is still linked when allow_existing_users is on.
     await register(hs, "teacher", password="pw-teacher")
     assert (await sso_user(hs, "teacher", idp="oidc-closed"))["user_id"] == "@teacher:test.local"
+
+
+async def test_concurrent_first_logins_make_one_account(hs: Any) -> None:
+    browsers = [Browser(), Browser()]
+    try:
+        callbacks = [await to_callback(b, "two.tabs") for b in browsers]
+        answers = await asyncio.gather(*(b.get(cb) for b, cb in zip(browsers, callbacks, strict=True)))
+        tokens = [login_token_of(a) for a in answers]
+    finally:
+        for b in browsers:
+            await b.close()
+    users = {(await (await token_login(hs, t)).json())["user_id"] for t in tokens}
+    assert users == {"@two.tabs:test.local"}
+    assert await services_of(hs).users.get_user("@two.tabs1:test.local") is None
 
 
 async def test_names_that_are_no_localpart_are_mapped_as_synapse_does(hs: Any) -> None:
