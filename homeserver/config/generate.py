@@ -469,9 +469,15 @@ require_membership_for_aliases: true
 #        localpart_template: "{{ user.preferred_username }}"
 #        display_name_template: "{{ user.name }}"
 #        email_template: "{{ user.email }}"
-# Client URLs a login token may go to without a confirmation page (prefixes).
+#    # Only users whose `groups` claim contains "staff" (see docs/sign-in.md):
+#    #attribute_requirements:
+#    #  - attribute: groups
+#    #    value: staff
+# Client URLs a login token may go to without a confirmation page (prefixes); whether the
+# provider's display name replaces the user's at every login.
 #sso:
 #  client_whitelist: ["https://element.example.com/"]
+#  update_profile_information: false
 # Let a signed-in device sign in another (POST /login/get_token, MSC3882).
 #login_via_existing_session:
 #  enabled: false
