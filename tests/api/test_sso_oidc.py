@@ -288,7 +288,8 @@ async def test_login_flows_list_the_providers_as_element_reads_them(hs: Any) -> 
     assert resp.status == 200
     body = await resp.json()
     types = [f["type"] for f in body["flows"]]
-    assert types == ["m.login.password", "m.login.sso", "m.login.token", "m.login.application_service"]
+    assert types == ["m.login.sso", "m.login.token", "m.login.password", "m.login.application_service"]
+    assert body["flows"][1] == {"type": "m.login.token", "get_login_token": True}
     sso = next(f for f in body["flows"] if f["type"] == "m.login.sso")
     assert sso["identity_providers"] == [
         {"id": "oidc-school", "name": "School account", "brand": "keycloak"},
@@ -682,8 +683,9 @@ async def test_get_login_token_signs_in_another_device(aiohttp_client: Any, tmp_
     assert caps["capabilities"]["m.get_login_token"] == {"enabled": True}
     versions = await (await hs.get("/_matrix/client/versions")).json()
     assert versions["unstable_features"]["org.matrix.msc3882"] is True
-    flows = [f["type"] for f in (await (await hs.get("/_matrix/client/v3/login")).json())["flows"]]
-    assert "m.login.token" in flows and "m.login.sso" not in flows
+    flows = (await (await hs.get("/_matrix/client/v3/login")).json())["flows"]
+    assert [f["type"] for f in flows] == ["m.login.token", "m.login.password", "m.login.application_service"]
+    assert flows[0]["get_login_token"] is True
 
     async def get_token(password: str) -> Any:
         resp = await hs.post("/_matrix/client/v1/login/get_token", json={}, headers=headers)

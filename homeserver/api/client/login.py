@@ -18,12 +18,16 @@ routes = Router()
 
 @routes.get("/login", auth=Auth.NONE)
 async def getLoginFlows(req: ApiRequest) -> Any:
-    flows: list[dict[str, Any]] = [{"type": "m.login.password"}]
+    # Synapse's order: SSO, the login token it ends with, the password, appservices.
+    flows: list[dict[str, Any]] = []
     sso = req.services.sso
+    get_token = req.services.config.login_via_existing_session.enabled
     if sso.enabled:
         flows.append({"type": "m.login.sso", "identity_providers": sso.identity_providers()})
-    if sso.enabled or req.services.config.login_via_existing_session.enabled:
-        flows.append({"type": "m.login.token"})
+    if sso.enabled or get_token:
+        # `get_login_token`: POST /login/get_token is served (spec v1.7).
+        flows.append({"type": "m.login.token", **({"get_login_token": True} if get_token else {})})
+    flows.append({"type": "m.login.password"})
     flows.append({"type": "m.login.application_service"})
     return {"flows": flows}
 
