@@ -113,8 +113,17 @@ class Hs:
 
 @pytest.fixture
 async def hs(engine_config: Callable[..., HomeserverConfig], aiohttp_client: Any, issuer: str) -> Hs:
+    config = sso_config(engine_config, issuer)
+    clock = FakeClock(int(time.time() * 1000))
+    client = await aiohttp_client(
+        create_app_from_config(config, clock=clock), server_kwargs={"port": HS_PORT}
+    )
+    return Hs(client, clock, issuer)
+
+
+def sso_config(engine_config: Callable[..., HomeserverConfig], issuer: str) -> HomeserverConfig:
     userinfo_mapping = {"config": {**MAPPING["config"], "display_name_template": "{{ user.nickname }}"}}
-    config = engine_config(
+    return engine_config(
         public_baseurl=f"{HS_URL}/",
         ip_range_whitelist=["127.0.0.0/8"],
         oidc_providers=[
@@ -148,11 +157,6 @@ async def hs(engine_config: Callable[..., HomeserverConfig], aiohttp_client: Any
         sso={"client_whitelist": ["https://client.example/"], "update_profile_information": True},
         login_via_existing_session={"enabled": True},
     )
-    clock = FakeClock(int(time.time() * 1000))
-    client = await aiohttp_client(
-        create_app_from_config(config, clock=clock), server_kwargs={"port": HS_PORT}
-    )
-    return Hs(client, clock, issuer)
 
 
 class Browser:
@@ -444,6 +448,48 @@ async def test_untrusted_client_url_gets_a_confirmation_page(hs: Any, browser: B
     assert link.startswith("https://elsewhere.example/cb?x=1&loginToken=")
     token = parse_qs(urlsplit(link).query)["loginToken"][0]
     assert (await (await token_login(hs, token)).json())["user_id"] == "@someone:test.local"
+
+
+async def test_login_survives_a_restart(
+    engine_config: Callable[..., HomeserverConfig], aiohttp_client: Any, issuer: str
+) -> None:
+    """Nothing of a login in progress lives in one process: the session is the signed cookie,
+    used states and login tokens are in the database. A restart between the redirect and the
+    callback, or before the client redeems its token, loses nothing (and any worker could take
+    the callback)."""
+    config = sso_config(engine_config, issuer)
+    first = await aiohttp_client(create_app_from_config(config), server_kwargs={"port": HS_PORT})
+    b = Browser()
+    try:
+        callback = await to_callback(b, "restarter")
+        await first.close()
+        second = await aiohttp_client(create_app_from_config(config), server_kwargs={"port": HS_PORT})
+        token = login_token_of(await b.get(callback))
+        await second.close()
+        third = await aiohttp_client(create_app_from_config(config), server_kwargs={"port": HS_PORT})
+        assert (await (await token_login(third, token)).json())["user_id"] == "@restarter:test.local"
+    finally:
+        await b.close()
+
+
+async def test_replay_after_a_restart_is_refused(
+    engine_config: Callable[..., HomeserverConfig], aiohttp_client: Any, issuer: str
+) -> None:
+    config = sso_config(engine_config, issuer)
+    first = await aiohttp_client(create_app_from_config(config), server_kwargs={"port": HS_PORT})
+    b = Browser()
+    try:
+        callback = await to_callback(b, "replay.restart")
+        cookie = b.cookie("oidc_session")
+        login_token_of(await b.get(callback))
+        await first.close()
+        second = await aiohttp_client(create_app_from_config(config), server_kwargs={"port": HS_PORT})
+        resp = await second.get(
+            callback.removeprefix(HS_URL), allow_redirects=False, headers={"Cookie": f"oidc_session={cookie}"}
+        )
+        assert resp.status == 400 and "already completed" in await resp.text()
+    finally:
+        await b.close()
 
 
 async def test_login_token_expires(hs: Any, browser: Browser) -> None:
