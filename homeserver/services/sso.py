@@ -50,9 +50,6 @@ class SsoError(Exception):
         self.message = message
 
 
-MAP_USERNAME_RETRIES = 1000  # as Synapse
-
-
 class _LinkedMeanwhile(Exception):
     def __init__(self, owner: str) -> None:
         super().__init__(owner)
@@ -276,21 +273,26 @@ class SsoService:
                 return owner
         if not provider.config.enable_registration:
             raise SsoError(403, "User does not exist and registrations are disabled")
-        # As Synapse: a taken name is never signed into (that would hand over someone else's
-        # account); the mapped name gets a number, "alice1", "alice2", ...
-        for failures in range(MAP_USERNAME_RETRIES):
-            localpart = attributes.localpart + (str(failures) if failures else "")
-            try:
-                localpart = self.accounts.check_new_localpart(localpart)
-            except MatrixError as err:
-                raise SsoError(
-                    400, f"The identity provider's user name cannot be used here: {err.error}"
-                ) from err
-            user_id = self.accounts.user_id_for(localpart)
-            if not await self.accounts.users.get_user_case_insensitive(user_id):
-                break
-        else:
-            raise SsoError(409, "Unable to generate a Matrix ID from the identity provider's answer")
+        try:
+            localpart = self.accounts.check_new_localpart(attributes.localpart)
+        except MatrixError as err:
+            raise SsoError(
+                400, f"The identity provider's user name cannot be used here: {err.error}"
+            ) from err
+        user_id = self.accounts.user_id_for(localpart)
+        if await self.accounts.users.get_user_case_insensitive(user_id):
+            # The same person's concurrent first login (two tabs) may have just created it.
+            owner = await self.admin_users.external_id_owner(idp, attributes.remote_user_id)
+            if owner is not None:
+                return owner
+            # Never signed into: that would give the account to whoever has the provider account
+            # of that name. (Synapse would quietly create "alice1" instead; we refuse, so the
+            # admin decides: allow_existing_users, or a localpart_template that is unique.)
+            raise SsoError(
+                409,
+                f"The user name {localpart} is already taken on this server; ask an administrator "
+                "to link your account",
+            )
 
         async def link(conn: Connection) -> None:
             owner = await self.admin_users.link_external_id_txn(conn, idp, attributes.remote_user_id, user_id)

@@ -403,14 +403,25 @@ async def test_userinfo_endpoint_profile_method(hs: Any) -> None:
     assert profile["displayname"] == "lee.userinfo (from userinfo)"
 
 
-async def test_taken_name_gets_a_number_unless_existing_users_are_allowed(hs: Any) -> None:
+async def test_taken_name_is_refused_unless_existing_users_are_allowed(hs: Any) -> None:
     local = await register(hs, "existing", password="local-pw")
-    # As Synapse: the password account is not handed over; a new account takes the next name.
-    body = await sso_user(hs, "existing")
-    assert body["user_id"] == "@existing1:test.local"
+    b = Browser()
+    try:
+        resp = await sso_login(b, "existing")
+        assert resp.status == 409 and "already taken" in await resp.text()
+    finally:
+        await b.close()
     assert (await admin_view(hs, local["user_id"]))["external_ids"] == []
-    # The same subject comes back to that new account.
-    assert (await sso_user(hs, "existing"))["user_id"] == "@existing1:test.local"
+    # Another subject whose name maps onto an SSO user's is refused too.
+    await sso_user(hs, "twin")
+    await set_at_provider(hs, "twin.other", preferred_username="Twin")
+    b = Browser()
+    try:
+        resp = await sso_login(b, "twin.other")
+        assert resp.status == 409 and "twin is already taken" in await resp.text()
+    finally:
+        await set_at_provider(hs, "twin.other")
+        await b.close()
     # A provider configured with allow_existing_users links the existing account instead.
     assert (await sso_user(hs, "existing", idp="oidc-linking"))["user_id"] == "@existing:test.local"
     linked = await admin_view(hs, local["user_id"])
