@@ -387,6 +387,11 @@ async def test_names_that_are_no_localpart_are_mapped_as_synapse_does(hs: Any) -
     assert (await sso_user(hs, "_Under_Score"))["user_id"] == "@=5funder_score:test.local"
 
 
+async def test_names_that_cannot_be_a_user_id_are_refused(hs: Any, browser: Browser) -> None:
+    resp = await sso_login(browser, "x" * 300)  # too long for a user id, even once mapped
+    assert resp.status == 400 and "cannot be used here" in await resp.text()
+
+
 async def test_issuer_with_trailing_slash_and_template_expressions(hs: Any) -> None:
     body = await sso_user(hs, "Park Teacher", idp="oidc-slash")
     assert body["user_id"] == "@jihoon.park:test.local"  # from jihoon.park@school.example
