@@ -589,7 +589,6 @@ class Services:
             state=self.state,
             clock=self.clock,
         )
-
     def _build_federation_reads(self) -> None:
         """What other servers may read here (history, state, directory, hierarchy, OpenID), and the
         client paths that read other servers' rooms (docs/federation.md)."""
@@ -612,7 +611,6 @@ class Services:
         self.timeline.remote_timestamp = RemoteTimestamps(
             self.state, self.remote_rooms, server_name=server_name
         ).lookup
-
     def _build_federation_edus(self) -> None:
         """Inbound EDU handlers, remote users' device lists and keys (E2EE across servers)."""
         server_name = self.config.server_name
