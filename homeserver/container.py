@@ -81,6 +81,7 @@ from homeserver.services.filters import FilterService
 from homeserver.services.ignore import IgnoreService
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.ldap_login import LdapLogin
+from homeserver.services.login_tokens import LoginTokens
 from homeserver.services.membership import MembershipService
 from homeserver.services.messages import MessageService
 from homeserver.services.metrics import presence_pending_writes
@@ -111,6 +112,7 @@ from homeserver.services.server_admins import ServerAdminService
 from homeserver.services.server_notices import ServerNoticeService
 from homeserver.services.shared_secret import SharedSecretRegistration
 from homeserver.services.spaces import SpaceHierarchyService
+from homeserver.services.sso import SsoService
 from homeserver.services.tags import TagService
 from homeserver.services.timeline import TimelineService
 from homeserver.services.to_device import ToDeviceService
@@ -118,6 +120,8 @@ from homeserver.services.typing import TypingService
 from homeserver.services.uia import UiaService
 from homeserver.services.user_directory import UserDirectoryService
 from homeserver.services.visibility import VisibilityService
+from homeserver.sso.oidc import OidcProvider
+from homeserver.sso.session import SessionSigner
 from homeserver.state.indexes import MembershipIndex, RoomStreamIndex, RoomTailCache
 from homeserver.state.service import StateService
 from homeserver.storage.database import Database
@@ -143,6 +147,7 @@ from homeserver.storage.stores.federation_inbound import InboundFederationStore
 from homeserver.storage.stores.federation_queue import DestinationAdminStore, FederationQueueStore
 from homeserver.storage.stores.jobs import JobStore
 from homeserver.storage.stores.key_backup import KeyBackupStore
+from homeserver.storage.stores.login_tokens import LoginTokenStore
 from homeserver.storage.stores.misc import FilterStore, NonceStore, RegistrationTokenStore, UiaStore
 from homeserver.storage.stores.openid import OpenIdStore
 from homeserver.storage.stores.presence import PresenceStore
@@ -287,6 +292,7 @@ class Services:
         server_name = config.server_name
         self.signing_key = load_or_create_signing_key(config.signing_key_path)
         self._build_federation()
+        self._build_sso()
         self.room_versions = RoomVersionLookup(db)
         self.events = EventStore(db, self.room_versions)
         self.rooms = RoomStore(db)
@@ -479,6 +485,27 @@ class Services:
             clock,
             server_name=server_name,
             audit=self.admin_audit,
+        )
+
+    def _build_sso(self) -> None:
+        """OIDC single sign-on and the login tokens it ends with."""
+        config = self.config
+        self.login_tokens = LoginTokens(LoginTokenStore(self.db), self.accounts, self.clock)
+        # Identity providers are fetched like everything else outbound: through the IP filter.
+        self.sso_http = OutboundClient(
+            IPFilter(config.ip_range_blacklist, config.ip_range_whitelist), user_agent="homeserver-sso"
+        )
+        self.sso = SsoService(
+            [OidcProvider(p, self.sso_http) for p in config.oidc_providers],
+            config.sso,
+            self.accounts,
+            self.admin_user_store,
+            self.login_tokens,
+            SessionSigner(bytes(self.signing_key.signing_key), self.clock),
+            self.clock,
+            self.uia,
+            self.profiles,
+            public_baseurl=config.public_baseurl,
         )
 
     def _build_federation(self) -> None:
@@ -1134,6 +1161,7 @@ class Services:
         await self.presence.stop()
         await self.media.close()
         await self.federation_client.close()
+        await self.sso_http.close()
         await self.appservice_api.close()
         await self.db.close()
 

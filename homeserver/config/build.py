@@ -19,6 +19,7 @@ from homeserver.config.listeners import derive_public_baseurl, normalise_public_
 from homeserver.config.lists import read_ip_ranges, read_rules, read_thumbnail_sizes, read_trusted_key_servers
 from homeserver.config.media import read_media_options
 from homeserver.config.moderation import read_room_creation, read_word_filter
+from homeserver.config.oidc import read_login_via_existing_session, read_oidc_providers, read_sso
 from homeserver.config.parsing import Section, join_path
 from homeserver.config.push import read_email, read_push, read_push_gateway
 from homeserver.config.ratelimits import (
@@ -205,6 +206,9 @@ def _build(root: Section, raw: Mapping[str, Any], config_files: tuple[str, ...])
         server_notices=_server_notices(root),
         compliance=read_compliance(root),
         ldap=read_auth_modules(root, unsupported),
+        oidc_providers=read_oidc_providers(root),
+        sso=read_sso(root),
+        login_via_existing_session=read_login_via_existing_session(root),
         push=read_push(root),
         email=read_email(root),
         push_gateway=read_push_gateway(root),

@@ -461,6 +461,34 @@ require_membership_for_aliases: true
 #      filter: "(memberOf=cn=matrix-users,ou=groups,dc=example,dc=com)"
 #password_providers: []
 
+# OpenID Connect single sign-on (Keycloak, Azure AD, Google...), as Synapse's oidc_providers.
+#oidc_providers:
+#  - idp_id: keycloak
+#    idp_name: "School account"
+#    issuer: "https://sso.example.com/realms/school"
+#    client_id: "matrix"
+#    client_secret: "<secret>"
+#    scopes: ["openid", "profile", "email"]
+#    user_mapping_provider:
+#      config:
+#        localpart_template: "{{ user.preferred_username }}"
+#        display_name_template: "{{ user.name }}"
+#        email_template: "{{ user.email }}"
+#    # Only users whose `groups` claim contains "staff" (see docs/sign-in.md):
+#    #attribute_requirements:
+#    #  - attribute: groups
+#    #    value: staff
+# Client URLs a login token may go to without a confirmation page (prefixes); whether the
+# provider's display name replaces the user's at every login.
+#sso:
+#  client_whitelist: ["https://element.example.com/"]
+#  update_profile_information: false
+# Let a signed-in device sign in another (POST /login/get_token, MSC3882).
+#login_via_existing_session:
+#  enabled: false
+#  require_ui_auth: true
+#  token_timeout: 5m
+
 ## Moderation ##
 
 # Refuse (or redact) messages, room names and topics containing these words. Case-insensitive;

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from homeserver.config.auth_modules import LdapConfig
+from homeserver.config.oidc import LoginViaExistingSession, OidcProviderConfig, SsoConfig
 from homeserver.config.push import EmailConfig, PushConfig, PushGatewayConfig
 
 
@@ -440,6 +441,9 @@ class HomeserverConfig:
     server_notices: ServerNoticesConfig | None = None  # None: server notices are not configured
     compliance: ComplianceConfig = ComplianceConfig()  # retention, search masking
     ldap: LdapConfig | None = None  # the LDAP password provider (`modules:`), if enabled
+    oidc_providers: tuple[OidcProviderConfig, ...] = ()  # single sign-on
+    sso: SsoConfig = field(default_factory=SsoConfig)
+    login_via_existing_session: LoginViaExistingSession = field(default_factory=LoginViaExistingSession)
     push: PushConfig = field(default_factory=PushConfig)  # push delivery (docs/push.md)
     email: EmailConfig = field(default_factory=EmailConfig)  # email notifications (docs/push.md)
     push_gateway: PushGatewayConfig = field(default_factory=PushGatewayConfig)  # embedded gateway

@@ -325,6 +325,39 @@ class OutboundClient:
                 raise BlockedDestinationError("IP address blocked by IP blacklist entry") from exc
             raise OutboundError(f"request failed: {type(exc).__name__}") from exc
 
+    async def post_form(
+        self,
+        url: str,
+        form: Mapping[str, str],
+        *,
+        max_size: int,
+        headers: Mapping[str, str] | None = None,
+    ) -> FetchResult:
+        """POST an `application/x-www-form-urlencoded` body (OAuth2 token requests); no redirects
+        are followed. Raises BlockedDestinationError, ResponseTooLargeError or OutboundError."""
+        current = URL(url, encoded=False)
+        self.check_url(current)
+        client_requests.labels("POST").inc()
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self._get_session().post(
+                    current, data=dict(form), headers=dict(headers or {}), allow_redirects=False
+                ) as resp:
+                    client_responses.labels("POST", str(resp.status)).inc()
+                    peer = self._check_peer(resp)
+                    body = await self._read_capped(resp, max_size)
+                    return FetchResult(
+                        str(current), resp.status, CIMultiDictProxy(CIMultiDict(resp.headers)), body, peer
+                    )
+        except TimeoutError as exc:
+            raise OutboundError("timed out") from exc
+        except OutboundError:
+            raise
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            if _is_blocked_error(exc):
+                raise BlockedDestinationError("IP address blocked by IP blacklist entry") from exc
+            raise OutboundError(f"request failed: {type(exc).__name__}") from exc
+
     def _check_peer(self, resp: aiohttp.ClientResponse) -> str | None:
         connection = resp.connection
         transport = connection.transport if connection is not None else None

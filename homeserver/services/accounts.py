@@ -205,7 +205,7 @@ class AccountService:
         async with self.db.transaction() as conn:
             if await self.users.user_id_taken_txn(conn, user_id):
                 raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
-            await self.users.insert_user_txn(
+            inserted = await self.users.insert_user_txn(
                 conn,
                 user_id,
                 password_hash,
@@ -214,6 +214,8 @@ class AccountService:
                 user_type=user_type,
                 appservice_id=appservice_id,
             )
+            if not inserted:  # registered concurrently since the check above
+                raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
             await self.users.insert_profile_txn(conn, user_id, displayname or localpart)
             if in_transaction is not None:
                 await in_transaction(conn)

@@ -13,9 +13,12 @@ from typing import Any
 
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError
-from homeserver.storage.stores.misc import UiaStore
+from homeserver.storage.stores.misc import UiaSession, UiaStore
 
 SESSION_LIFETIME_MS = 24 * 3600 * 1000
+# Stages completed only through their fallback page (`/auth/<type>/fallback/web`): the client
+# then resubmits with just the session (or names the stage again).
+FALLBACK_STAGES = frozenset({"m.login.sso"})
 
 # A stage checker gets the `auth` dict (and the session's user) and returns what it proved (e.g. the
 # user id for a password stage); it raises MatrixError(401/403) on failure.
@@ -103,7 +106,13 @@ class UiaService:
             clientdict_saved = session.clientdict
         assert isinstance(session_id, str)
 
-        if auth is not None and "type" in auth:
+        if (
+            auth is not None
+            and "type" in auth
+            and not (auth["type"] in FALLBACK_STAGES and auth["type"] in completed)
+        ):
+            # A fallback-only stage (m.login.sso) is proven by its page, not by the auth dict:
+            # naming it again once done just re-checks the flows.
             stage = auth["type"]
             allowed = {s for flow in flows for s in flow}
             checker = checkers.get(stage)
@@ -127,6 +136,17 @@ class UiaService:
             if all(stage in completed for stage in flow):
                 return UiaResult(session_id, completed, clientdict_saved)
         raise UiaRequired(flows, session_id, list(completed), params)
+
+    async def session(self, session_id: str) -> UiaSession | None:
+        """A live session (for a fallback page), or None when unknown or expired."""
+        session = await self.store.get_session(session_id)
+        if session is None or session.created_ts + SESSION_LIFETIME_MS < self.clock.time_ms():
+            return None
+        return session
+
+    async def complete_stage(self, session_id: str, stage: str, result: Any) -> None:
+        """Record a stage proven out of band (the m.login.sso fallback page's callback)."""
+        await self.store.add_completed(session_id, stage, result)
 
     async def finish(self, session_id: str) -> None:
         await self.store.delete_session(session_id)

@@ -267,7 +267,6 @@ def test_synapse_postgres_config(tmp_path: Path) -> None:
     # Generated-config boilerplate is accepted silently; the rest is reported.
     assert config.unknown_keys == (
         "database.args.keepalives_idle",
-        "oidc_providers",
         "presence.include_offline_users_on_sync",
     )
     assert config.extras["email"] == {"smtp_host": "mail.example.com"}

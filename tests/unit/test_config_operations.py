@@ -17,10 +17,10 @@ def test_implemented_keys_are_not_reported_unknown() -> None:
             "turn_password": "p",
             "turn_user_lifetime": "2h",
             "require_membership_for_aliases": False,
-            "oidc_providers": [{"idp_id": "x"}],
+            "cas_config": {"enabled": True},
         },
     )
-    assert config.unknown_keys == ("oidc_providers",)
+    assert config.unknown_keys == ("cas_config",)
     assert config.turn.uris == ("turn:turn.example.com:3478?transport=udp",)
     assert config.turn.user_lifetime == 2 * 3600 * 1000
     assert config.require_membership_for_aliases is False

@@ -65,14 +65,18 @@ UNSTABLE_FEATURES: dict[str, bool] = {
     "org.matrix.msc3916.stable": True,
     # Simplified sliding sync (MSC4186), as Element X uses it (docs/sliding-sync.md).
     "org.matrix.simplified_msc3575": True,
-    # Signing in a new device from an existing one (MSC3882, POST /login/get_token): not served.
-    "org.matrix.msc3882": False,
 }
 
 
 @routes.get("/_matrix/client/versions", auth=Auth.NONE, prefixes=())
 async def getVersions(req: ApiRequest) -> dict[str, Any]:
-    return {"versions": SUPPORTED_VERSIONS, "unstable_features": UNSTABLE_FEATURES}
+    # Signing in a new device from an existing one (MSC3882, POST /login/get_token): served when
+    # login_via_existing_session is enabled.
+    msc3882 = req.services.config.login_via_existing_session.enabled
+    return {
+        "versions": SUPPORTED_VERSIONS,
+        "unstable_features": {**UNSTABLE_FEATURES, "org.matrix.msc3882": msc3882},
+    }
 
 
 @routes.get("/.well-known/matrix/client", auth=Auth.NONE, prefixes=())
@@ -96,7 +100,7 @@ async def getCapabilities(req: ApiRequest) -> dict[str, Any]:
             "m.set_displayname": {"enabled": True},
             "m.set_avatar_url": {"enabled": True},
             "m.3pid_changes": {"enabled": False},
-            "m.get_login_token": {"enabled": False},
+            "m.get_login_token": {"enabled": config.login_via_existing_session.enabled},
         }
     }
 

@@ -301,6 +301,43 @@ class AdminUserStore:
         )
         return [(r[0], r[1]) for r in rows]
 
+    async def external_id_owner(self, provider: str, external_id: str) -> str | None:
+        row = await self.db.fetchrow(
+            "SELECT user_id FROM user_external_ids WHERE auth_provider = $1 AND external_id = $2",
+            provider,
+            external_id,
+        )
+        return str(row[0]) if row else None
+
+    async def add_external_id_txn(
+        self, conn: Connection, provider: str, external_id: str, user_id: str
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO user_external_ids (auth_provider, external_id, user_id) VALUES ($1, $2, $3)",
+            provider,
+            external_id,
+            user_id,
+        )
+
+    async def link_external_id_txn(
+        self, conn: Connection, provider: str, external_id: str, user_id: str
+    ) -> str:
+        """Link the external id to `user_id` unless it is already linked; returns its owner (a
+        concurrent first login may have linked it to another account first)."""
+        await conn.execute(
+            "INSERT INTO user_external_ids (auth_provider, external_id, user_id) VALUES ($1, $2, $3)"
+            " ON CONFLICT (auth_provider, external_id) DO NOTHING",
+            provider,
+            external_id,
+            user_id,
+        )
+        owner: str = await conn.fetchval(
+            "SELECT user_id FROM user_external_ids WHERE auth_provider = $1 AND external_id = $2",
+            provider,
+            external_id,
+        )
+        return owner
+
     async def external_id_owner_txn(self, conn: Connection, provider: str, external_id: str) -> str | None:
         owner: str | None = await conn.fetchval(
             "SELECT user_id FROM user_external_ids WHERE auth_provider = $1 AND external_id = $2",

@@ -70,6 +70,24 @@ class UiaStore:
             dumps_str(completed),
         )
 
+    async def add_completed(self, session_id: str, stage: str, result: Any) -> None:
+        """Add one completed stage, read and written in one transaction (with the row locked on
+        PostgreSQL) so that a stage completed concurrently by another request is not lost."""
+        async with self.db.transaction() as conn:
+            lock = " FOR UPDATE" if self.db.dialect == "postgres" else ""
+            raw = await conn.fetchval(
+                f"SELECT completed FROM ui_auth_sessions WHERE session_id = $1{lock}", session_id
+            )
+            if raw is None:
+                return
+            completed = loads(raw)
+            completed[stage] = result
+            await conn.execute(
+                "UPDATE ui_auth_sessions SET completed = $2 WHERE session_id = $1",
+                session_id,
+                dumps_str(completed),
+            )
+
     async def delete_session(self, session_id: str) -> None:
         await self.db.execute("DELETE FROM ui_auth_sessions WHERE session_id = $1", session_id)
 

@@ -79,10 +79,12 @@ class UserStore:
         is_guest: bool = False,
         user_type: str | None = None,
         appservice_id: str | None = None,
-    ) -> None:
-        await conn.execute(
+    ) -> bool:
+        """False when the user id exists (a concurrent registration of the same name won)."""
+        row = await conn.fetchrow(
             "INSERT INTO users (user_id, password_hash, created_ts, is_admin, is_guest, user_type,"
-            " appservice_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            " appservice_id) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            " ON CONFLICT (user_id) DO NOTHING RETURNING user_id",
             user_id,
             password_hash,
             created_ts,
@@ -91,6 +93,7 @@ class UserStore:
             user_type,
             appservice_id,
         )
+        return row is not None
 
     async def set_password_hash_txn(self, conn: Connection, user_id: str, password_hash: str | None) -> None:
         await conn.execute("UPDATE users SET password_hash = $2 WHERE user_id = $1", user_id, password_hash)
