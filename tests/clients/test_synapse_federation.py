@@ -18,12 +18,14 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bench import synapse_ref
-from synapse_compat_tests.client import MatrixClient, q, register_user
+from synapse_compat_tests.client import V3, MatrixClient, q, random_localpart, register_user
 from synapse_compat_tests.launcher import LaunchedServer, free_port, launch
+from tests.clients.test_federation_scenarios import User, messages_page, shared_room
 from tests.clients.test_federation_tls import make_ca_and_leaf
 
 LOOPBACK = ["127.0.0.0/8", "::1/128"]
@@ -179,3 +181,89 @@ def test_room_aliases_both_ways(peers: tuple[Peer, Peer]) -> None:
 
     resp = on_syn.get(f"/_matrix/client/v3/directory/room/{q('#missing:' + ours.name)}")
     assert resp.status == 404, resp.describe()
+
+
+def _user(peer: Peer, localpart: str) -> User:
+    user_id, token, _ = register_user(peer.client, peer.shared_secret, random_localpart(localpart))
+    user = User(user_id, peer.client.with_token(token))
+    user.sync_once(0)
+    return user
+
+
+def _conversation(room_id: str, first: User, second: User) -> None:
+    """Messages, an edit and reactions, taking turns: each event is seen by both before the next."""
+
+    def say(sender: User, content: dict[str, Any], event_type: str = "m.room.message") -> str:
+        event_id = sender.send(room_id, content, event_type)
+        for member in (first, second):
+            member.wait(
+                f"{event_type} {event_id}",
+                lambda m=member: event_id in {e["event_id"] for e in m.events(room_id)},  # type: ignore[misc]
+            )
+        return event_id
+
+    hello = say(first, {"msgtype": "m.text", "body": "hello from " + first.user_id})
+    answer = say(second, {"msgtype": "m.text", "body": "hi back from " + second.user_id})
+    say(first, {
+        "msgtype": "m.text",
+        "body": "* hello again from " + first.user_id,
+        "m.new_content": {"msgtype": "m.text", "body": "hello again from " + first.user_id},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": hello},
+    })  # fmt: skip
+    say(second, {"m.relates_to": {"rel_type": "m.annotation", "event_id": hello, "key": "👍"}}, "m.reaction")
+    say(first, {"m.relates_to": {"rel_type": "m.annotation", "event_id": answer, "key": "🎉"}}, "m.reaction")
+    say(second, {"msgtype": "m.text", "body": "bye", "m.relates_to": {"m.in_reply_to": {"event_id": hello}}})
+    # The edit is aggregated on the original on both servers.
+    for member in (first, second):
+        resp = member.api.get(f"{V3}/rooms/{q(room_id)}/event/{q(hello)}")
+        assert resp.status == 200, resp.describe()
+        assert "m.replace" in resp.body.get("unsigned", {}).get("m.relations", {}), resp.body
+    # Both servers' /messages show the same events in the same order, state events included
+    # (the joins, and the guest's view starts at the room's creation).
+    assert full_page(first, room_id) == full_page(second, room_id)
+    assert len(messages_page(first, room_id)) >= 6
+
+
+def full_page(user: User, room_id: str) -> list[tuple[str, str]]:
+    resp = user.api.get(f"{V3}/rooms/{q(room_id)}/messages", params={"dir": "b", "limit": "100"})
+    assert resp.status == 200, resp.describe()
+    return [(e["event_id"], e["type"]) for e in reversed(resp.body["chunk"])]
+
+
+def _typing_and_receipt(room_id: str, typist: User, reader: User) -> None:
+    resp = typist.api.put(
+        f"{V3}/rooms/{q(room_id)}/typing/{q(typist.user_id)}", {"typing": True, "timeout": 20000}
+    )
+    assert resp.status == 200, resp.describe()
+    reader.wait(
+        "the other side typing",
+        lambda: any(
+            e["type"] == "m.typing" and typist.user_id in e["content"]["user_ids"]
+            for e in reader.ephemeral.get(room_id, [])
+        ),
+    )
+    event_id = typist.text(room_id, "read me")
+    reader.wait("the message", lambda: event_id in {e["event_id"] for e in reader.events(room_id)})
+    resp = reader.api.post(f"{V3}/rooms/{q(room_id)}/receipt/m.read/{q(event_id)}", {})
+    assert resp.status == 200, resp.describe()
+    typist.wait(
+        "the read receipt",
+        lambda: any(
+            e["type"] == "m.receipt"
+            and reader.user_id in e["content"].get(event_id, {}).get("m.read", {})
+            for e in typist.ephemeral.get(room_id, [])
+        ),
+    )
+
+
+@pytest.mark.parametrize("creator_side", ["synapse", "ours"])
+def test_shared_room_conversation(peers: tuple[Peer, Peer], creator_side: str) -> None:
+    ours, synapse = peers
+    owner_peer, guest_peer = (synapse, ours) if creator_side == "synapse" else (ours, synapse)
+    owner, guest = _user(owner_peer, "owner"), _user(guest_peer, "guest")
+    room_id = shared_room(owner, [guest], server_name=owner_peer.name, name=f"made on {creator_side}")
+    if creator_side == "synapse":
+        assert ":" not in room_id, "Synapse's default room version (12) has no server part"
+    _conversation(room_id, owner, guest)
+    _typing_and_receipt(room_id, owner, guest)
+    _typing_and_receipt(room_id, guest, owner)
