@@ -209,6 +209,27 @@ class FederationEventHandler:
             raise EventRejected(ctx.rejected_reason)
         return event
 
+    async def place_outlier_prevs(self, origin: str, event: Event) -> None:
+        """Before our own join to a room we left is persisted: prev events of `event` held here
+        only as outliers (typically the invite that brought us back, received out of band) take
+        their place in the timeline as live events now, so they come before the join in stream
+        order. Left as outliers, backfill would later give them the negative orderings of
+        history older than anything we hold, putting the invite before the room's creation in
+        /messages. Best effort: an event that cannot be processed stays an outlier."""
+        stored = await self.events.get_events(list(event.prev_event_ids))
+        outliers = [s.event for s in stored.values() if s.outlier and s.event.room_id == event.room_id]
+        if not outliers or await self.state.get(event.room_id) is None:
+            return
+        async with self.room_lock(event.room_id):
+            budget = _Budget(self.limits.max_state_fetches)
+            for outlier in sorted(outliers, key=lambda e: (e.depth, e.event_id)):
+                try:
+                    await self._fill_gap(origin, outlier, budget)
+                    ctx = await self._context_for(origin, outlier, EventKind.REMOTE_NEW, {}, budget)
+                    await self.persister.persist([replace(ctx, replaces_outlier=True)])
+                except MatrixError as exc:
+                    logger.info("could not place outlier %s: %s", outlier.event_id, exc.error)
+
     async def _live_kind(self, event: Event, was_outlier: bool) -> EventKind:
         """REMOTE_NEW, unless the event was an outlier that events we hold already follow: it is
         then history behind them (BACKFILLED: neither a forward extremity nor a change of the

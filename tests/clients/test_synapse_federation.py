@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import pytest
 from bench import synapse_ref
 from synapse_compat_tests.client import V3, MatrixClient, q, random_localpart, register_user
 from synapse_compat_tests.launcher import LaunchedServer, free_port, launch
-from tests.clients.test_federation_scenarios import User, messages_page, shared_room
+from tests.clients.test_federation_scenarios import User, full_page, messages_page, shared_room
 from tests.clients.test_federation_tls import make_ca_and_leaf
 
 LOOPBACK = ["127.0.0.0/8", "::1/128"]
@@ -213,6 +214,10 @@ def _conversation(room_id: str, first: User, second: User) -> None:
     say(second, {"m.relates_to": {"rel_type": "m.annotation", "event_id": hello, "key": "👍"}}, "m.reaction")
     say(first, {"m.relates_to": {"rel_type": "m.annotation", "event_id": answer, "key": "🎉"}}, "m.reaction")
     say(second, {"msgtype": "m.text", "body": "bye", "m.relates_to": {"m.in_reply_to": {"event_id": hello}}})
+    mistake = say(first, {"msgtype": "m.text", "body": "oops, wrong room"})
+    say(first, {"redacts": mistake, "reason": "typo"}, "m.room.redaction")
+    resp = second.api.get(f"{V3}/rooms/{q(room_id)}/event/{q(mistake)}")
+    assert resp.status == 200 and resp.body["content"] == {}, resp.describe()
     # The edit is aggregated on the original on both servers.
     for member in (first, second):
         resp = member.api.get(f"{V3}/rooms/{q(room_id)}/event/{q(hello)}")
@@ -222,12 +227,6 @@ def _conversation(room_id: str, first: User, second: User) -> None:
     # (the joins, and the guest's view starts at the room's creation).
     assert full_page(first, room_id) == full_page(second, room_id)
     assert len(messages_page(first, room_id)) >= 6
-
-
-def full_page(user: User, room_id: str) -> list[tuple[str, str]]:
-    resp = user.api.get(f"{V3}/rooms/{q(room_id)}/messages", params={"dir": "b", "limit": "100"})
-    assert resp.status == 200, resp.describe()
-    return [(e["event_id"], e["type"]) for e in reversed(resp.body["chunk"])]
 
 
 def _typing_and_receipt(room_id: str, typist: User, reader: User) -> None:
@@ -249,21 +248,54 @@ def _typing_and_receipt(room_id: str, typist: User, reader: User) -> None:
     typist.wait(
         "the read receipt",
         lambda: any(
-            e["type"] == "m.receipt"
-            and reader.user_id in e["content"].get(event_id, {}).get("m.read", {})
+            e["type"] == "m.receipt" and reader.user_id in e["content"].get(event_id, {}).get("m.read", {})
             for e in typist.ephemeral.get(room_id, [])
         ),
     )
 
 
-@pytest.mark.parametrize("creator_side", ["synapse", "ours"])
-def test_shared_room_conversation(peers: tuple[Peer, Peer], creator_side: str) -> None:
+@pytest.mark.parametrize(
+    ("creator_side", "room_version"), [("synapse", None), ("ours", None), ("ours", "12")]
+)
+def test_shared_room_conversation(
+    peers: tuple[Peer, Peer], creator_side: str, room_version: str | None
+) -> None:
     ours, synapse = peers
     owner_peer, guest_peer = (synapse, ours) if creator_side == "synapse" else (ours, synapse)
     owner, guest = _user(owner_peer, "owner"), _user(guest_peer, "guest")
-    room_id = shared_room(owner, [guest], server_name=owner_peer.name, name=f"made on {creator_side}")
-    if creator_side == "synapse":
+    create = {"room_version": room_version} if room_version else {}
+    room_id = shared_room(
+        owner, [guest], server_name=owner_peer.name, name=f"made on {creator_side}", **create
+    )
+    if creator_side == "synapse" or room_version == "12":
         assert ":" not in room_id, "Synapse's default room version (12) has no server part"
     _conversation(room_id, owner, guest)
     _typing_and_receipt(room_id, owner, guest)
     _typing_and_receipt(room_id, guest, owner)
+    _leave_and_rejoin(room_id, owner, guest, owner_peer.name)
+
+
+def _leave_and_rejoin(room_id: str, owner: User, guest: User, via: str) -> None:
+    def membership_seen(user: User, member: str, membership: str) -> bool:
+        return any(
+            e["state_key"] == member and e["content"]["membership"] == membership
+            for e in user.events(room_id, "m.room.member")
+        )
+
+    resp = guest.api.post(f"{V3}/rooms/{q(room_id)}/leave", {})
+    assert resp.status == 200, resp.describe()
+    owner.wait("the guest leaving", lambda: membership_seen(owner, guest.user_id, "leave"))
+    resp = owner.api.post(f"{V3}/rooms/{q(room_id)}/invite", {"user_id": guest.user_id})
+    assert resp.status == 200, resp.describe()
+    guest.invites.discard(room_id)
+    guest.wait("the new invite", lambda: room_id in guest.invites)
+    resp = guest.api.post(f"{V3}/join/{q(room_id)}", {}, params={"server_name": via})
+    assert resp.status == 200, resp.describe()
+    owner.seen.pop(room_id, None)
+    owner.wait("the guest back", lambda: membership_seen(owner, guest.user_id, "join"))
+    event_id = guest.text(room_id, "back again")
+    owner.wait(
+        "a message after the re-join", lambda: event_id in {e["event_id"] for e in owner.events(room_id)}
+    )
+    mine, theirs = full_page(owner, room_id), full_page(guest, room_id)
+    assert mine == theirs, "\n".join(f"{a}  |  {b}" for a, b in zip_longest(mine, theirs))
