@@ -333,8 +333,12 @@ class FederationEventHandler:
             if snapshot is not None:
                 current = {k: e.event_id for k, e in snapshot.state.items()}
                 if current != state_before:
+                    # As Synapse: the current state resolved with the state before the event, so
+                    # what its own branch established (a join we only learnt from /state_ids)
+                    # counts, and what the rest of the room did since (a ban) wins as it would.
+                    resolved = await self._resolve_pair(event, current, state_before, pending_events)
                     try:
-                        await self._check_against(event, current, pending_events)
+                        await self._check_against(event, resolved, pending_events)
                     except AuthError as exc:
                         logger.info("soft-failing %s: %s", event.event_id, exc.reason)
                         soft_failed = True
@@ -348,6 +352,23 @@ class FederationEventHandler:
             rejected_reason=rejected_reason,
             soft_failed=soft_failed,
         )
+
+    async def _resolve_pair(
+        self,
+        event: Event,
+        current: Mapping[StateKey, str],
+        state_before: Mapping[StateKey, str],
+        pending: Mapping[str, Event],
+    ) -> dict[StateKey, str]:
+        sets = [current, state_before]
+        merged = merge_unconflicted(sets)
+        if merged is not None:
+            return merged
+
+        async def lookup(ids: Sequence[str]) -> Mapping[str, Event]:
+            return await self._lookup(ids, pending)
+
+        return await self.resolver.resolve(event.room_version, event.room_id, sets, lookup)
 
     async def _create_event(
         self, event: Event, auth_events: Mapping[str, Event], pending: Mapping[str, Event]
