@@ -140,7 +140,8 @@ async def run(destinations: int, messages: int, workdir: Path) -> None:
         print(f"{messages} messages to {destinations} destinations: all delivered in {elapsed:.2f} s")
         print(f"  {deliveries / elapsed:.0f} PDU deliveries/s, {transactions} transactions")
         print(
-            f"  client send: {messages / sent:.0f} messages/s, median {statistics.median(latencies) * 1000:.1f} ms,"
+            f"  client send: {messages / sent:.0f} messages/s,"
+            f" median {statistics.median(latencies) * 1000:.1f} ms,"
             f" p90 {latencies[int(len(latencies) * 0.9) - 1] * 1000:.1f} ms"
         )
     finally:
