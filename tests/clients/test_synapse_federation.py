@@ -9,13 +9,18 @@ literals in a blocked range whatever its allow list says, so loopback peers must
 hostname. Server names carry explicit ports, so no DNS or `.well-known` is involved.
 
 Checked here: key exchange and request signing in both directions, through the client APIs that
-use them (profiles and room aliases of the other server's users).
+use them (profiles and room aliases of the other server's users); a room made on either side
+(Synapse's default v12, ours, ours as v12) joined by a user of the other server, a conversation
+taking turns (messages, an edit, reactions, a reply, a redaction), typing and receipts both ways,
+leave and re-join through a new invite, and both servers' /messages identical after each step.
+`federating_pair` is also what bench/federation_synapse.py runs.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
@@ -57,17 +62,24 @@ def _install_synapse() -> None:
 def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Peer, Peer]]:
     """(ours, synapse), federating."""
     _install_synapse()
-    certs = tmp_path_factory.mktemp("certs")
+    with federating_pair(tmp_path_factory.mktemp) as pair:
+        yield pair
+
+
+@contextmanager
+def federating_pair(mkdir: Callable[[str], Path]) -> Iterator[tuple[Peer, Peer]]:
+    """(ours, synapse), federating; Synapse must be installed. Also used by bench/."""
+    certs = mkdir("certs")
     ca, chain, key = make_ca_and_leaf(certs)
     our_fed_port, syn_fed_port, syn_client_port = free_port(), free_port(), free_port()
     our_name, syn_name = f"localhost:{our_fed_port}", f"localhost:{syn_fed_port}"
     names = [our_name, syn_name]
     ours: LaunchedServer | None = None
-    syn_dir = tmp_path_factory.mktemp("synapse")
+    syn_dir = mkdir("synapse")
     try:
         ours = launch(
             "sqlite",
-            tmp_path_factory.mktemp("ours"),
+            mkdir("ours"),
             overrides={
                 "server_name": our_name,
                 "tls_certificate_path": str(chain),
