@@ -19,6 +19,7 @@ leave and re-join through a new invite, and both servers' /messages identical af
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -311,3 +312,35 @@ def _leave_and_rejoin(room_id: str, owner: User, guest: User, via: str) -> None:
     )
     mine, theirs = full_page(owner, room_id), full_page(guest, room_id)
     assert mine == theirs, "\n".join(f"{a}  |  {b}" for a, b in zip_longest(mine, theirs))
+
+
+@pytest.mark.parametrize("creator_side", ["synapse", "ours"])
+def test_concurrent_topic_changes_converge(peers: tuple[Peer, Peer], creator_side: str) -> None:
+    """Both users change the topic at once (a fork): state resolution on each server picks the
+    same winner."""
+    ours, synapse = peers
+    owner_peer, guest_peer = (synapse, ours) if creator_side == "synapse" else (ours, synapse)
+    owner, guest = _user(owner_peer, "owner"), _user(guest_peer, "guest")
+    room_id = shared_room(
+        owner,
+        [guest],
+        server_name=owner_peer.name,
+        power_level_content_override={"events": {"m.room.topic": 0}},
+    )
+    path = f"{V3}/rooms/{q(room_id)}/state/m.room.topic"
+    ids = []
+    for user, topic in ((owner, "topic of the owner"), (guest, "topic of the guest")):
+        resp = user.api.put(path, {"topic": topic})
+        assert resp.status == 200, resp.describe()
+        ids.append(resp.body["event_id"])
+    for user in (owner, guest):
+        user.wait("both topic changes", lambda u=user: set(ids) <= {e["event_id"] for e in u.events(room_id)})  # type: ignore[misc]
+    deadline = time.monotonic() + 20
+    while True:
+        topics = [u.api.get(path).body.get("topic") for u in (owner, guest)]
+        if topics[0] == topics[1] or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert topics[0] == topics[1], topics
+    # Concurrent events may be listed in either order (arrival vs depth), but the same ones.
+    assert sorted(full_page(owner, room_id)) == sorted(full_page(guest, room_id))
