@@ -344,3 +344,29 @@ def test_concurrent_topic_changes_converge(peers: tuple[Peer, Peer], creator_sid
     assert topics[0] == topics[1], topics
     # Concurrent events may be listed in either order (arrival vs depth), but the same ones.
     assert sorted(full_page(owner, room_id)) == sorted(full_page(guest, room_id))
+
+
+@pytest.mark.parametrize("creator_side", ["synapse", "ours"])
+def test_join_public_room_by_alias(peers: tuple[Peer, Peer], creator_side: str) -> None:
+    """No invite: the other server's user joins a public room by its alias (directory lookup,
+    then make_join/send_join through the alias's server), and they talk."""
+    ours, synapse = peers
+    owner_peer, guest_peer = (synapse, ours) if creator_side == "synapse" else (ours, synapse)
+    owner, guest = _user(owner_peer, "owner"), _user(guest_peer, "guest")
+    alias_name = random_localpart("pub")
+    resp = owner.api.post(f"{V3}/createRoom", {"preset": "public_chat", "room_alias_name": alias_name})
+    assert resp.status == 200, resp.describe()
+    room_id = resp.body["room_id"]
+    resp = guest.api.post(f"{V3}/join/{q(f'#{alias_name}:{owner_peer.name}')}", {})
+    assert resp.status == 200, resp.describe()
+    assert resp.body["room_id"] == room_id
+    owner.wait(
+        "the guest's join",
+        lambda: any(
+            e["state_key"] == guest.user_id and e["content"]["membership"] == "join"
+            for e in owner.events(room_id, "m.room.member")
+        ),
+    )
+    event_id = guest.text(room_id, "found you through the directory")
+    owner.wait("the guest's message", lambda: event_id in {e["event_id"] for e in owner.events(room_id)})
+    assert full_page(owner, room_id) == full_page(guest, room_id)
