@@ -592,6 +592,8 @@ class Services:
         # /messages past the start of our history backfills; backfilled events' visibility comes
         # from the state before them
         self.timeline.backfill = self.federation_events.backfill_for_client
+        if self.membership.remote is not None:
+            self.membership.remote.place_outlier_prevs = self.federation_events.place_outlier_prevs
         self.visibility.state_before_event = functools.partial(self.state.state_ids_at_event, before=True)
         self.federation_transactions = TransactionHandler(
             events=self.federation_events,

@@ -209,6 +209,27 @@ class FederationEventHandler:
             raise EventRejected(ctx.rejected_reason)
         return event
 
+    async def place_outlier_prevs(self, origin: str, event: Event) -> None:
+        """Before our own join to a room we left is persisted: prev events of `event` held here
+        only as outliers (typically the invite that brought us back, received out of band) take
+        their place in the timeline as live events now, so they come before the join in stream
+        order. Left as outliers, backfill would later give them the negative orderings of
+        history older than anything we hold, putting the invite before the room's creation in
+        /messages. Best effort: an event that cannot be processed stays an outlier."""
+        stored = await self.events.get_events(list(event.prev_event_ids))
+        outliers = [s.event for s in stored.values() if s.outlier and s.event.room_id == event.room_id]
+        if not outliers or await self.state.get(event.room_id) is None:
+            return
+        async with self.room_lock(event.room_id):
+            budget = _Budget(self.limits.max_state_fetches)
+            for outlier in sorted(outliers, key=lambda e: (e.depth, e.event_id)):
+                try:
+                    await self._fill_gap(origin, outlier, budget)
+                    ctx = await self._context_for(origin, outlier, EventKind.REMOTE_NEW, {}, budget)
+                    await self.persister.persist([replace(ctx, replaces_outlier=True)])
+                except MatrixError as exc:
+                    logger.info("could not place outlier %s: %s", outlier.event_id, exc.error)
+
     async def _live_kind(self, event: Event, was_outlier: bool) -> EventKind:
         """REMOTE_NEW, unless the event was an outlier that events we hold already follow: it is
         then history behind them (BACKFILLED: neither a forward extremity nor a change of the
@@ -312,8 +333,12 @@ class FederationEventHandler:
             if snapshot is not None:
                 current = {k: e.event_id for k, e in snapshot.state.items()}
                 if current != state_before:
+                    # As Synapse: the current state resolved with the state before the event, so
+                    # what its own branch established (a join we only learnt from /state_ids)
+                    # counts, and what the rest of the room did since (a ban) wins as it would.
+                    resolved = await self._resolve_pair(event, current, state_before, pending_events)
                     try:
-                        await self._check_against(event, current, pending_events)
+                        await self._check_against(event, resolved, pending_events)
                     except AuthError as exc:
                         logger.info("soft-failing %s: %s", event.event_id, exc.reason)
                         soft_failed = True
@@ -327,6 +352,23 @@ class FederationEventHandler:
             rejected_reason=rejected_reason,
             soft_failed=soft_failed,
         )
+
+    async def _resolve_pair(
+        self,
+        event: Event,
+        current: Mapping[StateKey, str],
+        state_before: Mapping[StateKey, str],
+        pending: Mapping[str, Event],
+    ) -> dict[StateKey, str]:
+        sets = [current, state_before]
+        merged = merge_unconflicted(sets)
+        if merged is not None:
+            return merged
+
+        async def lookup(ids: Sequence[str]) -> Mapping[str, Event]:
+            return await self._lookup(ids, pending)
+
+        return await self.resolver.resolve(event.room_version, event.room_id, sets, lookup)
 
     async def _create_event(
         self, event: Event, auth_events: Mapping[str, Event], pending: Mapping[str, Event]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from homeserver.core import ids
@@ -86,6 +86,9 @@ class RemoteMembership:
     ) -> None:
         self.client = client
         self.persister = persister
+        # Set by the container once the inbound pipeline exists: on a re-join, outliers the join
+        # follows (our invite) become timeline events first (FederationEventHandler).
+        self.place_outlier_prevs: Callable[[str, Event], Awaitable[None]] | None = None
         self.state = state
         self.events = events
         self.clock = clock
@@ -212,6 +215,8 @@ class RemoteMembership:
             raise MatrixError(
                 403, "M_FORBIDDEN", f"The join is not allowed by the room state: {exc.reason}"
             ) from exc
+        if self.place_outlier_prevs is not None:
+            await self.place_outlier_prevs(server, event)
         known = await self.events.get_events([e.event_id for e in remote.events])
         contexts = [EventContext(e, EventKind.OUTLIER, {}) for e in remote.events if e.event_id not in known]
         contexts.append(EventContext(event, EventKind.REMOTE_NEW, dict(remote.state)))

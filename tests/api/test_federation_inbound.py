@@ -212,6 +212,34 @@ async def test_soft_fail_against_current_state(hs: Any, remote: FakeRemote) -> N
     assert late.event_id not in await timeline_ids(hs, room)
 
 
+async def test_soft_fail_uses_current_state_resolved_with_the_events_state(
+    hs: Any, remote: FakeRemote
+) -> None:
+    """carol joined on the remote side; we learn her join only from /state_ids for her message.
+    Our current state lacks her, but resolved with the state before her message it has her
+    joined: the message is accepted, not soft-failed (Synapse's check)."""
+    room = await joined_room(hs, remote)
+    services = services_of(hs)
+    remote.failing.add("get_missing_events")
+    carol_join = remote.join(room.version, room.room_id, "carol", [room.bob_join.event_id])
+    message = remote.make(
+        room.version,
+        room.room_id,
+        remote.user("carol"),
+        "m.room.message",
+        {"msgtype": "m.text", "body": "carol"},
+        prev=[carol_join.event_id],
+    )
+    assert ("m.room.member", remote.user("carol")) not in await current_ids(services, room.room_id)
+    status, body = await remote.send(hs, [message.pdu])
+    assert (status, body) == (200, {"pdus": {message.event_id: {}}})
+    row = await stored_row(services, message.event_id)
+    assert row is not None and not row[2] and row[1] is None
+    assert message.event_id in await timeline_ids(hs, room)
+    ids = await current_ids(services, room.room_id)
+    assert ids[("m.room.member", remote.user("carol"))] == carol_join.event_id
+
+
 async def test_unknown_room_and_room_we_left(hs: Any, remote: FakeRemote) -> None:
     room = await joined_room(hs, remote)
     services = services_of(hs)

@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from typing import Any
 
 import pytest
@@ -171,6 +172,13 @@ def messages_page(user: User, room_id: str) -> list[str]:
     return [e["event_id"] for e in reversed(resp.body["chunk"]) if e["type"] != "m.room.member"]
 
 
+def full_page(user: User, room_id: str) -> list[tuple[str, str]]:
+    """(event id, type) of the room's last 100 events, state included, oldest first."""
+    resp = user.api.get(f"{V3}/rooms/{q(room_id)}/messages", params={"dir": "b", "limit": "100"})
+    assert resp.status == 200, resp.describe()
+    return [(e["event_id"], e["type"]) for e in reversed(resp.body["chunk"])]
+
+
 def test_dm_and_group_with_edits_reactions_replies_redactions(sites: tuple[Site, Site]) -> None:
     a, b = sites
     alice, dave = a.user("alice_s"), a.user("dave_s")
@@ -293,6 +301,40 @@ def test_leave_and_rejoin(sites: tuple[Site, Site]) -> None:
     bob.wait("messages after re-joining", lambda: "welcome back" in bob.bodies(room))
     bob.text(room, "glad to be back")
     alice.wait("bob's message after re-joining", lambda: "glad to be back" in alice.bodies(room))
+
+
+def test_rejoin_through_invite_keeps_timeline_order(sites: tuple[Site, Site]) -> None:
+    """The invite that brings a user back arrives out of band (an outlier); once re-joined it is
+    in the timeline between the leave and the join on both servers, not before the room's
+    creation."""
+    a, b = sites
+    alice, bob = a.user("alice_r"), b.user("bob_r")
+    for u in (alice, bob):
+        u.sync_once(0)
+    room = shared_room(alice, [bob], server_name=a.name)
+    said = alice.text(room, "before the leave")
+    bob.wait("alice's message", lambda: said in {e["event_id"] for e in bob.events(room)})
+    resp = bob.api.post(f"{V3}/rooms/{q(room)}/leave", {})
+    assert resp.status == 200, resp.describe()
+    alice.wait(
+        "bob's leave",
+        lambda: any(
+            e["state_key"] == bob.user_id and e["content"]["membership"] == "leave"
+            for e in alice.events(room, "m.room.member")
+        ),
+    )
+    resp = alice.api.post(f"{V3}/rooms/{q(room)}/invite", {"user_id": bob.user_id})
+    assert resp.status == 200, resp.describe()
+    bob.invites.discard(room)
+    bob.wait("the new invite", lambda: room in bob.invites)
+    resp = bob.api.post(f"{V3}/join/{q(room)}", {}, params={"server_name": a.name})
+    assert resp.status == 200, resp.describe()
+    event_id = bob.text(room, "back")
+    alice.wait("bob's message", lambda: event_id in {e["event_id"] for e in alice.events(room)})
+    on_a, on_b = full_page(alice, room), full_page(bob, room)
+    assert on_a == on_b, "\n".join(f"{x}  |  {y}" for x, y in zip_longest(on_a, on_b))
+    assert on_b[0][1] == "m.room.create"
+    assert [t for _, t in on_b[-4:]] == ["m.room.member"] * 3 + ["m.room.message"]
 
 
 def test_server_down_then_caught_up(sites: tuple[Site, Site]) -> None:
