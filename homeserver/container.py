@@ -156,6 +156,7 @@ from homeserver.storage.stores.users import UserStore
 from homeserver.storage.streams import StreamIdGenerator
 from homeserver.sync.e2ee import E2eeSyncExtension
 from homeserver.sync.ephemeral import IgnoreExtension, PresenceExtension, ReceiptsExtension, TypingExtension
+from homeserver.sync.live import LiveConnections
 from homeserver.sync.service import SyncService
 from homeserver.sync.unread import UnreadCountsExtension
 
@@ -243,6 +244,10 @@ class Services:
 
         # services
         self.auth = AuthService(self.device_store, self.users, self.appservices, clock)
+        # WebSocket sync connections (docs/websocket.md): closed at once when their token goes.
+        self.live_sync = LiveConnections()
+        self.auth.token_listeners.append(self.live_sync.tokens_invalidated)
+        self.auth.user_listeners.append(self.live_sync.user_invalidated)
         self.appservice_api = AppServiceApi()
         self.appservice_queries = AppServiceQueries(self.appservices, self.appservice_api)
         self.client_ips = ClientIpTracker(ClientIpStore(db), clock)

@@ -164,6 +164,11 @@ class Notifier:
                     fut.set_result(time.perf_counter())
 
     @property
+    def closed(self) -> bool:
+        """Shutting down: loops over `wait_for_change` (WebSocket sync) must stop."""
+        return self._closed
+
+    @property
     def listeners(self) -> int:
         """Parked /sync requests."""
         return sum(len(e.waiters) for e in self._users.values())
