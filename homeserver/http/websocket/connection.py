@@ -108,9 +108,7 @@ class SyncWebSocket:
         except MatrixError as err:
             await self._fail(err, p.CloseCode.BAD_REQUEST)
             return ws
-        stream = SyncPushStream(
-            self.services.sync, template, self.connection_id, self.settings.max_wait_s
-        )
+        stream = SyncPushStream(self.services.sync, template, self.connection_id, self.settings.max_wait_s)
         self.hub.add(self)
         pusher = asyncio.ensure_future(self._push(stream))
         try:
@@ -305,9 +303,7 @@ class SyncWebSocket:
             try:
                 method, path, body = p.request_of(frame)
                 path = self._with_masquerade(path)
-                status, result = await dispatch(
-                    self.request, method, path, body, self._token, self.max_body
-                )
+                status, result = await dispatch(self.request, method, path, body, self._token, self.max_body)
             except MatrixError as err:
                 status, result = err.status, err.to_body()
             answer: dict[str, Any] = {"type": "response", "id": request_id, "status": status}
