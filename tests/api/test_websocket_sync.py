@@ -8,9 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -489,3 +492,170 @@ async def test_access_log_never_shows_the_token(
     assert any("/send/m.room.message/log-1" in line and bob.user_id in line for line in access)
     assert any("access_token=<redacted>" in line for line in access)
     assert bob.token not in caplog.text
+
+
+# -- resume and back-pressure ----------------------------------------------------------------------
+
+
+async def _fill_gap(conn: WebSocketSync, room_id: str, prev_batch: str, got: dict[str, int]) -> list[str]:
+    """Page /messages back (over the socket) from a limited timeline's prev_batch until an event
+    already received; returns the missed message ids, oldest first."""
+    missed: list[str] = []
+    token: str | None = prev_batch
+    while token:
+        page = await conn.messages(room_id, token, limit=100)
+        chunk = page.get("chunk") or []
+        stop = False
+        for event in chunk:
+            if event["event_id"] in got:
+                stop = True
+                break
+            if event["type"] == "m.room.message":
+                missed.append(event["event_id"])
+        if stop or not chunk:
+            break
+        token = page.get("end")
+    missed.reverse()
+    return missed
+
+
+async def test_kill_mid_stream_and_resume_without_loss_or_duplicates(hs: Any) -> None:
+    total = 1000
+    alice, bob, room_id = await room_of(hs)
+    rng = random.Random(17)
+    flt = {"room": {"rooms": [room_id], "timeline": {"limit": 5}}, **QUIET}
+    conn = ws_client(hs, bob, filter=flt)
+    await conn.connect()
+    await conn.next_sync(10)
+    sent: list[str] = []
+
+    async def sender() -> None:
+        for i in range(total):
+            sent.append(await alice.send(room_id, f"n{i}"))
+            if rng.random() < 0.05:
+                await asyncio.sleep(0.01)
+
+    drops = 0
+    stop_killing = asyncio.Event()
+
+    async def killer() -> None:
+        nonlocal drops
+        while not stop_killing.is_set():
+            await asyncio.sleep(rng.uniform(0.005, 0.08))
+            if conn.closed is None:
+                conn.drop()  # no close handshake: a network failure, possibly mid-frame
+                drops += 1
+
+    got: dict[str, int] = {}  # event id -> order of arrival
+    from_sync: list[str] = []  # every message id a sync frame carried (none may come twice)
+    gaps: list[str] = []  # prev_batch tokens of limited timelines still to page
+    reconnects = 0
+    sending = asyncio.ensure_future(sender())
+    killing = asyncio.ensure_future(killer())
+    try:
+        for _ in range(100_000):
+            if sending.done() and len(got) >= total and not gaps:
+                break
+            try:
+                while gaps:
+                    for event_id in await _fill_gap(conn, room_id, gaps[0], got):
+                        got.setdefault(event_id, len(got))
+                    gaps.pop(0)
+                body = await conn.next_sync(30)
+            except ConnectionClosed:
+                reconnects += 1
+                for _attempt in range(50):
+                    try:
+                        if rng.random() < 0.2:
+                            await asyncio.sleep(
+                                0.05
+                            )  # offline a while: more than the timeline limit piles up
+                        await conn.connect()  # from the last next_batch it handed out
+                        break
+                    except (ConnectionClosed, aiohttp.ClientError):
+                        await asyncio.sleep(0.01)
+                continue
+            timeline = (body["rooms"]["join"].get(room_id) or {}).get("timeline") or {}
+            events = [e for e in timeline.get("events", []) if e["type"] == "m.room.message"]
+            if timeline.get("limited") and events:
+                gaps.append(timeline["prev_batch"])
+            for event in events:
+                from_sync.append(event["event_id"])
+                got.setdefault(event["event_id"], len(got))
+            if len(got) >= total:
+                stop_killing.set()
+    finally:
+        stop_killing.set()
+        await sending
+        await killing
+        await conn.close()
+    assert len(from_sync) < total, "no reconnect ever found a limited timeline to fill"
+    assert len(from_sync) == len(set(from_sync)), "an event came twice"
+    assert set(got) == set(sent), f"missing {len(set(sent) - set(got))}"
+    assert drops >= 10 and reconnects >= 10
+    # Sync frames bring messages in the order they were sent.
+    order = {event_id: i for i, event_id in enumerate(sent)}
+    positions = [order[e] for e in from_sync]
+    assert positions == sorted(positions)
+
+
+def _small_receive_buffer(addr_info: Any) -> socket.socket:
+    """A client socket with a tiny receive window, set before connecting (so TCP honours it)."""
+    family, type_, proto, _, _ = addr_info
+    sock = socket.socket(family=family, type=type_, proto=proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    return sock
+
+
+async def test_slow_reader_stays_bounded(hs: Any) -> None:
+    total = 10_000
+    alice, bob, room_id = await room_of(hs)
+    services = services_of(hs)
+    flt = json.dumps({"room": {"rooms": [room_id], "timeline": {"limit": 20}}, **QUIET})
+    url = f"{base(hs)}{UNSTABLE_PATH}?filter={quote(flt)}"
+    connector = aiohttp.TCPConnector(socket_factory=_small_receive_buffer)
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.ws_connect(url, headers=bob.headers, max_msg_size=0) as ws,
+    ):
+        assert json.loads((await ws.receive(timeout=10)).data)["type"] == "ready"
+        assert json.loads((await ws.receive(timeout=10)).data)["type"] == "sync"
+        (server_conn,) = services.live_sync._by_user[bob.user_id]
+        transport = server_conn.request.transport
+        assert transport is not None
+        transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        frames_before = server_conn.frames_sent
+
+        # The client reads nothing while 10,000 messages are sent, a few at a time (a reader
+        # keeping up would get hundreds of frames).
+        biggest_buffer = 0
+        frames_after_batch: list[int] = []
+        ids: list[str] = []
+        for start in range(0, total, 20):
+            batch = [alice.send(room_id, f"p{i}") for i in range(start, min(total, start + 20))]
+            ids.extend(await asyncio.gather(*batch))
+            biggest_buffer = max(biggest_buffer, transport.get_write_buffer_size())
+            frames_after_batch.append(server_conn.frames_sent - frames_before)
+        stalled_frames = frames_after_batch[-1]
+        # The server wrote what the socket buffers took, then stopped computing and writing: no
+        # frame at all for the second half of the events, and user-space buffering stays within
+        # about one frame above the transport's high-water mark, whatever the backlog.
+        assert frames_after_batch[len(frames_after_batch) // 2] == stalled_frames, frames_after_batch
+        assert biggest_buffer < 512 * 1024, biggest_buffer
+
+        # Reading again: what piled up arrives as one limited delta since the last token sent.
+        frames = 0
+        last: dict[str, Any] = {}
+        while True:
+            msg = await ws.receive(timeout=30)
+            assert msg.type == aiohttp.WSMsgType.TEXT
+            frame = json.loads(msg.data)
+            if frame["type"] != "sync":
+                continue
+            frames += 1
+            timeline = (frame["body"]["rooms"]["join"].get(room_id) or {}).get("timeline") or {}
+            if ids[-1] in [e["event_id"] for e in timeline.get("events", [])]:
+                last = timeline
+                break
+        assert frames <= stalled_frames + 2, (frames, stalled_frames)
+        assert last["limited"] is True and len(last["events"]) == 20
