@@ -109,6 +109,11 @@ class AuthService:
             raise unknown_token("Access token has expired", soft_logout=True)
         return requester
 
+    def expires_at_ms(self, access_token: str) -> int | None:
+        """When a token checked a moment ago stops working (refreshable tokens), else None."""
+        cached = self._cache.get(token_hash(access_token))
+        return cached[1] if cached is not None else None
+
     def require_admin(self, requester: Requester) -> None:
         if not requester.is_admin:
             raise MatrixError(403, "M_FORBIDDEN", "You are not a server admin")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from homeserver.core.tokens import StreamToken
+from homeserver.sync import metrics as sync_metrics
 from homeserver.sync.service import SyncRequest, SyncService
 
 _connection_ids = itertools.count(1)
@@ -55,6 +56,7 @@ class LiveConnections:
         self._by_user: dict[str, set[LiveConnection]] = {}
         self._by_token: dict[str, set[LiveConnection]] = {}
         self.closing = False
+        sync_metrics.websocket_connections.bind(self, lambda live: live.count)
 
     def add(self, conn: LiveConnection) -> None:
         self._by_user.setdefault(conn.user_id, set()).add(conn)

@@ -292,6 +292,60 @@ async def test_device_deleted_and_deactivation_close_sockets(hs: Any) -> None:
     await conn2.close()
 
 
+async def test_expired_refreshable_token_closes_with_soft_logout(aiohttp_client: Any, tmp_path: Path) -> None:
+    config = make_config(tmp_path, **NO_PRESENCE, refreshable_access_token_lifetime=1500)
+    hs = await aiohttp_client(create_app_from_config(config))
+    _, bob, _ = await room_of(hs)
+    login = await hs.post(
+        f"{V3}/login",
+        json={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": bob.user_id},
+            "password": "pass-word-1",
+            "refresh_token": True,
+        },
+    )
+    body = await login.json()
+    assert body["expires_in_ms"] == 1500
+    conn = ws_client(hs, User(hs, body))
+    await conn.connect()
+    exc = await closed(conn)
+    assert (exc.code, exc.reason) == (4410, "M_UNKNOWN_TOKEN")
+    assert exc.error is not None and exc.error["soft_logout"] is True
+    await conn.close()
+
+
+async def test_heartbeat_closes_a_dead_peer(hs: Any) -> None:
+    services_of(hs).live_sync.settings = LiveSettings(heartbeat_s=0.2)
+    _, bob, _ = await room_of(hs)
+    # A client that never answers pings (autoping off, never reads): the server gives up on it.
+    async with hs.session.ws_connect(f"{base(hs)}{UNSTABLE_PATH}", headers=bob.headers, autoping=False) as ws:
+        for _ in range(200):
+            if services_of(hs).live_sync.count == 1:
+                break
+            await asyncio.sleep(0.01)
+        for _ in range(300):
+            if services_of(hs).live_sync.count == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert services_of(hs).live_sync.count == 0
+        kinds = set()
+        while True:
+            msg = await ws.receive(timeout=5)
+            kinds.add(msg.type)
+            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                break
+        assert aiohttp.WSMsgType.PING in kinds
+
+
+async def test_app_level_ping_for_browsers(hs: Any) -> None:
+    _, bob, _ = await room_of(hs)
+    async with ws_client(hs, bob) as conn:
+        assert conn._ws is not None
+        answer = await conn._call({"type": "ping"})
+        assert answer["type"] == "pong"
+
+
 async def test_shutdown_closes_with_going_away(hs: Any) -> None:
     _, bob, _ = await room_of(hs)
     conn = ws_client(hs, bob)

@@ -26,6 +26,7 @@ from homeserver.http.params import query_bool, query_int
 from homeserver.http.requester import Requester
 from homeserver.http.websocket import protocol as p
 from homeserver.http.websocket.dispatch import dispatch
+from homeserver.sync import metrics as sync_metrics
 from homeserver.sync.live import SyncPushStream, new_connection_id
 from homeserver.sync.service import SyncRequest
 
@@ -82,6 +83,7 @@ class SyncWebSocket:
         self._tasks: set[asyncio.Task[Any]] = set()  # client requests being served
         self._side_tasks: set[asyncio.Task[Any]] = set()  # token checks, closes
         self._closing = False
+        self._expiry: asyncio.TimerHandle | None = None
         self.frames_sent = 0
         self.last_sent_token: str | None = None
 
@@ -124,6 +126,8 @@ class SyncWebSocket:
         finally:
             self._closing = True
             self.hub.remove(self)
+            if self._expiry is not None:
+                self._expiry.cancel()
             pusher.cancel()
             for task in list(self._tasks):
                 task.cancel()
@@ -187,6 +191,12 @@ class SyncWebSocket:
         self._requester = requester
         self.user_id = requester.user_id
         self.token_hash = requester.token_hash
+        expires = services.auth.expires_at_ms(token)
+        if expires is not None:
+            # A refreshable token: closed (soft logout) when it expires; the client refreshes
+            # and reconnects from its last token.
+            delay = max(0.0, (expires - services.clock.time_ms()) / 1000) + 0.01
+            self._expiry = asyncio.get_running_loop().call_later(delay, self.revalidate)
         agent = self.request.headers.get("User-Agent")
         services.client_ips.record(requester, self.request.remote, agent)
         note_client(self.request.remote, requester.user_id)
@@ -222,6 +232,7 @@ class SyncWebSocket:
                     await self._close(p.CloseCode.TIMEOUT, reason, force=True)
                     return
                 self.last_sent_token = response["next_batch"]
+                sync_metrics.websocket_frames.inc()
         except MatrixError as err:  # e.g. a `since` token from the future
             await self._fail(err, p.CloseCode.BAD_REQUEST)
         except (ConnectionError, asyncio.CancelledError):
@@ -253,6 +264,7 @@ class SyncWebSocket:
         self._closing = True
         if self.ws.closed:
             return
+        sync_metrics.websocket_closes.labels(str(code)).inc()
         if force:
             # The client is not reading: a close frame would only queue behind the stalled one.
             transport = self.request.transport
@@ -306,6 +318,7 @@ class SyncWebSocket:
                 status, result = await dispatch(self.request, method, path, body, self._token, self.max_body)
             except MatrixError as err:
                 status, result = err.status, err.to_body()
+            sync_metrics.websocket_requests.labels(f"{status // 100}xx").inc()
             answer: dict[str, Any] = {"type": "response", "id": request_id, "status": status}
             answer["result" if status < 400 else "error"] = result
             with contextlib.suppress(ConnectionError):
