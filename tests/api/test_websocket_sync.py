@@ -212,6 +212,11 @@ async def test_bad_auth_close_codes(hs: Any) -> None:
     assert (code, reason) == (4401, "M_UNKNOWN_TOKEN")
     code, reason, _ = await _refused(hs, UNSTABLE_PATH, first="not json")
     assert (code, reason) == (4401, "M_MISSING_TOKEN")
+    async with hs.session.ws_connect(f"{base(hs)}{UNSTABLE_PATH}") as ws:
+        await ws.send_bytes(b"binary")
+        assert json.loads((await ws.receive(timeout=10)).data)["error"]["errcode"] == "M_MISSING_TOKEN"
+        assert (await ws.receive(timeout=10)).type == aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == 4401
     code, reason, _ = await _refused(hs, UNSTABLE_PATH)
     assert (code, reason) == (4408, "M_MISSING_TOKEN")
     assert services_of(hs).live_sync.count == 0

@@ -161,13 +161,12 @@ class SyncWebSocket:
                 MatrixError(401, "M_MISSING_TOKEN", "No auth frame received in time"), p.CloseCode.TIMEOUT
             )
             return None
-        if msg.type != WSMsgType.TEXT:
-            await self._close(p.CloseCode.BAD_REQUEST, "expected an auth frame")
-            return None
-        try:
-            frame = hjson.loads(msg.data)
-        except ValueError:
-            frame = None
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+            return None  # the client went away
+        frame = None
+        if msg.type == WSMsgType.TEXT:
+            with contextlib.suppress(ValueError):
+                frame = hjson.loads(msg.data)
         token = frame.get("access_token") if isinstance(frame, dict) and frame.get("type") == "auth" else None
         if not isinstance(token, str) or not token:
             await self._fail(
