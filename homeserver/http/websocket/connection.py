@@ -1,10 +1,11 @@
 """One WebSocket sync connection: authentication, the pushed sync frames, client requests, closing.
 
-Two tasks per connection: the request's own task reads client frames (and serves at most
-`max_inflight_requests` of them at once: beyond that it stops reading, so TCP pushes back on the
-client), and a push task that loops over `SyncPushStream` and writes one sync frame at a time. All
-writes are serialised by a lock; a frame that does not drain within `send_timeout_s` means the
-client stopped reading, and the connection is closed (the client resumes from its last token).
+The request's own task reads client frames and serves at most `max_inflight_requests` of them at
+once (beyond that it stops reading, so TCP pushes back on the client). Sync frames come from a
+`SyncPushStream`, which holds no task while idle and computes the next frame only after the
+previous one was written. All writes are serialised by a lock; a frame that does not drain within
+`send_timeout_s` means the client stopped reading, and the connection is dropped (the client
+resumes from its last token).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class _Params:
         query = request.query
         since_raw = query.get("since")
         self.since = StreamToken.parse(since_raw) if since_raw else None
-        self.timeout_ms = query_int(query, "timeout", MAX_WAIT_MS, minimum=1000, maximum=MAX_WAIT_MS)
+        self.timeout_ms = query_int(query, "timeout", None, minimum=1000, maximum=MAX_WAIT_MS)
         self.full_state = query_bool(query, "full_state")
         self.set_presence = query.get("set_presence")
         if self.set_presence is not None and self.set_presence not in ("offline", "online", "unavailable"):
@@ -61,6 +62,31 @@ class _Params:
 
 
 class SyncWebSocket:
+    # Thousands of these stay open at once: slots, and sets made only when first needed.
+    __slots__ = (
+        "_closing",
+        "_expiry",
+        "_params",
+        "_requester",
+        "_send_lock",
+        "_side_tasks",
+        "_slots",
+        "_stream",
+        "_tasks",
+        "_token",
+        "connection_id",
+        "frames_sent",
+        "hub",
+        "last_sent_token",
+        "max_body",
+        "request",
+        "services",
+        "settings",
+        "token_hash",
+        "user_id",
+        "ws",
+    )
+
     def __init__(self, request: web.Request, services: Services) -> None:
         self.request = request
         self.services = services
@@ -79,9 +105,10 @@ class SyncWebSocket:
         self._requester: Requester | None = None
         self._params: _Params | None = None
         self._send_lock = asyncio.Lock()
-        self._slots = asyncio.Semaphore(self.settings.max_inflight_requests)
-        self._tasks: set[asyncio.Task[Any]] = set()  # client requests being served
-        self._side_tasks: set[asyncio.Task[Any]] = set()  # token checks, closes
+        self._slots: asyncio.Semaphore | None = None  # made at the first client request
+        self._tasks: set[asyncio.Task[Any]] | None = None  # client requests being served
+        self._side_tasks: set[asyncio.Task[Any]] | None = None  # token checks, closes
+        self._stream: SyncPushStream | None = None
         self._closing = False
         self._expiry: asyncio.TimerHandle | None = None
         self.frames_sent = 0
@@ -110,9 +137,18 @@ class SyncWebSocket:
         except MatrixError as err:
             await self._fail(err, p.CloseCode.BAD_REQUEST)
             return ws
-        stream = SyncPushStream(self.services.sync, template, self.connection_id, self.settings.max_wait_s)
+        stream = SyncPushStream(
+            self.services.sync,
+            template,
+            self.connection_id,
+            self._params.timeout_ms / 1000
+            if self._params and self._params.timeout_ms
+            else self.settings.max_wait_s,
+            self._deliver,
+            self._stream_stopped,
+        )
+        self._stream = stream
         self.hub.add(self)
-        pusher = asyncio.ensure_future(self._push(stream))
         try:
             await self._send(
                 {
@@ -122,20 +158,18 @@ class SyncWebSocket:
                     "device_id": self._requester.device_id,
                 }
             )
+            await stream.start()
             await self._read_loop()
         finally:
             self._closing = True
             self.hub.remove(self)
             if self._expiry is not None:
                 self._expiry.cancel()
-            pusher.cancel()
-            for task in list(self._tasks):
+            stream.close()
+            for task in list(self._tasks or ()):
                 task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await pusher
             if self._side_tasks:  # a close in progress finishes its handshake
                 await asyncio.wait(list(self._side_tasks), timeout=5.0)
-            stream.close()
             if not ws.closed:
                 await ws.close()
         return ws
@@ -217,28 +251,28 @@ class SyncWebSocket:
 
     # -- server -> client ------------------------------------------------------------------------
 
-    async def _push(self, stream: SyncPushStream) -> None:
-        if self._params is not None and self._params.timeout_ms:
-            stream.max_wait_ms = self._params.timeout_ms
+    async def _deliver(self, response: dict[str, Any]) -> bool:
+        """Write one sync frame; False when the connection is gone or the client stopped reading."""
         try:
-            while not self._closing:
-                response = await stream.next()
-                if response is None:
-                    await self._close(p.CloseCode.GOING_AWAY, "server shutting down")
-                    return
-                if not await self._send({"type": "sync", "body": response}, self.settings.send_timeout_s):
-                    reason = f"stopped reading; resume from {self.last_sent_token or ''}"
-                    await self._close(p.CloseCode.TIMEOUT, reason, force=True)
-                    return
-                self.last_sent_token = response["next_batch"]
-                sync_metrics.websocket_frames.inc()
-        except MatrixError as err:  # e.g. a `since` token from the future
-            await self._fail(err, p.CloseCode.BAD_REQUEST)
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        except Exception:
-            logger.exception("WebSocket sync push failed")
-            await self._close(p.CloseCode.INTERNAL_ERROR, "internal error")
+            written = await self._send({"type": "sync", "body": response}, self.settings.send_timeout_s)
+        except (ConnectionError, RuntimeError):
+            return False
+        if not written:
+            reason = f"stopped reading; resume from {self.last_sent_token or ''}"
+            self._spawn(self._close(p.CloseCode.TIMEOUT, reason, force=True))
+            return False
+        self.last_sent_token = response["next_batch"]
+        sync_metrics.websocket_frames.inc()
+        return True
+
+    def _stream_stopped(self, error: BaseException | None) -> None:
+        if isinstance(error, MatrixError):  # e.g. a `since` token from the future
+            self._spawn(self._fail(error, p.CloseCode.BAD_REQUEST))
+        elif error is not None:
+            logger.error("WebSocket sync push failed", exc_info=error)
+            self._spawn(self._close(p.CloseCode.INTERNAL_ERROR, "internal error"))
+        elif self.services.notifier.closed:
+            self._spawn(self._close(p.CloseCode.GOING_AWAY, "server shutting down"))
 
     async def _send(self, frame: dict[str, Any], drain_s: float | None = None) -> bool:
         """Write one frame; False when it did not drain within `drain_s` (a stalled reader)."""
@@ -304,6 +338,10 @@ class SyncWebSocket:
             return
         if kind == "typing":
             frame.setdefault("user_id", self.user_id)
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.settings.max_inflight_requests)
+            self._tasks = set()
+        assert self._tasks is not None
         await self._slots.acquire()  # beyond the limit, stop reading: the client waits
         task = asyncio.ensure_future(self._serve_request(request_id, frame))
         self._tasks.add(task)
@@ -323,6 +361,7 @@ class SyncWebSocket:
             with contextlib.suppress(ConnectionError):
                 await self._send(answer, self.settings.send_timeout_s)
         finally:
+            assert self._slots is not None
             self._slots.release()
 
     def _with_masquerade(self, path: str) -> str:
@@ -358,6 +397,8 @@ class SyncWebSocket:
         await self._close(p.CloseCode.GOING_AWAY, "server shutting down")
 
     def _spawn(self, coro: Any) -> None:
+        if self._side_tasks is None:
+            self._side_tasks = set()
         task = asyncio.ensure_future(coro)
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
