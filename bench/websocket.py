@@ -2,10 +2,10 @@
 
     python -m bench.websocket [--receivers 50] [--idle 1000] [--json-out FILE]
 
-Starts the homeserver (SQLite, open rate limits) on a free loopback port, then runs with
-`bench.load`: `fanout` (R receivers long-polling /sync) and `ws_fanout` (the same on WebSockets)
-with identical parameters, then `idle` and `ws_idle` with the same number of clients, each
-sampling the server's RSS and CPU through /proc. Prints one table; the JSON lines go to --json-out.
+Starts a fresh homeserver (SQLite, open rate limits) on a free loopback port for each of these
+`bench.load` scenarios: `fanout` (R receivers long-polling /sync) and `ws_fanout` (the same on
+WebSockets) with identical parameters, then `idle` and `ws_idle` with the same number of clients,
+each sampling the server's RSS and CPU through /proc. Prints one table; the JSON lines go to --json-out.
 Figures are in docs/performance.md ("WebSocket sync").
 """
 
@@ -63,50 +63,50 @@ def main() -> None:
     args = parser.parse_args()
     json_out = Path(args.json_out)
     rows: list[tuple[str, Any, Any]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        overrides = {
-            "rc_message": OPEN,
-            "rc_registration": OPEN,
-            "rc_login": {"address": OPEN, "account": OPEN, "failed_attempts": OPEN},
-            "presence": {"enabled": False},
-        }
-        server = launch("sqlite", Path(tmp) / "hs", overrides=overrides)
-        try:
-            fan = {"receivers": args.receivers, "senders": args.senders, "messages": args.messages}
-            lp = run_scenario(server, "fanout", fan, json_out)
-            ws = run_scenario(server, "ws_fanout", fan, json_out)
-            for key in ("delay_p50_ms", "delay_p99_ms", "delivered_per_s", "missing", "duplicates"):
-                rows.append(
-                    (f"fan-out R={args.receivers}: {key}", lp["result"].get(key), ws["result"].get(key))
-                )
-            for res in (lp, ws):
-                cpu = ((res.get("server_proc") or {}).get("measured") or {}).get("server_cpu_s")
-                delivered = res["result"].get("delivered") or 0
-                res["cpu_ms_per_delivery"] = round(cpu * 1000 / delivered, 3) if cpu and delivered else None
-            rows.append(
-                ("fan-out: server CPU ms per delivery", lp["cpu_ms_per_delivery"], ws["cpu_ms_per_delivery"])
-            )
-            idle = run_scenario(server, "idle", {"polls": args.idle, "hold_s": args.hold}, json_out)
-            ws_idle = run_scenario(
-                server, "ws_idle", {"connections": args.idle, "hold_s": args.hold}, json_out
-            )
-            rows.append(
-                (
-                    f"idle x{args.idle}: RSS per client KiB",
-                    idle["result"].get("rss_per_poll_kib"),
-                    ws_idle["result"].get("rss_per_connection_kib"),
-                )
-            )
-            rows.append(
-                (
-                    f"idle x{args.idle}: server CPU s over {args.hold:g} s",
-                    idle["result"].get("server_cpu_s_during"),
-                    ws_idle["result"].get("server_cpu_s_during"),
-                )
-            )
-            rows.append(("idle: errors", idle["result"].get("errors"), ws_idle["result"].get("errors")))
-        finally:
-            server.stop()
+    overrides = {
+        "rc_message": OPEN,
+        "rc_registration": OPEN,
+        "rc_login": {"address": OPEN, "account": OPEN, "failed_attempts": OPEN},
+        "presence": {"enabled": False},
+    }
+
+    def fresh(name: str, params: dict[str, Any]) -> dict[str, Any]:
+        # A fresh server per scenario: RSS growth is not hidden by memory an earlier one freed.
+        with tempfile.TemporaryDirectory() as tmp:
+            server = launch("sqlite", Path(tmp) / "hs", overrides=overrides)
+            try:
+                return run_scenario(server, name, params, json_out)
+            finally:
+                server.stop()
+
+    fan = {"receivers": args.receivers, "senders": args.senders, "messages": args.messages}
+    lp = fresh("fanout", fan)
+    ws = fresh("ws_fanout", fan)
+    for key in ("delay_p50_ms", "delay_p99_ms", "delivered_per_s", "missing", "duplicates"):
+        rows.append((f"fan-out R={args.receivers}: {key}", lp["result"].get(key), ws["result"].get(key)))
+    cpu_rows = []
+    for res in (lp, ws):
+        cpu = ((res.get("server_proc") or {}).get("measured") or {}).get("server_cpu_s")
+        delivered = res["result"].get("delivered") or 0
+        cpu_rows.append(round(cpu * 1000 / delivered, 3) if cpu and delivered else None)
+    rows.append(("fan-out: server CPU ms per delivery", cpu_rows[0], cpu_rows[1]))
+    idle = fresh("idle", {"polls": args.idle, "hold_s": args.hold})
+    ws_idle = fresh("ws_idle", {"connections": args.idle, "hold_s": args.hold})
+    rows.append(
+        (
+            f"idle x{args.idle}: RSS per client KiB",
+            idle["result"].get("rss_per_poll_kib"),
+            ws_idle["result"].get("rss_per_connection_kib"),
+        )
+    )
+    rows.append(
+        (
+            f"idle x{args.idle}: server CPU s over {args.hold:g} s",
+            idle["result"].get("server_cpu_s_during"),
+            ws_idle["result"].get("server_cpu_s_during"),
+        )
+    )
+    rows.append(("idle: errors", idle["result"].get("errors"), ws_idle["result"].get("errors")))
     print(f"{'measure':48} {'long-poll':>12} {'websocket':>12}")
     for name, a, b in rows:
         print(f"{name:48} {a!s:>12} {b!s:>12}")

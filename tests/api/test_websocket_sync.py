@@ -231,6 +231,7 @@ async def test_bad_parameters_close_codes(hs: Any) -> None:
         "timeout=-5",
         "filter=999999",
         "filter=%7Bnope",
+        "filter=ab%00cd",
     ]:
         # The same refusal as GET /sync with these parameters, as a close code.
         resp = await hs.get(f"{STABLE_PATH}?{query}", headers=bob.headers)

@@ -23,7 +23,7 @@ from homeserver.core.errors import MatrixError
 from homeserver.core.tokens import StreamToken
 from homeserver.http.auth import extract_access_token
 from homeserver.http.metrics import note_client
-from homeserver.http.params import query_bool, query_int
+from homeserver.http.params import check_path_and_query, query_bool, query_int
 from homeserver.http.requester import Requester
 from homeserver.http.websocket import protocol as p
 from homeserver.http.websocket.dispatch import dispatch
@@ -49,6 +49,7 @@ class _Params:
 
     def __init__(self, request: web.Request) -> None:
         query = request.query
+        check_path_and_query(request.match_info, query.items())  # as for every route
         since_raw = query.get("since")
         self.since = StreamToken.parse(since_raw) if since_raw else None
         self.timeout_ms = query_int(query, "timeout", None, minimum=1000, maximum=MAX_WAIT_MS)
