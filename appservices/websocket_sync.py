@@ -115,6 +115,7 @@ class WebSocketSync:
             headers["Authorization"] = f"Bearer {self._token}"
         elif self.auth == "subprotocol":
             protocols = (SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX + self._token)
+        await self._discard_connection()
         self._syncs = asyncio.Queue()
         self.closed = None
         self.ready = None
@@ -125,10 +126,29 @@ class WebSocketSync:
         if self.auth == "frame":
             await ws.send_str(json.dumps({"type": "auth", "access_token": self._token}))
         ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._reader = asyncio.ensure_future(self._read(ws, ready))
+        self._reader = asyncio.ensure_future(self._read(ws, ready, self._syncs, self._pending))
         return await ready
 
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse, ready: asyncio.Future[dict[str, Any]]) -> None:
+    async def _discard_connection(self) -> None:
+        """Before reconnecting: end the previous socket and its reader, whose unread frames are
+        dropped (the new connection resumes from `next_batch`, before them)."""
+        ws, reader = self._ws, self._reader
+        self._ws = self._reader = None
+        if ws is not None and not ws.closed:
+            self.drop_socket(ws)
+        if reader is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(reader, 5)
+        self._pending = {}
+
+    async def _read(
+        self,
+        ws: aiohttp.ClientWebSocketResponse,
+        ready: asyncio.Future[dict[str, Any]],
+        syncs: asyncio.Queue[dict[str, Any] | ConnectionClosed],
+        pending: dict[str, asyncio.Future[dict[str, Any]]],
+    ) -> None:
+        """One connection's frames, into that connection's queue and futures only."""
         reason = ""
         try:
             while True:
@@ -143,9 +163,9 @@ class WebSocketSync:
                 frame = json.loads(msg.data)
                 kind = frame.get("type")
                 if kind == "sync":
-                    self._syncs.put_nowait(frame["body"])
+                    syncs.put_nowait(frame["body"])
                 elif kind in ("response", "pong"):
-                    fut = self._pending.pop(str(frame.get("id")), None)
+                    fut = pending.pop(str(frame.get("id")), None)
                     if fut is not None and not fut.done():
                         fut.set_result(frame)
                 elif kind == "ready":
@@ -156,14 +176,15 @@ class WebSocketSync:
                     self.last_error = frame.get("error")
         finally:
             closed = ConnectionClosed(ws.close_code, reason, self.last_error)
-            self.closed = closed
+            if self._ws is ws:
+                self.closed = closed
             if not ready.done():
                 ready.set_exception(closed)
-            for fut in self._pending.values():
+            for fut in pending.values():
                 if not fut.done():
                     fut.set_exception(closed)
-            self._pending.clear()
-            self._syncs.put_nowait(closed)
+            pending.clear()
+            syncs.put_nowait(closed)
 
     async def close(self) -> None:
         if self._ws is not None and not self._ws.closed:
@@ -178,9 +199,14 @@ class WebSocketSync:
     def drop(self) -> None:
         """Kill the connection without a close handshake (tests: a network failure)."""
         if self._ws is not None:
-            transport = self._ws._response.connection.transport if self._ws._response.connection else None
-            if transport is not None:
-                transport.abort()
+            self.drop_socket(self._ws)
+
+    @staticmethod
+    def drop_socket(ws: aiohttp.ClientWebSocketResponse) -> None:
+        connection = ws._response.connection
+        transport = connection.transport if connection is not None else None
+        if transport is not None:
+            transport.abort()
 
     # -- server -> client ------------------------------------------------------------------------
 
@@ -202,7 +228,12 @@ class WebSocketSync:
         request_id = str(next(self._ids))
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = fut
-        await self._ws.send_str(json.dumps({**frame, "id": request_id}))
+        try:
+            await self._ws.send_str(json.dumps({**frame, "id": request_id}))
+        except (ConnectionError, aiohttp.ClientError) as exc:
+            # The socket died under us; the reader reports the close a moment later.
+            self._pending.pop(request_id, None)
+            raise ConnectionClosed(None, f"connection lost: {exc}") from exc
         return await fut
 
     async def _result(self, frame: dict[str, Any]) -> dict[str, Any]:

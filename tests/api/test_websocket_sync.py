@@ -584,7 +584,9 @@ async def test_kill_mid_stream_and_resume_without_loss_or_duplicates(hs: Any) ->
     alice, bob, room_id = await room_of(hs)
     rng = random.Random(17)
     flt = {"room": {"rooms": [room_id], "timeline": {"limit": 5}}, **QUIET}
-    conn = ws_client(hs, bob, filter=flt)
+    # A short client heartbeat: an abort that the client's reader misses (rare, inside aiohttp)
+    # is then noticed within a second, as a real client notices a dead network.
+    conn = ws_client(hs, bob, filter=flt, heartbeat=1.0)
     await conn.connect()
     await conn.next_sync(10)
     sent: list[str] = []
