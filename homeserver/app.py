@@ -85,6 +85,7 @@ from homeserver.http.metrics import note_client
 from homeserver.http.middleware import json_response, matrix_middleware
 from homeserver.http.params import check_path_and_query
 from homeserver.http.routing import ApiRequest, JsonResponse, Route, Router
+from homeserver.http.websocket.connection import wants_websocket
 from homeserver.services.audit import set_request_origin
 
 from .container import Services
@@ -184,8 +185,13 @@ def _wrap(route: Route, body_limit: int) -> Any:
     handler = route.handler
     auth_kind = route.auth
     limit = route.ratelimit
+    websocket = route.websocket
 
     async def endpoint(request: web.Request) -> web.StreamResponse:
+        if websocket is not None and wants_websocket(request):
+            result = await websocket(ApiRequest(request, request.app[SERVICES], None))
+            assert isinstance(result, web.StreamResponse)
+            return result
         # Refuse a declared oversized body before reading any of it.
         check_declared_length(request, body_limit)
         services = request.app[SERVICES]
@@ -307,7 +313,16 @@ def _build_app(
         app.router.add_get("/metrics", metrics_handler)
         app.router.add_get("/_synapse/metrics", metrics_handler)
     app.router.add_get("/health", health_handler)
+    if "client" in served:
+        app.on_shutdown.append(_close_live_connections)
     return app
+
+
+async def _close_live_connections(app: web.Application) -> None:
+    """Shutdown: close WebSocket syncs with 1001 (clients resume from their last token)."""
+    services = app.get(SERVICES)
+    if services is not None:
+        await services.live_sync.shutdown_all()
 
 
 def create_app(

@@ -167,6 +167,7 @@ from homeserver.storage.stores.users import UserStore
 from homeserver.storage.streams import StreamIdGenerator
 from homeserver.sync.e2ee import E2eeSyncExtension
 from homeserver.sync.ephemeral import IgnoreExtension, PresenceExtension, ReceiptsExtension, TypingExtension
+from homeserver.sync.live import LiveConnections
 from homeserver.sync.service import SyncService
 from homeserver.sync.sliding.connections import ConnectionStore
 from homeserver.sync.sliding.service import SlidingSyncService
@@ -257,6 +258,10 @@ class Services:
 
         # services
         self.auth = AuthService(self.device_store, self.users, self.appservices, clock)
+        # WebSocket sync connections (docs/websocket.md): closed at once when their token goes.
+        self.live_sync = LiveConnections()
+        self.auth.token_listeners.append(self.live_sync.tokens_invalidated)
+        self.auth.user_listeners.append(self.live_sync.user_invalidated)
         self.appservice_api = AppServiceApi()
         self.appservice_queries = AppServiceQueries(self.appservices, self.appservice_api)
         self.client_ips = ClientIpTracker(ClientIpStore(db), clock)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench.scenarios.base import Scenario
 
-NAMES = ("send", "fanout", "rooms", "initial_sync", "history", "join", "idle")
+NAMES = ("send", "fanout", "rooms", "initial_sync", "history", "join", "idle", "ws_fanout", "ws_idle")
 
 
 def get(name: str) -> Scenario:

@@ -59,6 +59,9 @@ class Route:
     auth: Auth
     ratelimit: str | None
     name: str
+    # Serves the request instead when it asks for a WebSocket upgrade (sync over WebSocket); it
+    # authenticates by itself, as a browser may send its token only once connected.
+    websocket: Handler | None = None
 
 
 @dataclass
@@ -73,10 +76,11 @@ class Router:
         auth: Auth = Auth.USER,
         prefixes: tuple[str, ...] = CLIENT_V3_R0,
         ratelimit: str | None = None,
+        websocket: Handler | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             paths = tuple(prefix + path for prefix in prefixes) if prefixes else (path,)
-            self.routes.append(Route(method, paths, handler, auth, ratelimit, handler.__name__))
+            self.routes.append(Route(method, paths, handler, auth, ratelimit, handler.__name__, websocket))
             return handler
 
         return register

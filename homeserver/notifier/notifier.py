@@ -131,6 +131,24 @@ class Notifier:
         if user_id not in self._users:
             self._users[user_id] = _UserStream(StreamToken())
 
+    def subscribe(self, user_id: str, since: StreamToken) -> asyncio.Future[float] | None:
+        """A future resolved when something is notified to `user_id` after `since` (None: that
+        already happened). For waiters without a task of their own (WebSocket sync); discard it
+        with `unsubscribe` when no longer wanted."""
+        entry = self._users.get(user_id)
+        if entry is None:
+            entry = self._users[user_id] = _UserStream(StreamToken())
+        if entry.token.advanced_past(since) or self._closed:
+            return None
+        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        entry.waiters.add(fut)
+        return fut
+
+    def unsubscribe(self, user_id: str, fut: asyncio.Future[float]) -> None:
+        entry = self._users.get(user_id)
+        if entry is not None:
+            entry.waiters.discard(fut)
+
     async def wait_for_change(self, user_id: str, since: StreamToken, timeout_s: float) -> bool:
         """Wait until something was notified to `user_id` after `since`; False on timeout."""
         entry = self._users.get(user_id)
@@ -162,6 +180,11 @@ class Notifier:
             for fut in waiters:
                 if not fut.done():
                     fut.set_result(time.perf_counter())
+
+    @property
+    def closed(self) -> bool:
+        """Shutting down: loops over `wait_for_change` (WebSocket sync) must stop."""
+        return self._closed
 
     @property
     def listeners(self) -> int:

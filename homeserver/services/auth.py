@@ -8,6 +8,7 @@ replication layer forwards those invalidations to other processes).
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 from homeserver.appservice.registry import ApplicationService, AppServiceRegistry, masquerade_target
 from homeserver.core.clock import Clock
@@ -30,6 +31,10 @@ class AuthService:
         self.appservices = appservices
         self.clock = clock
         self._cache: OrderedDict[str, tuple[Requester, int | None]] = OrderedDict()
+        # Told after tokens were revoked (by hash) or a user's tokens changed (by user id), so live
+        # connections (WebSocket sync) re-check their token at once instead of at the next request.
+        self.token_listeners: list[Callable[[list[str]], None]] = []
+        self.user_listeners: list[Callable[[str], None]] = []
         self._metric = register_cache(
             "get_user_by_access_token", self, lambda s: len(s._cache), self.CACHE_SIZE
         )
@@ -104,6 +109,11 @@ class AuthService:
             raise unknown_token("Access token has expired", soft_logout=True)
         return requester
 
+    def expires_at_ms(self, access_token: str) -> int | None:
+        """When a token checked a moment ago stops working (refreshable tokens), else None."""
+        cached = self._cache.get(token_hash(access_token))
+        return cached[1] if cached is not None else None
+
     def require_admin(self, requester: Requester) -> None:
         if not requester.is_admin:
             raise MatrixError(403, "M_FORBIDDEN", "You are not a server admin")
@@ -111,7 +121,11 @@ class AuthService:
     def invalidate(self, token_hashes: list[str]) -> None:
         for digest in token_hashes:
             self._cache.pop(digest, None)
+        for listener in self.token_listeners:
+            listener(token_hashes)
 
     def invalidate_user(self, user_id: str) -> None:
         for digest in [d for d, (r, _) in self._cache.items() if r.user_id == user_id]:
             del self._cache[digest]
+        for listener in self.user_listeners:
+            listener(user_id)

@@ -89,6 +89,11 @@ class LazyMemberTracker:
         device.pending = session.sent
         device.pending_token = next_batch
 
+    def forget(self, user_id: str, device_id: str | None, filter_key: str) -> None:
+        """A live connection ended: what it was sent is no longer worth remembering."""
+        if device_id is not None:
+            self._devices.pop((user_id, device_id, filter_key), None)
+
     def _confirm(self, device: _DeviceMembers) -> None:
         known = device.known
         for key, event_id in device.pending.items():

@@ -86,6 +86,8 @@ class SyncRequest:
     # The `filter` parameter as sent (lazy-loaded members are tracked per device and filter).
     filter_key: str = ""
     lazy_members: LazyMemberSession | None = None
+    # Set by the sync service: nothing new for this request (the response only moves the token).
+    empty: bool = False
 
 
 class SyncService:
@@ -151,6 +153,7 @@ class SyncService:
                     result, now = await self._compute(req)
         if result is None:
             result = self._empty(now)
+            req.empty = True
         else:
             kind = (
                 "initial_sync"

@@ -274,3 +274,58 @@ def test_long_filter_and_token_pass_through(proxied: Proxied) -> None:
         "GET", f"/_matrix/client/v3/sync?timeout=0&since=s{'9' * 2047}", headers=headers
     )
     assert isinstance(body, dict) and body.get("errcode") != "M_TOO_LARGE", body
+
+
+def test_websocket_sync_through_nginx(proxied: Proxied) -> None:
+    """WebSocket sync (docs/websocket.md) upgrades through the sample: frames both ways."""
+    import asyncio
+
+    import aiohttp
+
+    (name,) = _users(proxied, "wsproxy", 1)
+    status, login = proxied.login(name, source="127.0.0.9")
+    assert status == 200, login
+    status, room = proxied.request(
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        {},
+        headers={"Authorization": f"Bearer {login['access_token']}"},
+        source="127.0.0.9",
+    )
+    assert status == 200, room
+
+    async def run() -> dict[str, Any]:
+        url = f"https://127.0.0.1:{proxied.port}/_matrix/client/v3/sync"
+        headers = {"Authorization": f"Bearer {login['access_token']}"}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(url, headers=headers, ssl=False) as ws,
+        ):
+            assert json.loads((await ws.receive(timeout=30)).data)["type"] == "ready"
+            first = json.loads((await ws.receive(timeout=30)).data)
+            assert room["room_id"] in first["body"]["rooms"]["join"]
+            await ws.send_str(
+                json.dumps(
+                    {
+                        "type": "send",
+                        "id": 1,
+                        "room_id": room["room_id"],
+                        "txn_id": "proxied",
+                        "content": {"msgtype": "m.text", "body": "through nginx"},
+                    }
+                )
+            )
+            frames: dict[str, Any] = {}
+            while "response" not in frames or "echo" not in frames:
+                frame = json.loads((await ws.receive(timeout=30)).data)
+                if frame["type"] == "response":
+                    frames["response"] = frame
+                elif frame["type"] == "sync" and room["room_id"] in frame["body"]["rooms"]["join"]:
+                    frames["echo"] = frame
+            return frames
+
+    frames = asyncio.run(run())
+    assert frames["response"]["status"] == 200
+    event_id = frames["response"]["result"]["event_id"]
+    timeline = frames["echo"]["body"]["rooms"]["join"][room["room_id"]]["timeline"]["events"]
+    assert event_id in [e["event_id"] for e in timeline]

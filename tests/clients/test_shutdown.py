@@ -94,3 +94,46 @@ def test_sigterm_answers_waiting_syncs_and_exits(tmp_path: Path) -> None:
         assert answered_at_shutdown > 0
     finally:
         server.stop()
+
+
+def test_sigterm_closes_websocket_syncs_with_going_away(tmp_path: Path) -> None:
+    """Open WebSocket syncs (docs/websocket.md) are closed with 1001 and the process exits."""
+    import asyncio
+    import json
+
+    import aiohttp
+
+    server = launch("sqlite", tmp_path)
+    try:
+        client = MatrixClient(server.base_url)
+        tokens = [register_user(client, server.shared_secret, f"ws{i}")[1] for i in range(5)]
+
+        async def run() -> tuple[list[int | None], float]:
+            async with aiohttp.ClientSession() as session:
+                sockets = []
+                for token in tokens:
+                    ws = await session.ws_connect(
+                        f"{server.base_url}/_matrix/client/v3/sync",
+                        headers={"Authorization": f"Bearer {token}"},
+                    )
+                    assert json.loads((await ws.receive(timeout=30)).data)["type"] == "ready"
+                    assert json.loads((await ws.receive(timeout=30)).data)["type"] == "sync"
+                    sockets.append(ws)
+                started = time.monotonic()
+                server.process.send_signal(signal.SIGTERM)
+                codes = []
+                for ws in sockets:
+                    msg = await ws.receive(timeout=EXIT_BOUND_S)
+                    assert msg.type == aiohttp.WSMsgType.CLOSE, msg
+                    codes.append(ws.close_code)
+                    await ws.close()
+                await asyncio.to_thread(server.process.wait, EXIT_BOUND_S)
+                return codes, time.monotonic() - started
+
+        codes, took = asyncio.run(run())
+        print(f"SIGTERM with 5 WebSocket syncs: exited after {took:.2f} s")
+        assert codes == [1001] * 5
+        assert server.process.returncode == 0
+        assert took < EXIT_BOUND_S
+    finally:
+        server.stop()

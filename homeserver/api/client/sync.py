@@ -9,7 +9,9 @@ from homeserver.core.errors import MatrixError
 from homeserver.core.tokens import StreamToken
 from homeserver.http.metrics import set_request_tag
 from homeserver.http.params import query_bool, query_int
-from homeserver.http.routing import ApiRequest, Router
+from homeserver.http.routing import ApiRequest, Auth, Router
+from homeserver.http.websocket import protocol as ws_protocol
+from homeserver.http.websocket.connection import serve_sync_websocket
 from homeserver.sync.service import SyncRequest
 
 routes = Router()
@@ -17,7 +19,17 @@ routes = Router()
 MAX_TIMEOUT_MS = 5 * 60 * 1000
 
 
-@routes.get("/sync")
+async def sync_websocket(req: ApiRequest) -> Any:
+    """/sync upgraded to a WebSocket (docs/websocket.md); it authenticates by itself."""
+    return await serve_sync_websocket(req.raw, req.services)
+
+
+@routes.get("/sync", auth=Auth.NONE, prefixes=(ws_protocol.UNSTABLE_PREFIX,), websocket=sync_websocket)
+async def sync_websocket_only(req: ApiRequest) -> Any:
+    raise MatrixError(400, "M_UNRECOGNIZED", "This endpoint serves WebSocket upgrades only")
+
+
+@routes.get("/sync", websocket=sync_websocket)
 async def sync(req: ApiRequest) -> Any:
     query = req.query
     since_raw = query.get("since")
