@@ -5,6 +5,7 @@ Stdlib only, usable as a script or a module::
     python bench/synapse_ref.py install
     python bench/synapse_ref.py start --db sqlite --port 18008 --dir /tmp/synapse-ref
     python bench/synapse_ref.py status --dir /tmp/synapse-ref
+    python bench/synapse_ref.py restart --dir /tmp/synapse-ref
     python bench/synapse_ref.py stop --dir /tmp/synapse-ref
 
 ``install`` creates ``bench/.synapse-venv`` with the newest ``matrix-synapse`` (and
@@ -22,6 +23,7 @@ From Python::
     from bench.synapse_ref import start, stop
     inst = start(db="postgres", port=18008, data_dir="/tmp/synapse-ref")
     ...  # inst.base_url, inst.pid, inst.shared_secret
+    restart("/tmp/synapse-ref")  # same config and database: what survives a restart
     stop("/tmp/synapse-ref")
 """
 
@@ -474,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
     p_stop = sub.add_parser("stop", help="stop Synapse and drop its database")
     p_stop.add_argument("--dir", required=True)
     p_stop.add_argument("--keep-db", action="store_true")
+    p_restart = sub.add_parser("restart", help="stop Synapse and start it again on the same data")
+    p_restart.add_argument("--dir", required=True)
     p_status = sub.add_parser("status", help="print the running instance as JSON")
     p_status.add_argument("--dir", required=True)
     args = parser.parse_args(argv)
@@ -496,6 +500,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "stop":
             running = stop(args.dir, drop_db=not args.keep_db)
             print("stopped" if running else "not running")
+        elif args.command == "restart":
+            print(json.dumps(restart(args.dir).to_json(), indent=2))
         elif args.command == "status":
             state = read_state(args.dir)
             if state is None or not _pid_alive(state.pid):
