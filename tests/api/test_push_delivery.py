@@ -61,7 +61,7 @@ async def test_dm_message_is_pushed_high_with_counts(
     assert notification["type"] == "m.room.message"
     assert notification["sender"] == alice.user_id
     assert notification["sender_display_name"] == "alice"
-    assert notification["room_name"] == "alice"  # a DM is named after the other person
+    assert "room_name" not in notification  # a DM: the sender's name says it (as Synapse)
     assert notification["content"] == {"msgtype": "m.text", "body": "내일 소풍 준비물 확인하세요"}
     assert notification["prio"] == "high"  # one-to-one rule: sound tweak
     assert notification["counts"] == {"unread": 1}
