@@ -328,13 +328,19 @@ async def test_delivery_after_restart_with_transactions_pending(
         attempts.append(await request.json())
         return web.json_response({"errcode": "M_UNKNOWN", "error": "down"}, status=503)
 
+    async def pong(_request: web.Request) -> web.Response:
+        return web.json_response({})
+
     failing = web.Application()
     failing.router.add_put("/_matrix/app/v1/transactions/{txnId}", refuse)
+    failing.router.add_post("/_matrix/app/v1/ping", pong)
     runner = web.AppRunner(failing)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", target.port).start()
     sent = ["before restart 1"]
     await say(alice, room_id, sent[0])
+    # A successful ping makes a backing-off homeserver retry now (both do), not in up to minutes.
+    await appservice.api.ping("sdk-blackbox")
 
     def tried() -> bool:
         return any(e.get("room_id") == room_id for body in attempts for e in body.get("events", []))
