@@ -72,6 +72,13 @@ class ClientApi:
                 raise MatrixRequestError(resp.status, answer)
             return answer
 
+    async def ping(self, appservice_id: str, transaction_id: str | None = None) -> int:
+        """Ask the homeserver to call our `/_matrix/app/v1/ping` (spec v1.7); returns the round
+        trip in ms. A homeserver backing off after failed transactions retries them at once."""
+        body = {"transaction_id": transaction_id} if transaction_id else {}
+        answer = await self.request("POST", f"/_matrix/client/v1/appservice/{_q(appservice_id)}/ping", body)
+        return int(answer["duration_ms"])
+
     def intent(self, user_id: str, state: StateStore | None = None) -> Intent:
         return Intent(self, user_id, state)
 

@@ -5,6 +5,7 @@ Stdlib only, usable as a script or a module::
     python bench/synapse_ref.py install
     python bench/synapse_ref.py start --db sqlite --port 18008 --dir /tmp/synapse-ref
     python bench/synapse_ref.py status --dir /tmp/synapse-ref
+    python bench/synapse_ref.py restart --dir /tmp/synapse-ref
     python bench/synapse_ref.py stop --dir /tmp/synapse-ref
 
 ``install`` creates ``bench/.synapse-venv`` with the newest ``matrix-synapse`` (and
@@ -22,6 +23,7 @@ From Python::
     from bench.synapse_ref import start, stop
     inst = start(db="postgres", port=18008, data_dir="/tmp/synapse-ref")
     ...  # inst.base_url, inst.pid, inst.shared_secret
+    restart("/tmp/synapse-ref")  # same config and database: what survives a restart
     stop("/tmp/synapse-ref")
 """
 
@@ -330,11 +332,41 @@ def start(
     config_path = ddir / "homeserver.yaml"
     config_path.write_text(json.dumps(config, indent=2))  # JSON is valid YAML
 
+    inst = SynapseInstance(
+        base_url=base_url,
+        pid=0,
+        data_dir=str(ddir),
+        shared_secret=shared_secret,
+        db=db,
+        db_name=db_name,
+        server_name=config["server_name"],
+        version=version,
+    )
+    return _spawn(inst, venv, timeout)
+
+
+def restart(
+    data_dir: str | os.PathLike[str], *, venv: Path = DEFAULT_VENV, timeout: float = 180.0
+) -> SynapseInstance:
+    """Stop the Synapse started from data_dir and start it again on the same config and database
+    (nothing is wiped: for tests of what survives a restart)."""
+    ddir = Path(data_dir).resolve()
+    inst = read_state(ddir)
+    if inst is None:
+        raise SynapseRefError(f"no Synapse was started from {ddir}")
+    stop(ddir, drop_db=False, venv=venv)
+    return _spawn(inst, venv, timeout)
+
+
+def _spawn(inst: SynapseInstance, venv: Path, timeout: float) -> SynapseInstance:
+    """Run Synapse on data_dir's homeserver.yaml in the background and wait until it answers."""
+    ddir = Path(inst.data_dir)
+    config_path = ddir / "homeserver.yaml"
     log_path = ddir / LOG_FILE
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNAPSE_", "http_", "https_"))}
     env.pop("HTTP_PROXY", None)
     env.pop("HTTPS_PROXY", None)
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [str(venv_python(venv)), "-m", "synapse.app.homeserver", "--config-path", str(config_path)],
             cwd=ddir,
@@ -344,25 +376,16 @@ def start(
             env=env,
             start_new_session=True,
         )
-    inst = SynapseInstance(
-        base_url=base_url,
-        pid=proc.pid,
-        data_dir=str(ddir),
-        shared_secret=shared_secret,
-        db=db,
-        db_name=db_name,
-        server_name=config["server_name"],
-        version=version,
-    )
+    inst = dataclasses.replace(inst, pid=proc.pid)
     (ddir / PID_FILE).write_text(f"{proc.pid}\n")
     (ddir / STATE_FILE).write_text(json.dumps(inst.to_json(), indent=2))
 
     deadline = time.monotonic() + timeout
-    while not _versions_ready(base_url):  # readiness poll
+    while not _versions_ready(inst.base_url):  # readiness poll
         if proc.poll() is not None:
             _cleanup_files(ddir)
-            if db_name:
-                drop_database(db_name, venv)
+            if inst.db_name:
+                drop_database(inst.db_name, venv)
             raise SynapseRefError(f"Synapse exited with {proc.returncode}:\n{_tail(log_path)}")
         if time.monotonic() > deadline:
             stop(ddir, venv=venv)
@@ -453,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
     p_stop = sub.add_parser("stop", help="stop Synapse and drop its database")
     p_stop.add_argument("--dir", required=True)
     p_stop.add_argument("--keep-db", action="store_true")
+    p_restart = sub.add_parser("restart", help="stop Synapse and start it again on the same data")
+    p_restart.add_argument("--dir", required=True)
     p_status = sub.add_parser("status", help="print the running instance as JSON")
     p_status.add_argument("--dir", required=True)
     args = parser.parse_args(argv)
@@ -475,6 +500,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "stop":
             running = stop(args.dir, drop_db=not args.keep_db)
             print("stopped" if running else "not running")
+        elif args.command == "restart":
+            print(json.dumps(restart(args.dir).to_json(), indent=2))
         elif args.command == "status":
             state = read_state(args.dir)
             if state is None or not _pid_alive(state.pid):

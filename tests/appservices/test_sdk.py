@@ -7,11 +7,13 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from appservices import (
     AppServiceServer,
     ClientApi,
+    MatrixRequestError,
     StateStore,
     TransactionStore,
     generate_registration,
@@ -242,3 +244,32 @@ async def test_sdk_receives_a_message_pushed_by_the_homeserver(
         (event_id, alice["user_id"], "hi bot")
     ]
     assert server.state.is_joined(room_id, f"@pushbot:{SERVER}")  # learned from the pushed join
+
+
+async def test_client_api_ping(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path) -> None:
+    """`ClientApi.ping`: the homeserver calls the SDK's ping endpoint; errors come back typed."""
+    registration = generate_registration(id="sdk-ping", url=None, sender_localpart="pingbot")
+    silent = generate_registration(id="sdk-silent", url=None, sender_localpart="silentbot")
+    server = AppServiceServer(registration["hs_token"])
+    sdk = await aiohttp_server(server.make_app())
+    registration["url"] = str(sdk.make_url("")).rstrip("/")
+    paths = []
+    for reg in (registration, silent):
+        paths.append(str(tmp_path / f"{reg['id']}.yaml"))
+        write_registration(paths[-1], reg)
+    hs: TestClient = await aiohttp_client(
+        create_app_from_config(make_config(tmp_path, app_service_config_files=paths))
+    )
+    api = ClientApi(str(hs.make_url("")), registration["as_token"])
+    other = ClientApi(str(hs.make_url("")), silent["as_token"])
+    try:
+        assert await api.ping("sdk-ping", "txn-1") >= 0
+        with pytest.raises(MatrixRequestError) as no_url:
+            await other.ping("sdk-silent")
+        assert (no_url.value.status, no_url.value.errcode) == (400, "M_URL_NOT_SET")
+        with pytest.raises(MatrixRequestError) as not_ours:
+            await api.ping("sdk-silent")
+        assert (not_ours.value.status, not_ours.value.errcode) == (403, "M_FORBIDDEN")
+    finally:
+        await api.close()
+        await other.close()

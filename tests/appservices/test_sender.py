@@ -129,6 +129,15 @@ async def test_interest_rules(aiohttp_client: Any, tmp_path: Path, fakes: FakeSe
     assert {"event_id", "room_id", "sender", "origin_server_ts", "content", "unsigned"} <= set(invite)
     assert "age" in invite["unsigned"] and "invite_room_state" in invite["unsigned"]
     assert "signatures" not in invite and "hashes" not in invite
+    # Synapse's legacy v1 format on top: user_id = sender, unsigned keys copied up
+    assert invite["user_id"] == invite["sender"] == alice["user_id"]
+    assert invite["invite_room_state"] == invite["unsigned"]["invite_room_state"]
+    assert isinstance(invite["age"], int)
+    join = [e for e in users.events() if e["type"] == "m.room.member"][1]
+    assert join["prev_content"]["membership"] == "invite" and join["user_id"] == bob
+    assert join["replaces_state"] == join["unsigned"]["replaces_state"]
+    message = next(e for e in users.events() if e["type"] == "m.room.message")
+    assert "prev_content" not in message and "replaces_state" not in message
 
     assert aliases.bodies() == ["m2 aliased room"]
     assert {e["room_id"] for e in aliases.events()} == {aliased}

@@ -78,17 +78,37 @@ def test_tweaks_default_to_true() -> None:
     [
         ((_event("m.room.name", "@a:x", {"name": "반 공지"}, ""),), "반 공지"),
         ((_event("m.room.canonical_alias", "@a:x", {"alias": "#class:x"}, ""),), "#class:x"),
-        ((), "Alice"),  # a DM: the other member's name
+        ((), None),  # a DM: the sender's name says it all (Synapse; no "Alice in Alice")
+        ((_member("@carol:x", "Carol"),), "Alice and Carol"),
+        ((_member("@carol:x", "Carol"), _member("@dan:x", membership="invite")), "Alice and 2 others"),
+        ((_member("@carol:x", "Carol"), _member("@eve:x", membership="leave")), "Alice and Carol"),
     ],
 )
-def test_room_name(extra: tuple[Event, ...], expected: str) -> None:
+def test_room_name(extra: tuple[Event, ...], expected: str | None) -> None:
     snapshot = _snapshot(_member("@alice:x", "Alice"), _member("@bob:x", "Bob"), *extra)
     assert body.room_name(snapshot, "@bob:x") == expected
 
 
-def test_room_name_of_a_big_unnamed_room_is_left_out() -> None:
+def test_room_name_of_an_invite() -> None:
+    invite = _event("m.room.member", "@alice:x", {"membership": "invite"}, "@bob:x")
+    assert (
+        body.room_name(_snapshot(_member("@alice:x", "Alice"), _member("@carol:x"), invite), "@bob:x") is None
+    )
+    # the inviter is not in the room's state (e.g. over federation, before joining)
+    assert body.room_name(_snapshot(_member("@carol:x"), invite), "@bob:x") == "Room Invite"
+
+
+def test_room_name_for_emails_names_a_dm_and_an_invite() -> None:
+    dm = _snapshot(_member("@alice:x", "Alice"), _member("@bob:x", "Bob"))
+    assert body.room_name(dm, "@bob:x", single_member=True) == "Alice"
+    invite = _event("m.room.member", "@alice:x", {"membership": "invite"}, "@bob:x")
+    snapshot = _snapshot(_member("@alice:x", "Alice"), invite)
+    assert body.room_name(snapshot, "@bob:x", single_member=True) == "Invite from Alice"
+
+
+def test_room_name_of_a_big_unnamed_room() -> None:
     members = [_member(f"@u{i}:x") for i in range(7)]
-    assert body.room_name(_snapshot(*members), "@u0:x") is None
+    assert body.room_name(_snapshot(*members), "@u0:x") == "@u1:x and 5 others"
 
 
 def test_event_notification_and_badge_shapes() -> None:
@@ -100,11 +120,8 @@ def test_event_notification_and_badge_shapes() -> None:
     assert full["devices"] == [
         {"app_id": "app", "pushkey": "pk", "pushkey_ts": 1_700_000_123, "data": {"k": 1}, "tweaks": {}}
     ]
-    assert (full["sender_display_name"], full["room_name"], full["counts"]) == (
-        "Alice",
-        "Alice",
-        {"unread": 4},
-    )
+    assert (full["sender_display_name"], full["counts"]) == ("Alice", {"unread": 4})
+    assert "room_name" not in full  # a DM
     slim_pusher = Pusher(**{**_fields(PUSHER), "data": {"url": "u", "format": "event_id_only"}})
     slim = body.event_notification(slim_pusher, event, ["notify"], 4, snapshot, include_content=True)
     assert set(slim["notification"]) == {"event_id", "room_id", "counts", "prio", "devices"}

@@ -2,7 +2,8 @@
 
 A stored transaction keeps event ids, not events: they are serialised when sent (and again on
 each retry), in the client format with `unsigned.age` from now, redactions applied, and invites
-with their `invite_room_state` (as Synapse). The other parts are stored as sent. Keys, as Synapse
+with their `invite_room_state`, plus the legacy v1 copies at the top level (`user_id`, `age`,
+`prev_content` ...; see `with_v1_fields`), as Synapse. The other parts are stored as sent. Keys, as Synapse
 1.13x sends them:
 
 - `events`: always;
@@ -32,6 +33,30 @@ EVENTS = "events"
 EPHEMERAL = "ephemeral"
 TO_DEVICE = "to_device"
 DEVICE_LISTS = "device_lists"
+
+# Synapse serialises appservice events in the legacy v1 client format (`format_event_for_client_v1`):
+# `user_id` repeats `sender` and these `unsigned` keys are copied to the top level. Older bridges
+# read them there (`event.user_id`, `event.age`, `event.prev_content`).
+V1_COPIED_UNSIGNED = (
+    "age",
+    "redacted_because",
+    "replaces_state",
+    "prev_content",
+    "invite_room_state",
+    "knock_room_state",
+)
+
+
+def with_v1_fields(event: dict[str, Any]) -> dict[str, Any]:
+    out = dict(event)
+    if "sender" in out:
+        out["user_id"] = out["sender"]
+    unsigned = out.get("unsigned")
+    if isinstance(unsigned, dict):
+        for key in V1_COPIED_UNSIGNED:
+            if key in unsigned:
+                out[key] = unsigned[key]
+    return out
 
 
 def stored_content(
@@ -72,7 +97,9 @@ class TransactionBodies:
         # An event purged since the transaction was built (retention, room deletion) is left out.
         stored = [found[e] for e in event_ids if e in found]
         body: dict[str, Any] = {
-            "events": await self.serializer.serialize(stored, stripped_state=True),
+            "events": [
+                with_v1_fields(e) for e in await self.serializer.serialize(stored, stripped_state=True)
+            ],
         }
         ephemeral = list(content.get(EPHEMERAL, []))
         if service.receive_ephemeral:

@@ -49,9 +49,12 @@ def display_name(snapshot: RoomSnapshot | None, user_id: str) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
-def room_name(snapshot: RoomSnapshot | None, user_id: str) -> str | None:
-    """The room's human name as a notification shows it: m.room.name, else the canonical alias,
-    else the other members' names for a small room (a DM shows the other person)."""
+def room_name(snapshot: RoomSnapshot | None, user_id: str, *, single_member: bool = False) -> str | None:
+    """The room's human name as Synapse computes it (`calculate_room_name`): m.room.name, else the
+    canonical alias, else the other members ("Alice and Carol", "Alice and 3 others"). A room with
+    one other person, or an invite from a known member, is named only with `single_member`
+    ("Alice", "Invite from Alice": emails); pushes leave it out as Synapse's pusher does: the
+    sender's name already says it, and gateways would otherwise render "Alice in Alice"."""
     if snapshot is None:
         return None
     name = snapshot.content_of("m.room.name").get("name")
@@ -60,10 +63,27 @@ def room_name(snapshot: RoomSnapshot | None, user_id: str) -> str | None:
     alias = snapshot.content_of("m.room.canonical_alias").get("alias")
     if isinstance(alias, str) and alias:
         return alias
-    others = sorted(u for u, m in snapshot.memberships.items() if m in (c.JOIN, c.INVITE) and u != user_id)
-    if not others or len(others) > 5:
+    own = snapshot.get(c.MEMBER, user_id)
+    if own is not None and own.content.get("membership") == c.INVITE:
+        inviter = snapshot.get(c.MEMBER, own.sender)
+        if inviter is None:
+            return "Room Invite"
+        return f"Invite from {display_name(snapshot, own.sender) or own.sender}" if single_member else None
+    members = [
+        e
+        for (type_, _key), e in snapshot.state.items()
+        if type_ == c.MEMBER and e.content.get("membership") in (c.JOIN, c.INVITE)
+    ]
+    members.sort(key=lambda e: e.origin_server_ts)  # in the order they came, as Synapse
+    others = [e for e in members if e.state_key != user_id]
+    if not others or (len(others) == 1 and not single_member):
         return None
-    return ", ".join(display_name(snapshot, u) or u for u in others)
+    names = [display_name(snapshot, str(e.state_key)) or str(e.state_key) for e in others]
+    if len(names) == 1:
+        return names[0]
+    if len(names) == 2:
+        return f"{names[0]} and {names[1]}"
+    return f"{names[0]} and {len(names) - 1} others"
 
 
 def event_notification(

@@ -134,7 +134,9 @@ class EmailPusher(PusherWorker):
             ):
                 continue
             if action.room_id not in names:
-                names[action.room_id] = body.room_name(snapshot, user_id) or action.room_id
+                names[action.room_id] = (
+                    body.room_name(snapshot, user_id, single_member=True) or action.room_id
+                )
             sender = body.display_name(snapshot, stored.event.sender) or stored.event.sender
             by_room.setdefault(action.room_id, []).append(
                 _message(stored, sender, names[action.room_id], user_id)
