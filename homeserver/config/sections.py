@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from homeserver.config.auth_modules import LdapConfig
 from homeserver.config.push import EmailConfig, PushConfig, PushGatewayConfig
+from homeserver.config.workers import WorkerConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,6 +440,7 @@ class HomeserverConfig:
     push: PushConfig = field(default_factory=PushConfig)  # push delivery (docs/push.md)
     email: EmailConfig = field(default_factory=EmailConfig)  # email notifications (docs/push.md)
     push_gateway: PushGatewayConfig = field(default_factory=PushGatewayConfig)  # embedded gateway
+    workers: WorkerConfig = field(default_factory=WorkerConfig)  # role and replication (scale-out)
 
     def serves_metrics(self, listener: ListenerConfig) -> bool:
         """Whether /metrics is served on this listener (needs `enable_metrics`, as in Synapse)."""

@@ -1,0 +1,193 @@
+"""Wiring one process into a scale-out deployment (docs/scale-out.md).
+
+`handshake(config)` runs before a worker builds its services (it needs main's typing position);
+`start_replication(services, ...)` runs in `Services.start` once the caches are loaded: main
+announces on Redis, a worker follows. With `redis.enabled: false` and role `main` (the embedded
+default) nothing here runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from homeserver.config.sections import HomeserverConfig
+from homeserver.core.streams import PresenceStreamRow, ReceiptRow, Stream, StreamRow
+from homeserver.replication.main_client import MainClient
+from homeserver.replication.redis_link import (
+    RedisPublisher,
+    ReplicationUnavailableError,
+    check_reachable,
+    make_client,
+)
+from homeserver.replication.roles import ROLE_SPECS
+from homeserver.replication.worker import ReplicaTargets, WorkerFeed
+
+if TYPE_CHECKING:
+    from homeserver.container import Services
+
+logger = logging.getLogger(__name__)
+
+STARTUP_CATCH_UP_SECONDS = 60.0
+
+
+async def handshake(config: HomeserverConfig) -> tuple[MainClient, dict[str, Any]]:
+    """A worker checks in with main (the shared secret) before building anything."""
+    client = MainClient(config.workers)
+    try:
+        info = await client.handshake()
+    except BaseException:
+        await client.close()
+        raise
+    if info.get("server_name") != config.server_name:
+        await client.close()
+        raise ReplicationUnavailableError(
+            f"the main process serves {info.get('server_name')!r}, this worker {config.server_name!r}"
+        )
+    return client, info
+
+
+class Replication:
+    """The scale-out part of a running process: a publisher (main) or a feed (worker)."""
+
+    def __init__(self, publisher: RedisPublisher | None, feed: WorkerFeed | None, main: MainClient | None):
+        self.publisher = publisher
+        self.feed = feed
+        self.main = main
+
+    async def stop(self) -> None:
+        if self.publisher is not None:
+            await self.publisher.stop()
+        if self.feed is not None:
+            await self.feed.stop()
+        if self.main is not None:
+            await self.main.close()
+
+
+async def start_replication(services: Services, main: MainClient | None) -> Replication | None:
+    config = services.config
+    if not config.redis.enabled:
+        return None
+    client = make_client(config.redis)
+    try:
+        await check_reachable(client, config.redis)
+    except BaseException:
+        await client.aclose()
+        raise
+    if config.workers.is_main:
+        return Replication(_start_publisher(services, client), None, None)
+    assert main is not None
+    feed = await _start_feed(services, client, main)
+    return Replication(None, feed, main)
+
+
+def _start_publisher(services: Services, client: Any) -> RedisPublisher:
+    presence = services.presence
+
+    def presence_rows(rows: Sequence[StreamRow]) -> Any:
+        return presence.snapshot_rows(r.user_id for r in rows if isinstance(r, PresenceStreamRow))
+
+    publisher = RedisPublisher(
+        client, services.bus, services.config.server_name, {Stream.PRESENCE: presence_rows}
+    )
+    publisher.attach()
+
+    def tokens_invalidated(hashes: list[str] | None, user_id: str | None) -> None:
+        publisher.invalidate("tokens", hashes=hashes, user_id=user_id)
+
+    async def pusher_changed(user_id: str, app_id: str, pushkey: str) -> None:
+        publisher.invalidate("pusher", user_id=user_id, app_id=app_id, pushkey=pushkey)
+
+    services.auth.invalidated_hooks.append(tokens_invalidated)
+    services.pushers.changed_hooks.append(pusher_changed)
+    publisher.start()
+    logger.info("replication: announcing stream positions on Redis")
+    return publisher
+
+
+async def _start_feed(services: Services, client: Any, main: MainClient) -> WorkerFeed:
+    role = services.config.workers.role
+    spec = ROLE_SPECS[role]
+
+    async def tokens(message: dict[str, Any]) -> None:
+        if message.get("hashes"):
+            services.auth.invalidate(list(message["hashes"]), replicated=True)
+        if message.get("user_id"):
+            services.auth.invalidate_user(str(message["user_id"]), replicated=True)
+
+    async def pusher(message: dict[str, Any]) -> None:
+        await services.pusher_pool.on_pusher_changed(
+            message["user_id"], message["app_id"], message["pushkey"]
+        )
+
+    targets = ReplicaTargets(
+        bus=services.bus,
+        state=services.state,
+        events=services.events,
+        persister=services.persister,
+        generators={
+            Stream.ACCOUNT_DATA: services.account_data_stream,
+            Stream.RECEIPTS: services.receipts_stream,
+            Stream.TO_DEVICE: services.to_device_stream,
+            Stream.DEVICE_LISTS: services.device_lists_stream,
+        },
+        typing=services.typing,
+        presence=services.presence,
+        device_lists=services.device_lists,
+        auth=services.auth,
+        db_positions=services.database_positions,
+        typing_snapshot=main.typing_snapshot,
+        invalidation_handlers={"tokens": tokens, "pusher": pusher},
+    )
+    if Stream.RECEIPTS in spec.streams and services.pusher_pool.enabled:
+        services.bus.subscribe(Stream.RECEIPTS, _receipts_to_pushers(services))
+    if Stream.PRESENCE in spec.streams:
+        await services.presence.start_replica()
+    feed = WorkerFeed(client, services.config.server_name, spec.streams, targets)
+    feed.start()
+    try:
+        await asyncio.wait_for(feed.connected.wait(), STARTUP_CATCH_UP_SECONDS)
+    except TimeoutError:
+        await feed.stop()
+        raise ReplicationUnavailableError(
+            "could not subscribe to Redis and catch up within a minute"
+        ) from None
+    logger.info(
+        "replication: %s worker %r following %d stream(s)",
+        role,
+        services.config.workers.name,
+        len(spec.streams),
+    )
+    return feed
+
+
+def _receipts_to_pushers(services: Services) -> Any:
+    """On a pusher worker, a read receipt committed on main updates the badge (as the receipt hook
+    does in one process)."""
+    pool = services.pusher_pool
+    tasks: set[asyncio.Task[None]] = set()
+
+    def on_receipts(position: int, rows: Sequence[StreamRow]) -> None:
+        for row in rows:
+            if isinstance(row, ReceiptRow) and not row.private:
+                task = asyncio.create_task(
+                    pool.on_read(row.user_id, row.room_id, row.thread_id, row.event_id, position)
+                )
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+    return on_receipts
+
+
+def forward_sync_presence(main: MainClient) -> tuple[Any, Any]:
+    """A worker's /sync start and end hooks: main keeps the user online."""
+
+    async def started(req: Any) -> None:
+        main.presence_syncing(req.user_id, req.device_id, req.set_presence, True)
+
+    def finished(req: Any) -> None:
+        main.presence_syncing(req.user_id, req.device_id, req.set_presence, False)
+
+    return started, finished
