@@ -57,8 +57,8 @@ from homeserver.persist.metrics import PersistMetrics
 from homeserver.persist.metrics import queue_length as persist_queue_length
 from homeserver.persist.persister import EventPersister
 from homeserver.replication.bus import StreamBus
-from homeserver.replication.main_client import MainClient
-from homeserver.replication.setup import Replication, forward_sync_presence, handshake, start_replication
+from homeserver.scaleout.main_client import MainClient
+from homeserver.scaleout.setup import Replication, forward_sync_presence, handshake, start_replication
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.accounts import AccountService, TokenSettings
 from homeserver.services.admin_media import AdminMediaService

@@ -3,7 +3,7 @@
 Synapse's spellings where the concept is the same: a worker file sets `worker_app` and
 `worker_name`, every process shares `worker_replication_secret`, and the main process is named in
 `instance_map: {main: {host, port}}` (or our shorter `worker_main_url`). `pusher_instances`,
-`notify_appservices_from_worker`, `federation_sender_instances` and `run_background_tasks_on` tell
+`notify_appservices_from_worker` and `run_background_tasks_on` tell
 the main process which jobs it hands to workers.
 """
 
@@ -49,7 +49,6 @@ class WorkerConfig:
     main_url: str | None = None  # http://host:port of the main process's `replication` listener
     pusher_instances: tuple[str, ...] = ()
     appservice_worker: str | None = None  # notify_appservices_from_worker
-    federation_sender_instances: tuple[str, ...] = ()
     background_worker: str | None = None  # run_background_tasks_on
 
     @property
@@ -96,7 +95,6 @@ def read_workers(root: Section) -> WorkerConfig:
         main_url=main_url.rstrip("/") if main_url else None,
         pusher_instances=root.get_str_list("pusher_instances"),
         appservice_worker=root.get_opt_str("notify_appservices_from_worker"),
-        federation_sender_instances=root.get_str_list("federation_sender_instances"),
         background_worker=None if background in (None, "main") else background,
     )
 

@@ -20,7 +20,6 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from homeserver.config.sections import RedisConfig
 from homeserver.core.streams import Stream, StreamRow, row_to_json
 from homeserver.replication.bus import StreamBus
 from homeserver.replication.roles import ALL_STREAMS
@@ -52,25 +51,23 @@ def invalidations_channel(server_name: str) -> str:
     return f"{channel_prefix(server_name)}:invalidate"
 
 
-def make_client(config: RedisConfig) -> aioredis.Redis:
+def make_client(host: str, port: int, password: str | None, db: int, use_tls: bool) -> aioredis.Redis:
     return aioredis.Redis(
-        host=config.host,
-        port=config.port,
-        password=config.password,
-        db=config.dbid or 0,
-        ssl=config.use_tls,
+        host=host,
+        port=port,
+        password=password,
+        db=db,
+        ssl=use_tls,
         socket_connect_timeout=5,
         health_check_interval=10,
     )
 
 
-async def check_reachable(client: aioredis.Redis, config: RedisConfig) -> None:
+async def check_reachable(client: aioredis.Redis, where: str) -> None:
     try:
         await client.ping()
     except (RedisError, OSError) as exc:
-        raise ReplicationUnavailableError(
-            f"cannot reach Redis at {config.host}:{config.port}: {exc}"
-        ) from exc
+        raise ReplicationUnavailableError(f"cannot reach Redis at {where}: {exc}") from exc
 
 
 # Extra data sent with a stream's rows that the rows alone do not carry (presence: the full state,

@@ -17,7 +17,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -34,7 +34,6 @@ from homeserver.core.streams import (
     TypingRow,
     row_from_json,
 )
-from homeserver.persist.persister import EventPersister
 from homeserver.replication.bus import StreamBus
 from homeserver.replication.redis_link import (
     RETRY_SECONDS,
@@ -42,13 +41,6 @@ from homeserver.replication.redis_link import (
     positions_channel,
     stream_channel,
 )
-from homeserver.services.auth import AuthService
-from homeserver.services.device_lists import DeviceListService
-from homeserver.services.presence import PresenceService
-from homeserver.services.typing import TypingService
-from homeserver.state.current import CurrentStateCache
-from homeserver.storage.stores.events import EventStore
-from homeserver.storage.streams import StreamIdGenerator
 
 logger = logging.getLogger(__name__)
 
@@ -65,19 +57,52 @@ def row_position(row: StreamRow) -> int:
     raise TypeError(type(row))
 
 
+class StateCache(Protocol):
+    """The current-state snapshots (state/current.py)."""
+
+    def cached(self, room_id: str) -> Any: ...
+    def evict(self, room_id: str) -> None: ...
+    async def get(self, room_id: str) -> Any: ...
+    def publish(self, snapshot: Any) -> None: ...
+
+
+class EventCache(Protocol):
+    def invalidate(self, event_id: str) -> None: ...
+
+
+class Positioned(Protocol):
+    current_stream: int
+
+
+class Advancing(Protocol):
+    def advance_to(self, position: int) -> None: ...
+
+
+class TypingMirror(Protocol):
+    position: int
+
+    def load_snapshot(self, position: int, rooms: dict[str, list[str]]) -> set[str]: ...
+    def apply_replicated(self, row: TypingRow) -> None: ...
+    def typing_users(self, room_id: str) -> list[str]: ...
+
+
+class PresenceMirror(Protocol):
+    async def apply_replicated(self, position: int, user_ids: Any, rows: dict[str, list[Any]]) -> None: ...
+
+
 @dataclass
 class ReplicaTargets:
-    """What a worker refreshes when main announces a change."""
+    """What a worker refreshes when main announces a change (built by scaleout/setup.py)."""
 
     bus: StreamBus
-    state: CurrentStateCache
-    events: EventStore
-    persister: EventPersister
-    generators: dict[Stream, StreamIdGenerator]
-    typing: TypingService
-    presence: PresenceService
-    device_lists: DeviceListService
-    auth: AuthService
+    state: StateCache
+    events: EventCache
+    persister: Positioned
+    generators: dict[Stream, Advancing]
+    typing: TypingMirror
+    presence: PresenceMirror
+    # device-list changes: whom to wake needs a membership lookup (DeviceListService's)
+    wake_device_lists: Callable[[int, Sequence[StreamRow]], Awaitable[None]]
     db_positions: Callable[[], Awaitable[dict[Stream, int]]]
     typing_snapshot: Callable[[], Awaitable[dict[str, Any]]]
     invalidation_handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]]
@@ -226,7 +251,7 @@ class WorkerFeed:
             users = [r.user_id for r in rows if isinstance(r, PresenceStreamRow)]
             await t.presence.apply_replicated(position, users, extra or {})
         elif stream is Stream.DEVICE_LISTS:
-            await self._wake_device_lists(position, rows)
+            await t.wake_device_lists(position, rows)
 
     async def _refresh_rooms(self, rows: Sequence[StreamRow]) -> None:
         """The current-state snapshots of the rooms written to, before the consumers read them
@@ -251,15 +276,3 @@ class WorkerFeed:
                 if snapshot is not None and snapshot.last_stream < last:
                     # a message moves only the room's latest position (extremities are main's)
                     self.t.state.publish(replace(snapshot, last_stream=last))
-
-    async def _wake_device_lists(self, position: int, rows: Sequence[StreamRow]) -> None:
-        users: set[str] = set()
-        for row in rows:
-            if not isinstance(row, DeviceListsRow):
-                continue
-            if row.visible_to is not None:
-                users.add(row.visible_to)
-            else:
-                users.add(row.user_id)
-                users |= await self.t.device_lists.local_users_sharing_rooms(row.user_id)
-        self.t.device_lists.notifier.on_user_event(Stream.DEVICE_LISTS, position, users)

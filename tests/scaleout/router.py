@@ -49,7 +49,11 @@ def make_router(main: str, readers: list[str]) -> web.Application:
         for upstream in upstreams(request):
             try:
                 async with request.app[session_key].request(
-                    request.method, upstream + request.raw_path, headers=headers, data=body, allow_redirects=False
+                    request.method,
+                    upstream + request.raw_path,
+                    headers=headers,
+                    data=body,
+                    allow_redirects=False,
                 ) as resp:
                     payload = await resp.read()
                     response = web.Response(status=resp.status, body=payload)

@@ -88,10 +88,15 @@ async def test_nio_through_the_front_door(topology: Topology, front_door: str) -
         assert isinstance(await alice.room_typing(room, True, 10000), nio.RoomTypingResponse)
         for _ in range(20):
             resp = await bob.sync(timeout=3000)
-            typing = [
-                e for e in resp.rooms.join.get(room, nio.rooms.MatrixRoom).ephemeral  # type: ignore[attr-defined]
-                if isinstance(e, nio.TypingNoticeEvent)
-            ] if room in resp.rooms.join else []
+            typing = (
+                [
+                    e
+                    for e in resp.rooms.join.get(room, nio.rooms.MatrixRoom).ephemeral  # type: ignore[attr-defined]
+                    if isinstance(e, nio.TypingNoticeEvent)
+                ]
+                if room in resp.rooms.join
+                else []
+            )
             if typing and alice.user_id in typing[-1].users:
                 break
         else:
@@ -151,15 +156,24 @@ def test_wrong_secret_is_refused(topology: Topology, tmp_path: Path) -> None:
 def test_unknown_role_is_refused(topology: Topology, tmp_path: Path) -> None:
     result = _run_worker(topology, tmp_path, worker_role="sync_everything")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        "configuration error: worker_app: unknown worker role 'sync_everything' (roles: main, client_reader"
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "configuration error: worker_app: unknown worker role 'sync_everything' "
+            "(roles: main, client_reader"
+        )
     ), result.stderr
 
 
 def test_redis_down_at_start_is_refused(topology: Topology, tmp_path: Path) -> None:
-    result = _run_worker(topology, tmp_path, redis={"enabled": True, "host": "127.0.0.1", "port": free_port()})
+    result = _run_worker(
+        topology, tmp_path, redis={"enabled": True, "host": "127.0.0.1", "port": free_port()}
+    )
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith("error: cannot reach Redis at 127.0.0.1:"), result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: cannot reach Redis at 127.0.0.1:"), (
+        result.stderr
+    )
 
 
 async def test_kill_reader_mid_load_loses_nothing(topology: Topology, front_door: str) -> None:
@@ -200,7 +214,9 @@ async def test_kill_reader_mid_load_loses_nothing(topology: Topology, front_door
                     return
                 if room in resp.rooms.join:
                     seen.update(
-                        e.body for e in resp.rooms.join[room].timeline.events if isinstance(e, nio.RoomMessageText)
+                        e.body
+                        for e in resp.rooms.join[room].timeline.events
+                        if isinstance(e, nio.RoomMessageText)
                     )
 
         await asyncio.gather(send_all(), asyncio.wait_for(receive_until_dead(), 60))

@@ -51,8 +51,19 @@ class RedisServer:
         require(binary is not None, "redis-server is not installed")
         assert binary is not None
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)],
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -134,10 +145,15 @@ class Topology:
             worker_app="synapse.app.generic_worker",
             worker_role=role,
             worker_name=name,
-            listeners=[{
-                "port": port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": False,
-                "resources": [{"names": ["client", "federation", "media", "metrics"]}],
-            }],
+            listeners=[
+                {
+                    "port": port,
+                    "bind_addresses": ["127.0.0.1"],
+                    "type": "http",
+                    "tls": False,
+                    "resources": [{"names": ["client", "federation", "media", "metrics"]}],
+                }
+            ],
         )
         config.update(extra)
         return config
@@ -151,7 +167,11 @@ class Topology:
         with open(stderr, "wb") as err:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "homeserver", "run", "--config", str(path)],
-                cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env,
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                env=env,
             )
         worker = Worker(role, name, f"http://127.0.0.1:{port}", path, proc, stderr)
         if wait:
@@ -185,11 +205,16 @@ def start_topology(workdir: Path, readers: int = 2, pusher: bool = True) -> Topo
         "enable_registration_without_verification": True,
     }
     replication_listener = {
-        "port": replication_port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": False,
+        "port": replication_port,
+        "bind_addresses": ["127.0.0.1"],
+        "type": "http",
+        "tls": False,
         "resources": [{"names": ["replication", "client"]}],
     }
     try:
-        main = launch("postgres", workdir / "main", overrides=overrides, extra_listeners=[replication_listener])
+        main = launch(
+            "postgres", workdir / "main", overrides=overrides, extra_listeners=[replication_listener]
+        )
     except PostgresUnavailable as exc:
         redis.stop()
         require(False, str(exc))

@@ -14,8 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from homeserver.config.sections import HomeserverConfig
-from homeserver.core.streams import PresenceStreamRow, ReceiptRow, Stream, StreamRow
-from homeserver.replication.main_client import MainClient
+from homeserver.core.streams import DeviceListsRow, PresenceStreamRow, ReceiptRow, Stream, StreamRow
 from homeserver.replication.redis_link import (
     RedisPublisher,
     ReplicationUnavailableError,
@@ -24,6 +23,7 @@ from homeserver.replication.redis_link import (
 )
 from homeserver.replication.roles import ROLE_SPECS
 from homeserver.replication.worker import ReplicaTargets, WorkerFeed
+from homeserver.scaleout.main_client import MainClient
 
 if TYPE_CHECKING:
     from homeserver.container import Services
@@ -70,9 +70,10 @@ async def start_replication(services: Services, main: MainClient | None) -> Repl
     config = services.config
     if not config.redis.enabled:
         return None
-    client = make_client(config.redis)
+    redis = config.redis
+    client = make_client(redis.host, redis.port, redis.password, redis.dbid or 0, redis.use_tls)
     try:
-        await check_reachable(client, config.redis)
+        await check_reachable(client, f"{redis.host}:{redis.port}")
     except BaseException:
         await client.aclose()
         raise
@@ -135,8 +136,7 @@ async def _start_feed(services: Services, client: Any, main: MainClient) -> Work
         },
         typing=services.typing,
         presence=services.presence,
-        device_lists=services.device_lists,
-        auth=services.auth,
+        wake_device_lists=_device_list_waker(services),
         db_positions=services.database_positions,
         typing_snapshot=main.typing_snapshot,
         invalidation_handlers={"tokens": tokens, "pusher": pusher},
@@ -161,6 +161,24 @@ async def _start_feed(services: Services, client: Any, main: MainClient) -> Work
         len(spec.streams),
     )
     return feed
+
+
+def _device_list_waker(services: Services) -> Any:
+    device_lists = services.device_lists
+
+    async def wake(position: int, rows: Sequence[StreamRow]) -> None:
+        users: set[str] = set()
+        for row in rows:
+            if not isinstance(row, DeviceListsRow):
+                continue
+            if row.visible_to is not None:
+                users.add(row.visible_to)
+            else:
+                users.add(row.user_id)
+                users |= await device_lists.local_users_sharing_rooms(row.user_id)
+        services.notifier.on_user_event(Stream.DEVICE_LISTS, position, users)
+
+    return wake
 
 
 def _receipts_to_pushers(services: Services) -> Any:
