@@ -59,7 +59,7 @@ def _usage(
 
 async def run(rate: float, seconds: float, syncers: int) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-workers-"))
-    topology = start_topology(workdir, readers=2, pusher=True)
+    topology = await asyncio.to_thread(start_topology, workdir, 2, True)
     main, readers = topology.main.base_url, [w.url for w in topology.readers]
     results: dict[str, Any] = {}
     try:
@@ -129,7 +129,7 @@ async def run(rate: float, seconds: float, syncers: int) -> dict[str, Any]:
             await asyncio.gather(*tasks, return_exceptions=True)
             results["send_to_reader_sync"] = summarize_ms(delays)
     finally:
-        topology.stop()
+        await asyncio.to_thread(topology.stop)
     return results
 
 
