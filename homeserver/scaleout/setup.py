@@ -14,7 +14,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from homeserver.config.sections import HomeserverConfig
-from homeserver.core.streams import DeviceListsRow, PresenceStreamRow, ReceiptRow, Stream, StreamRow
+from homeserver.core.streams import (
+    AccountDataRow,
+    DeviceListsRow,
+    PresenceStreamRow,
+    ReceiptRow,
+    Stream,
+    StreamRow,
+)
 from homeserver.replication.redis_link import (
     RedisPublisher,
     ReplicationUnavailableError,
@@ -24,6 +31,8 @@ from homeserver.replication.redis_link import (
 from homeserver.replication.roles import ROLE_SPECS
 from homeserver.replication.worker import ReplicaTargets, WorkerFeed
 from homeserver.scaleout.main_client import MainClient
+from homeserver.services.ignore import IGNORED_USER_LIST
+from homeserver.services.push_rules import PUSH_RULES_TYPE
 
 if TYPE_CHECKING:
     from homeserver.container import Services
@@ -143,6 +152,8 @@ async def _start_feed(services: Services, client: Any, main: MainClient) -> Work
     )
     if Stream.RECEIPTS in spec.streams and services.pusher_pool.enabled:
         services.bus.subscribe(Stream.RECEIPTS, _receipts_to_pushers(services))
+    if Stream.ACCOUNT_DATA in spec.streams:
+        services.bus.subscribe(Stream.ACCOUNT_DATA, _account_data_caches(services))
     if Stream.PRESENCE in spec.streams:
         await services.presence.start_replica()
     feed = WorkerFeed(client, services.config.server_name, spec.streams, targets)
@@ -179,6 +190,22 @@ def _device_list_waker(services: Services) -> Any:
         services.notifier.on_user_event(Stream.DEVICE_LISTS, position, users)
 
     return wake
+
+
+def _account_data_caches(services: Services) -> Any:
+    """Caches main updates in place when the user writes (push rules, ignored users): a worker
+    drops them when the account-data row arrives."""
+
+    def on_account_data(position: int, rows: Sequence[StreamRow]) -> None:
+        for row in rows:
+            if not isinstance(row, AccountDataRow) or row.room_id:
+                continue
+            if row.type == PUSH_RULES_TYPE:
+                services.push_rules.invalidate(row.user_id)
+            elif row.type == IGNORED_USER_LIST:
+                services.ignore.forget(row.user_id)
+
+    return on_account_data
 
 
 def _receipts_to_pushers(services: Services) -> Any:
