@@ -6,8 +6,9 @@ Starts the topology of tests/scaleout (processes on PostgreSQL and a private red
 `--syncers` users who all sit in one room and long-poll /sync on the readers (sticky, as the front
 door routes them), then sends `--rate` messages per second into the room through main for
 `--seconds`, and prints for each process the CPU used (percent of one core) and its RSS, first with
-no traffic (idle) then under the load, plus the delay from a send's response to the message
-arriving in a reader's /sync (from the start of the send: persistence included). Synapse's measured tax is about 25% of a core per idle worker, every
+no traffic (idle) then under the load, plus the delay from the start of a send (persistence
+included) to the message arriving in a reader's /sync. Synapse's measured tax is about 25% of
+a core per idle worker, every
 worker consuming every stream. Not part of the test suite; nothing is asserted.
 """
 
