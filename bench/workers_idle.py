@@ -1,6 +1,6 @@
 """Benchmark: per-process CPU and RSS of main + 2 client_readers + pusher at a steady 40 events/s.
 
-    python -m bench.workers_idle [--rate 40] [--seconds 30] [--syncers 20]
+    python -m bench.workers_idle [--rate 40] [--seconds 30] [--syncers 20] [--readers 2]
 
 Starts the topology of tests/scaleout (processes on PostgreSQL and a private redis-server), logs in
 `--syncers` users who all sit in one room and long-poll /sync on the readers (sticky, as the front
@@ -58,10 +58,11 @@ def _usage(
     }
 
 
-async def run(rate: float, seconds: float, syncers: int) -> dict[str, Any]:
+async def run(rate: float, seconds: float, syncers: int, readers_n: int) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-workers-"))
-    topology = await asyncio.to_thread(start_topology, workdir, 2, True)
-    main, readers = topology.main.base_url, [w.url for w in topology.readers]
+    topology = await asyncio.to_thread(start_topology, workdir, readers_n, readers_n > 0)
+    main = topology.main.base_url
+    readers = [w.url for w in topology.readers] or [main]  # --readers 0: one process does all
     results: dict[str, Any] = {}
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
@@ -118,7 +119,9 @@ async def run(rate: float, seconds: float, syncers: int) -> dict[str, Any]:
                     headers=auth,
                 ) as r:
                     assert r.status == 200, await r.text()
+                send_latency.append(time.perf_counter() - sent_at[body])
 
+            send_latency: list[float] = []
             sends = []
             for i in range(int(rate * seconds)):  # at the rate, not waiting for earlier sends
                 await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
@@ -133,6 +136,7 @@ async def run(rate: float, seconds: float, syncers: int) -> dict[str, Any]:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             results["send_to_reader_sync"] = summarize_ms(delays)
+            results["send_latency"] = summarize_ms(send_latency)
     finally:
         await asyncio.to_thread(topology.stop)
     return results
@@ -143,11 +147,14 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=40.0)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--syncers", type=int, default=20)
+    parser.add_argument("--readers", type=int, default=2, help="client_readers (0: main alone, no pusher)")
     args = parser.parse_args()
-    results = asyncio.run(run(args.rate, args.seconds, args.syncers))
+    results = asyncio.run(run(args.rate, args.seconds, args.syncers, args.readers))
     print(json.dumps(results, indent=2))
     delay = results["send_to_reader_sync"]
     print(f"send start -> reader sync: p50 {fmt_ms(delay.get('p50_ms'))}, p95 {fmt_ms(delay.get('p95_ms'))}")
+    send = results["send_latency"]
+    print(f"send latency (main): p50 {fmt_ms(send.get('p50_ms'))}, p95 {fmt_ms(send.get('p95_ms'))}")
 
 
 if __name__ == "__main__":
