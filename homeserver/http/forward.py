@@ -1,8 +1,8 @@
 """A worker hands a request it does not serve (a write) to the main process, unchanged.
 
 The client's own credentials travel with it (main authenticates the user as usual); the worker
-adds X-Forwarded-For with the client's address and the shared secret in
-X-Homeserver-Worker-Secret, so main may trust that address (docs/scale-out.md).
+appends the client's address to X-Forwarded-For, which main honours when the listener named in
+`instance_map` has `x_forwarded: true` and trusts the workers' addresses (docs/scale-out.md).
 """
 
 from __future__ import annotations
