@@ -20,6 +20,9 @@ logger = logging.getLogger(__name__)
 
 PREFIX = "/_homeserver/replication/v1"
 HANDSHAKE_ATTEMPTS = 10  # main may still be starting when its workers are
+# A client's next long-poll follows the last at once: main hears "stopped syncing" only after
+# this long without one (as Synapse's UPDATE_SYNCING_USERS_MS), not twice per /sync.
+SYNC_STOP_GRACE_SECONDS = 10.0
 
 
 class MainClient:
@@ -31,6 +34,9 @@ class MainClient:
         self._session: aiohttp.ClientSession | None = None
         self._presence: asyncio.Queue[dict[str, Any]] = asyncio.Queue(10_000)
         self._presence_task: asyncio.Task[None] | None = None
+        # (user, device, set_presence) -> /syncs running here now; and the pending "stopped" timers
+        self._syncing: dict[tuple[str, str | None, str | None], int] = {}
+        self._stop_timers: dict[tuple[str, str | None, str | None], asyncio.TimerHandle] = {}
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -42,6 +48,8 @@ class MainClient:
         return self._session
 
     async def close(self) -> None:
+        for timer in self._stop_timers.values():
+            timer.cancel()
         if self._presence_task is not None:
             self._presence_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -82,8 +90,35 @@ class MainClient:
     def presence_syncing(
         self, user_id: str, device_id: str | None, set_presence: str | None, syncing: bool
     ) -> None:
+        """A /sync started or ended here. Main hears of the first start and of the end of the
+        last one (after a grace), so steady long-polling costs main nothing."""
+        key = (user_id, device_id, set_presence)
+        count = self._syncing.get(key, 0)
+        if syncing:
+            self._syncing[key] = count + 1
+            timer = self._stop_timers.pop(key, None)
+            if timer is not None:
+                timer.cancel()  # still syncing: main was never told it stopped
+            elif count == 0:
+                self._send_presence(key, True)
+            return
+        if count <= 1:
+            self._syncing.pop(key, None)
+            if key not in self._stop_timers:
+                loop = asyncio.get_running_loop()
+                self._stop_timers[key] = loop.call_later(SYNC_STOP_GRACE_SECONDS, self._stopped, key)
+        else:
+            self._syncing[key] = count - 1
+
+    def _stopped(self, key: tuple[str, str | None, str | None]) -> None:
+        self._stop_timers.pop(key, None)
+        if key not in self._syncing:
+            self._send_presence(key, False)
+
+    def _send_presence(self, key: tuple[str, str | None, str | None], syncing: bool) -> None:
         if self._presence_task is None:
             self._presence_task = asyncio.create_task(self._presence_loop(), name="presence-forward")
+        user_id, device_id, set_presence = key
         body = {"user_id": user_id, "device_id": device_id, "set_presence": set_presence, "syncing": syncing}
         with contextlib.suppress(asyncio.QueueFull):
             self._presence.put_nowait(body)
