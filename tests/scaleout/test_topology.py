@@ -254,3 +254,32 @@ async def test_redis_restart_workers_resume(topology: Topology, front_door: str)
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_presence_across_workers(topology: Topology, front_door: str) -> None:
+    # alice's /sync on reader 1 keeps her online on main; bob's /sync on reader 2 shows it
+    alice = await _client(front_door)
+    bob = await _client(front_door)
+    on_reader: list[nio.AsyncClient] = []
+    try:
+        room = (await alice.room_create(invite=[bob.user_id])).room_id
+        await bob.sync(timeout=0)
+        await bob.join(room)
+        for user, reader in ((alice, topology.readers[0]), (bob, topology.readers[1])):
+            pinned = nio.AsyncClient(reader.url, user.user_id)
+            pinned.restore_login(user.user_id, user.device_id, user.access_token)
+            on_reader.append(pinned)
+        alice_r, bob_r = on_reader
+        await bob_r.sync(timeout=0)
+        await alice_r.sync(timeout=0, set_presence="online")
+        for _ in range(40):
+            resp = await bob_r.sync(timeout=3000)
+            if isinstance(resp, nio.SyncResponse) and any(
+                e.user_id == alice.user_id and e.presence == "online" for e in resp.presence_events
+            ):
+                break
+        else:
+            raise AssertionError("alice's presence never reached bob's reader")
+    finally:
+        for client in (*on_reader, alice, bob):
+            await client.close()
