@@ -283,3 +283,62 @@ async def test_presence_across_workers(topology: Topology, front_door: str) -> N
     finally:
         for client in (*on_reader, alice, bob):
             await client.close()
+
+
+async def test_pusher_worker_delivers(topology: Topology, front_door: str) -> None:
+    """pusher_instances: [pusher1]: main leaves push to the pusher worker, which hears of the
+    pusher (invalidation), the message (events stream) and the read receipt (receipts stream)."""
+    received: list[dict[str, object]] = []
+
+    async def notify(request: web.Request) -> web.Response:
+        received.append((await request.json())["notification"])
+        return web.json_response({"rejected": []})
+
+    gateway = web.Application()
+    gateway.router.add_post("/_matrix/push/v1/notify", notify)
+    runner = web.AppRunner(gateway)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    alice, bob = await _client(front_door), await _client(front_door)
+    try:
+        room = (await alice.room_create(invite=[bob.user_id])).room_id
+        await bob.sync(timeout=0)
+        await bob.join(room)
+        async with aiohttp.ClientSession() as http:
+            body = {
+                "kind": "http",
+                "app_id": "org.example",
+                "pushkey": "key1",
+                "app_display_name": "X",
+                "device_display_name": "Y",
+                "lang": "en",
+                "data": {"url": f"http://127.0.0.1:{port}/_matrix/push/v1/notify"},
+            }
+            headers = {"Authorization": f"Bearer {bob.access_token}"}
+            async with http.post(
+                f"{front_door}/_matrix/client/v3/pushers/set", json=body, headers=headers
+            ) as r:
+                assert r.status == 200, await r.text()
+        await asyncio.sleep(0.5)  # the worker restarts the pusher from the stored row
+        sent = await alice.room_send(room, "m.room.message", {"msgtype": "m.text", "body": "push me"})
+        assert isinstance(sent, nio.RoomSendResponse)
+        for _ in range(100):
+            if any(n.get("event_id") == sent.event_id for n in received):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"no push for {sent.event_id}: {received}")
+        assert isinstance(
+            await bob.room_read_markers(room, sent.event_id, sent.event_id), nio.RoomReadMarkersResponse
+        )
+        for _ in range(100):  # the badge update, from the receipts stream
+            if received[-1].get("counts") == {"unread": 0} and "event_id" not in received[-1]:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"no badge update: {received}")
+    finally:
+        await alice.close()
+        await bob.close()
+        await runner.cleanup()

@@ -202,6 +202,7 @@ def start_topology(workdir: Path, readers: int = 2, pusher: bool = True) -> Topo
         "pusher_instances": ["pusher1"] if pusher else [],
         "presence": {"enabled": True},
         "enable_registration": True,
+        "ip_range_whitelist": ["127.0.0.0/8"],  # the test push gateway
         "enable_registration_without_verification": True,
     }
     replication_listener = {

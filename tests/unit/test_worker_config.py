@@ -111,3 +111,26 @@ def test_role_route_sets() -> None:
     assert serves_locally(inbound, "PUT", "sendTransaction", "federation") is False
     assert serves_locally(ROLE_SPECS["main"], "PUT", "sendMessage", "client") is True
     assert set(ROLE_SPECS) == set(ROLES)
+
+
+@pytest.mark.parametrize(
+    ("raw", "role", "job", "runs"),
+    [
+        ({}, "main", "pusher", True),
+        ({"pusher_instances": ["p1"]}, "main", "pusher", False),
+        ({"pusher_instances": ["p1"]}, "pusher", "pusher", True),
+        ({}, "pusher", "pusher", False),  # not handed to workers: main pushes
+        ({"notify_appservices_from_worker": "as1"}, "appservice", "appservice", True),
+        ({"notify_appservices_from_worker": "as1"}, "main", "appservice", False),
+        ({}, "main", "background", True),
+        ({"run_background_tasks_on": "bg1"}, "background", "background", True),
+        ({"run_background_tasks_on": "bg1"}, "main", "background", False),
+    ],
+)
+def test_which_process_runs_a_job(raw: dict[str, Any], role: str, job: str, runs: bool) -> None:
+    from types import SimpleNamespace
+
+    from homeserver.container import Services
+
+    process = SimpleNamespace(config=load(**raw), role=role)
+    assert Services.runs(process, job) is runs  # type: ignore[arg-type]
