@@ -342,3 +342,61 @@ async def test_pusher_worker_delivers(topology: Topology, front_door: str) -> No
         await alice.close()
         await bob.close()
         await runner.cleanup()
+
+
+async def test_logout_on_main_reaches_the_readers(topology: Topology, front_door: str) -> None:
+    client = await _client(front_door)
+    headers = {"Authorization": f"Bearer {client.access_token}"}
+    try:
+        async with aiohttp.ClientSession() as http:
+            for reader in topology.readers:  # both readers cache the token
+                async with http.get(f"{reader.url}/_matrix/client/v3/account/whoami", headers=headers) as r:
+                    assert r.status == 200
+            async with http.post(f"{front_door}/_matrix/client/v3/logout", headers=headers, json={}) as r:
+                assert r.status == 200
+            for reader in topology.readers:
+                for _ in range(50):
+                    async with http.get(
+                        f"{reader.url}/_matrix/client/v3/account/whoami", headers=headers
+                    ) as r:
+                        if r.status == 401:
+                            assert (await r.json())["errcode"] == "M_UNKNOWN_TOKEN"
+                            break
+                    await asyncio.sleep(0.05)
+                else:
+                    raise AssertionError(f"{reader.name} still accepts the logged-out token")
+    finally:
+        await client.close()
+
+
+async def test_media_and_federation_roles(topology: Topology, front_door: str) -> None:
+    media = topology.start_worker("media", f"media{secrets.token_hex(2)}")
+    inbound = topology.start_worker("federation_inbound", f"fed{secrets.token_hex(2)}")
+    client = await _client(front_door)
+    headers = {"Authorization": f"Bearer {client.access_token}"}
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{media.url}/_matrix/media/v3/upload?filename=a.txt",
+                data=b"hello media worker",
+                headers={**headers, "Content-Type": "text/plain"},
+            ) as r:
+                assert r.status == 200, await r.text()
+                mxc = (await r.json())["content_uri"]
+            server_name, media_id = mxc.removeprefix("mxc://").split("/")
+            url = f"{media.url}/_matrix/client/v1/media/download/{server_name}/{media_id}"
+            async with http.get(url, headers=headers) as r:
+                assert r.status == 200 and await r.read() == b"hello media worker"
+            # a media worker serves no client API
+            async with http.get(f"{media.url}/_matrix/client/v3/account/whoami", headers=headers) as r:
+                assert r.status == 404 and (await r.json())["errcode"] == "M_UNRECOGNIZED"
+            # federation_inbound answers federation reads itself
+            async with http.get(f"{inbound.url}/_matrix/federation/v1/version") as r:
+                assert r.status == 200 and "server" in await r.json()
+            async with http.get(f"{inbound.url}/_matrix/client/v3/sync", headers=headers) as r:
+                assert r.status == 404
+    finally:
+        for worker in (media, inbound):
+            topology.workers.remove(worker)
+            worker.stop()
+        await client.close()
