@@ -36,7 +36,7 @@ def _load(args: argparse.Namespace) -> Any:
         worker = getattr(args, "worker", None)
         if worker is not None:  # `run --worker ROLE` wins over worker_app in the file
             config = dataclasses.replace(config, workers=with_role(config.workers, worker))
-        check_worker_setup(config.workers, config.redis.enabled)
+        check_worker_setup(config.workers, config.redis.enabled, config.database.engine)
         # Registration files are checked now so that a bad one stops the server with exit 2.
         load_registrations(config.app_service_config_files, config.server_name)
         return config

@@ -99,10 +99,13 @@ def read_workers(root: Section) -> WorkerConfig:
     )
 
 
-def check_worker_setup(workers: WorkerConfig, redis_enabled: bool) -> None:
-    """A worker needs Redis, the shared secret and the main process's address."""
+def check_worker_setup(workers: WorkerConfig, redis_enabled: bool, engine: str = "postgres") -> None:
+    """A worker needs PostgreSQL (shared by every process), Redis, the shared secret and the main
+    process's address."""
     if workers.is_main:
         return
+    if engine != "postgres":
+        raise ConfigError(f"a {workers.role} worker needs PostgreSQL (every process shares it)", "database")
     if not redis_enabled:
         raise ConfigError(f"a {workers.role} worker needs `redis: {{enabled: true}}`", "redis")
     if not workers.replication_secret:

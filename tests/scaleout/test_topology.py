@@ -166,6 +166,18 @@ def test_unknown_role_is_refused(topology: Topology, tmp_path: Path) -> None:
     ), result.stderr
 
 
+def test_unknown_role_on_the_command_line(topology: Topology, tmp_path: Path) -> None:
+    path = tmp_path / "main.yaml"
+    path.write_text(yaml.safe_dump(topology.main.config))
+    args = [sys.executable, "-m", "homeserver", "run", "--config", str(path), "--worker", "writer"]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "configuration error: worker_app: unknown worker role 'writer' (roles: main, client_reader, "
+        "federation_inbound, federation_sender, pusher, appservice, media, background)"
+    ), result.stderr
+
+
 def test_redis_down_at_start_is_refused(topology: Topology, tmp_path: Path) -> None:
     result = _run_worker(
         topology, tmp_path, redis={"enabled": True, "host": "127.0.0.1", "port": free_port()}

@@ -92,6 +92,14 @@ def test_worker_needs_redis_secret_and_main(remove: str, message: str) -> None:
     assert str(err.value).startswith(message)
 
 
+def test_worker_needs_postgres() -> None:
+    workers = load(worker_app="client_reader", **WORKER).workers
+    with pytest.raises(ConfigError) as err:
+        check_worker_setup(workers, True, "sqlite")
+    assert str(err.value) == "database: a client_reader worker needs PostgreSQL (every process shares it)"
+    check_worker_setup(workers, True, "postgres")
+
+
 def test_pusher_and_appservice_handoff() -> None:
     workers = load(pusher_instances=["p1"], notify_appservices_from_worker="as1", **WORKER).workers
     assert workers.pusher_instances == ("p1",)
