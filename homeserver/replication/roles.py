@@ -30,7 +30,8 @@ ROLE_SPECS: dict[str, RoleSpec] = {
     "client_reader": RoleSpec(ALL_STREAMS, "read", "none", False),
     "federation_inbound": RoleSpec(frozenset({Stream.EVENTS}), "none", "read", False),
     "federation_sender": RoleSpec(frozenset({Stream.EVENTS}), "none", "none", False),
-    "pusher": RoleSpec(frozenset({Stream.EVENTS, Stream.RECEIPTS}), "none", "none", False),
+    # (read receipts reach pushers as "read" invalidations, sent after the counts moved)
+    "pusher": RoleSpec(frozenset({Stream.EVENTS}), "none", "none", False),
     "appservice": RoleSpec(
         frozenset({Stream.EVENTS, Stream.RECEIPTS, Stream.PRESENCE, Stream.TO_DEVICE}), "none", "none", False
     ),

@@ -17,8 +17,8 @@ from homeserver.config.sections import HomeserverConfig
 from homeserver.core.streams import (
     AccountDataRow,
     DeviceListsRow,
+    EventsRow,
     PresenceStreamRow,
-    ReceiptRow,
     Stream,
     StreamRow,
 )
@@ -110,7 +110,15 @@ def _start_publisher(services: Services, client: Any) -> RedisPublisher:
     async def pusher_changed(user_id: str, app_id: str, pushkey: str) -> None:
         publisher.invalidate("pusher", user_id=user_id, app_id=app_id, pushkey=pushkey)
 
+    async def read_moved(user_id: str, room_id: str, thread_id: str | None, event_id: str, pos: int) -> None:
+        # after the unread counts moved in the database (the hooks run in order): workers
+        # recount, and the pusher worker sends the badge update
+        publisher.invalidate(
+            "read", user_id=user_id, room_id=room_id, thread_id=thread_id, event_id=event_id, position=pos
+        )
+
     services.auth.invalidated_hooks.append(tokens_invalidated)
+    services.receipts.receipt_hooks.append(read_moved)
     services.pushers.changed_hooks.append(pusher_changed)
     publisher.start()
     logger.info("replication: announcing stream positions on Redis")
@@ -132,6 +140,14 @@ async def _start_feed(services: Services, client: Any, main: MainClient) -> Work
             message["user_id"], message["app_id"], message["pushkey"]
         )
 
+    async def read(message: dict[str, Any]) -> None:
+        user_id, room_id = str(message["user_id"]), str(message["room_id"])
+        services.notifications.forget(user_id, room_id)
+        if services.pusher_pool.enabled:
+            await services.pusher_pool.on_read(
+                user_id, room_id, message.get("thread_id"), str(message["event_id"]), int(message["position"])
+            )
+
     targets = ReplicaTargets(
         bus=services.bus,
         state=services.state,
@@ -148,10 +164,10 @@ async def _start_feed(services: Services, client: Any, main: MainClient) -> Work
         wake_device_lists=_device_list_waker(services),
         db_positions=services.database_positions,
         typing_snapshot=main.typing_snapshot,
-        invalidation_handlers={"tokens": tokens, "pusher": pusher},
+        invalidation_handlers={"tokens": tokens, "pusher": pusher, "read": read},
     )
-    if Stream.RECEIPTS in spec.streams and services.pusher_pool.enabled:
-        services.bus.subscribe(Stream.RECEIPTS, _receipts_to_pushers(services))
+    if Stream.EVENTS in spec.streams:
+        services.bus.subscribe(Stream.EVENTS, _unread_counts_on_events(services))
     if Stream.ACCOUNT_DATA in spec.streams:
         services.bus.subscribe(Stream.ACCOUNT_DATA, _account_data_caches(services))
     if Stream.PRESENCE in spec.streams:
@@ -192,6 +208,18 @@ def _device_list_waker(services: Services) -> Any:
     return wake
 
 
+def _unread_counts_on_events(services: Services) -> Any:
+    """Main adds new notifications to its cached unread counts inside the event transaction; a
+    worker, which never sees that transaction, drops the counts of the rooms written to."""
+    notifications = services.notifications
+
+    def on_events(position: int, rows: Sequence[StreamRow]) -> None:
+        for room_id in {r.room_id for r in rows if isinstance(r, EventsRow) and r.is_live}:
+            notifications.forget_room(room_id)
+
+    return on_events
+
+
 def _account_data_caches(services: Services) -> Any:
     """Caches main updates in place when the user writes (push rules, ignored users): a worker
     drops them when the account-data row arrives."""
@@ -206,24 +234,6 @@ def _account_data_caches(services: Services) -> Any:
                 services.ignore.forget(row.user_id)
 
     return on_account_data
-
-
-def _receipts_to_pushers(services: Services) -> Any:
-    """On a pusher worker, a read receipt committed on main updates the badge (as the receipt hook
-    does in one process)."""
-    pool = services.pusher_pool
-    tasks: set[asyncio.Task[None]] = set()
-
-    def on_receipts(position: int, rows: Sequence[StreamRow]) -> None:
-        for row in rows:
-            if isinstance(row, ReceiptRow) and not row.private:
-                task = asyncio.create_task(
-                    pool.on_read(row.user_id, row.room_id, row.thread_id, row.event_id, position)
-                )
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-
-    return on_receipts
 
 
 def forward_sync_presence(main: MainClient) -> tuple[Any, Any]:

@@ -412,3 +412,38 @@ async def test_media_and_federation_roles(topology: Topology, front_door: str) -
             topology.workers.remove(worker)
             worker.stop()
         await client.close()
+
+
+async def test_unread_counts_on_a_reader(topology: Topology, front_door: str) -> None:
+    """Main keeps counts current inside its event transaction; a reader must recount after new
+    events and after a read receipt, never serve a stale cached count."""
+    alice, bob = await _client(front_door), await _client(front_door)
+    pinned = nio.AsyncClient(topology.readers[0].url, bob.user_id)
+    pinned.restore_login(bob.user_id, bob.device_id, bob.access_token)
+
+    async def count(want: int) -> None:
+        seen = []
+        for _ in range(20):
+            resp = await pinned.sync(timeout=2000)
+            if isinstance(resp, nio.SyncResponse) and room in resp.rooms.join:
+                seen.append(resp.rooms.join[room].unread_notifications.notification_count)
+                if seen[-1] == want:
+                    return
+        raise AssertionError(f"unread count never became {want}: {seen}")
+
+    try:
+        room = (await alice.room_create(is_direct=True, invite=[bob.user_id])).room_id
+        await bob.sync(timeout=0)
+        await bob.join(room)
+        await pinned.sync(timeout=0)
+        await count(0)  # cached on the reader now
+        last = None
+        for i in range(2):
+            last = await alice.room_send(room, "m.room.message", {"msgtype": "m.text", "body": f"n{i}"})
+        await count(2)
+        assert isinstance(last, nio.RoomSendResponse)
+        await bob.room_read_markers(room, last.event_id, last.event_id)
+        await count(0)
+    finally:
+        for client in (pinned, alice, bob):
+            await client.close()
