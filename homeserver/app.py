@@ -74,11 +74,13 @@ from homeserver.api.federation import space_hierarchy as federation_space_hierar
 from homeserver.api.federation import user_keys as federation_user_keys
 from homeserver.api.federation import version as federation_version
 from homeserver.api.media import authed_content_repo, content_repo
+from homeserver.api.replication import internal as replication_internal
 from homeserver.config.errors import ConfigError
 from homeserver.config.sections import HomeserverConfig, ListenerConfig
 from homeserver.core.clock import Clock
 from homeserver.core.errors import MatrixError
 from homeserver.http.auth import authenticate, extract_access_token
+from homeserver.http.forward import forward_to_main
 from homeserver.http.forwarded import forwarded_middleware
 from homeserver.http.limits import check_declared_length, expect_handler
 from homeserver.http.metrics import note_client
@@ -86,6 +88,7 @@ from homeserver.http.middleware import json_response, matrix_middleware
 from homeserver.http.params import check_path_and_query
 from homeserver.http.routing import ApiRequest, JsonResponse, Route, Router
 from homeserver.http.websocket.connection import wants_websocket
+from homeserver.replication.roles import ROLE_SPECS, RoleSpec, serves_locally
 from homeserver.services.audit import set_request_origin
 
 from .container import Services
@@ -163,6 +166,8 @@ FEDERATION_ROUTERS: tuple[Router, ...] = (
     federation_user_keys.routes,
 )
 KEY_ROUTERS: tuple[Router, ...] = (federation_keys.routes,)
+# Main's internal API for its workers (`replication` listener resource).
+REPLICATION_ROUTERS: tuple[Router, ...] = (replication_internal.routes,)
 # /_matrix/federation/v1/openid/userinfo: with `federation`, or alone under `openid` (as Synapse).
 OPENID_ROUTERS: tuple[Router, ...] = (federation_openid.routes,)
 # Served with `federation` when the media repository is enabled.
@@ -223,13 +228,32 @@ def _wrap(route: Route, body_limit: int) -> Any:
     return endpoint
 
 
-def add_routers(app: web.Application, routers: Iterable[Router], body_limit: int = DEFAULT_MAX_BODY) -> None:
+def add_routers(
+    app: web.Application,
+    routers: Iterable[Router],
+    body_limit: int = DEFAULT_MAX_BODY,
+    *,
+    role: RoleSpec | None = None,
+    kind: str = "client",
+) -> None:
+    """Mount the routers' routes; on a worker (`role`), the ones it does not serve itself are
+    forwarded to main or left out (404 M_UNRECOGNIZED), as replication/roles.py says."""
     expect = expect_handler(body_limit)
     for router in routers:
         for route in router.routes:
-            wrapped = _wrap(route, body_limit)
+            local = True if role is None else serves_locally(role, route.method, route.name, kind)
+            if local is None:
+                continue
+            wrapped = _wrap(route, body_limit) if local else _forward
             for path in route.paths:
                 app.router.add_route(route.method, path, wrapped, expect_handler=expect)
+
+
+async def _forward(request: web.Request) -> web.StreamResponse:
+    main = request.app[SERVICES].main_client
+    if main is None:  # cannot happen: only workers mount this handler
+        raise MatrixError(404, "M_UNRECOGNIZED", "Unrecognized request")
+    return await forward_to_main(request, main.session, main.base)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
@@ -262,6 +286,8 @@ def served_resources(config: HomeserverConfig, resources: Iterable[str]) -> tupl
         served.append("media")
     if "metrics" in names and config.enable_metrics:
         served.append("metrics")
+    if "replication" in names and config.workers.is_main:
+        served.append("replication")
     served.append("health")
     return tuple(served)
 
@@ -293,17 +319,21 @@ def _build_app(
         middlewares.insert(0, forwarded_middleware(listener.trusted_proxies))
     app = web.Application(middlewares=middlewares, client_max_size=max_body)
     served = served_resources(config, resources)
+    # Workers serve their role's share (docs/scale-out.md); main and the embedded server all.
+    role = None if config.workers.is_main else ROLE_SPECS[config.workers.role]
     if "client" in served:
-        add_routers(app, CLIENT_ROUTERS, max_body)
+        add_routers(app, CLIENT_ROUTERS, max_body, role=role)
     if "federation" in served:
-        add_routers(app, FEDERATION_ROUTERS, max_body)
+        add_routers(app, FEDERATION_ROUTERS, max_body, role=role, kind="federation")
         if config.enable_media_repo:
-            add_routers(app, FEDERATION_MEDIA_ROUTERS, max_body)
+            add_routers(app, FEDERATION_MEDIA_ROUTERS, max_body, role=role, kind="federation")
     if "keys" in served:
         add_routers(app, KEY_ROUTERS, max_body)
     if "openid" in served:
         add_routers(app, OPENID_ROUTERS, max_body)
-    if "media" in served:
+    if "replication" in served:
+        add_routers(app, REPLICATION_ROUTERS, max_body)
+    if "media" in served and (role is None or role.media):
         # Uploads stream to disk; the media repository enforces max_upload_size precisely.
         upload_limit = config.max_upload_size or max_body
         add_routers(app, MEDIA_ROUTERS, max(upload_limit, max_body))

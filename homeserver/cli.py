@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import getpass
 import logging
@@ -28,9 +29,14 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 def _load(args: argparse.Namespace) -> Any:
     from homeserver.appservice.loading import load_registrations
     from homeserver.config import ConfigError, load_config
+    from homeserver.config.workers import check_worker_setup, with_role
 
     try:
         config = load_config(args.config)
+        worker = getattr(args, "worker", None)
+        if worker is not None:  # `run --worker ROLE` wins over worker_app in the file
+            config = dataclasses.replace(config, workers=with_role(config.workers, worker))
+        check_worker_setup(config.workers, config.redis.enabled, config.database.engine)
         # Registration files are checked now so that a bad one stops the server with exit 2.
         load_registrations(config.app_service_config_files, config.server_name)
         return config
@@ -58,10 +64,13 @@ def _fatal_message(exc: BaseException) -> str | None:
     """The one line an operator needs for a failure outside the server's control, or None for
     a bug (which keeps its traceback)."""
     from homeserver.core.errors import DatabaseUnavailableError
+    from homeserver.replication.redis_link import ReplicationUnavailableError
     from homeserver.storage.migrations import SchemaError
 
     if isinstance(exc, DatabaseUnavailableError):
         return exc.detail
+    if isinstance(exc, ReplicationUnavailableError):
+        return str(exc)
     if isinstance(exc, StartupError | SchemaError):
         return str(exc)
     if isinstance(exc, OSError) and exc.strerror:  # data dir, signing key, media store
@@ -459,6 +468,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the homeserver in the foreground")
     with_config(run)
+    run.add_argument(
+        "--worker",
+        metavar="ROLE",
+        help="run as this role of a scale-out deployment (main, client_reader, pusher...; docs/scale-out.md)",
+    )
     run.set_defaults(func=cmd_run)
 
     mig = sub.add_parser("migrate", help="apply database migrations and exit")

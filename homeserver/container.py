@@ -61,6 +61,8 @@ from homeserver.persist.metrics import PersistMetrics
 from homeserver.persist.metrics import queue_length as persist_queue_length
 from homeserver.persist.persister import EventPersister
 from homeserver.replication.bus import StreamBus
+from homeserver.scaleout.main_client import MainClient
+from homeserver.scaleout.setup import Replication, forward_sync_presence, handshake, start_replication
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.accounts import AccountService, TokenSettings
 from homeserver.services.admin_media import AdminMediaService
@@ -226,11 +228,15 @@ class Services:
         role: str = "main",
         *,
         stream_positions: dict[Stream, int],
+        main_client: MainClient | None = None,
     ) -> None:
         self.config = config
         self.db = db
         self.clock = clock
         self.role = role
+        # scale-out (docs/scale-out.md): a worker's link to main; the Redis side once started
+        self.main_client = main_client
+        self.replication: Replication | None = None
         self.ratelimiter = RateLimiter(clock)
 
         # stores
@@ -432,7 +438,7 @@ class Services:
             self.clock,
             server_name=self.config.server_name,
         )
-        if self.role == "main":
+        if self.runs("appservice"):
             self.directory.alias_changed_hooks.append(self.appservice_sender.interest.alias_changed)
             self.appservice_api.ping_hooks.append(self.appservice_sender.force_retry)
 
@@ -607,6 +613,7 @@ class Services:
             state=self.state,
             clock=self.clock,
         )
+
     def _build_federation_reads(self) -> None:
         """What other servers may read here (history, state, directory, hierarchy, OpenID), and the
         client paths that read other servers' rooms (docs/federation.md)."""
@@ -629,6 +636,7 @@ class Services:
         self.timeline.remote_timestamp = RemoteTimestamps(
             self.state, self.remote_rooms, server_name=server_name
         ).lookup
+
     def _build_federation_edus(self) -> None:
         """Inbound EDU handlers, remote users' device lists and keys (E2EE across servers)."""
         server_name = self.config.server_name
@@ -642,7 +650,8 @@ class Services:
             self.clock,
             server_name=server_name,
         )
-        self.bus.subscribe(Stream.EVENTS, self.remote_devices.on_events)
+        if self.role == "main":  # resyncs write: the writer's job
+            self.bus.subscribe(Stream.EVENTS, self.remote_devices.on_events)
         remote_keys = RemoteKeyQueries(
             self.remote_devices, self.remote_device_store, self.e2e_store, self.federation_client
         )
@@ -786,7 +795,7 @@ class Services:
                 remove_pusher=self.pushers.delete,
                 unsubscribe_url=unsubscribe_url,
             ),
-            enabled=config.push.enabled and self.role in ("main", "pusher"),
+            enabled=config.push.enabled and self.runs("pusher"),
         )
         self.pushers.changed_hooks.append(self.pusher_pool.on_pusher_changed)
         self.bus.subscribe(Stream.EVENTS, self.pusher_pool.on_events)
@@ -880,7 +889,8 @@ class Services:
         )
         self.messages.content_checks.append(self.content_policy.check_content)
         self.room_service.creation_checks.append(self.content_policy.check_room_creation)
-        self.bus.subscribe(Stream.EVENTS, self.content_policy.on_events)
+        if self.role == "main":  # it sends redactions: the writer's job
+            self.bus.subscribe(Stream.EVENTS, self.content_policy.on_events)
 
     def _build_e2ee(self, stream_positions: dict[Stream, int]) -> None:
         """Device keys, cross-signing, device lists, to-device messages and key backups."""
@@ -956,7 +966,9 @@ class Services:
             clock,
         )
         # In memory only; positions start at the wall clock so they keep growing across restarts.
-        self.typing = TypingService(self.state, self.bus, start_position=clock.time_ms())
+        # (a worker starts from main's position, learnt in the handshake)
+        typing_start = stream_positions.get(Stream.TYPING) or clock.time_ms()
+        self.typing = TypingService(self.state, self.bus, start_position=typing_start)
         self.presence_store = PresenceStore(db)
         self.presence = PresenceService(
             self.presence_store,
@@ -978,12 +990,17 @@ class Services:
         self.sync.extensions.append(IgnoreExtension(self.ignore, self.state))
 
     def _wire_ephemeral_hooks(self) -> None:
+        self.account_data.put_hooks.append(self.ignore.on_account_data)
+        self.visibility.ignored_users = self.ignore.ignored_by
+        if self.main_client is not None:  # a worker: main owns typing and presence
+            started, finished = forward_sync_presence(self.main_client)
+            self.sync.started_hooks.append(started)
+            self.sync.finished_hooks.append(finished)
+            return
         self.bus.subscribe(Stream.EVENTS, self.typing.on_events)
         self.bus.subscribe(Stream.EVENTS, self.presence.on_events)
         self.receipts.activity_hooks.append(self.presence.bump_active)
         self.typing.activity_hooks.append(self.presence.bump_active)
-        self.account_data.put_hooks.append(self.ignore.on_account_data)
-        self.visibility.ignored_users = self.ignore.ignored_by
         presence = self.presence
 
         async def sync_started(req: Any) -> None:
@@ -1047,7 +1064,7 @@ class Services:
         self.profiles.changed_hooks.append(self.membership.refresh_profile_in_rooms)
         self.accounts.deactivated_hooks.append(self.membership.leave_all_rooms)
         self._wire_ephemeral_hooks()
-        if self.role == "main":
+        if self.runs("appservice"):
             self.appservice_sender.subscribe()  # last: after the indexes and wake-ups
 
     def _subscribe_consumers(self) -> None:
@@ -1082,11 +1099,27 @@ class Services:
         suffix = ":" + self.config.server_name
         return [u for u, m in snapshot.memberships.items() if m == "join" and u.endswith(suffix)]
 
+    def runs(self, job: str) -> bool:
+        """Whether this process runs `job` ("pusher", "appservice", "background"): its worker
+        when the config hands it to one (pusher_instances...), else main."""
+        workers = self.config.workers
+        handed = {
+            "pusher": bool(workers.pusher_instances),
+            "appservice": workers.appservice_worker is not None,
+            "background": workers.background_worker is not None,
+        }[job]
+        return self.role == job if handed else self.role == "main"
+
+    async def database_positions(self) -> dict[Stream, int]:
+        return await load_stream_positions(self.db)
+
     @classmethod
     async def create(
-        cls, config: HomeserverConfig, *, clock: Clock | None = None, role: str = "main"
+        cls, config: HomeserverConfig, *, clock: Clock | None = None, role: str | None = None
     ) -> Services:
+        role = role or config.workers.role
         db = await open_database(config.database)
+        main_client: MainClient | None = None
         try:
             if role == "main":
                 applied = await migrate(db)
@@ -1095,10 +1128,21 @@ class Services:
             elif await pending(db):
                 raise SchemaOutdatedError("the database schema is outdated: run `homeserver migrate` first")
             positions = await load_stream_positions(db)
-            services = cls(config, db, clock or Clock(), role, stream_positions=positions)
-            await services.start()
+            if role != "main":
+                main_client, info = await handshake(config)
+                positions[Stream.TYPING] = int(info["typing"]["position"])
+            services = cls(
+                config, db, clock or Clock(), role, stream_positions=positions, main_client=main_client
+            )
+            try:
+                await services.start()
+            except BaseException:
+                await services.stop()
+                raise
             return services
         except BaseException:
+            if main_client is not None:
+                await main_client.close()
             await db.close()
             raise
 
@@ -1117,16 +1161,23 @@ class Services:
         for stream, position in positions.items():
             self.notifier.advance(stream, position)
             self.bus.positions[stream] = position
-        await self.presence.start()
+        if self.main_client is None:
+            await self.presence.start()
         await self.search.start()
         await self.restrictions.load()
-        if self.role == "main":
+        if self.runs("background"):
             self.audit.start_retention()
+        # Redis: main announces from here on; a worker follows and catches up before it serves.
+        self.replication = await start_replication(self, self.main_client)
         if self.role == "main":
             await self.user_directory.start()
             await self._register_appservice_senders()
+        if self.runs("appservice"):
             await self.appservice_sender.start()  # after the bus positions, before the persister
-        self.persister.start()
+        if self.role == "main":  # workers hand every write of events to main
+            self.persister.start()
+        else:
+            self.timeline.backfill = None  # backfilling persists events: main's job
         self.client_ips.start()
         self.loop_lag.start()
         await self.jobs.start()  # after the persister: jobs send events
@@ -1151,6 +1202,10 @@ class Services:
                     raise
 
     async def stop(self) -> None:
+        if self.replication is not None:
+            await self.replication.stop()
+        elif self.main_client is not None:
+            await self.main_client.close()
         self.loop_lag.stop()
         await self.audit.stop()
         await self.content_policy.drain()

@@ -38,6 +38,7 @@ from homeserver.config.sections import (
     TurnConfig,
     UserDirectoryConfig,
 )
+from homeserver.config.workers import read_workers
 from homeserver.core.ids import is_valid_room_alias, is_valid_room_id, is_valid_server_name
 
 # Old Synapse spellings still read, but not written by generate_config_yaml.
@@ -92,6 +93,7 @@ def _build(root: Section, raw: Mapping[str, Any], config_files: tuple[str, ...])
             root.raw("default_room_version"),
         )
     instance_name = root.get_opt_str("instance_name") or root.get_opt_str("worker_name") or "main"
+    root.mark_read("worker_name")
 
     registration = _registration(root)
     lifetimes = _lifetimes(root)
@@ -212,6 +214,7 @@ def _build(root: Section, raw: Mapping[str, Any], config_files: tuple[str, ...])
         push=read_push(root),
         email=read_email(root),
         push_gateway=read_push_gateway(root),
+        workers=read_workers(root),
     )
     unknown = root.unread_paths(d.IGNORED_KEYS) + unsupported
     return dataclasses.replace(config, unknown_keys=tuple(sorted(unknown)))

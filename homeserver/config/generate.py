@@ -185,6 +185,20 @@ redis:
   #dbid: 0
   use_tls: false
 
+## Workers (docs/scale-out.md): shared by every process; a worker's own file adds its role ##
+
+#worker_replication_secret: a-long-random-string
+#instance_map:
+#  main: {host: 127.0.0.1, port: 9093}    # main's listener with `replication` and `client`
+#worker_main_url: http://127.0.0.1:9093   # the same, shorter
+#pusher_instances: [pusher1]              # main leaves push delivery to these workers
+#notify_appservices_from_worker: appservice1
+#run_background_tasks_on: background1
+# In a worker's file only:
+#worker_app: synapse.app.generic_worker   # or a role: client_reader, pusher, media...
+#worker_role: client_reader               # the role of a generic_worker
+#worker_name: reader1
+
 ## Registration and sessions ##
 
 enable_registration: false

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from homeserver.config.auth_modules import LdapConfig
 from homeserver.config.oidc import LoginViaExistingSession, OidcProviderConfig, SsoConfig
 from homeserver.config.push import EmailConfig, PushConfig, PushGatewayConfig
+from homeserver.config.workers import WorkerConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,6 +448,7 @@ class HomeserverConfig:
     push: PushConfig = field(default_factory=PushConfig)  # push delivery (docs/push.md)
     email: EmailConfig = field(default_factory=EmailConfig)  # email notifications (docs/push.md)
     push_gateway: PushGatewayConfig = field(default_factory=PushGatewayConfig)  # embedded gateway
+    workers: WorkerConfig = field(default_factory=WorkerConfig)  # role and replication (scale-out)
 
     def serves_metrics(self, listener: ListenerConfig) -> bool:
         """Whether /metrics is served on this listener (needs `enable_metrics`, as in Synapse)."""

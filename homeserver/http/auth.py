@@ -8,6 +8,7 @@ parsing and signature checks in crypto/request_auth.py; this module only reads t
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -100,6 +101,19 @@ async def _server(req: ApiRequest) -> Identity:
     return Identity(server=ServerRequester(origin))
 
 
+async def _replication(req: ApiRequest) -> Identity:
+    """The internal API between processes: `Authorization: Bearer <worker_replication_secret>`."""
+    secret = req.services.config.workers.replication_secret
+    if not secret:  # no workers configured: the internal API does not exist
+        raise MatrixError(404, "M_UNRECOGNIZED", "Unrecognized request")
+    token = extract_access_token(req.raw)
+    if token is None:
+        raise missing_token()
+    if not hmac.compare_digest(token.encode(), secret.encode()):
+        raise MatrixError(403, "M_FORBIDDEN", "Wrong worker_replication_secret")
+    return ANONYMOUS
+
+
 async def _none(req: ApiRequest) -> Identity:
     return ANONYMOUS
 
@@ -111,6 +125,7 @@ RESOLVERS: dict[Auth, Callable[[ApiRequest], Awaitable[Identity]]] = {
     Auth.ADMIN: _admin,
     Auth.APPSERVICE: _appservice,
     Auth.SERVER: _server,
+    Auth.REPLICATION: _replication,
 }
 
 

@@ -32,6 +32,7 @@ class Auth(enum.Enum):
     ADMIN = "admin"  # as USER, and the user is a server admin
     APPSERVICE = "appservice"  # an appservice's as_token only (the appservice API on this server)
     SERVER = "server"  # another homeserver, by its X-Matrix signature (federation API)
+    REPLICATION = "replication"  # a worker process, by the shared worker_replication_secret
 
 
 # Path prefixes a client route is served under. r0 aliases v3 for endpoints that existed in r0.

@@ -38,6 +38,8 @@ class AuthService:
         self._metric = register_cache(
             "get_user_by_access_token", self, lambda s: len(s._cache), self.CACHE_SIZE
         )
+        # Told of every invalidation (scale-out: other processes drop the same entries).
+        self.invalidated_hooks: list[Callable[[list[str] | None, str | None], None]] = []
 
     async def get_requester_for_token(
         self, access_token: str, masquerade_as: str | None, device_id: str | None = None
@@ -118,14 +120,20 @@ class AuthService:
         if not requester.is_admin:
             raise MatrixError(403, "M_FORBIDDEN", "You are not a server admin")
 
-    def invalidate(self, token_hashes: list[str]) -> None:
+    def invalidate(self, token_hashes: list[str], *, replicated: bool = False) -> None:
         for digest in token_hashes:
             self._cache.pop(digest, None)
         for listener in self.token_listeners:
             listener(token_hashes)
+        if not replicated:
+            for hook in self.invalidated_hooks:
+                hook(token_hashes, None)
 
-    def invalidate_user(self, user_id: str) -> None:
+    def invalidate_user(self, user_id: str, *, replicated: bool = False) -> None:
         for digest in [d for d, (r, _) in self._cache.items() if r.user_id == user_id]:
             del self._cache[digest]
         for listener in self.user_listeners:
             listener(user_id)
+        if not replicated:
+            for hook in self.invalidated_hooks:
+                hook(None, user_id)

@@ -50,6 +50,10 @@ class IgnoreService:
             self._metric.evicted_size += 1
         return found
 
+    def forget(self, user_id: str) -> None:
+        """Another process changed the list (scale-out): read it again when needed."""
+        self._cache.pop(user_id, None)
+
     def on_account_data(self, user_id: str, room_id: str, type: str, content: dict[str, Any]) -> None:
         """Account-data write hook."""
         if type == IGNORED_USER_LIST and room_id == "":

@@ -63,6 +63,8 @@ class NotificationService:
         # have changed (a notifying event committed, a receipt, the user's own event); the next
         # read recounts that one room. The epoch stops a recount that raced a change from storing.
         self._counts: OrderedDict[tuple[str, str], list[UnreadCount]] = OrderedDict()
+        # room -> users with cached counts there (a worker drops a room's counts on new events)
+        self._room_users: dict[str, set[str]] = {}
         self._metric = register_cache(
             "get_unread_event_push_actions_by_room_for_user", self, lambda s: len(s._counts), self.CACHE_SIZE
         )
@@ -197,10 +199,20 @@ class NotificationService:
             counts = await self.store.room_unread_counts(user_id, room_id)
             if self._epoch == epoch and not self._writing:
                 self._counts[key] = counts
+                self._room_users.setdefault(room_id, set()).add(user_id)
                 if len(self._counts) > self.CACHE_SIZE:
                     self._counts.popitem(last=False)
                     self._metric.evicted_size += 1
         return counts
+
+    def forget_room(self, room_id: str) -> None:
+        """Scale-out: main committed events in the room; a worker recounts on the next read."""
+        for user_id in self._room_users.pop(room_id, ()):
+            self._invalidate((user_id, room_id))
+
+    def forget(self, user_id: str, room_id: str) -> None:
+        """Scale-out: the user's read position moved on main (after its mark_read)."""
+        self._invalidate((user_id, room_id))
 
     async def mark_read(self, user_id: str, room_id: str, upto: int, thread_id: str | None) -> None:
         await self.store.mark_read(user_id, room_id, upto, thread_id)

@@ -26,7 +26,7 @@ import asyncio
 import heapq
 import logging
 from collections.abc import Coroutine, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import astuple, dataclass, replace
 from typing import Any
 
 from homeserver.core.clock import Clock
@@ -163,6 +163,49 @@ class PresenceService:
                 pass
             self._flusher = None
         await self._flush()
+
+    # -- replication (docs/scale-out.md): a worker mirrors main, never decides ---------------------
+
+    async def start_replica(self) -> None:
+        """A worker's start: who is not offline now (no timers, no writes: main owns presence)."""
+        if not self.enabled:
+            return
+        for row in await self.store.list_not_offline():
+            self._states[row.user_id] = row
+            self._not_offline.add(row.user_id)
+
+    def snapshot_rows(self, user_ids: Iterable[str]) -> dict[str, list[Any]]:
+        """The full state of changed users, sent with the stream rows (the database only has it
+        after the write-behind flush)."""
+        out: dict[str, list[Any]] = {}
+        for user_id in user_ids:
+            row = self._states.get(user_id)
+            if row is not None:
+                out[user_id] = list(astuple(row))
+        return out
+
+    async def apply_replicated(
+        self, position: int, user_ids: Iterable[str], rows: dict[str, list[Any]]
+    ) -> None:
+        """Main's announcement on a worker: take the states, then wake the local syncs."""
+        users = list(user_ids)
+        for user_id in users:
+            values = rows.get(user_id)
+            if values is None:  # caught up from the database: reload what it has
+                self._states.pop(user_id, None)
+                await self._load([user_id])
+                row = self._states[user_id]
+            else:
+                row = PresenceRow(*values)
+                self._states[user_id] = row
+            if row.state == OFFLINE:
+                self._not_offline.discard(user_id)
+            else:
+                self._not_offline.add(user_id)
+            self.log.add(position, user_id)
+        self.position = max(self.position, position)
+        for user_id in users:
+            await self._notify(user_id, position)
 
     # -- loading ---------------------------------------------------------------------------------
 
@@ -373,6 +416,7 @@ class PresenceService:
         self.position += 1
         row = replace(row, stream_id=self.position)
         self.log.add(self.position, user_id)
+        self._states[user_id] = row  # before the announcement: replication sends this row
         self.bus.publish(
             Stream.PRESENCE, self.position, [PresenceStreamRow(self.position, user_id, row.state)]
         )

@@ -257,17 +257,18 @@ class ReceiptService:
             thread_id,
             private=receipt_type == READ_PRIVATE,
         )
-        # Publish (and so wake) only once readers can see it (not while an earlier receipt is in flight).
-        self.stream.when_visible(
-            stream_id, lambda: self.bus.publish(Stream.RECEIPTS, self.stream.current, [row])
-        )
-        # the hooks reset a local user's unread counts; a remote user has none here
+        # The hooks reset a local user's unread counts (a remote user has none here). They run
+        # before the announcement, so a /sync it wakes (here or on a worker) reads the new counts.
         if not remote and self.receipt_hooks and await self._read_position_moved(receipt):
             for hook in self.receipt_hooks:
                 try:
                     await hook(user_id, room_id, thread_id, stored.event_id, stored.stream_ordering)
                 except Exception:
                     logger.exception("receipt hook failed")
+        # Publish (and so wake) only once readers can see it (not while an earlier receipt is in flight).
+        self.stream.when_visible(
+            stream_id, lambda: self.bus.publish(Stream.RECEIPTS, self.stream.current, [row])
+        )
 
     async def _read_position_moved(self, receipt: Receipt) -> bool:
         """False when the user's other read receipt type for the thread is at or after this one."""

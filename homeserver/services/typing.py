@@ -153,6 +153,36 @@ class TypingService:
             handle.cancel()
         self._timers.clear()
 
+    # -- replication (docs/scale-out.md) ---------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Main's typing state for a worker that starts or missed announcements."""
+        return {"position": self.position, "rooms": {r: self.typing_users(r) for r in self._typing}}
+
+    def load_snapshot(self, position: int, rooms: dict[str, list[str]]) -> set[str]:
+        """A worker takes main's state (typing lives only in main's memory): at start, and after
+        missing announcements (rooms that differ count as changed at `position`)."""
+        changed = {
+            r for r in set(self._typing) | set(rooms) if self.typing_users(r) != sorted(rooms.get(r, ()))
+        }
+        self._typing = {r: dict.fromkeys(users, float("inf")) for r, users in rooms.items() if users}
+        if position > self.position:
+            for room_id in changed:
+                self._serial[room_id] = position
+                self.log.add(position, room_id)
+            self.position = position
+        return changed
+
+    def apply_replicated(self, row: TypingRow) -> None:
+        """Main's announcement on a worker: who types now (main expires them, not us)."""
+        if row.user_ids:
+            self._typing[row.room_id] = {u: float("inf") for u in row.user_ids}
+        else:
+            self._typing.pop(row.room_id, None)
+        self.position = max(self.position, row.position)
+        self._serial[row.room_id] = row.position
+        self.log.add(row.position, row.room_id)
+
     # -- membership ------------------------------------------------------------------------------
 
     def on_events(self, position: int, rows: Sequence[StreamRow]) -> None:

@@ -1,0 +1,1 @@
+"""The internal API between processes (docs/scale-out.md)."""
