@@ -19,6 +19,7 @@ from homeserver.core.streams import (
     DeviceListsRow,
     EventsRow,
     PresenceStreamRow,
+    ReceiptRow,
     Stream,
     StreamRow,
 )
@@ -168,6 +169,8 @@ async def _start_feed(services: Services, client: Any, main: MainClient) -> Work
     )
     if Stream.EVENTS in spec.streams:
         services.bus.subscribe(Stream.EVENTS, _unread_counts_on_events(services))
+    if Stream.RECEIPTS in spec.streams:
+        services.bus.subscribe(Stream.RECEIPTS, _unread_counts_on_receipts(services))
     if Stream.ACCOUNT_DATA in spec.streams:
         services.bus.subscribe(Stream.ACCOUNT_DATA, _account_data_caches(services))
     if Stream.PRESENCE in spec.streams:
@@ -218,6 +221,20 @@ def _unread_counts_on_events(services: Services) -> Any:
             notifications.forget_room(room_id)
 
     return on_events
+
+
+def _unread_counts_on_receipts(services: Services) -> Any:
+    """A read receipt moved a user's read position on main (main marks it read before announcing
+    the receipt): the worker drops that count with the receipt row itself, before any /sync it
+    wakes can read it. The separate "read" invalidation may arrive after that wake-up."""
+    notifications = services.notifications
+
+    def on_receipts(position: int, rows: Sequence[StreamRow]) -> None:
+        for row in rows:
+            if isinstance(row, ReceiptRow) and row.receipt_type in ("m.read", "m.read.private"):
+                notifications.forget(row.user_id, row.room_id)
+
+    return on_receipts
 
 
 def _account_data_caches(services: Services) -> Any:
