@@ -4,7 +4,21 @@ from __future__ import annotations
 
 from bench.scenarios.base import Scenario
 
-NAMES = ("send", "fanout", "rooms", "initial_sync", "history", "join", "idle", "ws_fanout", "ws_idle")
+NAMES = (
+    "send",
+    "fanout",
+    "rooms",
+    "initial_sync",
+    "history",
+    "join",
+    "idle",
+    "ws_fanout",
+    "ws_idle",
+    "big_rooms",
+    "announcement",
+    "connections",
+    "cost_curve",
+)
 
 
 def get(name: str) -> Scenario:

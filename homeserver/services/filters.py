@@ -3,6 +3,7 @@ either inline JSON or the id of a filter the requester uploaded."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 from homeserver.core.errors import MatrixError, forbidden, not_found
@@ -17,10 +18,15 @@ from homeserver.events.filter import (
 from homeserver.http.requester import Requester
 from homeserver.storage.stores.misc import FilterStore
 
+# Parsed inline /sync filters by their JSON text: a long-polling client sends the same one with
+# every request, and parsing it was a visible share of a woken sync. Filters are immutable.
+INLINE_CACHE_SIZE = 512
+
 
 class FilterService:
     def __init__(self, store: FilterStore) -> None:
         self.store = store
+        self._inline: OrderedDict[str, Filter] = OrderedDict()
 
     def check_owner(self, requester: Requester, user_id: str) -> None:
         if user_id != requester.user_id:
@@ -54,9 +60,17 @@ class FilterService:
         """/sync's `filter`: inline JSON, an uploaded filter's id, or none."""
         if not value:
             return DEFAULT_FILTER
+        cached = self._inline.get(value)
+        if cached is not None:
+            self._inline.move_to_end(value)
+            return cached
         inline = parse_filter_param(value)
         if inline is not None:
-            return parse_filter(inline, errcode="M_INVALID_PARAM")
+            parsed = parse_filter(inline, errcode="M_INVALID_PARAM")  # raises: nothing cached
+            self._inline[value] = parsed
+            if len(self._inline) > INLINE_CACHE_SIZE:
+                self._inline.popitem(last=False)
+            return parsed
         return parse_filter(await self._stored(requester, value, "Invalid filter id"))
 
     async def room_event_filter(self, requester: Requester, value: str | None) -> RoomEventFilter:

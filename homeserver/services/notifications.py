@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from homeserver.core import json as hjson
@@ -213,6 +213,27 @@ class NotificationService:
     def forget(self, user_id: str, room_id: str) -> None:
         """Scale-out: the user's read position moved on main (after its mark_read)."""
         self._invalidate((user_id, room_id))
+    async def warm(self, user_id: str, room_ids: Iterable[str]) -> None:
+        """Fill the count cache for many rooms of one user with one query instead of one per room
+        (an initial sync). Nothing is cached if a write raced the read (same rule as room_counts)."""
+        missing = [r for r in room_ids if (user_id, r) not in self._counts]
+        if len(missing) < 2:
+            return
+        epoch = self._epoch
+        counts = await self.store.user_unread_counts(user_id)
+        if self._epoch != epoch or self._writing:
+            return
+        by_room: dict[str, list[UnreadCount]] = {r: [] for r in missing}
+        for count in counts:
+            if count.room_id in by_room:
+                by_room[count.room_id].append(count)
+        for room_id, room_counts in by_room.items():
+            self._counts[(user_id, room_id)] = room_counts
+            self._room_users.setdefault(room_id, set()).add(user_id)  # for forget_room (workers)
+            self._metric.misses += 1
+            if len(self._counts) > self.CACHE_SIZE:
+                self._counts.popitem(last=False)
+                self._metric.evicted_size += 1
 
     async def mark_read(self, user_id: str, room_id: str, upto: int, thread_id: str | None) -> None:
         await self.store.mark_read(user_id, room_id, upto, thread_id)

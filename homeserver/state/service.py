@@ -12,6 +12,7 @@ event.
 
 from __future__ import annotations
 
+from homeserver.events import constants as c
 from homeserver.state.current import CurrentStateCache, RoomSnapshot, StateKey
 from homeserver.storage.stores.events import EventStore, RoomVersionLookup
 from homeserver.storage.stores.rooms import RoomStore
@@ -33,6 +34,30 @@ class StateService(CurrentStateCache):
         for delta in await self.rooms.state_deltas_after(snapshot.room_id, position):
             key = (delta.type, delta.state_key)
             if key in seen:
+                continue
+            seen.add(key)
+            if delta.prev_event_id is None:
+                state.pop(key, None)
+            else:
+                state[key] = delta.prev_event_id
+        return state
+
+    async def member_ids_at(
+        self, snapshot: RoomSnapshot, position: int, user_ids: set[str]
+    ) -> dict[StateKey, str]:
+        """The member event ids of `user_ids` after stream `position` (those with one): what
+        `state_ids_at` gives for these keys, without copying the whole (large) room state."""
+        state: dict[StateKey, str] = {}
+        for user_id in user_ids:
+            event = snapshot.state.get((c.MEMBER, user_id))
+            if event is not None:
+                state[(c.MEMBER, user_id)] = event.event_id
+        if position >= snapshot.last_stream:
+            return state
+        seen = set()
+        for delta in await self.rooms.state_deltas_after(snapshot.room_id, position):
+            key = (delta.type, delta.state_key)
+            if key in seen or delta.type != c.MEMBER or delta.state_key not in user_ids:
                 continue
             seen.add(key)
             if delta.prev_event_id is None:

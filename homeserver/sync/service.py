@@ -57,6 +57,11 @@ class SyncExtension:
         """Joined rooms with news for this extension between the tokens (incremental sync only)."""
         return set()
 
+    async def prepare_rooms(
+        self, req: SyncRequest, since: StreamToken | None, now: StreamToken, room_ids: list[str]
+    ) -> None:
+        """Called once before `room_part` runs for these rooms: a chance to batch their reads."""
+
     async def room_part(
         self,
         req: SyncRequest,
@@ -234,6 +239,8 @@ class SyncService:
         response["account_data"]["events"] = global_ad
         extension_news = False
         for ext in self.extensions:
+            if sections["join"]:
+                await ext.prepare_rooms(req, since, now, list(sections["join"]))
             for room_id, room in sections["join"].items():
                 await ext.room_part(req, room_id, since, now, room)
             extension_news |= await ext.global_part(req, since, now, response)
@@ -362,8 +369,12 @@ class SyncService:
                 # (sync/lazy_members.py).
                 in_timeline = {s.event.state_key for s in timeline if s.event.type == c.MEMBER}
                 wanted -= in_timeline
-                at = at_start if limited else await self.state.state_ids_at(snapshot, start)
-                state_ids.update({k: v for k, v in at.items() if k[0] == c.MEMBER and k[1] in wanted})
+                if limited:
+                    state_ids.update(
+                        {k: v for k, v in at_start.items() if k[0] == c.MEMBER and k[1] in wanted}
+                    )
+                else:  # only the wanted members, not a copy of a (maybe huge) room's state
+                    state_ids.update(await self.state.member_ids_at(snapshot, start, wanted))
             # Membership changes inside a limited gap stay: the client would miss them otherwise.
             keep = wanted | (changed_members if limited and since is not None else set())
             state_ids = {k: v for k, v in state_ids.items() if k[0] != c.MEMBER or k[1] in keep}

@@ -8,10 +8,21 @@ from homeserver.core.tokens import StreamToken
 from homeserver.services.notifications import MAIN_THREAD, NotificationService
 from homeserver.sync.service import SyncExtension, SyncRequest
 
+# An incremental sync touching fewer rooms than this reads their counts one by one (a user's
+# whole unread set can be larger than a few rooms' rows).
+WARM_MIN_ROOMS = 10
+
 
 class UnreadCountsExtension(SyncExtension):
     def __init__(self, notifications: NotificationService) -> None:
         self.notifications = notifications
+
+    async def prepare_rooms(
+        self, req: SyncRequest, since: StreamToken | None, now: StreamToken, room_ids: list[str]
+    ) -> None:
+        # One query for all rooms of an initial (or wide) sync instead of one per room.
+        if since is None or len(room_ids) >= WARM_MIN_ROOMS:
+            await self.notifications.warm(req.user_id, room_ids)
 
     async def room_part(
         self,

@@ -64,6 +64,15 @@ class PushActionStore:
         )
         return [UnreadCount(room_id, r[0], int(r[1]), int(r[2] or 0)) for r in rows]
 
+    async def user_unread_counts(self, user_id: str) -> list[UnreadCount]:
+        """A user's unread counts in every room, per thread (one query for an initial sync)."""
+        rows = await self.db.fetch(
+            "SELECT room_id, thread_id, COUNT(*), SUM(CASE WHEN highlight THEN 1 ELSE 0 END)"
+            " FROM event_push_actions WHERE user_id = $1 AND NOT read GROUP BY room_id, thread_id",
+            user_id,
+        )
+        return [UnreadCount(r[0], r[1], int(r[2]), int(r[3] or 0)) for r in rows]
+
     async def mark_read(self, user_id: str, room_id: str, upto: int, thread_id: str | None) -> None:
         """Everything up to stream `upto` in the room (or in one thread of it) is read."""
         if thread_id is None:

@@ -1,0 +1,145 @@
+"""Sync paths that batch or cache reads (issue #20): the answers must be exactly those of the
+one-by-one paths. Unread counts of many rooms come from one query on an initial sync; a parsed
+inline filter is reused by later requests with the same text; a lazy incremental sync looks up only
+the senders' member events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from homeserver.sync.unread import WARM_MIN_ROOMS
+
+from .helpers import auth, register
+
+
+async def _sync(client: Any, token: str, since: str | None = None, flt: str | None = None) -> Any:
+    params = {"timeout": "0"}
+    if since:
+        params["since"] = since
+    if flt:
+        params["filter"] = flt
+    resp = await client.get("/_matrix/client/v3/sync", params=params, headers=auth(token))
+    body = await resp.json()
+    return resp.status, body
+
+
+async def _room(client: Any, owner: dict[str, Any], joiner: dict[str, Any]) -> str:
+    resp = await client.post(
+        "/_matrix/client/v3/createRoom", json={"preset": "public_chat"}, headers=auth(owner["access_token"])
+    )
+    room_id = str((await resp.json())["room_id"])
+    resp = await client.post(f"/_matrix/client/v3/join/{room_id}", headers=auth(joiner["access_token"]))
+    assert resp.status == 200, await resp.json()
+    return room_id
+
+
+async def _send(client: Any, user: dict[str, Any], room_id: str, txn: str, body: str) -> str:
+    resp = await client.put(
+        f"/_matrix/client/v3/rooms/{room_id}/send/m.room.message/{txn}",
+        json={"msgtype": "m.text", "body": body},
+        headers=auth(user["access_token"]),
+    )
+    data = await resp.json()
+    assert resp.status == 200, data
+    return str(data["event_id"])
+
+
+def _counts(body: dict[str, Any], room_id: str) -> dict[str, int]:
+    return dict(body["rooms"]["join"][room_id]["unread_notifications"])
+
+
+async def test_initial_sync_counts_of_many_rooms(any_engine_client: Any) -> None:
+    client = any_engine_client
+    alice = await register(client)
+    bob = await register(client, "bob")
+    rooms = [await _room(client, alice, bob) for _ in range(WARM_MIN_ROOMS + 2)]
+    last: dict[str, str] = {}
+    for i, room_id in enumerate(rooms):
+        for m in range(i % 4):  # 0..3 messages; the third one mentions bob (a highlight)
+            text = "bob?" if m == 2 else f"hello {m}"
+            last[room_id] = await _send(client, alice, room_id, f"t{i}-{m}", text)
+    status, sync = await _sync(client, bob["access_token"])
+    assert status == 200, sync
+    for i, room_id in enumerate(rooms):
+        n = i % 4
+        assert _counts(sync, room_id) == {"notification_count": n, "highlight_count": 1 if n == 3 else 0}
+
+    # The counts read in one go are kept up to date like those read one by one.
+    await _send(client, alice, rooms[0], "later", "one more")
+    read_room = rooms[3]
+    resp = await client.post(
+        f"/_matrix/client/v3/rooms/{read_room}/receipt/m.read/{last[read_room]}",
+        json={},
+        headers=auth(bob["access_token"]),
+    )
+    assert resp.status == 200, await resp.json()
+    status, incr = await _sync(client, bob["access_token"], since=sync["next_batch"])
+    assert status == 200, incr
+    assert _counts(incr, rooms[0]) == {"notification_count": 1, "highlight_count": 0}
+    assert _counts(incr, read_room) == {"notification_count": 0, "highlight_count": 0}
+    status, again = await _sync(client, bob["access_token"])
+    assert status == 200, again
+    assert _counts(again, rooms[0])["notification_count"] == 1
+    assert _counts(again, read_room)["notification_count"] == 0
+    assert _counts(again, rooms[2])["notification_count"] == 2
+    # Alice's own messages never count for her.
+    status, mine = await _sync(client, alice["access_token"])
+    assert all(_counts(mine, r)["notification_count"] == 0 for r in rooms)
+
+
+async def test_inline_filter_reused_and_bad_ones_still_rejected(any_engine_client: Any) -> None:
+    client = any_engine_client
+    alice = await register(client)
+    bob = await register(client, "bob")
+    room_a = await _room(client, alice, bob)
+    room_b = await _room(client, alice, bob)
+    only_a = json.dumps({"room": {"rooms": [room_a]}})
+    only_b = json.dumps({"room": {"rooms": [room_b]}})
+    for flt, want in ((only_a, room_a), (only_b, room_b), (only_a, room_a), (only_b, room_b)):
+        status, body = await _sync(client, bob["access_token"], flt=flt)
+        assert status == 200, body
+        assert set(body["rooms"]["join"]) == {want}
+    bad = json.dumps({"room": {"timeline": {"limit": "ten"}}})
+    for _ in range(2):
+        status, body = await _sync(client, bob["access_token"], flt=bad)
+        assert status == 400 and body["errcode"] == "M_INVALID_PARAM", body
+    for _ in range(2):
+        status, body = await _sync(client, bob["access_token"], flt="{not json")
+        assert status == 400 and body["errcode"] == "M_NOT_JSON", body
+
+
+async def test_lazy_incremental_sync_sends_only_new_senders(any_engine_client: Any) -> None:
+    client = any_engine_client
+    alice = await register(client)
+    bob = await register(client, "bob")
+    carol = await register(client, "carol")
+    room_id = await _room(client, alice, bob)
+    resp = await client.post(f"/_matrix/client/v3/join/{room_id}", headers=auth(carol["access_token"]))
+    assert resp.status == 200
+    lazy = json.dumps({"room": {"state": {"lazy_load_members": True}}})
+    status, first = await _sync(client, bob["access_token"], flt=lazy)
+    assert status == 200, first
+    # carol renames herself, then speaks; the rename is in the timeline, not in state
+    resp = await client.put(
+        f"/_matrix/client/v3/rooms/{room_id}/state/m.room.member/{carol['user_id']}",
+        json={"membership": "join", "displayname": "Carol C"},
+        headers=auth(carol["access_token"]),
+    )
+    assert resp.status == 200, await resp.json()
+    await _send(client, carol, room_id, "c1", "hi")
+    await _send(client, alice, room_id, "a1", "hello")
+    status, incr = await _sync(client, bob["access_token"], since=first["next_batch"], flt=lazy)
+    assert status == 200, incr
+    room = incr["rooms"]["join"][room_id]
+    state_members = {e["state_key"]: e for e in room["state"]["events"] if e["type"] == "m.room.member"}
+    timeline_members = [e["state_key"] for e in room["timeline"]["events"] if e["type"] == "m.room.member"]
+    assert timeline_members == [carol["user_id"]]
+    # alice's member event: sent only if the first sync did not already carry it
+    first_room = first["rooms"]["join"][room_id]
+    first_events = first_room["state"]["events"] + first_room["timeline"]["events"]
+    alice_known = any(
+        e["type"] == "m.room.member" and e["state_key"] == alice["user_id"] for e in first_events
+    )
+    assert (alice["user_id"] in state_members) is (not alice_known)
+    assert carol["user_id"] not in state_members
