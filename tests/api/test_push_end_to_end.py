@@ -4,6 +4,7 @@ badge goes to 0 after reading; a subscription the push service says is gone remo
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from homeserver.config.errors import ConfigError
 from homeserver.core.clock import FakeClock
 
 from ..conftest import make_config, services_of
+from ..push_gateway import test_apns as apns_tests
 from ..push_gateway import test_fcm as fcm
 from ..push_gateway import test_webpush as webpush
 from ..push_gateway.fakes import Subscription, b64url
@@ -26,6 +28,7 @@ from .push_helpers import NOTIFY, dm, list_pushers, read_up_to, set_pusher, sett
 push_service = webpush.push_service
 vapid_key = webpush.vapid_key
 google = fcm.google
+apns = apns_tests.apns
 
 
 async def test_message_arrives_as_decrypted_web_push(
@@ -160,3 +163,47 @@ async def test_android_event_id_only_pusher_through_fcm(
     await alice.say(room, "again")
     await settle(services)
     assert await list_pushers(bob) == []
+
+
+async def test_ios_pusher_through_apns_over_http2(
+    aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path, apns: tuple[Any, Path, Path]
+) -> None:
+    """Element iOS's pusher through our gateway to a local APNs (HTTP/2 over TLS) that checks the
+    provider JWT; the badge follows the unread count, and a token APNs calls unregistered removes
+    the pusher."""
+    server, p8, cert = apns
+    gateway = await aiohttp_server(create_gateway(apns_tests.gateway_config(server, p8, cert)))
+    config = make_config(tmp_path, ip_range_whitelist=["127.0.0.0/8"])
+    client = await aiohttp_client(create_app_from_config(config, clock=FakeClock()))
+    services = services_of(client)
+    alice = await User.new(client, "alice")
+    bob = await User.new(client, "bob")
+    room = await dm(alice, bob)
+    body = {
+        "kind": "http",
+        "app_id": "org.example.ios",
+        "pushkey": apns_tests.PUSHKEY,
+        "app_display_name": "Element",
+        "device_display_name": "iPhone",
+        "lang": "ko",
+        "data": {
+            "url": f"http://127.0.0.1:{gateway.port}{NOTIFY}",
+            "default_payload": {"aps": {"sound": "default"}},
+        },
+    }
+    await set_pusher(bob, body)
+    event_id = await alice.say(room, "내일 소풍 준비물 안내")
+    await settle(services)
+    [(headers, payload)] = server.requests
+    assert headers[":path"] == f"/3/device/{apns_tests.TOKEN_BYTES.hex()}"
+    assert headers["apns-topic"] == "org.example.ios" and headers["apns-priority"] == "10"
+    sent = json.loads(payload)
+    assert sent["event_id"] == event_id and sent["room_id"] == room
+    assert sent["aps"]["badge"] == 1 and sent["aps"]["sound"] == "default"
+    assert "내일 소풍 준비물 안내" in sent["aps"]["alert"]["loc-args"]
+
+    # Bob's token goes dead at Apple: the next push removes his pusher.
+    await set_pusher(bob, {**body, "pushkey": apns_tests.DEAD})
+    await alice.say(room, "again")
+    await settle(services)
+    assert [p["pushkey"] for p in await list_pushers(bob)] == [apns_tests.PUSHKEY]
