@@ -170,6 +170,7 @@ async def _start_feed(services: Services, client: Any, main: MainClient) -> Work
     if Stream.EVENTS in spec.streams:
         services.bus.subscribe(Stream.EVENTS, _unread_counts_on_events(services))
     if Stream.RECEIPTS in spec.streams:
+        services.bus.subscribe(Stream.RECEIPTS, _receipts_replica(services))
         services.bus.subscribe(Stream.RECEIPTS, _unread_counts_on_receipts(services))
     if Stream.ACCOUNT_DATA in spec.streams:
         services.bus.subscribe(Stream.ACCOUNT_DATA, _account_data_caches(services))
@@ -221,6 +222,16 @@ def _unread_counts_on_events(services: Services) -> Any:
             notifications.forget_room(room_id)
 
     return on_events
+
+
+def _receipts_replica(services: Services) -> Any:
+    """Receipts main stored: the worker's receipt caches learn of them (services/receipts.py)."""
+    receipts = services.receipts
+
+    def on_receipts(position: int, rows: Sequence[StreamRow]) -> None:
+        receipts.apply_replicated([r for r in rows if isinstance(r, ReceiptRow)])
+
+    return on_receipts
 
 
 def _unread_counts_on_receipts(services: Services) -> Any:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 from weakref import WeakValueDictionary
 
@@ -276,6 +276,20 @@ class ReceiptService:
         rows = await self.room_receipts(receipt.room_id)
         other = rows.get((other_type, receipt.user_id, receipt.thread_id or ""))
         return other is None or other.event_stream_ordering < receipt.event_stream_ordering
+
+    def apply_replicated(self, rows: Sequence[ReceiptRow]) -> None:
+        """Scale-out: receipts main stored. A worker holds no data for them yet, so it drops the
+        rooms' cached receipts (the next read loads them) and records the change positions the
+        incremental /sync reads, before the notifier's woken syncs run."""
+        for row in rows:
+            self._generation += 1
+            self._room_generation[row.room_id] = self._generation
+            self._rooms.pop(row.room_id, None)
+            if row.private:
+                per_room = self._private.setdefault(row.user_id, {})
+                per_room[row.room_id] = max(per_room.get(row.room_id, 0), row.stream_id)
+            else:
+                self.public_log.add(row.stream_id, row.room_id)
 
     def _remember(self, receipt: Receipt) -> None:
         room_id = receipt.room_id

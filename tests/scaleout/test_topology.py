@@ -452,3 +452,31 @@ async def test_unread_counts_on_a_reader(topology: Topology, front_door: str) ->
     finally:
         for client in (pinned, alice, bob):
             await client.close()
+
+
+@pytest.mark.node
+async def test_matrix_js_sdk_through_the_front_door(topology: Topology, front_door: str) -> None:
+    """matrix-js-sdk's two-client scenario (tests/clients/js/sync_basic.mjs) unchanged through
+    the front door: its syncs land on the readers, its sends on main."""
+    from tests.clients.test_js_e2ee import JS_DIR, NODE, _require_node_modules
+
+    _require_node_modules()
+    alice, bob = await _client(front_door), await _client(front_door)
+    await alice.close()
+    await bob.close()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HS_BASE_URL": front_door,
+        "ALICE_USER": alice.user_id[1:].split(":")[0],
+        "BOB_USER": bob.user_id[1:].split(":")[0],
+        "USER_PASSWORD": PASSWORD,
+    }
+    # The front door runs on this event loop: wait for node without blocking it.
+    proc = await asyncio.create_subprocess_exec(
+        str(NODE), "sync_basic.mjs", cwd=JS_DIR, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = await asyncio.wait_for(proc.communicate(), timeout=240)
+    text = output.decode(errors="replace")[-20000:]
+    assert proc.returncode == 0, text
+    assert "OK" in text, text
