@@ -300,30 +300,11 @@ class OutboundClient:
 
         Raises BlockedDestinationError, ResponseTooLargeError or OutboundError.
         """
-        session = self._get_session()
         try:
             target = URL(url, encoded=False)
         except ValueError as exc:
             raise OutboundError("malformed URL") from exc
-        self.check_url(target)
-        client_requests.labels("POST").inc()
-        try:
-            async with asyncio.timeout(time_limit if time_limit is not None else self.timeout):
-                async with session.post(target, json=body, allow_redirects=False) as resp:
-                    client_responses.labels("POST", str(resp.status)).inc()
-                    peer = self._check_peer(resp)
-                    data = await self._read_capped(resp, max_size)
-                    return FetchResult(
-                        str(target), resp.status, CIMultiDictProxy(CIMultiDict(resp.headers)), data, peer
-                    )
-        except TimeoutError as exc:
-            raise OutboundError("timed out") from exc
-        except OutboundError:
-            raise
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
-            if _is_blocked_error(exc):
-                raise BlockedDestinationError("IP address blocked by IP blacklist entry") from exc
-            raise OutboundError(f"request failed: {type(exc).__name__}") from exc
+        return await self._post(target, {"json": body}, max_size, time_limit)
 
     async def post_form(
         self,
@@ -335,19 +316,23 @@ class OutboundClient:
     ) -> FetchResult:
         """POST an `application/x-www-form-urlencoded` body (OAuth2 token requests); no redirects
         are followed. Raises BlockedDestinationError, ResponseTooLargeError or OutboundError."""
-        current = URL(url, encoded=False)
-        self.check_url(current)
+        target = URL(url, encoded=False)
+        return await self._post(target, {"data": dict(form), "headers": dict(headers or {})}, max_size, None)
+
+    async def _post(
+        self, target: URL, payload: dict[str, Any], max_size: int, time_limit: float | None
+    ) -> FetchResult:
+        """One POST through the IP filter, no redirects, the answer capped at `max_size`."""
+        self.check_url(target)
         client_requests.labels("POST").inc()
         try:
-            async with asyncio.timeout(self.timeout):
-                async with self._get_session().post(
-                    current, data=dict(form), headers=dict(headers or {}), allow_redirects=False
-                ) as resp:
+            async with asyncio.timeout(time_limit if time_limit is not None else self.timeout):
+                async with self._get_session().post(target, allow_redirects=False, **payload) as resp:
                     client_responses.labels("POST", str(resp.status)).inc()
                     peer = self._check_peer(resp)
-                    body = await self._read_capped(resp, max_size)
+                    data = await self._read_capped(resp, max_size)
                     return FetchResult(
-                        str(current), resp.status, CIMultiDictProxy(CIMultiDict(resp.headers)), body, peer
+                        str(target), resp.status, CIMultiDictProxy(CIMultiDict(resp.headers)), data, peer
                     )
         except TimeoutError as exc:
             raise OutboundError("timed out") from exc

@@ -171,7 +171,6 @@ async def _start_feed(services: Services, client: Any, main: MainClient) -> Work
         services.bus.subscribe(Stream.EVENTS, _unread_counts_on_events(services))
     if Stream.RECEIPTS in spec.streams:
         services.bus.subscribe(Stream.RECEIPTS, _receipts_replica(services))
-        services.bus.subscribe(Stream.RECEIPTS, _unread_counts_on_receipts(services))
     if Stream.ACCOUNT_DATA in spec.streams:
         services.bus.subscribe(Stream.ACCOUNT_DATA, _account_data_caches(services))
     if Stream.PRESENCE in spec.streams:
@@ -225,24 +224,17 @@ def _unread_counts_on_events(services: Services) -> Any:
 
 
 def _receipts_replica(services: Services) -> Any:
-    """Receipts main stored: the worker's receipt caches learn of them (services/receipts.py)."""
-    receipts = services.receipts
+    """Receipts main stored: the worker's receipt caches learn of them (services/receipts.py),
+    and a read receipt drops the user's cached unread count. Both happen with the row itself,
+    before any /sync it wakes runs (main marks the room read before announcing the receipt; the
+    separate "read" invalidation may arrive after that wake-up)."""
+    receipts, notifications = services.receipts, services.notifications
 
     def on_receipts(position: int, rows: Sequence[StreamRow]) -> None:
-        receipts.apply_replicated([r for r in rows if isinstance(r, ReceiptRow)])
-
-    return on_receipts
-
-
-def _unread_counts_on_receipts(services: Services) -> Any:
-    """A read receipt moved a user's read position on main (main marks it read before announcing
-    the receipt): the worker drops that count with the receipt row itself, before any /sync it
-    wakes can read it. The separate "read" invalidation may arrive after that wake-up."""
-    notifications = services.notifications
-
-    def on_receipts(position: int, rows: Sequence[StreamRow]) -> None:
-        for row in rows:
-            if isinstance(row, ReceiptRow) and row.receipt_type in ("m.read", "m.read.private"):
+        received = [r for r in rows if isinstance(r, ReceiptRow)]
+        receipts.apply_replicated(received)
+        for row in received:
+            if row.receipt_type in ("m.read", "m.read.private"):
                 notifications.forget(row.user_id, row.room_id)
 
     return on_receipts
