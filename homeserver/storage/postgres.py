@@ -33,7 +33,10 @@ _LOST = (
 
 
 def _is_connection_loss(exc: BaseException) -> bool:
-    if isinstance(exc, _LOST):
+    if isinstance(exc, (*_LOST, asyncpg.InternalClientError)):
+        # InternalClientError: the driver's protocol state is broken, e.g. a connection still
+        # consuming the FATAL error of a server shutting down ("another operation (2) is in
+        # progress"); the connection is unusable, exactly like a lost one.
         return True
     # Opening a new connection while the server is down: refused, reset, timed out, DNS.
     if isinstance(exc, OSError | TimeoutError):
@@ -50,6 +53,11 @@ def _unavailable_on_loss() -> Iterator[None]:
             raise
         logger.warning("PostgreSQL unavailable: %s", _one_line(exc))
         raise DatabaseUnavailableError(f"PostgreSQL unavailable: {_one_line(exc)}") from exc
+
+
+def _protocol_broken(exc: BaseException) -> bool:
+    cause = exc.__cause__ if isinstance(exc, DatabaseUnavailableError) else exc
+    return isinstance(cause, asyncpg.InternalClientError)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -174,6 +182,10 @@ class PostgresDatabase:
         start = time.perf_counter()
         try:
             yield conn
+        except BaseException as exc:
+            if _protocol_broken(exc):
+                conn.terminate()  # never hand a connection in a broken protocol state to anyone
+            raise
         finally:
             await self._release(conn)
             observe_txn(desc, start - requested, time.perf_counter() - start, write=write)
