@@ -60,6 +60,9 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=1000, help="idle clients (long-polls, then WebSockets)")
     parser.add_argument("--hold", type=float, default=20.0)
     parser.add_argument("--json-out", default="bench-websocket.jsonl")
+    parser.add_argument(
+        "--only", choices=("fanout", "idle"), help="run only the fan-out pair or only the idle pair"
+    )
     args = parser.parse_args()
     json_out = Path(args.json_out)
     rows: list[tuple[str, Any, Any]] = []
@@ -79,6 +82,25 @@ def main() -> None:
             finally:
                 server.stop()
 
+    if args.only != "idle":
+        fanout_rows(args, fresh, rows)
+    if args.only != "fanout":
+        idle_rows(args, fresh, rows)
+    print(f"{'measure':48} {'long-poll':>12} {'websocket':>12}")
+    for name, a, b in rows:
+        print(f"{name:48} {a!s:>12} {b!s:>12}")
+
+
+def background(res: dict[str, Any]) -> float | None:
+    """Cores busy with other work during the measured phase (machine minus server and client)."""
+    m = (res.get("server_proc") or {}).get("measured") or {}
+    if not m.get("wall_s") or m.get("machine_busy_cpu_s") is None:
+        return None
+    other = m["machine_busy_cpu_s"] - (m.get("server_cpu_s") or 0) - (m.get("client_cpu_s") or 0)
+    return round(max(0.0, other) / m["wall_s"], 2)
+
+
+def fanout_rows(args: Any, fresh: Any, rows: list[tuple[str, Any, Any]]) -> None:
     fan = {"receivers": args.receivers, "senders": args.senders, "messages": args.messages}
     lp = fresh("fanout", fan)
     ws = fresh("ws_fanout", fan)
@@ -90,6 +112,10 @@ def main() -> None:
         delivered = res["result"].get("delivered") or 0
         cpu_rows.append(round(cpu * 1000 / delivered, 3) if cpu and delivered else None)
     rows.append(("fan-out: server CPU ms per delivery", cpu_rows[0], cpu_rows[1]))
+    rows.append(("fan-out: background load (cores)", background(lp), background(ws)))
+
+
+def idle_rows(args: Any, fresh: Any, rows: list[tuple[str, Any, Any]]) -> None:
     idle = fresh("idle", {"polls": args.idle, "hold_s": args.hold})
     ws_idle = fresh("ws_idle", {"connections": args.idle, "hold_s": args.hold})
     rows.append(
@@ -107,9 +133,7 @@ def main() -> None:
         )
     )
     rows.append(("idle: errors", idle["result"].get("errors"), ws_idle["result"].get("errors")))
-    print(f"{'measure':48} {'long-poll':>12} {'websocket':>12}")
-    for name, a, b in rows:
-        print(f"{name:48} {a!s:>12} {b!s:>12}")
+    rows.append(("idle: background load (cores)", background(idle), background(ws_idle)))
 
 
 if __name__ == "__main__":
