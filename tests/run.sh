@@ -30,6 +30,8 @@ command -v clamd >/dev/null 2>&1 || missing+=(clamav-daemon)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # OpenLDAP's slapd for the LDAP login and directory-sync tests (each runs its own on loopback).
 { command -v slapd || [ -x /usr/sbin/slapd ]; } >/dev/null 2>&1 || missing+=(slapd)
+# Debian's headless-capable Chromium for the browser tests (docs/websocket.md's JS snippet).
+{ command -v chromium || command -v chromium-browser; } >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null) \
     || echo "warning: could not install ${missing[*]}; their tests will skip (or fail under CI=true)"

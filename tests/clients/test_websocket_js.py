@@ -1,11 +1,14 @@
-"""The browser snippet of docs/websocket.md, run as written with Node's WHATWG WebSocket (the
-browser API; `node --experimental-websocket` on Node 20+): subprotocol auth, a live message pushed
-to it, a send and typing from it. Headless Chromium is not installed on the build machine."""
+"""The browser snippet of docs/websocket.md, run as written (extracted from the doc) against a real
+server: in Debian's headless Chromium (driven by playwright-core, tests/clients/js/websocket_browser.mjs)
+and with Node's WHATWG WebSocket (the browser API; `node --experimental-websocket` on Node 20+).
+Subprotocol auth, a message pushed live, typing and receipt frames, sends, typing and a receipt
+over the socket."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -20,6 +23,8 @@ from ..api.ephemeral_helpers import NO_PRESENCE, V3, User, ephemeral, q, timelin
 from ..conftest import make_config
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "websocket.md"
+JS_DIR = Path(__file__).parent / "js"
+NPM_NODE = JS_DIR / "node_modules" / ".bin" / "node"
 
 HARNESS = r"""
 const [base, token, roomId] = process.argv.slice(2);
@@ -139,3 +144,91 @@ async def test_docs_js_snippet_over_websocket(aiohttp_client: Any, tmp_path: Pat
     assert result["sent"] in timeline_ids(body, room_id)
     typing = ephemeral(body, room_id, "m.typing")
     assert typing and bob.user_id in typing[0]["content"]["user_ids"]
+
+
+def _browser_or_skip() -> str:
+    """Chromium's executable; without it (or playwright-core) skip, but fail under CI=true (tests/run.sh
+    installs both)."""
+    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    missing = [str(p) for p in (NPM_NODE, JS_DIR / "node_modules" / "playwright-core") if not p.exists()]
+    if chromium is None:
+        missing.append("chromium (`apt-get install -y chromium`, or set CHROMIUM)")
+    if missing:
+        message = f"{', '.join(missing)} missing: tests/run.sh installs them (npm ci, apt chromium)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    assert chromium is not None
+    return chromium
+
+
+async def test_docs_js_snippet_in_headless_chromium(aiohttp_client: Any, tmp_path: Path) -> None:
+    chromium = _browser_or_skip()
+    hs = await aiohttp_client(create_app_from_config(make_config(tmp_path, **NO_PRESENCE)))
+    alice = await User.new(hs)
+    bob = await User.new(hs)
+    room_id = await alice.create_room()
+    await bob.join(room_id)
+    snippet = tmp_path / "websocket_snippet.js"
+    snippet.write_text(_snippet())
+    env = {
+        **os.environ,
+        "CHROMIUM": chromium,
+        "HS_BASE_URL": str(hs.make_url("")).rstrip("/"),
+        "TOKEN": bob.token,
+        "ROOM_ID": room_id,
+        "ALICE": alice.user_id,
+        "SNIPPET": str(snippet),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        str(NPM_NODE),
+        str(JS_DIR / "websocket_browser.mjs"),
+        cwd=JS_DIR,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+
+    async def line() -> dict[str, Any]:
+        try:
+            raw = await asyncio.wait_for(proc.stdout.readline(), 120)  # type: ignore[union-attr]
+        except TimeoutError:
+            proc.kill()
+            raw = b""
+        assert raw, (await proc.stderr.read()).decode()  # type: ignore[union-attr]
+        return dict(json.loads(raw))
+
+    async def tell(text: str) -> None:
+        proc.stdin.write(f"{text}\n".encode())  # type: ignore[union-attr]
+        await proc.stdin.drain()  # type: ignore[union-attr]
+
+    try:
+        # The browser offers permessage-deflate; the server declines it (docs/websocket.md, "Cost").
+        assert await line() == {"ready": True, "protocol": "org.homeserver.ws.v1", "extensions": ""}
+        pushed = await alice.send(room_id, "to chromium")
+        await tell(pushed)
+        assert await line() == {"got": pushed}
+        await alice.typing(room_id, True, 30000)
+        await alice.receipt(room_id, pushed)
+        await tell("ephemeral")
+        assert await line() == {"typing": True, "receipt": True}
+        result = await line()
+        assert result["sent"] == result["again"]  # idempotent by txn id
+        assert result["error"] == "M_UNRECOGNIZED"
+        assert result["nextBatch"].startswith("s")
+        assert await line() == {"closed": 1000}
+        assert await asyncio.wait_for(proc.wait(), 60) == 0, (await proc.stderr.read()).decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+    # What the browser did is visible over HTTP: its message, its typing, its receipt.
+    messages = await alice.get(f"{V3}/rooms/{q(room_id)}/messages", dir="b", limit=5)
+    assert result["sent"] in [e["event_id"] for e in messages["chunk"]]
+    body = await alice.sync(filter=json.dumps({"room": {"rooms": [room_id]}}))
+    typing = ephemeral(body, room_id, "m.typing")
+    assert typing and bob.user_id in typing[0]["content"]["user_ids"]
+    receipts = ephemeral(body, room_id, "m.receipt")
+    assert any(bob.user_id in r["content"].get(pushed, {}).get("m.read", {}) for r in receipts)
