@@ -8,8 +8,11 @@ The child registers N users and gives each an initial sync; then, against the sa
 N idle WebSockets (`Authorization` header, first sync frame read) are held open, and after they
 are closed N idle long-polls (`GET /sync?since=...&timeout=300000`). Each figure is the growth of
 traced memory (after `gc.collect()`) from before the clients connected to when all N are parked
-in the notifier, divided by N. `--top` lists the allocation sites that grew most. The figures
-are in docs/performance.md ("WebSocket sync"). RSS growth of a separate process is `bench.load`'s
+in the notifier, divided by N (zlib's state is traced too: Python's zlib allocates through it).
+`--deflate` makes the WebSocket clients offer permessage-deflate, as browsers do. `--top` lists the
+allocation sites that grew most (`--frames` deep). RSS is not used: in one process it depends on
+which phase first grew the heap. The figures are in
+docs/performance.md ("WebSocket sync"); RSS per client of a fresh server process is `bench.load`'s
 `idle` and `ws_idle` scenarios (`python -m bench.websocket`).
 """
 
@@ -135,12 +138,6 @@ def _traced() -> tuple[int, tracemalloc.Snapshot]:
     return tracemalloc.get_traced_memory()[0], tracemalloc.take_snapshot()
 
 
-def _rss() -> int:
-    """Resident memory of this process in bytes: it also sees C allocations (zlib state...)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 async def _server(count: int, top: int, frames: int, deflate: bool) -> dict[str, Any]:
     from homeserver.app import SERVICES, create_app_from_config
 
@@ -181,7 +178,6 @@ async def _server(count: int, top: int, frames: int, deflate: bool) -> dict[str,
             for mode in ("websocket", "longpoll"):
                 await asyncio.sleep(1.0)
                 before, snap_before = _traced()
-                rss_before = _rss()
                 await command(mode)
                 await _until(lambda: notifier.listeners >= count, f"{count} parked {mode} clients")
                 if mode == "websocket":
@@ -189,7 +185,6 @@ async def _server(count: int, top: int, frames: int, deflate: bool) -> dict[str,
                 await asyncio.sleep(1.0)
                 after, snap_after = _traced()
                 results[f"{mode}_bytes_per_client"] = round((after - before) / count)
-                results[f"{mode}_rss_bytes_per_client"] = round((_rss() - rss_before) / count)
                 group = "traceback" if frames > 1 else "lineno"
                 sites = snap_after.compare_to(snap_before, group)[:top]
                 results[f"{mode}_top"] = [
@@ -233,11 +228,9 @@ def main() -> None:
     results["loadavg_1m_before"] = load
     for mode in ("longpoll", "websocket"):
         kib = results[f"{mode}_bytes_per_client"] / 1024
-        rss_kib = results[f"{mode}_rss_bytes_per_client"] / 1024
-        print(
-            f"{mode:10} {kib:6.1f} KiB per idle client (traced Python heap), RSS growth {rss_kib:6.1f} KiB"
-            f" ({args.clients} clients{', deflate offered' if args.deflate and mode == 'websocket' else ''})"
-        )
+        offered = ", permessage-deflate offered" if args.deflate and mode == "websocket" else ""
+        label = f"traced Python heap, {args.clients} clients{offered}"
+        print(f"{mode:10} {kib:6.1f} KiB per idle client ({label})")
         for line in results[f"{mode}_top"]:
             print(f"    {line}")
     print(json.dumps({k: v for k, v in results.items() if not k.endswith("_top")}))
