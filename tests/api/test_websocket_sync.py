@@ -172,6 +172,16 @@ async def test_access_token_query_parameter(hs: Any) -> None:
         assert ready["type"] == "ready" and ready["user_id"] == bob.user_id
 
 
+async def test_permessage_deflate_is_declined(hs: Any) -> None:
+    """Browsers offer compression; a zlib context kept per socket would cost ~260 KiB each."""
+    _, bob, _ = await room_of(hs)
+    async with hs.session.ws_connect(f"{base(hs)}{UNSTABLE_PATH}", headers=bob.headers, compress=15) as ws:
+        assert "Sec-WebSocket-Extensions" not in ws._response.headers
+        assert ws.compress == 0
+        assert json.loads((await ws.receive(timeout=10)).data)["type"] == "ready"
+        assert json.loads((await ws.receive(timeout=10)).data)["type"] == "sync"
+
+
 async def _refused(
     hs: Any,
     path: str,

@@ -101,7 +101,7 @@ class SyncWebSocket:
             heartbeat=self.settings.heartbeat_s,
             max_msg_size=self.max_body,
             # No permessage-deflate: aiohttp keeps a zlib compressor per connection once a frame
-            # was sent (~270 KiB each: docs/websocket.md, "Cost"), and an inflater once the
+            # was sent (~260 KiB each: docs/websocket.md, "Cost"), and an inflater once the
             # client sent a compressed frame. Browsers offer the extension; it is declined.
             compress=False,
         )
