@@ -30,7 +30,8 @@ const readLine = () => new Promise((resolve) => (queued.length ? resolve(queued.
 const browser = await chromium.launch({
   executablePath: env("CHROMIUM"),
   headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+  // Root in CI containers: no sandbox; a small /dev/shm there: not used.
+  args: ["--headless", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--no-first-run"],
 });
 try {
   const page = await browser.newPage();
