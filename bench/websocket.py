@@ -1,6 +1,6 @@
 """WebSocket sync against long-polling on one freshly started server of ours:
 
-    python -m bench.websocket [--receivers 50] [--idle 1000] [--json-out FILE]
+    python -m bench.websocket [--receivers 50] [--idle 1000] [--only fanout|idle] [--json-out FILE]
 
 Starts a fresh homeserver (SQLite, open rate limits) on a free loopback port for each of these
 `bench.load` scenarios: `fanout` (R receivers long-polling /sync) and `ws_fanout` (the same on
