@@ -1,4 +1,4 @@
-"""PostgreSQL restarted under main + 2 client_readers + pusher (issue #18's failure case).
+"""PostgreSQL restarted under main + 2 client_readers + pusher + federation_sender (issue #18).
 
 The topology runs on a throwaway cluster (tests/pg_cluster.py) that the test stops while a client
 sends through the front door and another long-polls /sync on the readers. While it is down every
@@ -38,8 +38,14 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def topology(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
-    topo = start_topology(tmp_path_factory.mktemp("pgrestart"), database=cluster.database_config())
+    topo = start_topology(
+        tmp_path_factory.mktemp("pgrestart"),
+        database=cluster.database_config(),
+        overrides={"federation_sender_instances": ["fedsender1"]},
+    )
     try:
+        # (no other server to send to: it follows its streams and reads the outbox through the outage)
+        topo.start_worker("federation_sender", "fedsender1")
         yield topo
     finally:
         topo.stop()
