@@ -103,7 +103,7 @@ from homeserver.services.receipts import ReceiptService
 from homeserver.services.registration_tokens import RegistrationTokenService
 from homeserver.services.reports import ReportService
 from homeserver.services.restrictions import UserRestrictions
-from homeserver.services.retention import RetentionService
+from homeserver.services.retention import RETENTION_PURGE, RetentionService
 from homeserver.services.room_access import RoomAccess
 from homeserver.services.room_deletion import RoomDeletionService
 from homeserver.services.room_reads import RoomReadService
@@ -216,6 +216,11 @@ ROUTE_RATE_LIMITS: dict[str, RouteLimit] = {
     "user_directory": RouteLimit(lambda c: c.rc_user_directory),
     "reports": RouteLimit(lambda c: c.rc_reports),
 }
+
+
+# Job kinds the `background` worker takes over from main: they send no events (event senders
+# stay with the event persister).
+BACKGROUND_JOB_KINDS = frozenset({RETENTION_PURGE})
 
 
 class Services:
@@ -447,8 +452,14 @@ class Services:
         """The room, media and server-notice admin API, and the background jobs behind it."""
         db, clock, config = self.db, self.clock, self.config
         server_name = config.server_name
-        # Only the main process runs jobs; other roles leave them to it.
-        self.jobs = JobRunner(JobStore(db), clock, enabled=self.role == "main")
+        # Main runs the jobs; with `run_background_tasks_on` the background worker runs those
+        # that send no events (retention purges) and main the rest. Other roles run none.
+        handed = BACKGROUND_JOB_KINDS if self.config.workers.background_worker is not None else frozenset()
+        if self.role == "main":
+            self.jobs = JobRunner(JobStore(db), clock, excluded_kinds=handed)
+        else:
+            background = self.runs("background")
+            self.jobs = JobRunner(JobStore(db), clock, enabled=background, kinds=BACKGROUND_JOB_KINDS)
         self.admin_audit: AuditSink = self.audit
         admin_store = AdminRoomStore(db)
         self.admin_rooms = AdminRoomService(

@@ -165,3 +165,21 @@ def test_which_process_runs_a_job(raw: dict[str, Any], role: str, job: str, runs
 
     process = SimpleNamespace(config=load(**raw), role=role)
     assert Services.runs(process, job) is runs  # type: ignore[arg-type]
+
+
+def test_background_job_kinds() -> None:
+    """With run_background_tasks_on the background worker runs the jobs that send no events
+    (retention purges) and main every other kind; without it main runs all."""
+    from homeserver.container import BACKGROUND_JOB_KINDS
+    from homeserver.jobs.runner import JobRunner
+    from homeserver.services.retention import RETENTION_PURGE
+
+    assert BACKGROUND_JOB_KINDS == {RETENTION_PURGE}
+    alone = JobRunner(None, None)  # type: ignore[arg-type]
+    main = JobRunner(None, None, excluded_kinds=BACKGROUND_JOB_KINDS)  # type: ignore[arg-type]
+    background = JobRunner(None, None, kinds=BACKGROUND_JOB_KINDS)  # type: ignore[arg-type]
+    reader = JobRunner(None, None, enabled=False, kinds=BACKGROUND_JOB_KINDS)  # type: ignore[arg-type]
+    assert alone.runs(RETENTION_PURGE) and alone.runs("broadcast")
+    assert not main.runs(RETENTION_PURGE) and main.runs("broadcast")
+    assert background.runs(RETENTION_PURGE) and not background.runs("broadcast")
+    assert not reader.runs(RETENTION_PURGE)
