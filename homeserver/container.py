@@ -45,6 +45,7 @@ from homeserver.federation.sender import FederationSender
 from homeserver.federation.sender.admin import DestinationAdmin
 from homeserver.federation.sender.destinations import DestinationResolver
 from homeserver.federation.sender.edus import LocalEdus
+from homeserver.federation.sender.outbox import FederationOutbox, OutboxReader
 from homeserver.federation.server_access import ServerAccess
 from homeserver.federation.transactions import TransactionHandler
 from homeserver.http.federation_ratelimit import FederationRateLimiter
@@ -102,7 +103,7 @@ from homeserver.services.receipts import ReceiptService
 from homeserver.services.registration_tokens import RegistrationTokenService
 from homeserver.services.reports import ReportService
 from homeserver.services.restrictions import UserRestrictions
-from homeserver.services.retention import RetentionService
+from homeserver.services.retention import RETENTION_PURGE, RetentionService
 from homeserver.services.room_access import RoomAccess
 from homeserver.services.room_deletion import RoomDeletionService
 from homeserver.services.room_reads import RoomReadService
@@ -215,6 +216,11 @@ ROUTE_RATE_LIMITS: dict[str, RouteLimit] = {
     "user_directory": RouteLimit(lambda c: c.rc_user_directory),
     "reports": RouteLimit(lambda c: c.rc_reports),
 }
+
+
+# Job kinds the `background` worker takes over from main: they send no events (event senders
+# stay with the event persister).
+BACKGROUND_JOB_KINDS = frozenset({RETENTION_PURGE})
 
 
 class Services:
@@ -446,8 +452,14 @@ class Services:
         """The room, media and server-notice admin API, and the background jobs behind it."""
         db, clock, config = self.db, self.clock, self.config
         server_name = config.server_name
-        # Only the main process runs jobs; other roles leave them to it.
-        self.jobs = JobRunner(JobStore(db), clock, enabled=self.role == "main")
+        # Main runs the jobs; with `run_background_tasks_on` the background worker runs those
+        # that send no events (retention purges) and main the rest. Other roles run none.
+        handed = BACKGROUND_JOB_KINDS if self.config.workers.background_worker is not None else frozenset()
+        if self.role == "main":
+            self.jobs = JobRunner(JobStore(db), clock, excluded_kinds=handed)
+        else:
+            background = self.runs("background")
+            self.jobs = JobRunner(JobStore(db), clock, enabled=background, kinds=BACKGROUND_JOB_KINDS)
         self.admin_audit: AuditSink = self.audit
         admin_store = AdminRoomStore(db)
         self.admin_rooms = AdminRoomService(
@@ -668,18 +680,28 @@ class Services:
             self.clock,
             server_name=server_name,
         ).register(self.federation_edus)
+
     def _build_federation_sender(self) -> None:
         """Outbound transactions (federation/sender/): PDUs of local events and EDUs of local
-        changes, per destination, persisted. Only one process sends (`send_federation`)."""
+        changes, per destination, persisted. Only one process sends (`send_federation`): main,
+        or the worker named in `federation_sender_instances`; main then writes the EDUs born in
+        its own transactions (to-device) to the outbox that worker reads."""
         config = self.config
         self.federation_sender: FederationSender | None = None
-        if self.role == "main" and config.federation.send_federation:
-            self._build_outbound_federation()
+        self.federation_outbox: FederationOutbox | None = None  # main, when a worker sends
+        self.federation_outbox_reader: OutboxReader | None = None  # that worker
+        if config.federation.send_federation and self.runs("federation_sender"):
+            sender = self.federation_sender = self._build_outbound_federation()
+            if self.role != "main":
+                self.federation_outbox_reader = OutboxReader(sender, FederationQueueStore(self.db))
+        elif config.federation.send_federation and self.role == "main":
+            self.federation_outbox = FederationOutbox(FederationQueueStore(self.db))
+            self.to_device.remote_queue = self.federation_outbox
         self.destination_admin = DestinationAdmin(
             DestinationAdminStore(self.db), self.destinations, self.federation_sender
         )
 
-    def _build_outbound_federation(self) -> None:
+    def _build_outbound_federation(self) -> FederationSender:
         config = self.config
         resolver = DestinationResolver(
             self.state,
@@ -688,7 +710,7 @@ class Services:
             server_name=config.server_name,
             domain_whitelist=config.federation_domain_whitelist,
         )
-        self.federation_sender = FederationSender(
+        sender = FederationSender(
             self.db,
             self.bus,
             FederationQueueStore(self.db),
@@ -702,7 +724,7 @@ class Services:
             max_queued_pdus=config.federation.max_queued_pdus,
         )
         self.federation_edus_out = LocalEdus(
-            self.federation_sender,
+            sender,
             self.bus,
             resolver,
             self.clock,
@@ -710,7 +732,8 @@ class Services:
             e2e_keys=self.e2e_keys,
             devices=self.device_store,
         )
-        self.to_device.remote_queue = self.federation_sender
+        self.to_device.remote_queue = sender
+        return sender
 
     def _build_compliance(self) -> None:
         """Retention (hide, then purge expired events), GDPR erasure and search masking."""
@@ -1100,11 +1123,13 @@ class Services:
         return [u for u, m in snapshot.memberships.items() if m == "join" and u.endswith(suffix)]
 
     def runs(self, job: str) -> bool:
-        """Whether this process runs `job` ("pusher", "appservice", "background"): its worker
+        """Whether this process runs `job` ("pusher", "federation_sender", "appservice",
+        "background"): its worker
         when the config hands it to one (pusher_instances...), else main."""
         workers = self.config.workers
         handed = {
             "pusher": bool(workers.pusher_instances),
+            "federation_sender": bool(workers.federation_sender_instances),
             "appservice": workers.appservice_worker is not None,
             "background": workers.background_worker is not None,
         }[job]
@@ -1185,6 +1210,8 @@ class Services:
         self.retention.start()
         if self.federation_sender is not None:
             await self.federation_sender.start()
+        if self.federation_outbox_reader is not None:
+            self.federation_outbox_reader.start()
 
     async def _register_appservice_senders(self) -> None:
         # Each appservice acts as its `sender_localpart` user, which must exist like any other
@@ -1215,6 +1242,8 @@ class Services:
         await self.push_http.close()
         await self.persister.stop()
         await self.appservice_sender.stop()  # unacknowledged transactions are resent at the next start
+        if self.federation_outbox_reader is not None:
+            await self.federation_outbox_reader.stop()
         if self.federation_sender is not None:  # after the persister: its last events get queued
             await self.federation_edus_out.drain()
             await self.federation_sender.stop()

@@ -192,6 +192,7 @@ redis:
 #  main: {host: 127.0.0.1, port: 9093}    # main's listener with `replication` and `client`
 #worker_main_url: http://127.0.0.1:9093   # the same, shorter
 #pusher_instances: [pusher1]              # main leaves push delivery to these workers
+#federation_sender_instances: [federation_sender1]  # main leaves outbound federation to it
 #notify_appservices_from_worker: appservice1
 #run_background_tasks_on: background1
 # In a worker's file only:

@@ -3,7 +3,7 @@
 Synapse's spellings where the concept is the same: a worker file sets `worker_app` and
 `worker_name`, every process shares `worker_replication_secret`, and the main process is named in
 `instance_map: {main: {host, port}}` (or our shorter `worker_main_url`). `pusher_instances`,
-`notify_appservices_from_worker` and `run_background_tasks_on` tell
+`federation_sender_instances`, `notify_appservices_from_worker` and `run_background_tasks_on` tell
 the main process which jobs it hands to workers.
 """
 
@@ -48,6 +48,8 @@ class WorkerConfig:
     replication_secret: str | None = None
     main_url: str | None = None  # http://host:port of the main process's `replication` listener
     pusher_instances: tuple[str, ...] = ()
+    # the outbound federation sender (one instance: destinations are not sharded between several)
+    federation_sender_instances: tuple[str, ...] = ()
     appservice_worker: str | None = None  # notify_appservices_from_worker
     background_worker: str | None = None  # run_background_tasks_on
 
@@ -88,12 +90,20 @@ def read_workers(root: Section) -> WorkerConfig:
     elif instance_map.has("main"):
         instance_map.mark_read("main")
     background = root.get_opt_str("run_background_tasks_on")
+    federation_senders = root.get_str_list("federation_sender_instances")
+    if len(federation_senders) > 1:
+        # Each destination's queue must have one sender; sharding them is not implemented.
+        raise ConfigError(
+            "only one federation sender instance is supported (destinations are not sharded)",
+            "federation_sender_instances",
+        )
     return WorkerConfig(
         role=role,
         name=name,
         replication_secret=root.get_opt_str("worker_replication_secret"),
         main_url=main_url.rstrip("/") if main_url else None,
         pusher_instances=root.get_str_list("pusher_instances"),
+        federation_sender_instances=federation_senders,
         appservice_worker=root.get_opt_str("notify_appservices_from_worker"),
         background_worker=None if background in (None, "main") else background,
     )
@@ -114,6 +124,13 @@ def check_worker_setup(workers: WorkerConfig, redis_enabled: bool, engine: str =
         raise ConfigError(
             "a worker needs the main process's address: `instance_map: {main: {host, port}}`",
             "instance_map",
+        )
+    if workers.role == "federation_sender" and workers.name not in workers.federation_sender_instances:
+        # Otherwise it would idle while main (or another worker) sends: say so at start.
+        raise ConfigError(
+            f"the federation_sender worker {workers.name!r} must be named in `federation_sender_instances`"
+            " (main sends otherwise)",
+            "federation_sender_instances",
         )
 
 

@@ -71,11 +71,22 @@ class JobRunner:
     _running: bool = False
     # False in processes that do not run jobs (workers); jobs wait for the main process.
     enabled: bool = True
+    # Which kinds this process runs (None: all but `excluded_kinds`): with
+    # `run_background_tasks_on` the background worker runs the kinds that send no events and
+    # main the others (container.py).
+    kinds: frozenset[str] | None = None
+    excluded_kinds: frozenset[str] = frozenset()
     # Called after each saved batch (tests use it to stop a runner mid-way).
     batch_hooks: list[Callable[[Job], None]] = field(default_factory=list)
 
     def register(self, kind: str, handler: JobHandler) -> None:
         self.handlers[kind] = handler
+
+    def runs(self, kind: str) -> bool:
+        """Whether this process runs jobs of `kind` (another one may, on the same database)."""
+        if not self.enabled or kind in self.excluded_kinds:
+            return False
+        return self.kinds is None or kind in self.kinds
 
     async def start(self) -> None:
         """Resume every unfinished job from its saved progress."""
@@ -84,6 +95,8 @@ class JobRunner:
         self._running = True
         self._slots = asyncio.Semaphore(self.concurrency)
         for job in await self.store.list_jobs(statuses=UNFINISHED):
+            if not self.runs(job.kind):
+                continue  # another process's
             if job.kind not in self.handlers:
                 logger.warning("job %s of unknown kind %s left as %s", job.job_id, job.kind, job.status)
                 continue
@@ -117,7 +130,7 @@ class JobRunner:
         job = await self.store.insert_job(
             job_id or new_job_id(), kind, subject, params, progress or {}, self.clock.time_ms()
         )
-        if self._running:
+        if self._running and self.runs(kind):
             self._spawn(job)
         return job
 

@@ -29,7 +29,14 @@ ROLE_SPECS: dict[str, RoleSpec] = {
     "main": RoleSpec(ALL_STREAMS, "all", "all", True),
     "client_reader": RoleSpec(ALL_STREAMS, "read", "none", False),
     "federation_inbound": RoleSpec(frozenset({Stream.EVENTS}), "none", "read", False),
-    "federation_sender": RoleSpec(frozenset({Stream.EVENTS}), "none", "none", False),
+    # PDUs from events; EDUs from typing, receipts, presence and device lists (to-device messages
+    # for other servers reach it through the database outbox, see federation/sender/outbox.py)
+    "federation_sender": RoleSpec(
+        frozenset({Stream.EVENTS, Stream.TYPING, Stream.RECEIPTS, Stream.PRESENCE, Stream.DEVICE_LISTS}),
+        "none",
+        "none",
+        False,
+    ),
     # (read receipts reach pushers as "read" invalidations, sent after the counts moved)
     "pusher": RoleSpec(frozenset({Stream.EVENTS}), "none", "none", False),
     "appservice": RoleSpec(

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from homeserver.core.errors import DatabaseUnavailableError
 from homeserver.core.streams import (
     AccountDataRow,
     DeviceListsRow,
@@ -120,6 +121,7 @@ class WorkerFeed:
         self.connected = asyncio.Event()
         self.reconnects = 0
         self.caught_up_rows = 0
+        self._waiting_for_db = False
         # Announcement delay (commit on main -> applied here), for the bench and metrics.
         self.last_lag_ms = 0.0
 
@@ -146,6 +148,9 @@ class WorkerFeed:
                 await pubsub.subscribe(*self.channels)
                 # Subscribed first, then caught up: nothing committed in between is lost.
                 await self.catch_up_to_database()
+                if self._waiting_for_db:
+                    logger.info("replication: the database is back, caught up")
+                    self._waiting_for_db = False
                 if not first:
                     logger.info("replication: Redis connection restored, caught up from the database")
                 first = False
@@ -161,6 +166,14 @@ class WorkerFeed:
                     )
                 self.connected.clear()
                 self.reconnects += 1
+                await asyncio.sleep(RETRY_SECONDS)
+            except DatabaseUnavailableError as exc:
+                # PostgreSQL restarting: what was not applied is read back once it answers again
+                # (the position moves only after a batch is applied), so this is no error.
+                if not self._waiting_for_db:
+                    logger.warning("replication: waiting for the database (%s); will catch up", exc)
+                    self._waiting_for_db = True
+                self.connected.clear()
                 await asyncio.sleep(RETRY_SECONDS)
             except asyncio.CancelledError:
                 raise

@@ -85,6 +85,20 @@ class MainClient:
     async def typing_snapshot(self) -> dict[str, Any]:
         return await self._get_json("/typing")
 
+    async def events_purged(self, event_ids: list[str]) -> None:
+        """The background worker deleted these events: main and the other workers drop them
+        from their caches (the database no longer has them)."""
+        try:
+            async with self.session.post(
+                self.base + PREFIX + "/events/purged", json={"event_ids": event_ids}, headers=self.headers
+            ) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    logger.warning("main refused the purged events' invalidation: %s", resp.status)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            # (the events are gone from the database; caches drop them as they evict)
+            logger.warning("could not tell main that %d events were purged: %s", len(event_ids), exc)
+
     # -- presence: a sync on this worker keeps its user online on main --------------------------
 
     def presence_syncing(

@@ -34,6 +34,7 @@ from homeserver.replication.worker import ReplicaTargets, WorkerFeed
 from homeserver.scaleout.main_client import MainClient
 from homeserver.services.ignore import IGNORED_USER_LIST
 from homeserver.services.push_rules import PUSH_RULES_TYPE
+from homeserver.services.retention import RETENTION_PURGE
 
 if TYPE_CHECKING:
     from homeserver.container import Services
@@ -118,6 +119,19 @@ def _start_publisher(services: Services, client: Any) -> RedisPublisher:
             "read", user_id=user_id, room_id=room_id, thread_id=thread_id, event_id=event_id, position=pos
         )
 
+    if services.federation_outbox is not None:  # a worker sends: tell it to read the outbox
+        services.federation_outbox.wake_hooks.append(lambda: publisher.invalidate("federation_outbox"))
+
+    async def destination_reset(destination: str) -> None:
+        # the admin API's reset_connection on main: the sending worker forgets its backoff too
+        publisher.invalidate("federation_reset", destination=destination)
+
+    services.destination_admin.reset_hooks.append(destination_reset)
+    # events purged here (or by the background worker, through the replication API): the workers'
+    # event caches drop them too
+    services.retention.forgotten_hooks.append(
+        lambda event_ids: publisher.invalidate("events_purged", event_ids=event_ids)
+    )
     services.auth.invalidated_hooks.append(tokens_invalidated)
     services.receipts.receipt_hooks.append(read_moved)
     services.pushers.changed_hooks.append(pusher_changed)
@@ -149,6 +163,28 @@ async def _start_feed(services: Services, client: Any, main: MainClient) -> Work
                 user_id, room_id, message.get("thread_id"), str(message["event_id"]), int(message["position"])
             )
 
+    async def federation_outbox(message: dict[str, Any]) -> None:
+        if services.federation_outbox_reader is not None:
+            services.federation_outbox_reader.poke()
+
+    async def federation_reset(message: dict[str, Any]) -> None:
+        if services.federation_sender is not None:
+            await services.federation_sender.reset_destination(str(message["destination"]))
+
+    async def events_purged(message: dict[str, Any]) -> None:
+        for event_id in message.get("event_ids") or []:
+            services.events.invalidate(str(event_id))
+
+    if services.jobs.runs(RETENTION_PURGE):  # the background worker: main announces for us
+        pending: set[asyncio.Task[None]] = set()
+
+        def purged(event_ids: list[str]) -> None:
+            task = asyncio.get_running_loop().create_task(main.events_purged(list(event_ids)))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        services.retention.forgotten_hooks.append(purged)
+
     targets = ReplicaTargets(
         bus=services.bus,
         state=services.state,
@@ -165,7 +201,14 @@ async def _start_feed(services: Services, client: Any, main: MainClient) -> Work
         wake_device_lists=_device_list_waker(services),
         db_positions=services.database_positions,
         typing_snapshot=main.typing_snapshot,
-        invalidation_handlers={"tokens": tokens, "pusher": pusher, "read": read},
+        invalidation_handlers={
+            "tokens": tokens,
+            "pusher": pusher,
+            "read": read,
+            "federation_outbox": federation_outbox,
+            "federation_reset": federation_reset,
+            "events_purged": events_purged,
+        },
     )
     if Stream.EVENTS in spec.streams:
         services.bus.subscribe(Stream.EVENTS, _unread_counts_on_events(services))

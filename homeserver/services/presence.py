@@ -538,10 +538,16 @@ class PresenceService:
         rows, self._dirty = list(self._dirty.values()), {}
         try:
             await self.store.upsert_many(rows)
-        except Exception:
-            logger.exception("writing %d presence rows failed", len(rows))
+        except Exception as exc:
+            if isinstance(exc, DatabaseUnavailableError):
+                logger.warning("writing %d presence rows waits for the database: %s", len(rows), exc)
+            else:
+                logger.exception("writing %d presence rows failed", len(rows))
             for row in rows:
                 self._dirty.setdefault(row.user_id, row)
+            # Try again after the delay, not only at the next change: with no new change the
+            # rows would stay unwritten after the database came back.
+            self._flush_wanted.set()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -88,6 +88,7 @@ class RetentionService:
     ) -> None:
         self.config = config
         self.jobs = jobs
+        self.forgotten_hooks: list[Callable[[list[str]], None]] = []
         self.store = store
         self.admin_store = admin_store
         self.search = search
@@ -141,7 +142,8 @@ class RetentionService:
     # -- scheduling ----------------------------------------------------------------------------------
 
     def start(self) -> None:
-        if not self.config.enabled or not self.jobs.enabled:
+        # (scheduled where the purges run: main, or the `run_background_tasks_on` worker)
+        if not self.config.enabled or not self.jobs.runs(RETENTION_PURGE):
             return
         loop = asyncio.get_running_loop()
         for spec in self.config.purge_jobs:
@@ -236,6 +238,8 @@ class RetentionService:
     def forget(self, event_ids: list[str]) -> None:
         for event_id in event_ids:
             self.events.invalidate(event_id)
+        for hook in self.forgotten_hooks:  # other processes' event caches (scaleout/setup.py)
+            hook(event_ids)
 
 
 class _RetentionPurgeJob:

@@ -785,3 +785,43 @@ async def test_a_server_joining_gets_the_presence_of_our_users(
     await settle(services)
     pushes = [p for e in fake.edus_of("m.presence") for p in e["push"]]
     assert [(p["user_id"], p["presence"]) for p in pushes] == [(user, "online")]
+
+
+async def test_to_device_through_the_outbox_when_a_worker_sends(
+    aiohttp_client: Any, tmp_path: Path, remote: tuple[FakeRemote, Path]
+) -> None:
+    """`federation_sender_instances`: main queues to-device messages for remote users in the
+    outbox (in the send's own transaction, announced to the worker), and the sending process
+    moves them into its queue in order; a client's retry is not queued twice."""
+    from homeserver.federation.sender.outbox import OutboxReader
+    from homeserver.storage.stores.federation_queue import FederationQueueStore
+
+    fake, ca = remote
+    clock = FakeClock()
+    client, main = await start_server(
+        aiohttp_client, _config(tmp_path, ca, federation_sender_instances=["fs1"]), clock
+    )
+    assert main.federation_sender is None and main.federation_outbox is not None
+    announced: list[int] = []
+    main.federation_outbox.wake_hooks.append(lambda: announced.append(1))
+    alice = await register(client)
+    bob = f"@bob:{fake.name}"
+    for txn in ("t0", "t1", "t2", "t2"):  # the last one a client's retry
+        resp = await client.put(
+            f"/_matrix/client/v3/sendToDevice/m.test/{txn}",
+            json={"messages": {bob: {"DEV": {"n": txn}}}},
+            headers=auth(alice["access_token"]),
+        )
+        assert resp.status == 200
+    assert len(announced) == 3
+
+    # the sending process (a worker in production; here a second process on the same database)
+    _, sending = await start_server(aiohttp_client, _config(tmp_path, ca), clock)
+    assert sending.federation_sender is not None
+    reader = OutboxReader(sending.federation_sender, FederationQueueStore(sending.db))
+    assert await reader.move_batch() == 3
+    assert await reader.move_batch() == 0  # moved, not copied
+    await settle(sending)
+    edus = fake.edus_of("m.direct_to_device")
+    assert [e["messages"][bob]["DEV"]["n"] for e in edus] == ["t0", "t1", "t2"]
+    assert all(e["sender"] == alice["user_id"] for e in edus)

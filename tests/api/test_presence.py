@@ -227,3 +227,33 @@ async def test_presence_stored_across_restart(
     # A token from before the restart still gets the change (read from the database).
     event = _event(await bob.sync(old_token), alice.user_id)
     assert event is not None and event["content"]["status_msg"] == "away"
+
+
+async def test_write_behind_retries_after_a_database_outage(hs: Any) -> None:
+    """The database was away when a change was flushed: the rows are written once it answers,
+    without waiting for another change to trigger a flush."""
+    import asyncio
+
+    from homeserver.core.errors import DatabaseUnavailableError
+
+    presence = services_of(hs).presence
+    presence.FLUSH_DELAY_S = 0.05  # type: ignore[misc]
+    store = presence.store
+    real_upsert = store.upsert_many
+    attempts: list[int] = []
+    written = asyncio.Event()
+
+    async def flaky_upsert(rows: Any) -> None:
+        attempts.append(len(rows))
+        if len(attempts) == 1:
+            raise DatabaseUnavailableError("connection refused")
+        await real_upsert(rows)
+        written.set()
+
+    store.upsert_many = flaky_upsert  # type: ignore[method-assign]
+    alice = await User.new(hs)
+    await set_presence(alice, "online", "through an outage")
+    await asyncio.wait_for(written.wait(), 10)
+    assert len(attempts) >= 2
+    stored = await store.get_many([alice.user_id])
+    assert stored[alice.user_id].status_msg == "through an outage"

@@ -12,12 +12,14 @@ import pytest
 import yaml
 
 from homeserver.config import load_config
+from homeserver.config.workers import check_worker_setup
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
 WORKERS = {
     "reader1": "client_reader",
     "reader2": "client_reader",
     "pusher1": "pusher",
+    "fedsender1": "federation_sender",
     "media1": "media",
     "federation1": "federation_inbound",
 }
@@ -143,6 +145,7 @@ def test_configs_load(tmp_path: Path, worker: str | None, monkeypatch: pytest.Mo
         assert worker_raw["worker_name"] == worker and worker_raw["worker_role"] == WORKERS[worker]
         (conf / "10-worker.yaml").write_text(yaml.safe_dump(worker_raw))
     config = load_config(str(conf))
+    check_worker_setup(config.workers, config.redis.enabled, config.database.engine)  # as `run` does
     assert config.server_name == "example.com"
     assert config.enable_metrics
     assert any(listener.type == "metrics" and listener.port == 9000 for listener in config.listeners)

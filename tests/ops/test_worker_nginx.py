@@ -31,7 +31,14 @@ class _Echo(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
-        body = json.dumps({"backend": self.server.name, "path": self.path}).encode()  # type: ignore[attr-defined]
+        body = json.dumps(
+            {
+                "backend": self.server.name,  # type: ignore[attr-defined]
+                "path": self.path,
+                "upgrade": self.headers.get("Upgrade"),
+                "connection": self.headers.get("Connection"),
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -50,14 +57,22 @@ class Front:
     backends: dict[str, ThreadingHTTPServer]
 
     def route(self, method: str, path: str, token: str | None = None) -> str:
+        return str(self.request(method, path, token)["backend"])
+
+    def request(
+        self, method: str, path: str, token: str | None = None, headers: dict[str, str] | None = None
+    ) -> dict[str, str]:
+        """What the backend saw (its name, the path, the Upgrade and Connection headers)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         try:
-            headers = {"Authorization": f"Bearer {token}"} if token else {}
-            conn.request(method, path, body=b"{}" if method != "GET" else None, headers=headers)
+            sent = {"Authorization": f"Bearer {token}"} if token else {}
+            conn.request(
+                method, path, body=b"{}" if method != "GET" else None, headers=sent | (headers or {})
+            )
             resp = conn.getresponse()
             data = resp.read()
             assert resp.status == 200, (path, resp.status, data[:300])
-            return str(json.loads(data)["backend"])
+            return dict(json.loads(data))
         finally:
             conn.close()
 
@@ -128,6 +143,7 @@ READER_ROUTES = [
     ("GET", "/_matrix/client/v3/profile/@a:example.com"),
     ("GET", "/_matrix/client/v3/joined_rooms"),
     ("POST", "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"),
+    ("GET", "/_matrix/client/unstable/org.homeserver.ws/sync"),
 ]
 MAIN_ROUTES = [
     ("PUT", "/_matrix/client/v3/rooms/!a:example.com/send/m.room.message/t1"),
@@ -190,6 +206,15 @@ def test_sync_is_sticky_per_user_and_spread_across_readers(front: Front) -> None
         assert front.route("GET", "/_matrix/client/v3/rooms/!r:x/messages", token=token) == first
         seen[token] = first
     assert set(seen.values()) == {"reader1", "reader2"}
+
+
+def test_websocket_upgrade_reaches_the_reader_as_one(front: Front) -> None:
+    upgrade = {"Upgrade": "websocket", "Connection": "Upgrade"}
+    seen = front.request("GET", "/_matrix/client/v3/sync", "tok", upgrade)
+    assert seen["backend"] in ("reader1", "reader2")
+    assert (seen["upgrade"], seen["connection"].lower()) == ("websocket", "upgrade")
+    plain = front.request("GET", "/_matrix/client/v3/sync", "tok")
+    assert plain["upgrade"] is None and plain["connection"] in (None, "")  # keep-alive upstream
 
 
 def test_query_string_token_is_sticky_too(front: Front) -> None:

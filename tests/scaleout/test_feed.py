@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from homeserver.core.errors import DatabaseUnavailableError
 from homeserver.core.streams import EventsRow, ReceiptRow, Stream, StreamRow, TypingRow
 from homeserver.replication.bus import StreamBus
 from homeserver.replication.redis_link import (
@@ -87,7 +88,7 @@ def _row(n: int) -> EventsRow:
 
 
 async def _setup(
-    source_rows: list[EventsRow],
+    source_rows: list[EventsRow], db_down: list[bool] | None = None
 ) -> tuple[StreamBus, StreamBus, RedisPublisher, WorkerFeed, list[Any]]:
     server = f"feed{secrets.token_hex(4)}"
     main_bus, worker_bus = StreamBus(), StreamBus()
@@ -97,12 +98,18 @@ async def _setup(
 
     async def events_since(after: int, upto: int, limit: int) -> Sequence[StreamRow]:
         asked.append((after, upto))
+        if db_down and db_down[0]:
+            raise DatabaseUnavailableError("connection refused")
         return [r for r in source_rows if after < r.stream_ordering <= upto][:limit]
 
     worker_bus.register_source(Stream.EVENTS, events_since)
 
     async def positions() -> dict[Stream, int]:
-        return {Stream.EVENTS: 0}
+        if db_down is None:  # (the other tests announce everything they want delivered)
+            return {Stream.EVENTS: 0}
+        if db_down[0]:
+            raise DatabaseUnavailableError("connection refused")
+        return {Stream.EVENTS: max((r.stream_ordering for r in source_rows), default=0)}
 
     async def typing_snapshot() -> dict[str, Any]:
         return {"position": 5, "rooms": {}}
@@ -188,6 +195,30 @@ async def test_heartbeat_reveals_a_lost_last_announcement() -> None:
     finally:
         await feed.stop()
         await publisher.stop()
+
+
+async def test_database_down_while_catching_up_waits_then_resumes(caplog: pytest.LogCaptureFixture) -> None:
+    """PostgreSQL restarting while a gap is read back: a warning, no traceback, and once it
+    answers again everything missed arrives, each row once."""
+    rows = [_row(n) for n in range(1, 4)]
+    source_rows: list[EventsRow] = []
+    db_down = [False]
+    main_bus, worker_bus, publisher, feed, (seen, asked) = await _setup(source_rows, db_down)
+    try:
+        db_down[0] = True
+        source_rows.extend(rows)
+        publisher._last[Stream.EVENTS] = 2  # 1 and 2 were never announced: a gap to read back
+        main_bus.publish(Stream.EVENTS, 3, [rows[2]])
+        await _until(lambda: asked and not feed.connected.is_set() and feed._waiting_for_db)
+        assert worker_bus.positions[Stream.EVENTS] == 0 and seen == []
+        db_down[0] = False  # the next attempt catches up to the database's positions
+        await _until(lambda: worker_bus.positions[Stream.EVENTS] == 3)
+        assert [r.event_id for _, batch in seen for r in batch] == ["$e1", "$e2", "$e3"]
+    finally:
+        await feed.stop()
+        await publisher.stop()
+    assert not [r for r in caplog.records if r.exc_info], "a database outage logged a traceback"
+    assert any("waiting for the database" in r.getMessage() for r in caplog.records)
 
 
 async def test_other_streams_are_not_followed() -> None:

@@ -480,3 +480,36 @@ async def test_matrix_js_sdk_through_the_front_door(topology: Topology, front_do
     text = output.decode(errors="replace")[-20000:]
     assert proc.returncode == 0, text
     assert "OK" in text, text
+
+
+async def test_websocket_sync_on_a_reader(topology: Topology, front_door: str) -> None:
+    """docs/websocket.md on a client_reader: a message sent through main is pushed to the
+    socket (woken by replication), and a send over the socket is forwarded to main."""
+    from appservices.websocket_sync import WebSocketSync
+
+    alice, bob = await _client(front_door), await _client(front_door)
+    try:
+        room = (await alice.room_create(invite=[bob.user_id])).room_id
+        await bob.sync(timeout=0)
+        await bob.join(room)
+        await bob.sync(timeout=0)
+
+        def bodies(sync: dict[str, object]) -> list[str]:
+            joined = sync.get("rooms", {}).get("join", {})  # type: ignore[attr-defined]
+            events = joined.get(room, {}).get("timeline", {}).get("events", [])
+            return [e["content"].get("body") for e in events if e["type"] == "m.room.message"]
+
+        async with WebSocketSync(topology.readers[0].url, bob.access_token, since=bob.next_batch) as ws:
+            await ws.next_sync(wait_s=30)  # the first frame: the delta since bob's token
+            sent = await alice.room_send(
+                room, "m.room.message", {"msgtype": "m.text", "body": "to the socket"}
+            )
+            assert isinstance(sent, nio.RoomSendResponse), sent
+            seen: list[str] = []
+            while "to the socket" not in seen:
+                seen += bodies(await ws.next_sync(wait_s=30))
+            await ws.send_message(room, {"msgtype": "m.text", "body": "from the socket"}, txn_id="ws1")
+        assert await _messages_seen(alice, room, {"from the socket"}) == {"to the socket", "from the socket"}
+    finally:
+        await alice.close()
+        await bob.close()

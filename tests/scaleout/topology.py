@@ -140,6 +140,7 @@ class Topology:
         return [w for w in self.workers if w.role == "client_reader"]
 
     def worker_config(self, role: str, name: str, port: int, **extra: Any) -> dict[str, Any]:
+        # (main's extra listeners, e.g. its federation port, are main's alone)
         config = dict(self.main.config)
         config.update(
             worker_app="synapse.app.generic_worker",
@@ -191,11 +192,22 @@ class Topology:
         self.redis.stop()
 
 
-def start_topology(workdir: Path, readers: int = 2, pusher: bool = True) -> Topology:
+def start_topology(
+    workdir: Path,
+    readers: int = 2,
+    pusher: bool = True,
+    *,
+    database: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
+    extra_listeners: list[dict[str, Any]] | None = None,
+    main_listener: dict[str, Any] | None = None,
+) -> Topology:
+    """`database`: a `database:` block (a throwaway cluster) instead of a fresh database on the
+    shared server; `overrides`/`extra_listeners`/`main_listener` as launcher.launch's."""
     redis = RedisServer(free_port(), workdir)
     redis.start()
     replication_port = free_port()
-    overrides = {
+    settings = {
         "redis": {"enabled": True, "host": "127.0.0.1", "port": redis.port},
         "worker_replication_secret": SECRET,
         "instance_map": {"main": {"host": "127.0.0.1", "port": replication_port}},
@@ -204,6 +216,8 @@ def start_topology(workdir: Path, readers: int = 2, pusher: bool = True) -> Topo
         "enable_registration": True,
         "ip_range_whitelist": ["127.0.0.0/8"],  # the test push gateway
         "enable_registration_without_verification": True,
+        **({"database": database} if database is not None else {}),
+        **(overrides or {}),
     }
     replication_listener = {
         "port": replication_port,
@@ -214,7 +228,12 @@ def start_topology(workdir: Path, readers: int = 2, pusher: bool = True) -> Topo
     }
     try:
         main = launch(
-            "postgres", workdir / "main", overrides=overrides, extra_listeners=[replication_listener]
+            # with `database` given the launcher creates none ("sqlite" only skips that step)
+            "postgres" if database is None else "sqlite",
+            workdir / "main",
+            overrides=settings,
+            listener_overrides=main_listener,
+            extra_listeners=[replication_listener, *(extra_listeners or [])],
         )
     except PostgresUnavailable as exc:
         redis.stop()

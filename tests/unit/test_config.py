@@ -597,15 +597,15 @@ def test_unknown_keys_reported_top_level_and_nested(tmp_path: Path) -> None:
         {
             "report_stats": True,  # accepted silently
             "macaroon_secret_key": "x",
-            "federation_sender_instances": ["a"],
+            "outbound_federation_restricted_to": ["a"],
             "rc_login": {"address": {"per_second": 1, "burst": 3}},
             "redis": {"enabled": False, "sentinel": True},
             "listeners": [{"port": 8008, "tag": "main", "additional_resources": {}, "resources": []}],
         },
     )
     assert config.unknown_keys == (
-        "federation_sender_instances",
         "listeners[0].additional_resources",
+        "outbound_federation_restricted_to",
         "rc_login.address.burst",
         "redis.sentinel",
     )

@@ -107,6 +107,26 @@ def test_pusher_and_appservice_handoff() -> None:
     assert load(run_background_tasks_on="main").workers.background_worker is None
 
 
+def test_federation_sender_handoff() -> None:
+    raw = {"worker_app": "federation_sender", "worker_name": "fs1", **WORKER}
+    workers = load(federation_sender_instances=["fs1"], **raw).workers
+    assert workers.federation_sender_instances == ("fs1",)
+    check_worker_setup(workers, True)
+    # a federation_sender worker main does not hand the queue to would idle: refused at start
+    for listed in ([], ["fs2"]):
+        with pytest.raises(ConfigError) as err:
+            check_worker_setup(load(federation_sender_instances=listed, **raw).workers, True)
+        assert str(err.value).startswith(
+            "federation_sender_instances: the federation_sender worker 'fs1' must be named in"
+        )
+    with pytest.raises(ConfigError) as err:  # one queue per destination: no sharding
+        load(federation_sender_instances=["fs1", "fs2"])
+    assert str(err.value) == (
+        "federation_sender_instances: only one federation sender instance is supported"
+        " (destinations are not sharded)"
+    )
+
+
 def test_role_route_sets() -> None:
     reader = ROLE_SPECS["client_reader"]
     assert serves_locally(reader, "GET", "sync", "client") is True
@@ -133,6 +153,9 @@ def test_role_route_sets() -> None:
         ({}, "main", "background", True),
         ({"run_background_tasks_on": "bg1"}, "background", "background", True),
         ({"run_background_tasks_on": "bg1"}, "main", "background", False),
+        ({}, "main", "federation_sender", True),
+        ({"federation_sender_instances": ["fs1"]}, "main", "federation_sender", False),
+        ({"federation_sender_instances": ["fs1"]}, "federation_sender", "federation_sender", True),
     ],
 )
 def test_which_process_runs_a_job(raw: dict[str, Any], role: str, job: str, runs: bool) -> None:
@@ -142,3 +165,21 @@ def test_which_process_runs_a_job(raw: dict[str, Any], role: str, job: str, runs
 
     process = SimpleNamespace(config=load(**raw), role=role)
     assert Services.runs(process, job) is runs  # type: ignore[arg-type]
+
+
+def test_background_job_kinds() -> None:
+    """With run_background_tasks_on the background worker runs the jobs that send no events
+    (retention purges) and main every other kind; without it main runs all."""
+    from homeserver.container import BACKGROUND_JOB_KINDS
+    from homeserver.jobs.runner import JobRunner
+    from homeserver.services.retention import RETENTION_PURGE
+
+    assert BACKGROUND_JOB_KINDS == {RETENTION_PURGE}
+    alone = JobRunner(None, None)  # type: ignore[arg-type]
+    main = JobRunner(None, None, excluded_kinds=BACKGROUND_JOB_KINDS)  # type: ignore[arg-type]
+    background = JobRunner(None, None, kinds=BACKGROUND_JOB_KINDS)  # type: ignore[arg-type]
+    reader = JobRunner(None, None, enabled=False, kinds=BACKGROUND_JOB_KINDS)  # type: ignore[arg-type]
+    assert alone.runs(RETENTION_PURGE) and alone.runs("broadcast")
+    assert not main.runs(RETENTION_PURGE) and main.runs("broadcast")
+    assert background.runs(RETENTION_PURGE) and not background.runs("broadcast")
+    assert not reader.runs(RETENTION_PURGE)

@@ -56,3 +56,16 @@ async def replicationPresenceSyncing(req: ApiRequest) -> Any:
     else:
         presence.sync_finished(user_id, device_id, set_presence)
     return {}
+
+
+@routes.post("/events/purged", auth=Auth.REPLICATION, prefixes=PREFIXES)
+async def replicationEventsPurged(req: ApiRequest) -> Any:
+    """The background worker purged these events (retention): main drops them from its event
+    cache and announces the same to the other workers."""
+    _require_main(req)
+    body = await req.json(allow_empty=False)
+    event_ids = body.get("event_ids")
+    if not isinstance(event_ids, list) or not all(isinstance(e, str) for e in event_ids):
+        raise MatrixError(400, "M_BAD_JSON", "event_ids must be a list of strings")
+    req.services.retention.forget(event_ids)
+    return {}

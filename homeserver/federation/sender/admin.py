@@ -3,6 +3,7 @@ like, the rooms it is sent events of, and resetting a destination's backoff to r
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.core.errors import MatrixError
@@ -37,6 +38,8 @@ class DestinationAdmin:
         self.store = store
         self.backoff = backoff
         self.sender = sender
+        # when another process sends (federation_sender_instances): tell it (scaleout/setup.py)
+        self.reset_hooks: list[Callable[[str], Awaitable[None]]] = []
 
     async def list_destinations(
         self, offset: int, limit: int, order_by: str, backwards: bool, search: str | None
@@ -70,3 +73,5 @@ class DestinationAdmin:
             await self.sender.reset_destination(destination)
         else:
             await self.backoff.reset(destination)
+            for hook in self.reset_hooks:
+                await hook(destination)

@@ -1,5 +1,6 @@
 """The outbound federation queues (schema/0025): queued PDUs and EDUs per destination, the
-transaction in flight, catch-up bookkeeping and the sender's stream positions."""
+transaction in flight, catch-up bookkeeping and the sender's stream positions; the outbox
+(schema/0037) main writes to when a worker sends."""
 
 from __future__ import annotations
 
@@ -22,6 +23,15 @@ class QueuedPdu:
 class QueuedEdu:
     seq: int
     edu_type: str
+    content: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEdu:
+    id: int
+    destination: str
+    edu_type: str
+    key: str | None
     content: dict[str, Any]
 
 
@@ -293,6 +303,37 @@ class FederationQueueStore:
             limit,
         )
         return [QueuedEdu(int(r[0]), r[1], json.loads(r[2])) for r in rows]
+
+    # -- the outbox (federation/sender/outbox.py) -------------------------------------------------
+
+    async def outbox_put_txn(
+        self, conn: Connection, destination: str, edu_type: str, content: dict[str, Any], key: str | None
+    ) -> int:
+        value = await conn.fetchval(
+            "INSERT INTO federation_outbox (destination, edu_type, coalesce_key, content)"
+            " VALUES ($1, $2, $3, $4) RETURNING id",
+            destination,
+            edu_type,
+            key,
+            json.dumps(content),
+        )
+        return int(value)
+
+    async def outbox_rows_txn(self, conn: Connection, limit: int) -> list[OutboxEdu]:
+        rows = await conn.fetch(
+            "SELECT id, destination, edu_type, coalesce_key, content FROM federation_outbox"
+            " ORDER BY id LIMIT $1",
+            limit,
+        )
+        return [OutboxEdu(int(r[0]), r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+    async def outbox_delete_txn(self, conn: Connection, ids: Sequence[int]) -> None:
+        # by id, not "up to the last id": a row committed meanwhile with a lower id stays queued
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            await conn.execute(
+                f"DELETE FROM federation_outbox WHERE id IN ({_placeholders(len(chunk))})", *chunk
+            )
 
     # -- transactions ----------------------------------------------------------------------------
 
