@@ -206,6 +206,9 @@ class SyncService:
             for ext in self.extensions:
                 ext_rooms |= await ext.rooms_changed(req, since, now, joined)
 
+        if since is None:  # every joined room's timeline is filtered: load its histories at once
+            at_now = [r for r, (m, pos) in rooms.items() if m == c.JOIN and pos <= e1]
+            await self.visibility.prefetch(req.user_id, [r for r in at_now if room_filter.room_allowed(r)])
         for room_id, (membership, mpos) in rooms.items():
             if not room_filter.room_allowed(room_id) or mpos > e1:
                 continue

@@ -201,6 +201,27 @@ class RoomStore:
         )
         return [(int(r[0]), r[1]) for r in rows]
 
+    async def state_key_histories(
+        self, room_ids: Sequence[str], type: str, state_key: str
+    ) -> dict[str, list[tuple[int, str | None]]]:
+        """`state_key_history` of one key in many rooms (every room asked for is in the answer),
+        with one query per 500 rooms instead of one per room."""
+        out: dict[str, list[tuple[int, str | None]]] = {r: [] for r in room_ids}
+        rooms = list(out)
+        for i in range(0, len(rooms), 500):
+            chunk = rooms[i : i + 500]
+            marks = ", ".join(f"${n + 3}" for n in range(len(chunk)))
+            rows = await self.db.fetch(
+                "SELECT room_id, stream_ordering, event_id FROM state_deltas WHERE type = $1"
+                f" AND state_key = $2 AND room_id IN ({marks}) ORDER BY room_id, stream_ordering",
+                type,
+                state_key,
+                *chunk,
+            )
+            for r in rows:
+                out[r[0]].append((int(r[1]), r[2]))
+        return out
+
     # -- memberships -----------------------------------------------------------------------------
 
     async def upsert_memberships_txn(self, conn: Connection, rows: Sequence[Membership]) -> None:
