@@ -147,9 +147,11 @@ async def test_lazy_incremental_sync_sends_only_new_senders(any_engine_client: A
 
 
 async def test_initial_sync_histories_loaded_at_once_same_timelines(any_engine_client: Any) -> None:
-    """An initial sync loads the history visibility and membership histories of all its rooms in
-    one go (VisibilityService.prefetch); the timelines are those of the room-by-room path, also
-    where visibility changed and where the user left and came back."""
+    """An initial sync loads the history visibility and membership histories and the state deltas
+    after the timeline starts of all its rooms in one go (VisibilityService.prefetch,
+    StateService.prefetch_deltas); timelines and state are those of the room-by-room path, also
+    where visibility changed, where the user left and came back, and where the state changed
+    inside the timeline."""
     client = any_engine_client
     services = services_of(client)
     alice = await register(client)
@@ -188,7 +190,24 @@ async def test_initial_sync_histories_loaded_at_once_same_timelines(any_engine_c
     await _send(client, alice, churn, "c1", "bob was away")
     await membership(bob, churn, "join")
     await _send(client, alice, churn, "c2", "bob is back")
+    # A rename inside the timeline: the state section shows the name at the timeline start.
+    for name in ("first name", "second name"):
+        resp = await client.put(
+            f"/_matrix/client/v3/rooms/{plain}/state/m.room.name",
+            json={"name": name},
+            headers=auth(alice["access_token"]),
+        )
+        assert resp.status == 200, await resp.json()
+        for i in range(6):
+            await _send(client, alice, plain, f"{name}{i}", f"{name} {i}")
     rooms = [plain, joined_only, churn]
+
+    def state(body: dict[str, Any]) -> dict[str, list[str]]:
+        return {r: sorted(e["event_id"] for e in body["rooms"]["join"][r]["state"]["events"]) for r in rooms}
+
+    def name_at_start(body: dict[str, Any]) -> str:
+        events = body["rooms"]["join"][plain]["state"]["events"]
+        return str(next(e["content"]["name"] for e in events if e["type"] == "m.room.name"))
 
     def timelines(body: dict[str, Any]) -> dict[str, list[str]]:
         return {r: [e["event_id"] for e in body["rooms"]["join"][r]["timeline"]["events"]] for r in rooms}
@@ -204,21 +223,34 @@ async def test_initial_sync_histories_loaded_at_once_same_timelines(any_engine_c
         calls.append((room_id, type, state_key))
         return await one_by_one(room_id, type, state_key)
 
+    delta_reads: list[str] = []
+    deltas_after = services.state.rooms.state_deltas_after
+
+    async def counted_deltas(room_id: str, after: int) -> Any:
+        delta_reads.append(room_id)
+        return await deltas_after(room_id, after)
+
     services.visibility.rooms.state_key_history = counted  # type: ignore[method-assign]
+    services.state.rooms.state_deltas_after = counted_deltas  # type: ignore[method-assign]
     services.visibility._histories.clear()
+    services.state._prefetched.clear()
     status, batched = await _sync(client, bob["access_token"])
     assert status == 200, batched
-    assert calls == []  # every history came from the batch
+    assert calls == [] and delta_reads == []  # every history and delta came from the batches
+    assert name_at_start(batched) == "first name"
     assert bodies(batched, joined_only) == ["after bob"]
     assert bodies(batched, churn) == ["bob was here", "bob is back"]
 
     services.visibility._histories.clear()
+    services.state._prefetched.clear()
     services.visibility.prefetch = _no_prefetch  # type: ignore[method-assign]
+    services.state.prefetch_deltas = _no_prefetch  # type: ignore[method-assign]
     status, single = await _sync(client, bob["access_token"])
     assert status == 200, single
-    assert len(calls) == 2 * len(rooms)  # the room-by-room path
+    assert len(calls) == 2 * len(rooms) and delta_reads  # the room-by-room path
     assert timelines(single) == timelines(batched)
+    assert state(single) == state(batched)
 
 
-async def _no_prefetch(user_id: str, room_ids: Any) -> None:
+async def _no_prefetch(*args: Any) -> None:
     return None
