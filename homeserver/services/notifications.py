@@ -127,9 +127,11 @@ class NotificationService:
     async def _maybe_fold(self, conn: Connection, added: int) -> None:
         """Fold the staged rows into event_push_actions once there are FOLD_ROWS of them (in this
         transaction: a rolled-back batch leaves the count high, which only folds earlier)."""
-        if self._staged is None:  # rows left by the previous run (the count does not see ours)
-            self._staged = await self.store.staged_count()
-        self._staged += added
+        if self._staged is None:  # first batch since start: count what the last run left, and ours
+            # (in this transaction: a second pool connection could wait on this one's locks)
+            self._staged = await self.store.staged_count_txn(conn)
+        else:
+            self._staged += added
         if self._staged >= self.FOLD_ROWS:
             await self.store.fold_txn(conn)
             self._staged = 0

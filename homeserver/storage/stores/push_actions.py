@@ -74,8 +74,8 @@ class PushActionStore:
             rows,
         )
 
-    async def staged_count(self) -> int:
-        return int(await self.db.fetchval("SELECT COUNT(*) FROM event_push_actions_staging") or 0)
+    async def staged_count_txn(self, conn: Connection) -> int:
+        return int(await conn.fetchval("SELECT COUNT(*) FROM event_push_actions_staging") or 0)
 
     async def fold_txn(self, conn: Connection) -> None:
         """Move every staged row into event_push_actions, sorted by user (a user's new rows then
