@@ -125,7 +125,16 @@ class RoomTailCache:
             self._metric.misses += 1
             return None
         self._metric.hits += 1
-        selected = [(eid, pos) for pos, eid in events if after < pos <= upto]
         if newest_first:
-            selected.reverse()
+            # From the newest end, stopping at `limit` (an initial sync asks every room for its
+            # last few events: no pass over the whole tail).
+            newest: list[tuple[str, int]] = []
+            if limit > 0:
+                for pos, eid in reversed(events):
+                    if after < pos <= upto:
+                        newest.append((eid, pos))
+                        if len(newest) == limit:
+                            break
+            return newest
+        selected = [(eid, pos) for pos, eid in events if after < pos <= upto]
         return selected[:limit]

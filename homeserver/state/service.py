@@ -12,18 +12,50 @@ event.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from homeserver.events import constants as c
 from homeserver.state.current import CurrentStateCache, RoomSnapshot, StateKey
 from homeserver.storage.stores.events import EventStore, RoomVersionLookup
-from homeserver.storage.stores.rooms import RoomStore
+from homeserver.storage.stores.rooms import RoomStore, StateDelta
 from homeserver.storage.stores.state import StateStore
 
 
 class StateService(CurrentStateCache):
+    # Rooms whose prefetched deltas are kept (see prefetch_deltas).
+    PREFETCHED_ROOMS = 10_000
+
     def __init__(
         self, rooms: RoomStore, events: EventStore, versions: RoomVersionLookup, groups: StateStore
     ) -> None:
         super().__init__(rooms, events, versions, groups)
+        # room -> (after, upto, every delta with after < position <= upto, oldest first)
+        self._prefetched: dict[str, tuple[int, int, list[StateDelta]]] = {}
+
+    async def prefetch_deltas(self, after: Mapping[str, int], upto: int) -> None:
+        """Load the state deltas after a position of many rooms at once (an initial sync rolls
+        every room's state back to its timeline start: one query per room otherwise). `upto` must
+        be a committed stream position: the deltas up to it never change, so they answer
+        `state_ids_at` for any snapshot no newer than it."""
+        if len(after) < 2:
+            return
+        loaded = await self.rooms.state_deltas_after_many(after)
+        if len(self._prefetched) + len(loaded) > self.PREFETCHED_ROOMS:
+            self._prefetched.clear()
+        for room_id, deltas in loaded.items():
+            self._prefetched[room_id] = (
+                after[room_id],
+                upto,
+                [d for d in deltas if d.stream_ordering <= upto],
+            )
+
+    async def _deltas_after(self, snapshot: RoomSnapshot, position: int) -> list[StateDelta]:
+        entry = self._prefetched.get(snapshot.room_id)
+        if entry is not None:
+            after, upto, deltas = entry
+            if after <= position and snapshot.last_stream <= upto:
+                return [d for d in deltas if d.stream_ordering > position]
+        return await self.rooms.state_deltas_after(snapshot.room_id, position)
 
     async def state_ids_at(self, snapshot: RoomSnapshot, position: int) -> dict[StateKey, str]:
         """State ids after stream `position`: current state with later changes rolled back."""
@@ -31,7 +63,7 @@ class StateService(CurrentStateCache):
         if position >= snapshot.last_stream:
             return state
         seen = set()
-        for delta in await self.rooms.state_deltas_after(snapshot.room_id, position):
+        for delta in await self._deltas_after(snapshot, position):
             key = (delta.type, delta.state_key)
             if key in seen:
                 continue

@@ -206,6 +206,10 @@ class SyncService:
             for ext in self.extensions:
                 ext_rooms |= await ext.rooms_changed(req, since, now, joined)
 
+        if since is None:
+            await self._prefetch_rooms(
+                req, [r for r, (m, pos) in rooms.items() if m == c.JOIN and pos <= e1], e1
+            )
         for room_id, (membership, mpos) in rooms.items():
             if not room_filter.room_allowed(room_id) or mpos > e1:
                 continue
@@ -248,6 +252,21 @@ class SyncService:
         if since is not None and empty:
             return None, now
         return response, now
+
+    async def _prefetch_rooms(self, req: SyncRequest, joined: list[str], upto: int) -> None:
+        """An initial sync reads the same things in every joined room: load them for all rooms at
+        once. The visibility and membership histories (timeline filtering), and the state deltas
+        after each room's timeline start (state at the start), bounded below by the oldest event
+        the timeline can start after (known from the in-memory room tails)."""
+        joined = [r for r in joined if req.filter.room.room_allowed(r)]
+        await self.visibility.prefetch(req.user_id, joined)
+        limit = self._timeline_limit(req.filter.room.timeline)
+        bounds: dict[str, int] = {}
+        for room_id in joined:
+            tail = self.room_tails.between(room_id, 0, upto, limit + 1, newest_first=True)
+            if tail is not None and limit > 0:
+                bounds[room_id] = tail[-1][1] if len(tail) > limit else 0
+        await self.state.prefetch_deltas(bounds, upto)
 
     # -- account data ----------------------------------------------------------------------------
 

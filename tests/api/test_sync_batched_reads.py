@@ -10,6 +10,7 @@ from typing import Any
 
 from homeserver.sync.unread import WARM_MIN_ROOMS
 
+from ..conftest import services_of
 from .helpers import auth, register
 
 
@@ -143,3 +144,113 @@ async def test_lazy_incremental_sync_sends_only_new_senders(any_engine_client: A
     )
     assert (alice["user_id"] in state_members) is (not alice_known)
     assert carol["user_id"] not in state_members
+
+
+async def test_initial_sync_histories_loaded_at_once_same_timelines(any_engine_client: Any) -> None:
+    """An initial sync loads the history visibility and membership histories and the state deltas
+    after the timeline starts of all its rooms in one go (VisibilityService.prefetch,
+    StateService.prefetch_deltas); timelines and state are those of the room-by-room path, also
+    where visibility changed, where the user left and came back, and where the state changed
+    inside the timeline."""
+    client = any_engine_client
+    services = services_of(client)
+    alice = await register(client)
+    bob = await register(client, "bob")
+
+    async def set_visibility(room_id: str, value: str) -> None:
+        resp = await client.put(
+            f"/_matrix/client/v3/rooms/{room_id}/state/m.room.history_visibility",
+            json={"history_visibility": value},
+            headers=auth(alice["access_token"]),
+        )
+        assert resp.status == 200, await resp.json()
+
+    async def membership(user: dict[str, Any], room_id: str, action: str) -> None:
+        resp = await client.post(
+            f"/_matrix/client/v3/rooms/{room_id}/{action}", json={}, headers=auth(user["access_token"])
+        )
+        assert resp.status == 200, await resp.json()
+
+    plain = await _room(client, alice, bob)
+    await _send(client, alice, plain, "p0", "plain")
+    # "joined" before bob joins: the earlier messages are hidden from him.
+    resp = await client.post(
+        "/_matrix/client/v3/createRoom", json={"preset": "public_chat"}, headers=auth(alice["access_token"])
+    )
+    joined_only = str((await resp.json())["room_id"])
+    await set_visibility(joined_only, "joined")
+    await _send(client, alice, joined_only, "j0", "before bob")
+    await membership(bob, joined_only, "join")
+    await _send(client, alice, joined_only, "j1", "after bob")
+    # Visibility changed while bob was away: he left, "joined" was set, he came back.
+    churn = await _room(client, alice, bob)
+    await _send(client, alice, churn, "c0", "bob was here")
+    await membership(bob, churn, "leave")
+    await set_visibility(churn, "joined")
+    await _send(client, alice, churn, "c1", "bob was away")
+    await membership(bob, churn, "join")
+    await _send(client, alice, churn, "c2", "bob is back")
+    # A rename inside the timeline: the state section shows the name at the timeline start.
+    for name in ("first name", "second name"):
+        resp = await client.put(
+            f"/_matrix/client/v3/rooms/{plain}/state/m.room.name",
+            json={"name": name},
+            headers=auth(alice["access_token"]),
+        )
+        assert resp.status == 200, await resp.json()
+        for i in range(6):
+            await _send(client, alice, plain, f"{name}{i}", f"{name} {i}")
+    rooms = [plain, joined_only, churn]
+
+    def state(body: dict[str, Any]) -> dict[str, list[str]]:
+        return {r: sorted(e["event_id"] for e in body["rooms"]["join"][r]["state"]["events"]) for r in rooms}
+
+    def name_at_start(body: dict[str, Any]) -> str:
+        events = body["rooms"]["join"][plain]["state"]["events"]
+        return str(next(e["content"]["name"] for e in events if e["type"] == "m.room.name"))
+
+    def timelines(body: dict[str, Any]) -> dict[str, list[str]]:
+        return {r: [e["event_id"] for e in body["rooms"]["join"][r]["timeline"]["events"]] for r in rooms}
+
+    def bodies(body: dict[str, Any], room_id: str) -> list[str]:
+        events = body["rooms"]["join"][room_id]["timeline"]["events"]
+        return [e["content"]["body"] for e in events if e["type"] == "m.room.message"]
+
+    calls: list[tuple[str, str, str]] = []
+    one_by_one = services.visibility.rooms.state_key_history
+
+    async def counted(room_id: str, type: str, state_key: str) -> Any:
+        calls.append((room_id, type, state_key))
+        return await one_by_one(room_id, type, state_key)
+
+    delta_reads: list[str] = []
+    deltas_after = services.state.rooms.state_deltas_after
+
+    async def counted_deltas(room_id: str, after: int) -> Any:
+        delta_reads.append(room_id)
+        return await deltas_after(room_id, after)
+
+    services.visibility.rooms.state_key_history = counted  # type: ignore[method-assign]
+    services.state.rooms.state_deltas_after = counted_deltas  # type: ignore[method-assign]
+    services.visibility._histories.clear()
+    services.state._prefetched.clear()
+    status, batched = await _sync(client, bob["access_token"])
+    assert status == 200, batched
+    assert calls == [] and delta_reads == []  # every history and delta came from the batches
+    assert name_at_start(batched) == "first name"
+    assert bodies(batched, joined_only) == ["after bob"]
+    assert bodies(batched, churn) == ["bob was here", "bob is back"]
+
+    services.visibility._histories.clear()
+    services.state._prefetched.clear()
+    services.visibility.prefetch = _no_prefetch  # type: ignore[method-assign]
+    services.state.prefetch_deltas = _no_prefetch  # type: ignore[method-assign]
+    status, single = await _sync(client, bob["access_token"])
+    assert status == 200, single
+    assert len(calls) == 2 * len(rooms) and delta_reads  # the room-by-room path
+    assert timelines(single) == timelines(batched)
+    assert state(single) == state(batched)
+
+
+async def _no_prefetch(*args: Any) -> None:
+    return None

@@ -28,6 +28,7 @@ SUMMARY_TYPES = (
 # A new table with a room_id column that must not outlive its room belongs here.
 ROOM_TABLES = (
     "event_push_actions",
+    "event_push_actions_staging",
     "event_txn_ids",
     "receipts",
     "current_state",
@@ -211,6 +212,7 @@ class AdminRoomStore:
     async def delete_events_txn(self, conn: Connection, event_ids: Sequence[str]) -> None:
         for event_id in event_ids:
             await conn.execute("DELETE FROM event_push_actions WHERE event_id = $1", event_id)
+            await conn.execute("DELETE FROM event_push_actions_staging WHERE event_id = $1", event_id)
             # The DAG rows of the event itself; state groups stay (other events share them).
             await conn.execute("DELETE FROM event_state WHERE event_id = $1", event_id)
             await conn.execute("DELETE FROM event_auth WHERE event_id = $1", event_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from homeserver.storage.database import Connection, Database, Row
@@ -175,6 +175,24 @@ class RoomStore:
         )
         return [StateDelta(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
+    async def state_deltas_after_many(self, after: Mapping[str, int]) -> dict[str, list[StateDelta]]:
+        """`state_deltas_after` of many rooms (room -> its own lower bound), 100 rooms a query."""
+        out: dict[str, list[StateDelta]] = {r: [] for r in after}
+        rooms = list(after)
+        for i in range(0, len(rooms), 100):
+            chunk = rooms[i : i + 100]
+            terms = " OR ".join(
+                f"(room_id = ${2 * n + 1} AND stream_ordering > ${2 * n + 2})" for n in range(len(chunk))
+            )
+            rows = await self.db.fetch(
+                "SELECT stream_ordering, room_id, type, state_key, event_id, prev_event_id FROM state_deltas"
+                f" WHERE {terms} ORDER BY room_id, stream_ordering",
+                *(v for r in chunk for v in (r, after[r])),
+            )
+            for r in rows:
+                out[r[1]].append(StateDelta(int(r[0]), r[1], r[2], r[3], r[4], r[5]))
+        return out
+
     async def state_ids_at(self, room_id: str, position: int) -> dict[tuple[str, str], str]:
         """The room state after the event at stream `position` (latest delta per key)."""
         rows = await self.db.fetch(
@@ -200,6 +218,27 @@ class RoomStore:
             state_key,
         )
         return [(int(r[0]), r[1]) for r in rows]
+
+    async def state_key_histories(
+        self, room_ids: Sequence[str], type: str, state_key: str
+    ) -> dict[str, list[tuple[int, str | None]]]:
+        """`state_key_history` of one key in many rooms (every room asked for is in the answer),
+        with one query per 500 rooms instead of one per room."""
+        out: dict[str, list[tuple[int, str | None]]] = {r: [] for r in room_ids}
+        rooms = list(out)
+        for i in range(0, len(rooms), 500):
+            chunk = rooms[i : i + 500]
+            marks = ", ".join(f"${n + 3}" for n in range(len(chunk)))
+            rows = await self.db.fetch(
+                "SELECT room_id, stream_ordering, event_id FROM state_deltas WHERE type = $1"
+                f" AND state_key = $2 AND room_id IN ({marks}) ORDER BY room_id, stream_ordering",
+                type,
+                state_key,
+                *chunk,
+            )
+            for r in rows:
+                out[r[0]].append((int(r[1]), r[2]))
+        return out
 
     # -- memberships -----------------------------------------------------------------------------
 
