@@ -122,23 +122,34 @@ def _rss(record: dict[str, Any]) -> str:
     return f"{sum(values):.0f}" if values else "–"
 
 
+def server_cpu_s(record: dict[str, Any]) -> float | None:
+    """CPU seconds the server's own processes (not nginx, not PostgreSQL) spent in the measured phase."""
+    procs = record.get("processes") or {}
+    wall = ((record.get("server_proc") or {}).get("measured") or {}).get("wall_s")
+    if not wall:
+        return None
+    shares = [v["cpu_percent"] for k, v in procs.items() if k not in ("nginx", "postgres")]
+    return round(sum(shares) * wall / 100, 2)
+
+
 def table(records: list[dict[str, Any]]) -> str:
     """Markdown: one row per run; CPU in percent of one core over the measured phase."""
     lines = []
     fan = [r for r in records if r.get("scenario") == "fanout"]
     if fan:
         lines += [
-            "| fanout | delay p50 | p95 | p99 | deliveries/s | missing | CPU % of a core (measured phase) "
-            "| RSS sum (MB) | background |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| fanout | delay p50 | p95 | p99 | senders' msg/s | syncs | missing | server CPU (s) "
+            "| CPU % of a core (measured phase) | RSS sum (MB) | background |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r in fan:
             res = r.get("result") or {}
             lines.append(
                 f"| {r['deployment']} | {fmt_ms(res.get('delay_p50_ms'))} "
                 f"| {fmt_ms(res.get('delay_p95_ms'))} | {fmt_ms(res.get('delay_p99_ms'))} "
-                f"| {res.get('delivered_per_s', '–')} "
-                f"| {res.get('missing', '–')} | {_cpu(r, list(r.get('processes') or {}))} | {_rss(r)} "
+                f"| {res.get('msg_per_s', '–')} | {res.get('sync_requests', '–')} "
+                f"| {res.get('missing', '–')} | {server_cpu_s(r)} "
+                f"| {_cpu(r, list(r.get('processes') or {}))} | {_rss(r)} "
                 f"| {r['background']['busy_cores']} |"
             )
     rooms = [r for r in records if r.get("scenario") == "rooms"]
