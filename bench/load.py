@@ -121,10 +121,13 @@ async def run_scenario(
     verbose: bool = True,
     profile_out: str | None = None,
     db_name: str | None = None,
+    monitor: Monitor | None = None,
 ) -> dict[str, Any]:
+    """Run one scenario; `monitor` replaces the default one on `pid` (e.g. one that also samples
+    every process of a worker deployment at the scenario's marks)."""
     check_loopback(base_url)
     tag = run_tag()
-    monitor = Monitor(pid, db_name=db_name)
+    monitor = monitor or Monitor(pid, db_name=db_name)
     record: dict[str, Any] = {
         "scenario": sc.name,
         "ts": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -8,11 +8,12 @@ Stdlib only, usable as a script or a module::
     python bench/synapse_ref.py restart --dir /tmp/synapse-ref
     python bench/synapse_ref.py stop --dir /tmp/synapse-ref
 
-``install`` creates ``bench/.synapse-venv`` with the newest ``matrix-synapse`` (and
-``psycopg2-binary``) from PyPI. ``start`` writes a ``homeserver.yaml`` (JSON, which is YAML)
-into ``--dir``, generates a signing key, creates a fresh PostgreSQL database when asked, starts
-Synapse in the background, waits for ``/_matrix/client/versions`` and records the pid, base URL
-and shared secret in ``--dir/synapse_ref.json``. ``stop`` terminates it and drops the database.
+``install`` creates ``bench/.synapse-venv`` with the newest ``matrix-synapse`` (with its ``redis``
+extra, for workers, and ``psycopg2-binary``) from PyPI. ``start`` writes a ``homeserver.yaml``
+(JSON, which is YAML) into ``--dir``, generates a signing key, creates a fresh PostgreSQL database
+when asked, starts Synapse in the background, waits for ``/_matrix/client/versions`` and records
+the pid, base URL and shared secret in ``--dir/synapse_ref.json``. ``stop``
+terminates it and drops the database.
 
 The generated config keeps Synapse off the network: it listens on 127.0.0.1 only, has no trusted
 key servers, an empty federation whitelist, no stats reporting and no URL previews; every rate
@@ -93,7 +94,9 @@ def _installed_version(venv: Path) -> str | None:
         [
             str(py),
             "-c",
-            "import importlib.metadata as m, psycopg2; print(m.version('matrix-synapse'))",
+            # txredisapi and hiredis: the `redis` extra, for worker deployments
+            "import importlib.metadata as m, psycopg2, txredisapi, hiredis;"
+            " print(m.version('matrix-synapse'))",
         ],
         capture_output=True,
         text=True,
@@ -115,7 +118,7 @@ def install(venv: Path = DEFAULT_VENV, upgrade: bool = False) -> str:
     cmd = [str(venv_python(venv)), "-m", "pip", "install", "--quiet"]
     if upgrade:
         cmd.append("--upgrade")
-    subprocess.run([*cmd, "matrix-synapse", "psycopg2-binary"], check=True)
+    subprocess.run([*cmd, "matrix-synapse[redis]", "psycopg2-binary"], check=True)
     version = _installed_version(venv)
     if not version:
         raise SynapseRefError(f"matrix-synapse did not install into {venv}")

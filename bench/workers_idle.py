@@ -1,21 +1,24 @@
 """Benchmark: per-process CPU and RSS of main + 2 client_readers + pusher at a steady 40 events/s.
 
-    python -m bench.workers_idle [--rate 40] [--seconds 30] [--syncers 20] [--readers 2]
+    python -m bench.workers_idle [--server ours|synapse] [--rate 40] [--seconds 30] [--syncers 20]
+                                 [--readers 2]
 
-Starts the topology of tests/scaleout (processes on PostgreSQL and a private redis-server), logs in
-`--syncers` users who all sit in one room and long-poll /sync on the readers (sticky, as the front
-door routes them), then sends `--rate` messages per second into the room through main for
-`--seconds`, and prints for each process the CPU used (percent of one core) and its RSS, first with
-no traffic (idle) then under the load, plus the delay from the start of a send (persistence
-included) to the message arriving in a reader's /sync. Synapse's measured tax is about 25% of
-a core per idle worker, every
-worker consuming every stream. Not part of the test suite; nothing is asserted.
+Starts a deployment of bench/deployments.py (ours: the topology of tests/scaleout; Synapse:
+main + generic_worker client readers + a pusher worker; both on PostgreSQL and a private
+redis-server), registers `--syncers` users who all sit in one room and long-poll /sync on the
+readers (sticky, as the front door routes them), then sends `--rate` messages per second into the
+room through main for `--seconds`, and prints for each process the CPU used (percent of one core)
+and its RSS, first with no traffic (idle) then under the load, plus the delay from the start of a
+send (persistence included) to the message arriving in a reader's /sync. `--readers 0` is one
+process doing everything. The background load (other jobs on the machine) is measured before
+the run. Not part of the test suite; nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import hashlib
 import json
 import secrets
@@ -26,53 +29,48 @@ from typing import Any
 
 import aiohttp
 
-from bench.procstat import _cpu_seconds, _rss_bytes
+from bench import deployments
+from bench.client import Client
+from bench.procset import background_load, snapshot, usage
+from bench.procstat import db_cpu_seconds
 from bench.stats import fmt_ms, summarize_ms
-from tests.scaleout.topology import Topology, start_topology
-
-PASSWORD = "bench password 1"
 
 
-async def _register(http: aiohttp.ClientSession, base: str) -> tuple[str, str]:
-    localpart = f"b{secrets.token_hex(5)}"
-    body = {"username": localpart, "password": PASSWORD, "auth": {"type": "m.login.dummy"}}
-    async with http.post(f"{base}/_matrix/client/v3/register", json=body) as resp:
-        data = await resp.json()
-        return data["user_id"], data["access_token"]
+async def _register_all(base: str, shared_secret: str, count: int) -> list[tuple[str, str]]:
+    """count users through shared-secret registration (the same on ours and on Synapse)."""
+    async with Client(base, shared_secret) as client:
+        users = await client.register_many(f"b{secrets.token_hex(3)}", count)
+    return [(u.user_id, u.access_token) for u in users]
 
 
-def _sample(topology: Topology) -> dict[str, tuple[float, int]]:
-    procs = {"main": topology.main.process.pid} | {w.name: w.process.pid for w in topology.workers}
-    return {name: (_cpu_seconds(pid), _rss_bytes(pid)) for name, pid in procs.items()}
+def _with_db(usage_: dict[str, Any], db_name: str | None, db_before: float | None, seconds: float) -> None:
+    db_after = db_cpu_seconds(db_name)
+    if db_before is not None and db_after is not None:
+        usage_["postgres"] = {"cpu_percent": round(100 * max(0.0, db_after - db_before) / seconds, 2)}
 
 
-def _usage(
-    before: dict[str, tuple[float, int]], after: dict[str, tuple[float, int]], seconds: float
-) -> dict[str, Any]:
-    return {
-        name: {
-            "cpu_percent": round(100 * (after[name][0] - before[name][0]) / seconds, 2),
-            "rss_mb": round(after[name][1] / 2**20, 1),
-        }
-        for name in after
+async def run(server: str, rate: float, seconds: float, syncers: int, readers_n: int) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-workers-{server}-"))
+    deployment = await asyncio.to_thread(deployments.start, server, workdir, readers_n)
+    main = deployment.main_url
+    readers = deployment.reader_urls or [main]  # --readers 0: one process does all
+    procs = deployment.processes
+    results: dict[str, Any] = {
+        "deployment": deployment.label,
+        "version": deployment.version,
+        "ts": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-
-
-async def run(rate: float, seconds: float, syncers: int, readers_n: int) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix="bench-workers-"))
-    topology = await asyncio.to_thread(start_topology, workdir, readers_n, readers_n > 0)
-    main = topology.main.base_url
-    readers = [w.url for w in topology.readers] or [main]  # --readers 0: one process does all
-    results: dict[str, Any] = {}
     try:
+        results["background"] = await asyncio.to_thread(background_load, 2.0)
+        accounts = await _register_all(main, deployment.shared_secret, syncers + 1)
+        _, sender_token = accounts[0]
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
-            _, sender_token = await _register(http, main)
             auth = {"Authorization": f"Bearer {sender_token}"}
             async with http.post(
                 f"{main}/_matrix/client/v3/createRoom", json={"preset": "public_chat"}, headers=auth
             ) as r:
                 room = (await r.json())["room_id"]
-            users = [await _register(http, main) for _ in range(syncers)]
+            users = accounts[1:]
             for _, token in users:
                 async with http.post(
                     f"{main}/_matrix/client/v3/join/{room}",
@@ -103,11 +101,12 @@ async def run(rate: float, seconds: float, syncers: int, readers_n: int) -> dict
 
             tasks = [asyncio.create_task(syncer(token)) for _, token in users]
             await asyncio.sleep(3)  # everyone parked
-            before = _sample(topology)
+            before, db_before = snapshot(procs), db_cpu_seconds(deployment.db_name)
             await asyncio.sleep(seconds / 2)
-            results["idle"] = _usage(before, _sample(topology), seconds / 2)
+            results["idle"] = usage(before, snapshot(procs), seconds / 2)
+            _with_db(results["idle"], deployment.db_name, db_before, seconds / 2)
 
-            before = _sample(topology)
+            before, db_before = snapshot(procs), db_cpu_seconds(deployment.db_name)
             started = time.perf_counter()
 
             async def send(i: int) -> None:
@@ -128,7 +127,8 @@ async def run(rate: float, seconds: float, syncers: int, readers_n: int) -> dict
                 sends.append(asyncio.create_task(send(i)))
             await asyncio.gather(*sends)
             elapsed = time.perf_counter() - started
-            results["load"] = _usage(before, _sample(topology), elapsed)
+            results["load"] = usage(before, snapshot(procs), elapsed)
+            _with_db(results["load"], deployment.db_name, db_before, elapsed)
             results["load"]["achieved_events_per_s"] = round(int(rate * seconds) / elapsed, 1)
             await asyncio.sleep(2)
             stop.set()
@@ -138,18 +138,23 @@ async def run(rate: float, seconds: float, syncers: int, readers_n: int) -> dict
             results["send_to_reader_sync"] = summarize_ms(delays)
             results["send_latency"] = summarize_ms(send_latency)
     finally:
-        await asyncio.to_thread(topology.stop)
+        await asyncio.to_thread(deployment.stop)
     return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--server", choices=["ours", "synapse"], default="ours")
     parser.add_argument("--rate", type=float, default=40.0)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--syncers", type=int, default=20)
     parser.add_argument("--readers", type=int, default=2, help="client_readers (0: main alone, no pusher)")
+    parser.add_argument("--json-out", help="also append the results as one JSON line to this file")
     args = parser.parse_args()
-    results = asyncio.run(run(args.rate, args.seconds, args.syncers, args.readers))
+    results = asyncio.run(run(args.server, args.rate, args.seconds, args.syncers, args.readers))
+    if args.json_out:
+        with open(args.json_out, "a") as fh:
+            fh.write(json.dumps(results, separators=(",", ":")) + "\n")
     print(json.dumps(results, indent=2))
     delay = results["send_to_reader_sync"]
     print(f"send start -> reader sync: p50 {fmt_ms(delay.get('p50_ms'))}, p95 {fmt_ms(delay.get('p95_ms'))}")
