@@ -354,9 +354,14 @@ class SyncService:
             state_ids = await self.state.state_ids_at(snapshot, start)
         elif limited:
             at_start = await self.state.state_ids_at(snapshot, start)
-            changed = {
-                (d.type, d.state_key) for d in await self.rooms.state_deltas_between(room_id, since, start)
-            }
+            changed = (
+                set()
+                if snapshot.state_unchanged_since(since)
+                else {
+                    (d.type, d.state_key)
+                    for d in await self.rooms.state_deltas_between(room_id, since, start)
+                }
+            )
             state_ids = {k: v for k, v in at_start.items() if k in changed}
             changed_members = {k[1] for k in changed if k[0] == c.MEMBER}
         else:
