@@ -32,6 +32,12 @@ class _UserStream:
         self.waiters: set[asyncio.Future[float]] = set()
 
 
+def _expire(fut: asyncio.Future[float]) -> None:
+    """A parked request's timeout: resolved with -1 (a notification resolves with its time)."""
+    if not fut.done():
+        fut.set_result(-1.0)
+
+
 class Notifier:
     def __init__(self) -> None:
         self.current = StreamToken()
@@ -158,18 +164,21 @@ class Notifier:
             return True
         if timeout_s <= 0 or self._closed:
             return False
-        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        # One future and one timer per parked request (asyncio.wait_for would add a second future,
+        # a callback and a coroutine frame to each of thousands of held polls).
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[float] = loop.create_future()
         entry.waiters.add(fut)
+        timer = loop.call_later(timeout_s, _expire, fut)
         try:
-            notified_at = await asyncio.wait_for(fut, timeout_s)
-            if self._closed:
-                return False
-            wakeup_latency.observe(time.perf_counter() - notified_at)
-            return True
-        except TimeoutError:
-            return False
+            notified_at = await fut
         finally:
+            timer.cancel()
             entry.waiters.discard(fut)
+        if notified_at < 0 or self._closed:
+            return False
+        wakeup_latency.observe(time.perf_counter() - notified_at)
+        return True
 
     def close(self) -> None:
         """Shutdown: answer every parked long-poll now, as if its timeout had ended (the client
