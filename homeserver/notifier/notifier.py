@@ -21,6 +21,7 @@ from homeserver.core.streams import (
     TypingRow,
 )
 from homeserver.core.tokens import StreamToken
+from homeserver.notifier.deadlines import EXPIRED, Deadlines
 from homeserver.notifier.metrics import notified_events, users_woken_by_stream, wakeup_latency
 
 
@@ -32,12 +33,6 @@ class _UserStream:
         self.waiters: set[asyncio.Future[float]] = set()
 
 
-def _expire(fut: asyncio.Future[float]) -> None:
-    """A parked request's timeout: resolved with -1 (a notification resolves with its time)."""
-    if not fut.done():
-        fut.set_result(-1.0)
-
-
 class Notifier:
     def __init__(self) -> None:
         self.current = StreamToken()
@@ -46,6 +41,7 @@ class Notifier:
         self.room_users: Callable[[str], Iterable[str]] = lambda room_id: ()
         self.global_listeners: list[Callable[[StreamToken], None]] = []
         self._closed = False
+        self._deadlines = Deadlines()
 
     def advance(self, stream: Stream, position: int) -> StreamToken:
         if position > self.current.get(stream):
@@ -164,18 +160,17 @@ class Notifier:
             return True
         if timeout_s <= 0 or self._closed:
             return False
-        # One future and one timer per parked request (asyncio.wait_for would add a second future,
-        # a callback and a coroutine frame to each of thousands of held polls).
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[float] = loop.create_future()
+        # One future per parked request and a set entry for its timeout (asyncio.wait_for would
+        # add a second future, a loop timer and a coroutine frame to each of thousands of polls).
+        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         entry.waiters.add(fut)
-        timer = loop.call_later(timeout_s, _expire, fut)
+        slot = self._deadlines.add(fut, timeout_s)
         try:
             notified_at = await fut
         finally:
-            timer.cancel()
+            self._deadlines.discard(slot, fut)
             entry.waiters.discard(fut)
-        if notified_at < 0 or self._closed:
+        if notified_at == EXPIRED or self._closed:
             return False
         wakeup_latency.observe(time.perf_counter() - notified_at)
         return True

@@ -34,3 +34,4 @@ async def test_timeout_notification_and_cancel_leave_nothing_parked() -> None:
     await asyncio.sleep(0.1)  # the cancelled wait's timer must not fire into anything
     assert notifier.listeners == 0
     assert await notifier.wait_for_change("@a:test", later, timeout_s=0) is False
+    assert len(notifier._deadlines) == 0  # no timeout left behind by any of the waits
