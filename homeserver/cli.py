@@ -162,9 +162,11 @@ async def _serve(config: Any, embedded: bool) -> int:
     from homeserver.container import Services
     from homeserver.http.access_log import access_log_kwargs
     from homeserver.http.server import MatrixAppRunner
+    from homeserver.ops.gc_policy import GcPolicy
 
     await asyncio.to_thread(_preflight, config)
     services = await Services.create(config)
+    gc_policy = GcPolicy()
     runners: list[web.AppRunner] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -204,9 +206,11 @@ async def _serve(config: Any, embedded: bool) -> int:
                 f"Then sign in with any Matrix client (Element, nio...) using homeserver URL {base}\n",
                 flush=True,
             )
+        gc_policy.start()
         await stop.wait()
         logger.info("shutting down: answering waiting syncs, finishing in-flight requests")
     finally:
+        gc_policy.stop()
         # Parked /sync long-polls would otherwise hold the shutdown for their whole timeout.
         services.notifier.close()
         for runner in runners:

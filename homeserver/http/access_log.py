@@ -36,13 +36,15 @@ def redact_query(path_qs: str) -> str:
     path, sep, query = path_qs.partition("?")
     if not sep:
         return path_qs
-    parts = []
-    for item in query.split("&"):
+    parts = query.split("&")
+    changed = False
+    for i, item in enumerate(parts):
         key, eq, _value = item.partition("=")
-        if eq and unquote(key) in SECRET_PARAMS:
-            item = f"{key}=<redacted>"
-        parts.append(item)
-    return f"{path}?{'&'.join(parts)}"
+        # unquote only a key that has escapes: every line of the log goes through here
+        if eq and (key in SECRET_PARAMS or ("%" in key and unquote(key) in SECRET_PARAMS)):
+            parts[i] = f"{key}=<redacted>"
+            changed = True
+    return f"{path}?{'&'.join(parts)}" if changed else path_qs
 
 
 class AccessLogger(AbstractAccessLogger):

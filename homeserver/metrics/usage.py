@@ -84,6 +84,29 @@ def _thread_cpu() -> tuple[float, float]:
     return ru.ru_utime, ru.ru_stime
 
 
+class _BlockChildren:
+    """The labelled children of one block name, looked up once (blocks run on every request)."""
+
+    __slots__ = ("count", "db_sched", "db_txn", "db_txn_duration", "stime", "time", "utime")
+
+    def __init__(self, name: str) -> None:
+        self.count = block_counter.labels(name)
+        self.time = block_timer.labels(name)
+        self.utime = block_ru_utime.labels(name)
+        self.stime = block_ru_stime.labels(name)
+        self.db_txn = block_db_txn_count.labels(name)
+        self.db_txn_duration = block_db_txn_duration.labels(name)
+        self.db_sched = block_db_sched_duration.labels(name)
+
+    @staticmethod
+    def of(name: str) -> _BlockChildren:
+        children = _block_children[name] = _BlockChildren(name)  # block names are literals: bounded
+        return children
+
+
+_block_children: dict[str, _BlockChildren] = {}
+
+
 class Measure:
     """Time a named block; `with` for synchronous code (adds CPU), `async with` around awaits.
 
@@ -103,13 +126,14 @@ class Measure:
 
     def _exit(self) -> None:
         current_usage.reset(self._token)
-        name, usage = self._name, self._usage
-        block_counter.labels(name).inc()
-        block_timer.labels(name).inc(time.perf_counter() - self._start)
+        usage = self._usage
+        children = _block_children.get(self._name) or _BlockChildren.of(self._name)
+        children.count.inc()
+        children.time.inc(time.perf_counter() - self._start)
         if usage.db_txn_count:
-            block_db_txn_count.labels(name).inc(usage.db_txn_count)
-            block_db_txn_duration.labels(name).inc(usage.db_txn_duration_sec)
-            block_db_sched_duration.labels(name).inc(usage.db_sched_duration_sec)
+            children.db_txn.inc(usage.db_txn_count)
+            children.db_txn_duration.inc(usage.db_txn_duration_sec)
+            children.db_sched.inc(usage.db_sched_duration_sec)
         if self._parent is not None:
             self._parent.add(usage)
 
@@ -122,8 +146,9 @@ class Measure:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         utime, stime = _thread_cpu()
-        block_ru_utime.labels(self._name).inc(max(0.0, utime - self._cpu[0]))
-        block_ru_stime.labels(self._name).inc(max(0.0, stime - self._cpu[1]))
+        children = _block_children.get(self._name) or _BlockChildren.of(self._name)
+        children.utime.inc(max(0.0, utime - self._cpu[0]))
+        children.stime.inc(max(0.0, stime - self._cpu[1]))
         self._exit()
 
     async def __aenter__(self) -> Measure:

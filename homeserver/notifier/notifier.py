@@ -21,6 +21,7 @@ from homeserver.core.streams import (
     TypingRow,
 )
 from homeserver.core.tokens import StreamToken
+from homeserver.notifier.deadlines import EXPIRED, Deadlines
 from homeserver.notifier.metrics import notified_events, users_woken_by_stream, wakeup_latency
 
 
@@ -40,6 +41,7 @@ class Notifier:
         self.room_users: Callable[[str], Iterable[str]] = lambda room_id: ()
         self.global_listeners: list[Callable[[StreamToken], None]] = []
         self._closed = False
+        self._deadlines = Deadlines()
 
     def advance(self, stream: Stream, position: int) -> StreamToken:
         if position > self.current.get(stream):
@@ -158,18 +160,20 @@ class Notifier:
             return True
         if timeout_s <= 0 or self._closed:
             return False
+        # One future per parked request and a set entry for its timeout (asyncio.wait_for would
+        # add a second future, a loop timer and a coroutine frame to each of thousands of polls).
         fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         entry.waiters.add(fut)
+        slot = self._deadlines.add(fut, timeout_s)
         try:
-            notified_at = await asyncio.wait_for(fut, timeout_s)
-            if self._closed:
-                return False
-            wakeup_latency.observe(time.perf_counter() - notified_at)
-            return True
-        except TimeoutError:
-            return False
+            notified_at = await fut
         finally:
+            self._deadlines.discard(slot, fut)
             entry.waiters.discard(fut)
+        if notified_at == EXPIRED or self._closed:
+            return False
+        wakeup_latency.observe(time.perf_counter() - notified_at)
+        return True
 
     def close(self) -> None:
         """Shutdown: answer every parked long-poll now, as if its timeout had ended (the client

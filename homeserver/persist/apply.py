@@ -197,6 +197,9 @@ class ContextApplier:
                 else:
                     memberships[k[1]] = str(member.content.get("membership"))
                     plan.members.append(membership_row(member, ordering))
+        last_state = snapshot.last_state_stream
+        if changes:  # deltas are dated at `ordering` (or just before it): none is later
+            last_state = max(ordering, snapshot.last_stream if last_state is None else last_state)
         new_snapshot = RoomSnapshot(
             room_id,
             snapshot.version,
@@ -208,6 +211,7 @@ class ContextApplier:
             current_group,
             current_hops,
             forks,
+            last_state,
         )
         return persisted, new_snapshot, group_id
 

@@ -42,6 +42,16 @@ class RoomSnapshot:
     # resolution merges). None while the room is linear (the state after its one extremity is
     # `state`).
     forks: Mapping[str, Mapping[StateKey, str]] | None = None
+    # Stream ordering of the room's latest state delta (None: not known). State at any position at
+    # or after it is the current state, with no `state_deltas` to roll back: a woken sync of a
+    # room where only messages happened reads nothing from the database.
+    last_state_stream: int | None = None
+
+    def state_unchanged_since(self, position: int) -> bool:
+        """No state delta after stream `position` (the current state is the state there)."""
+        return position >= self.last_stream or (
+            self.last_state_stream is not None and position >= self.last_state_stream
+        )
 
     def get(self, type: str, state_key: str = "") -> Event | None:
         return self.state.get((type, state_key))
@@ -115,6 +125,7 @@ class CurrentStateCache:
         extremities = await self.rooms.get_forward_extremities(room_id)
         depth = await self.rooms.get_max_depth(room_id)
         last = await self.events.room_max_stream_ordering(room_id)
+        last_state = await self.rooms.last_state_delta_ordering(room_id)
         group = await self.groups.get_current_group(room_id)
         hops = (await self.groups.get_group_hops(group) or 0) if group is not None else 0
         forks: dict[str, Mapping[StateKey, str]] | None = None
@@ -133,4 +144,5 @@ class CurrentStateCache:
             group,
             hops,
             forks,
+            last_state,
         )

@@ -13,6 +13,7 @@ rejected or soft-failed events) are skipped.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 
 from homeserver.core.streams import EventsRow, StreamRow
@@ -78,6 +79,10 @@ class MembershipIndex:
                     forgotten.discard(row.room_id)
 
 
+def _ordering(entry: tuple[int, str]) -> int:
+    return entry[0]
+
+
 class RoomTailCache:
     """The newest events of each active room, so incremental syncs read no database.
 
@@ -125,16 +130,10 @@ class RoomTailCache:
             self._metric.misses += 1
             return None
         self._metric.hits += 1
+        # Ascending by ordering: bisect to the range instead of scanning the whole tail (a room
+        # woken for 500 members is read 500 times per message).
+        lo = bisect_right(events, after, key=_ordering)
+        hi = bisect_right(events, upto, lo=lo, key=_ordering)
         if newest_first:
-            # From the newest end, stopping at `limit` (an initial sync asks every room for its
-            # last few events: no pass over the whole tail).
-            newest: list[tuple[str, int]] = []
-            if limit > 0:
-                for pos, eid in reversed(events):
-                    if after < pos <= upto:
-                        newest.append((eid, pos))
-                        if len(newest) == limit:
-                            break
-            return newest
-        selected = [(eid, pos) for pos, eid in events if after < pos <= upto]
-        return selected[:limit]
+            return [(eid, pos) for pos, eid in reversed(events[max(lo, hi - limit) : hi])]
+        return [(eid, pos) for pos, eid in events[lo : min(hi, lo + limit)]]

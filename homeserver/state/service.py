@@ -60,7 +60,7 @@ class StateService(CurrentStateCache):
     async def state_ids_at(self, snapshot: RoomSnapshot, position: int) -> dict[StateKey, str]:
         """State ids after stream `position`: current state with later changes rolled back."""
         state = {key: event.event_id for key, event in snapshot.state.items()}
-        if position >= snapshot.last_stream:
+        if snapshot.state_unchanged_since(position):
             return state
         seen = set()
         for delta in await self._deltas_after(snapshot, position):
@@ -84,7 +84,7 @@ class StateService(CurrentStateCache):
             event = snapshot.state.get((c.MEMBER, user_id))
             if event is not None:
                 state[(c.MEMBER, user_id)] = event.event_id
-        if position >= snapshot.last_stream:
+        if snapshot.state_unchanged_since(position):
             return state
         seen = set()
         for delta in await self.rooms.state_deltas_after(snapshot.room_id, position):

@@ -130,49 +130,48 @@ class SyncService:
     # -- entry point -----------------------------------------------------------------------------
 
     async def sync(self, req: SyncRequest) -> dict[str, Any]:
+        # One coroutine frame for the whole request: a parked long-poll holds every frame of its
+        # await chain, thousands of times over.
         for hook in self.started_hooks:
             await hook(req)
         try:
-            return await self._sync(req)
+            self.notifier.track(req.user_id)
+            await self.memberships.load_user(req.user_id)
+            req.lazy_members = self.lazy_members.begin(req)
+            async with Measure("compute_sync"):
+                result, now = await self._compute(req)
+            if result is None and req.timeout_ms > 0:
+                # A wake-up may bring nothing for this request (a presence or device-list notification
+                # whose position the token already had, or a change its filter drops): park again for
+                # the rest of the timeout instead of answering empty, as Synapse does.
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + req.timeout_ms / 1000
+                while result is None:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0 or not await self.notifier.wait_for_change(req.user_id, now, remaining):
+                        break
+                    async with Measure("compute_sync"):
+                        result, now = await self._compute(req)
+            if result is None:
+                result = self._empty(now)
+                req.empty = True
+            else:
+                kind = (
+                    "initial_sync"
+                    if req.since is None
+                    else "full_state_sync"
+                    if req.full_state
+                    else "incremental_sync"
+                )
+                sync_metrics.nonempty.labels(kind, str(req.filter.lazy_load_members)).inc()
+            for ext in self.extensions:
+                await ext.finish(req, result)
+            if req.lazy_members is not None:
+                self.lazy_members.finish(req.lazy_members, result["next_batch"])
+            return result
         finally:
             for done in self.finished_hooks:
                 done(req)
-
-    async def _sync(self, req: SyncRequest) -> dict[str, Any]:
-        self.notifier.track(req.user_id)
-        await self.memberships.load_user(req.user_id)
-        req.lazy_members = self.lazy_members.begin(req)
-        async with Measure("compute_sync"):
-            result, now = await self._compute(req)
-        if result is None and req.timeout_ms > 0:
-            # A wake-up may bring nothing for this request (a presence or device-list notification
-            # whose position the token already had, or a change its filter drops): park again for
-            # the rest of the timeout instead of answering empty, as Synapse does.
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + req.timeout_ms / 1000
-            while result is None:
-                remaining = deadline - loop.time()
-                if remaining <= 0 or not await self.notifier.wait_for_change(req.user_id, now, remaining):
-                    break
-                async with Measure("compute_sync"):
-                    result, now = await self._compute(req)
-        if result is None:
-            result = self._empty(now)
-            req.empty = True
-        else:
-            kind = (
-                "initial_sync"
-                if req.since is None
-                else "full_state_sync"
-                if req.full_state
-                else "incremental_sync"
-            )
-            sync_metrics.nonempty.labels(kind, str(req.filter.lazy_load_members)).inc()
-        for ext in self.extensions:
-            await ext.finish(req, result)
-        if req.lazy_members is not None:
-            self.lazy_members.finish(req.lazy_members, result["next_batch"])
-        return result
 
     @staticmethod
     def _empty(now: StreamToken) -> dict[str, Any]:
@@ -373,9 +372,14 @@ class SyncService:
             state_ids = await self.state.state_ids_at(snapshot, start)
         elif limited:
             at_start = await self.state.state_ids_at(snapshot, start)
-            changed = {
-                (d.type, d.state_key) for d in await self.rooms.state_deltas_between(room_id, since, start)
-            }
+            changed = (
+                set()
+                if snapshot.state_unchanged_since(since)
+                else {
+                    (d.type, d.state_key)
+                    for d in await self.rooms.state_deltas_between(room_id, since, start)
+                }
+            )
             state_ids = {k: v for k, v in at_start.items() if k in changed}
             changed_members = {k[1] for k in changed if k[0] == c.MEMBER}
         else:

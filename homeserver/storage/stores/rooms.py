@@ -166,6 +166,13 @@ class RoomStore:
         )
         return [StateDelta(int(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
 
+    async def last_state_delta_ordering(self, room_id: str) -> int:
+        """Stream ordering of the room's latest state delta (0: none)."""
+        value = await self.db.fetchval(
+            "SELECT MAX(stream_ordering) FROM state_deltas WHERE room_id = $1", room_id
+        )
+        return int(value or 0)
+
     async def state_deltas_after(self, room_id: str, after: int) -> list[StateDelta]:
         rows = await self.db.fetch(
             "SELECT stream_ordering, room_id, type, state_key, event_id, prev_event_id FROM state_deltas"
