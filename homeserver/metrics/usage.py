@@ -98,13 +98,15 @@ class _BlockChildren:
         self.db_txn_duration = block_db_txn_duration.labels(name)
         self.db_sched = block_db_sched_duration.labels(name)
 
-    @staticmethod
-    def of(name: str) -> _BlockChildren:
-        children = _block_children[name] = _BlockChildren(name)  # block names are literals: bounded
-        return children
-
 
 _block_children: dict[str, _BlockChildren] = {}
+
+
+def _children_of(name: str) -> _BlockChildren:
+    children = _block_children.get(name)
+    if children is None:  # block names are literals: bounded
+        children = _block_children[name] = _BlockChildren(name)
+    return children
 
 
 class Measure:
@@ -127,7 +129,7 @@ class Measure:
     def _exit(self) -> None:
         current_usage.reset(self._token)
         usage = self._usage
-        children = _block_children.get(self._name) or _BlockChildren.of(self._name)
+        children = _children_of(self._name)
         children.count.inc()
         children.time.inc(time.perf_counter() - self._start)
         if usage.db_txn_count:
@@ -146,7 +148,7 @@ class Measure:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         utime, stime = _thread_cpu()
-        children = _block_children.get(self._name) or _BlockChildren.of(self._name)
+        children = _children_of(self._name)
         children.utime.inc(max(0.0, utime - self._cpu[0]))
         children.stime.inc(max(0.0, stime - self._cpu[1]))
         self._exit()

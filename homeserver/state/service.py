@@ -87,7 +87,7 @@ class StateService(CurrentStateCache):
         if snapshot.state_unchanged_since(position):
             return state
         seen = set()
-        for delta in await self.rooms.state_deltas_after(snapshot.room_id, position):
+        for delta in await self._deltas_after(snapshot, position):
             key = (delta.type, delta.state_key)
             if key in seen or delta.type != c.MEMBER or delta.state_key not in user_ids:
                 continue

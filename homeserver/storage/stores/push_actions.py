@@ -49,12 +49,12 @@ class PushAction:
 _COLS = "user_id, event_id, room_id, stream_ordering, thread_id, actions, highlight, read, created_ts"
 
 
-def _both(columns: str, where: str) -> str:
+def _both(columns: str, where: str, alias: str = "epa") -> str:
     """`columns` of the rows matching `where` in both tables (a FROM item; the same placeholders
     appear in both branches, so each branch can use its own indexes)."""
     return (
         f"(SELECT {columns} FROM event_push_actions WHERE {where}"
-        f" UNION ALL SELECT {columns} FROM event_push_actions_staging WHERE {where}) AS epa"
+        f" UNION ALL SELECT {columns} FROM event_push_actions_staging WHERE {where}) AS {alias}"
     )
 
 
@@ -187,7 +187,7 @@ class PushActionStore:
         counted = "COUNT(DISTINCT e.room_id)" if group_by_room else "COUNT(*)"
         row = await self.db.fetchrow(
             f"SELECT {counted} FROM "
-            + _both("user_id, room_id", "user_id = $1 AND NOT read").replace("AS epa", "AS e")
+            + _both("user_id, room_id", "user_id = $1 AND NOT read", alias="e")
             + " JOIN room_memberships m ON m.room_id = e.room_id AND m.user_id = e.user_id"
             " WHERE m.membership = 'join'",
             user_id,

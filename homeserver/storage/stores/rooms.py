@@ -40,6 +40,13 @@ class StateDelta:
     prev_event_id: str | None = None
 
 
+_DELTA_SELECT = "SELECT stream_ordering, room_id, type, state_key, event_id, prev_event_id FROM state_deltas"
+
+
+def _delta(row: Row) -> StateDelta:
+    return StateDelta(int(row[0]), row[1], row[2], row[3], row[4], row[5])
+
+
 _MEMBER_COLS = (
     "room_id, user_id, membership, event_id, stream_ordering, sender, displayname, avatar_url, forgotten"
 )
@@ -175,12 +182,11 @@ class RoomStore:
 
     async def state_deltas_after(self, room_id: str, after: int) -> list[StateDelta]:
         rows = await self.db.fetch(
-            "SELECT stream_ordering, room_id, type, state_key, event_id, prev_event_id FROM state_deltas"
-            " WHERE room_id = $1 AND stream_ordering > $2 ORDER BY stream_ordering",
+            _DELTA_SELECT + " WHERE room_id = $1 AND stream_ordering > $2 ORDER BY stream_ordering",
             room_id,
             after,
         )
-        return [StateDelta(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
+        return [_delta(r) for r in rows]
 
     async def state_deltas_after_many(self, after: Mapping[str, int]) -> dict[str, list[StateDelta]]:
         """`state_deltas_after` of many rooms (room -> its own lower bound), 100 rooms a query."""
@@ -192,12 +198,11 @@ class RoomStore:
                 f"(room_id = ${2 * n + 1} AND stream_ordering > ${2 * n + 2})" for n in range(len(chunk))
             )
             rows = await self.db.fetch(
-                "SELECT stream_ordering, room_id, type, state_key, event_id, prev_event_id FROM state_deltas"
-                f" WHERE {terms} ORDER BY room_id, stream_ordering",
+                _DELTA_SELECT + f" WHERE {terms} ORDER BY room_id, stream_ordering",
                 *(v for r in chunk for v in (r, after[r])),
             )
             for r in rows:
-                out[r[1]].append(StateDelta(int(r[0]), r[1], r[2], r[3], r[4], r[5]))
+                out[r[1]].append(_delta(r))
         return out
 
     async def state_ids_at(self, room_id: str, position: int) -> dict[tuple[str, str], str]:
